@@ -1,0 +1,53 @@
+# ferry — set-up, tests and lint. `make setup` prepares a fresh Debian machine; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_PROGRAMS := initdb pg_ctl pg_dump pg_restore psql
+
+.PHONY: setup system-packages test lint format bench-setup bench clean
+
+setup: system-packages $(STAMP)
+
+# PostgreSQL server and client programs: the tests start real clusters.
+system-packages:
+	@missing=""; for p in $(PG_PROGRAMS); do \
+	  command -v $$p >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing PostgreSQL programs:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null; \
+	  else \
+	    echo "error: PostgreSQL programs missing:$$missing; install the postgresql and postgresql-client packages" >&2; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: setup
+	$(BIN)/ruff check migration tests bench
+	$(BIN)/ruff format --check migration tests bench
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format migration tests bench
+	$(BIN)/ruff check --fix migration tests bench
+
+# The peers the benchmark runs against ferry (Debian's pgcopydb).
+bench-setup: setup
+	@command -v pgcopydb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgcopydb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null)
+
+bench: bench-setup
+	$(BIN)/python bench/pg_copy.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""What every command shares: error reporting, JSON output, sizes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from migration.errors import FerryError
+from migration.redact import redact
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``256MB`` → bytes (binary units; ``0`` disables)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise click.BadParameter(f"not a size: {text!r} (try 256MB)")
+    unit = (match.group(2) or "").lower()[:1]
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def print_json(data: Any) -> None:
+    click.echo(redact(json.dumps(data, indent=2, default=str)))
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a :class:`FerryError` into one line on stderr and its exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        debug = bool(click.get_current_context().find_root().params.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except FerryError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(redact(f"ferry: error: {exc}"), err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("ferry: interrupted", err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, SystemExit):
+            raise
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0]
+            click.echo(redact(f"ferry: internal error: {type(exc).__name__}: {first} (rerun with --debug)"), err=True)
+            sys.exit(3)
+
+    return wrapper

@@ -1,0 +1,149 @@
+"""``ferry pg copy|verify|preflight``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal
+
+import click
+
+from migration.cli.common import handle_errors, parse_size, print_json
+from migration.cli.report import show_checks, show_differences
+from migration.postgres import CopyOptions, DumpFilters, copy_database, verify_databases
+from migration.postgres import preflight as run_preflight
+from migration.progress import make_progress
+
+_source = click.option(
+    "--source",
+    "source_url",
+    envvar="FERRY_SOURCE_URL",
+    required=True,
+    metavar="URL",
+    help="Source database URL (or FERRY_SOURCE_URL).",
+)
+_target = click.option(
+    "--target",
+    "target_url",
+    envvar="FERRY_TARGET_URL",
+    required=True,
+    metavar="URL",
+    help="Target database URL (or FERRY_TARGET_URL).",
+)
+_json = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+
+
+@click.group()
+def pg() -> None:
+    """PostgreSQL: copy, verify and check before copying."""
+
+
+@pg.command()
+@_source
+@_target
+@click.option("--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Parallel COPY streams.")
+@click.option("--index-jobs", type=click.IntRange(1, 64), help="Parallel index builds [default: --jobs].")
+@click.option("--schema", "-n", multiple=True, help="Copy only schemas matching (pg_dump pattern).")
+@click.option("--exclude-schema", "-N", multiple=True, help="Skip schemas matching.")
+@click.option("--table", "-t", multiple=True, help="Copy only tables matching.")
+@click.option("--exclude-table", "-T", multiple=True, help="Skip tables matching.")
+@click.option("--owner", metavar="ROLE", help="Give every object on the target to ROLE.")
+@click.option("--clean", is_flag=True, help="Drop everything in the target database first.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted copy into the same target.")
+@click.option("--create-database", is_flag=True, help="Create the target database when it does not exist.")
+@click.option(
+    "--split-tables-larger-than",
+    "split",
+    default="256MB",
+    show_default=True,
+    help="Copy bigger tables in ranges across workers (0 disables).",
+)
+@click.option("--maintenance-work-mem", default="256MB", show_default=True, help="For index builds on the target.")
+@_json
+@handle_errors
+def copy(
+    source_url: str,
+    target_url: str,
+    jobs: int,
+    index_jobs: int | None,
+    schema: tuple[str, ...],
+    exclude_schema: tuple[str, ...],
+    table: tuple[str, ...],
+    exclude_table: tuple[str, ...],
+    owner: str | None,
+    clean: bool,
+    resume: bool,
+    create_database: bool,
+    split: str,
+    maintenance_work_mem: str,
+    as_json: bool,
+) -> None:
+    """Copy a database: consistent snapshot, parallel streaming COPY, indexes as tables finish."""
+    if clean and resume:
+        raise click.UsageError("--clean and --resume cannot be used together")
+    options = CopyOptions(
+        source_url=source_url,
+        target_url=target_url,
+        jobs=jobs,
+        index_jobs=index_jobs,
+        filters=DumpFilters(schema, exclude_schema, table, exclude_table),
+        owner=owner,
+        clean=clean,
+        resume=resume,
+        create_database=create_database,
+        split_bytes=parse_size(split),
+        maintenance_work_mem=maintenance_work_mem,
+    )
+    progress = make_progress()
+    try:
+        result = copy_database(options, progress)
+    finally:
+        progress.close()
+    if as_json:
+        print_json(result.to_json())
+    else:
+        click.echo(
+            f"copied {len(result.tables)} tables, {result.rows} rows, {result.large_objects} large objects "
+            f"in {result.seconds:.1f} s (snapshot {result.snapshot.snapshot_id})"
+        )
+
+
+@pg.command()
+@_source
+@_target
+@click.option(
+    "--mode",
+    type=click.Choice(["quick", "full"]),
+    default="full",
+    show_default=True,
+    help="quick: catalogs, row counts, sequences; full: also per-range checksums.",
+)
+@click.option(
+    "--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Tables checked in parallel."
+)
+@_json
+@handle_errors
+def verify(source_url: str, target_url: str, mode: Literal["quick", "full"], jobs: int, as_json: bool) -> None:
+    """Compare source and target: exit 0 when identical, 1 when they differ."""
+    report = verify_databases(source_url, target_url, mode=mode, jobs=jobs)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        show_differences(report)
+    sys.exit(0 if report.identical else 1)
+
+
+@pg.command()
+@_source
+@_target
+@click.option("--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Jobs the copy will use.")
+@click.option("--owner", metavar="ROLE", help="Role the copy will give objects to.")
+@_json
+@handle_errors
+def preflight(source_url: str, target_url: str, jobs: int, owner: str | None, as_json: bool) -> None:
+    """Check both sides before a copy: exit 0 when it would work, 1 when it would fail."""
+    report = run_preflight(source_url, target_url, jobs=jobs, owner=owner)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        show_checks(report)
+    sys.exit(0 if report.ok else 1)

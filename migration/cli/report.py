@@ -1,0 +1,43 @@
+"""Rendering reports for people: tables of differences and checks."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from migration.postgres import PreflightReport, VerifyReport
+from migration.redact import redact
+
+
+def _console() -> Console:
+    # Wide when piped, so CI logs keep whole names and values.
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def show_differences(report: VerifyReport, console: Console | None = None) -> None:
+    console = console or _console()
+    summary = (
+        f"{report.tables_checked} tables, {report.rows_checked} rows, {report.ranges_checked} ranges "
+        f"checked ({report.mode}) in {report.seconds:.1f} s"
+    )
+    if report.identical:
+        console.print(f"identical: {summary}")
+        return
+    table = Table("kind", "object", "source", "target", title=f"{len(report.differences)} differences")
+    for diff in report.differences:
+        table.add_row(diff.kind, redact(diff.name), redact(diff.source), redact(diff.target))
+    console.print(table)
+    console.print(f"DIFFERENT: {summary}")
+
+
+_MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+
+
+def show_checks(report: PreflightReport, console: Console | None = None) -> None:
+    console = console or _console()
+    table = Table("check", "result", "detail", title="preflight")
+    for check in report.checks:
+        table.add_row(check.name, _MARK[check.status], redact(check.detail))
+    console.print(table)
+    console.print("the copy should work" if report.ok else "the copy would fail: fix the checks marked FAIL")

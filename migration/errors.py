@@ -1,0 +1,117 @@
+"""The one exception hierarchy of ferry.
+
+Third-party errors (psycopg, subprocess, …) are translated into these at the boundary
+where they happen, so the CLI only ever catches :class:`FerryError` and prints one line::
+
+    FerryError
+    ├── UsageError                  bad option or argument combination
+    │   └── InvalidURLError         a connection URL that cannot be parsed
+    ├── ConnectError                a server could not be reached or would not let us in
+    │   ├── HostUnreachableError
+    │   ├── AuthenticationError
+    │   └── DatabaseMissingError
+    ├── PreconditionError           the copy would fail or would lose something
+    │   ├── TargetNotEmptyError
+    │   ├── ToolError               pg_dump / pg_restore missing, too old or failing
+    │   └── ExtensionMissingError
+    ├── SourceChangedError          the source changed under a running copy
+    ├── DatabaseError               any other SQL error, with the side it came from
+    └── ResumeError                 nothing to resume, or a resume that does not match
+
+Every error may name a *side* (``"source"`` or ``"target"``); ``str(error)`` starts with
+it, so the one line printed by the CLI says which server the problem is on.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Side = Literal["source", "target"]
+
+__all__ = [
+    "AuthenticationError",
+    "ConnectError",
+    "DatabaseError",
+    "DatabaseMissingError",
+    "ExtensionMissingError",
+    "FerryError",
+    "HostUnreachableError",
+    "InvalidURLError",
+    "PreconditionError",
+    "ResumeError",
+    "Side",
+    "SourceChangedError",
+    "TargetNotEmptyError",
+    "ToolError",
+    "UsageError",
+]
+
+
+class FerryError(Exception):
+    """Base of every error ferry raises on purpose.
+
+    :param message: one line saying what is wrong, without secrets.
+    :param side: which server the problem is on, when it is on one.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, side: Side | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.side = side
+
+    def __str__(self) -> str:
+        return f"{self.side}: {self.message}" if self.side else self.message
+
+
+class UsageError(FerryError):
+    """An option or argument the user gave cannot work."""
+
+
+class InvalidURLError(UsageError):
+    """A connection URL that cannot be parsed."""
+
+
+class ConnectError(FerryError):
+    """A server could not be reached or refused us."""
+
+
+class HostUnreachableError(ConnectError):
+    """Nothing answers at the host and port of the URL."""
+
+
+class AuthenticationError(ConnectError):
+    """The server refused the user name or password."""
+
+
+class DatabaseMissingError(ConnectError):
+    """The database named in the URL does not exist."""
+
+
+class PreconditionError(FerryError):
+    """A check before the copy found something that would make it fail."""
+
+
+class TargetNotEmptyError(PreconditionError):
+    """The target database already holds objects."""
+
+
+class ToolError(PreconditionError):
+    """A PostgreSQL client program is missing, too old, or failed."""
+
+
+class ExtensionMissingError(PreconditionError):
+    """The source uses an extension the target server does not offer."""
+
+
+class SourceChangedError(FerryError):
+    """The source changed under the copy in a way it cannot follow (a table dropped)."""
+
+
+class DatabaseError(FerryError):
+    """Any other error reported by a server."""
+
+
+class ResumeError(FerryError):
+    """``--resume`` found nothing to resume or a different copy."""

@@ -1,0 +1,25 @@
+"""PostgreSQL: copy, verify and preflight."""
+
+from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.copy import CopyOptions, CopyResult, TableResult, copy_database
+from migration.postgres.preflight import Check, PreflightReport, preflight
+from migration.postgres.schema import DumpFilters
+from migration.postgres.snapshot import SourceSnapshot
+from migration.postgres.verify import Difference, VerifyReport, verify_databases
+
+__all__ = [
+    "Check",
+    "CopyOptions",
+    "CopyResult",
+    "Difference",
+    "DumpFilters",
+    "PgEndpoint",
+    "PreflightReport",
+    "SourceSnapshot",
+    "TableResult",
+    "VerifyReport",
+    "copy_database",
+    "parse_url",
+    "preflight",
+    "verify_databases",
+]

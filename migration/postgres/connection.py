@@ -1,0 +1,80 @@
+"""Opening connections, and the one place where psycopg errors become ferry errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.rows import TupleRow
+
+from migration.errors import (
+    AuthenticationError,
+    DatabaseError,
+    DatabaseMissingError,
+    FerryError,
+    HostUnreachableError,
+    Side,
+    SourceChangedError,
+)
+from migration.postgres.conninfo import PgEndpoint
+from migration.redact import redact
+
+__all__ = ["connect", "pg_errors", "translate"]
+
+_APPLICATION_NAME = "ferry"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("connection to server") and "failed:" in line:
+            line = line.split("failed:", 1)[1].strip()
+        if line:
+            return redact(line.removeprefix("FATAL:").strip())
+    return redact(type(exc).__name__)
+
+
+def translate(exc: BaseException, side: Side, endpoint: PgEndpoint | None = None) -> FerryError:
+    """Turn a psycopg error into the matching :class:`FerryError` for *side*."""
+    if isinstance(exc, FerryError):
+        return exc
+    where = f" ({endpoint.display})" if endpoint is not None else ""
+    message = _first_line(exc)
+    sqlstate = getattr(getattr(exc, "diag", None), "sqlstate", None) or getattr(exc, "sqlstate", None)
+    lowered = message.lower()
+    if (
+        sqlstate in ("28P01", "28000")
+        or "password authentication failed" in lowered
+        or "no password supplied" in lowered
+    ):
+        return AuthenticationError(f"authentication failed{where}: {message}", side=side)
+    if sqlstate == "3D000" or ("database" in lowered and "does not exist" in lowered):
+        return DatabaseMissingError(f"database does not exist{where}: {message}", side=side)
+    if isinstance(exc, psycopg.OperationalError) and sqlstate is None:
+        return HostUnreachableError(f"cannot connect{where}: {message}", side=side)
+    if isinstance(exc, pgerrors.UndefinedTable) and side == "source":
+        return SourceChangedError(f"a table disappeared during the copy: {message}", side=side)
+    return DatabaseError(message, side=side)
+
+
+@contextmanager
+def pg_errors(side: Side, endpoint: PgEndpoint | None = None) -> Iterator[None]:
+    """Translate psycopg errors raised inside the block for *side*."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc, side, endpoint) from exc
+
+
+def connect(endpoint: PgEndpoint, *, autocommit: bool = False) -> psycopg.Connection[TupleRow]:
+    """Open a connection to *endpoint*; errors name its side.
+
+    :param endpoint: where to connect.
+    :param autocommit: open in autocommit mode.
+    """
+    with pg_errors(endpoint.side, endpoint):
+        conn = psycopg.connect(endpoint.conninfo(application_name=_APPLICATION_NAME), autocommit=autocommit)
+    return conn

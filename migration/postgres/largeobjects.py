@@ -1,0 +1,40 @@
+"""Large objects: created with their source oids and filled in chunks, in batches."""
+
+from __future__ import annotations
+
+from migration.postgres.catalog import Conn
+from migration.postgres.state import part_marker_sql
+
+__all__ = ["LO_BATCH", "copy_large_object_batch", "large_object_batches"]
+
+LO_BATCH = 500
+_CHUNK = 1 << 20
+
+
+def large_object_batches(oids: list[int]) -> list[list[int]]:
+    return [oids[i : i + LO_BATCH] for i in range(0, len(oids), LO_BATCH)]
+
+
+def copy_large_object_batch(src: Conn, dst: Conn, oids: list[int], marker_key: str) -> tuple[int, int]:
+    """Copy *oids* in one target transaction, with the batch's done marker."""
+    total = 0
+    with dst.transaction():
+        for oid in oids:
+            dst.execute(
+                "SELECT pg_catalog.lo_unlink(%s) FROM pg_catalog.pg_largeobject_metadata WHERE oid = %s",
+                (oid, oid),
+            )
+            dst.execute("SELECT pg_catalog.lo_create(%s)", (oid,))
+            offset = 0
+            while True:
+                row = src.execute("SELECT pg_catalog.lo_get(%s, %s, %s)", (oid, offset, _CHUNK)).fetchone()
+                data = bytes(row[0]) if row and row[0] is not None else b""
+                if not data:
+                    break
+                dst.execute("SELECT pg_catalog.lo_put(%s, %s, %s)", (oid, offset, data))
+                offset += len(data)
+                if len(data) < _CHUNK:
+                    break
+            total += offset
+        dst.execute(part_marker_sql(), (marker_key, len(oids), total, 0.0))
+    return len(oids), total

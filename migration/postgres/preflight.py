@@ -1,0 +1,201 @@
+"""``ferry pg preflight``: will ``ferry pg copy`` work between these two servers, and how long will it take?"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from migration.errors import FerryError
+from migration.postgres.catalog import Conn, server_major
+from migration.postgres.connection import connect, pg_errors
+from migration.postgres.conninfo import parse_url
+from migration.postgres.state import load_state
+from migration.postgres.target import describe_contents
+from migration.postgres.tools import find_client_tools
+
+__all__ = ["Check", "PreflightReport", "preflight"]
+
+Status = Literal["ok", "warn", "fail"]
+
+# Measured by bench/pg_copy.py on a 2-core machine (bench/RESULTS.md): source bytes per
+# second per job, index builds included. Deliberately rounded down.
+BYTES_PER_SECOND_PER_JOB = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass
+class PreflightReport:
+    """Every check and the copy-time estimate; ``ok`` decides the exit code."""
+
+    checks: list[Check] = field(default_factory=list)
+    source_bytes: int = 0
+    tables: int = 0
+    estimated_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    def add(self, name: str, status: Status, detail: str) -> None:
+        self.checks.append(Check(name, status, detail))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "source_bytes": self.source_bytes,
+            "tables": self.tables,
+            "estimated_seconds": round(self.estimated_seconds, 1),
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _version(conn: Conn) -> str:
+    row = conn.execute("SELECT current_setting('server_version')").fetchone()
+    assert row is not None
+    return str(row[0]).split(" ")[0]
+
+
+def _source_checks(report: PreflightReport, conn: Conn, jobs: int) -> tuple[set[str], int]:
+    extensions = {str(r[0]) for r in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")}
+    user_tables = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_heroku')
+          AND n.nspname NOT LIKE 'pg\\_%'"""
+    unreadable = [
+        str(r[0])
+        for r in conn.execute(
+            f"SELECT format('%I.%I', n.nspname, c.relname) {user_tables} AND NOT has_table_privilege(c.oid, 'SELECT') LIMIT 5"
+        )
+    ]
+    if unreadable:
+        report.add("source privileges", "fail", f"cannot SELECT from {', '.join(unreadable)}")
+    else:
+        report.add("source privileges", "ok", "every table is readable")
+    row = conn.execute(f"SELECT count(*), coalesce(sum(pg_table_size(c.oid)), 0) {user_tables}").fetchone()
+    assert row is not None
+    report.tables, report.source_bytes = int(row[0]), int(row[1])
+    largest = conn.execute(
+        f"SELECT format('%I.%I', n.nspname, c.relname), pg_size_pretty(pg_total_relation_size(c.oid)) "
+        f"{user_tables} AND c.relkind = 'r' ORDER BY pg_total_relation_size(c.oid) DESC LIMIT 3"
+    ).fetchall()
+    db_size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()
+    assert db_size is not None
+    report.add(
+        "source size",
+        "ok",
+        f"database {db_size[0]}, {report.tables} tables; largest: " + ", ".join(f"{r[0]} {r[1]}" for r in largest),
+    )
+    no_pk = [
+        str(r[0])
+        for r in conn.execute(
+            f"SELECT format('%I.%I', n.nspname, c.relname) {user_tables} AND c.relkind = 'r' AND NOT c.relispartition "
+            "AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) ORDER BY 1"
+        )
+    ]
+    if no_pk:
+        shown = ", ".join(no_pk[:5]) + (f" and {len(no_pk) - 5} more" if len(no_pk) > 5 else "")
+        report.add(
+            "tables without a primary key",
+            "warn",
+            f"{len(no_pk)}: {shown} (copied with duplicates kept; change capture will need a key)",
+        )
+    else:
+        report.add("tables without a primary key", "ok", "none")
+    report.estimated_seconds = report.source_bytes / (BYTES_PER_SECOND_PER_JOB * max(1, min(jobs, report.tables)))
+    return extensions, report.tables
+
+
+def _target_checks(report: PreflightReport, conn: Conn, extensions: set[str], owner: str | None) -> None:
+    available = {str(r[0]) for r in conn.execute("SELECT name FROM pg_available_extensions")}
+    missing = sorted(extensions - available)
+    if missing:
+        report.add("extensions", "fail", f"the target server lacks extension(s) the source uses: {', '.join(missing)}")
+    else:
+        report.add("extensions", "ok", ", ".join(sorted(extensions)) or "none used")
+    row = conn.execute(
+        "SELECT has_database_privilege(current_database(), 'CREATE'), has_schema_privilege('public', 'CREATE'), "
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+    ).fetchone()
+    assert row is not None
+    if not (row[0] and row[1]):
+        report.add("target privileges", "fail", "the target user cannot create schemas and tables in this database")
+    else:
+        report.add("target privileges", "ok", "superuser" if row[2] else "may create schemas and tables")
+    if owner:
+        member = conn.execute(
+            "SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = %s", (owner,)
+        ).fetchone()
+        if member is None:
+            report.add("owner role", "fail", f"role {owner} does not exist on the target")
+        elif not member[0]:
+            report.add("owner role", "fail", f"the target user is not a member of role {owner}")
+        else:
+            report.add("owner role", "ok", f"objects will belong to {owner}")
+    if load_state(conn) is not None:
+        report.add("target empty", "warn", "an unfinished ferry copy is here: ferry pg copy --resume finishes it")
+        return
+    contents = describe_contents(conn)
+    if contents:
+        report.add("target empty", "fail", f"not empty ({', '.join(contents)}); ferry pg copy --clean drops it all")
+    else:
+        report.add("target empty", "ok", "empty")
+
+
+def preflight(source_url: str, target_url: str, *, jobs: int = 4, owner: str | None = None) -> PreflightReport:
+    """Check that a copy from *source_url* to *target_url* would succeed.
+
+    Connection failures are reported as failed checks rather than raised, so one run
+    lists every problem on both sides. Malformed URLs still raise.
+    """
+    source = parse_url(source_url, "source")
+    target = parse_url(target_url, "target")
+    report = PreflightReport()
+    extensions: set[str] = set()
+    src_major: int | None = None
+    try:
+        with connect(source) as conn, pg_errors("source", source):
+            src_major = server_major(conn)
+            report.add("source server", "ok", f"PostgreSQL {_version(conn)} at {source.display}")
+            extensions, _ = _source_checks(report, conn, jobs)
+    except FerryError as exc:
+        report.add("source server", "fail", str(exc))
+    try:
+        tools = find_client_tools()
+        if src_major is not None and tools.major < src_major:
+            report.add(
+                "pg_dump", "fail", f"pg_dump {tools.major} at {tools.pg_dump} is older than the source ({src_major})"
+            )
+        else:
+            report.add("pg_dump", "ok", f"pg_dump {tools.major} at {tools.pg_dump}")
+    except FerryError as exc:
+        report.add("pg_dump", "fail", str(exc))
+    try:
+        with connect(target) as conn, pg_errors("target", target):
+            dst_major = server_major(conn)
+            status: Status = "warn" if src_major is not None and dst_major < src_major else "ok"
+            report.add(
+                "target server",
+                status,
+                f"PostgreSQL {_version(conn)} at {target.display}"
+                + (" (older than the source)" if status == "warn" else ""),
+            )
+            _target_checks(report, conn, extensions, owner)
+    except FerryError as exc:
+        report.add("target server", "fail", str(exc))
+    if report.source_bytes:
+        report.add("estimate", "ok", f"about {_duration(report.estimated_seconds)} with {jobs} jobs")
+    return report
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, math.ceil(seconds))} s"
+    if seconds < 5400:
+        return f"{math.ceil(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,91 @@
+"""Resume state, kept in the target database itself in the ``_ferry`` schema.
+
+A part's done marker is inserted in the same transaction as its rows, so after a crash
+or ``kill -9`` a part is either fully loaded and marked, or absent and copied again.
+The schema is dropped when the copy finishes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from migration.postgres.catalog import Conn
+
+__all__ = ["STATE_SCHEMA", "CopyState", "create_state", "drop_state", "load_state", "mark_step"]
+
+STATE_SCHEMA = "_ferry"
+
+_CREATE = f"""
+CREATE SCHEMA {STATE_SCHEMA};
+CREATE TABLE {STATE_SCHEMA}.run (
+    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    source text NOT NULL,
+    snapshot jsonb NOT NULL,
+    plan jsonb NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE {STATE_SCHEMA}.part (
+    part_key text PRIMARY KEY,
+    rows bigint NOT NULL,
+    bytes bigint NOT NULL,
+    seconds double precision NOT NULL,
+    done_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE {STATE_SCHEMA}.step (
+    name text PRIMARY KEY,
+    done_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+@dataclass
+class CopyState:
+    """What an earlier, unfinished copy into this target recorded."""
+
+    source: str
+    snapshot: dict[str, Any]
+    plan: dict[str, Any]
+    done_parts: dict[str, tuple[int, int, float]]
+    done_steps: set[str]
+
+
+def state_exists(conn: Conn) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{STATE_SCHEMA}.run",)).fetchone()
+    return bool(row and row[0])
+
+
+def create_state(conn: Conn, source: str, snapshot: dict[str, Any], plan: dict[str, Any]) -> None:
+    with conn.transaction():
+        conn.execute(_CREATE)
+        conn.execute(
+            f"INSERT INTO {STATE_SCHEMA}.run (source, snapshot, plan) VALUES (%s, %s, %s)",
+            (source, json.dumps(snapshot), json.dumps(plan)),
+        )
+
+
+def load_state(conn: Conn) -> CopyState | None:
+    if not state_exists(conn):
+        return None
+    row = conn.execute(f"SELECT source, snapshot, plan FROM {STATE_SCHEMA}.run").fetchone()
+    if row is None:
+        return None
+    parts = {
+        str(r[0]): (int(r[1]), int(r[2]), float(r[3]))
+        for r in conn.execute(f"SELECT part_key, rows, bytes, seconds FROM {STATE_SCHEMA}.part")
+    }
+    steps = {str(r[0]) for r in conn.execute(f"SELECT name FROM {STATE_SCHEMA}.step")}
+    return CopyState(str(row[0]), dict(row[1]), dict(row[2]), parts, steps)
+
+
+def mark_step(conn: Conn, name: str) -> None:
+    conn.execute(f"INSERT INTO {STATE_SCHEMA}.step (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
+
+
+def part_marker_sql() -> str:
+    return f"INSERT INTO {STATE_SCHEMA}.part (part_key, rows, bytes, seconds) VALUES (%s, %s, %s, %s)"
+
+
+def drop_state(conn: Conn) -> None:
+    conn.execute(f"DROP SCHEMA IF EXISTS {STATE_SCHEMA} CASCADE")

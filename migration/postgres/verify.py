@@ -1,0 +1,306 @@
+"""``ferry pg verify``: is the target the same database as the source?
+
+quick: catalog diff (tables, columns, indexes, constraints, triggers, policies,
+extensions), exact row counts, sequences not behind the source, large object count.
+full: also order-independent checksums per table, split into key ranges so that a
+mismatch is located, and large object contents.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from migration.postgres.catalog import Conn
+from migration.postgres.connection import connect, pg_errors
+from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.state import STATE_SCHEMA
+
+__all__ = ["Difference", "VerifyReport", "verify_databases"]
+
+Mode = Literal["quick", "full"]
+_ROWS_PER_RANGE = 250_000
+_USER_SCHEMAS = f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}') AND n.nspname NOT LIKE 'pg\\_%'"
+
+_CATALOG_QUERIES: dict[str, str] = {
+    "extension": "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace",
+    "table": f"""SELECT format('%I.%I', n.nspname, c.relname),
+                 c.relkind::text || CASE c.relpersistence WHEN 'u' THEN ' unlogged' ELSE '' END
+                 || coalesce(' partition of ' || (SELECT format('%I.%I', pn.nspname, p.relname)
+                   FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+                   JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid LIMIT 1), '')
+                 || CASE WHEN c.relrowsecurity THEN ' rls' ELSE '' END
+                 || CASE WHEN c.relforcerowsecurity THEN ' forced' ELSE '' END
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname {_USER_SCHEMAS}""",
+    "column": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, a.attname),
+                  format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                  || CASE a.attidentity WHEN 'a' THEN ' identity always' WHEN 'd' THEN ' identity' ELSE '' END
+                  || CASE WHEN a.attgenerated = 's' THEN ' generated ' || pg_get_expr(d.adbin, d.adrelid)
+                          WHEN d.adbin IS NOT NULL THEN ' default ' || pg_get_expr(d.adbin, d.adrelid) ELSE '' END
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+              AND n.nspname {_USER_SCHEMAS}""",
+    "index": f"""SELECT format('%I.%I', n.nspname, c.relname), pg_get_indexdef(c.oid)
+                   || CASE WHEN i.indisvalid THEN '' ELSE ' (invalid)' END
+            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname {_USER_SCHEMAS}""",
+    "constraint": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, o.conname),
+                   pg_get_constraintdef(o.oid) || CASE WHEN o.convalidated THEN '' ELSE ' (not validated)' END
+            FROM pg_constraint o JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname {_USER_SCHEMAS}""",
+    "trigger": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, t.tgname), pg_get_triggerdef(t.oid)
+            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS}""",
+    "policy": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, p.polname),
+                   p.polcmd::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
+            FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname {_USER_SCHEMAS}""",
+}
+
+_SESSION = (
+    "SET search_path = ''",
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 1",
+    "SET bytea_output = 'hex'",
+    "SET row_security = off",
+)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One thing that is not the same on both sides."""
+
+    kind: str
+    name: str
+    source: str
+    target: str
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of a verification; ``identical`` decides the exit code."""
+
+    mode: Mode
+    tables_checked: int = 0
+    rows_checked: int = 0
+    ranges_checked: int = 0
+    differences: list[Difference] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "identical": self.identical,
+            "tables_checked": self.tables_checked,
+            "rows_checked": self.rows_checked,
+            "ranges_checked": self.ranges_checked,
+            "seconds": round(self.seconds, 3),
+            "differences": [asdict(d) for d in self.differences],
+        }
+
+
+def _open(endpoint: PgEndpoint) -> Conn:
+    conn = connect(endpoint, autocommit=True)
+    with pg_errors(endpoint.side, endpoint):
+        for statement in _SESSION:
+            conn.execute(statement)
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    return conn
+
+
+def _catalog(conn: Conn) -> dict[str, dict[str, str]]:
+    return {kind: {str(r[0]): str(r[1]) for r in conn.execute(q).fetchall()} for kind, q in _CATALOG_QUERIES.items()}
+
+
+def _diff_catalogs(src: dict[str, dict[str, str]], dst: dict[str, dict[str, str]]) -> list[Difference]:
+    out: list[Difference] = []
+    for kind in _CATALOG_QUERIES:
+        a, b = src[kind], dst[kind]
+        for name in sorted(a.keys() | b.keys()):
+            if a.get(name) != b.get(name):
+                out.append(Difference(kind, name, a.get(name, "(missing)"), b.get(name, "(missing)")))
+    return out
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    int_key: str | None
+
+
+def _data_tables(conn: Conn) -> list[_Table]:
+    rows = conn.execute(
+        f"""SELECT format('%I.%I', n.nspname, c.relname),
+                   (SELECT quote_ident(a.attname) FROM pg_index i
+                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                     WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
+                       AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype))
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'm') AND (c.relkind = 'r' OR c.relispopulated)
+               AND n.nspname {_USER_SCHEMAS} ORDER BY 1"""
+    ).fetchall()
+    return [_Table(str(r[0]), str(r[1]) if r[1] else None) for r in rows]
+
+
+def _ranges(conn: Conn, table: _Table, rows: int) -> list[tuple[str, str]]:
+    """``(label, WHERE condition)`` pairs covering the whole table."""
+    count = min(256, math.ceil(rows / _ROWS_PER_RANGE))
+    if table.int_key is None or count <= 1:
+        return [("all rows", "true")]
+    row = conn.execute(f"SELECT min({table.int_key}), max({table.int_key}) FROM ONLY {table.name}").fetchone()
+    assert row is not None and row[0] is not None
+    low, high = int(row[0]), int(row[1])
+    step = max(1, math.ceil((high - low + 1) / count))
+    out: list[tuple[str, str]] = []
+    for i in range(count):
+        lo, hi = low + i * step, low + (i + 1) * step
+        cond = [f"{table.int_key} >= {lo}" if i else None, f"{table.int_key} < {hi}" if i < count - 1 else None]
+        label = f"{table.int_key} in [{lo if i else '-inf'}, {hi if i < count - 1 else '+inf'})"
+        out.append((label, " AND ".join(c for c in cond if c)))
+    return out
+
+
+def _checksum(conn: Conn, table: str, where: str) -> tuple[int, str]:
+    row = conn.execute(
+        f"SELECT count(*), coalesce(sum(hashtextextended(__ferry_r::text, 0)), 0)::text "
+        f"FROM ONLY {table} AS __ferry_r WHERE {where}"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
+
+
+def _sequences(conn: Conn) -> dict[str, int]:
+    names = conn.execute(
+        f"SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE c.relkind = 'S' AND n.nspname {_USER_SCHEMAS}"
+    ).fetchall()
+    values: dict[str, int] = {}
+    for (name,) in names:
+        row = conn.execute(f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {name}").fetchone()
+        assert row is not None
+        values[str(name)] = int(row[0])
+    return values
+
+
+def _large_objects(conn: Conn, full: bool) -> dict[int, str]:
+    query = "SELECT oid, " + ("md5(lo_get(oid))" if full else "''") + " FROM pg_largeobject_metadata"
+    return {int(r[0]): str(r[1]) for r in conn.execute(query).fetchall()}
+
+
+def verify_databases(
+    source_url: str,
+    target_url: str,
+    *,
+    mode: Mode = "quick",
+    jobs: int = 4,
+    on_table: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """Compare source and target; the report lists every difference found.
+
+    :param mode: ``quick`` (catalogs, counts, sequences) or ``full`` (also checksums).
+    :param jobs: tables checked in parallel.
+    :param on_table: called with each table's name as it is checked.
+    """
+    started = time.monotonic()
+    source = parse_url(source_url, "source")
+    target = parse_url(target_url, "target")
+    report = VerifyReport(mode)
+    src, dst = _open(source), _open(target)
+    try:
+        with pg_errors("source", source):
+            src_catalog = _catalog(src)
+            tables = _data_tables(src)
+            src_seq = _sequences(src)
+            src_lo = _large_objects(src, mode == "full")
+        with pg_errors("target", target):
+            dst_catalog = _catalog(dst)
+            dst_seq = _sequences(dst)
+            dst_lo = _large_objects(dst, mode == "full")
+    finally:
+        src.close()
+        dst.close()
+    report.differences += _diff_catalogs(src_catalog, dst_catalog)
+    present = set(dst_catalog["table"])
+    checked = [t for t in tables if t.name in present]
+
+    def check(table: _Table) -> tuple[list[Difference], int, int]:
+        if on_table:
+            on_table(table.name)
+        with _Pair(source, target) as (s, d):
+            return _check_table(s, d, source, target, table, mode)
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for diffs, rows, ranges in pool.map(check, checked):
+            report.differences += diffs
+            report.rows_checked += rows
+            report.ranges_checked += ranges
+    report.tables_checked = len(checked)
+    for name, value in sorted(src_seq.items()):
+        if name in dst_seq and dst_seq[name] < value:
+            report.differences.append(Difference("sequence", name, str(value), f"{dst_seq[name]} (behind)"))
+    for oid in sorted(src_lo.keys() | dst_lo.keys()):
+        if src_lo.get(oid) != dst_lo.get(oid):
+            report.differences.append(
+                Difference(
+                    "large object",
+                    str(oid),
+                    src_lo.get(oid, "(missing)") or "present",
+                    dst_lo.get(oid, "(missing)") or "present",
+                )
+            )
+    report.seconds = time.monotonic() - started
+    return report
+
+
+class _Pair:
+    def __init__(self, source: PgEndpoint, target: PgEndpoint) -> None:
+        self.source, self.target = source, target
+        self.conns: list[Conn] = []
+
+    def __enter__(self) -> tuple[Conn, Conn]:
+        self.conns = [_open(self.source), _open(self.target)]
+        return self.conns[0], self.conns[1]
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self.conns:
+            conn.close()
+
+
+def _check_table(
+    src: Conn, dst: Conn, source: PgEndpoint, target: PgEndpoint, table: _Table, mode: Mode
+) -> tuple[list[Difference], int, int]:
+    with pg_errors("source", source):
+        row = src.execute(f"SELECT count(*) FROM ONLY {table.name}").fetchone()
+    with pg_errors("target", target):
+        row_t = dst.execute(f"SELECT count(*) FROM ONLY {table.name}").fetchone()
+    assert row is not None and row_t is not None
+    rows_s, rows_t = int(row[0]), int(row_t[0])
+    if rows_s != rows_t:
+        return [Difference("row count", table.name, str(rows_s), str(rows_t))], rows_s, 0
+    if mode == "quick":
+        return [], rows_s, 0
+    diffs: list[Difference] = []
+    with pg_errors("source", source):
+        ranges = _ranges(src, table, rows_s)
+    for label, where in ranges:
+        with pg_errors("source", source):
+            count_s, sum_s = _checksum(src, table.name, where)
+        with pg_errors("target", target):
+            count_t, sum_t = _checksum(dst, table.name, where)
+        if (count_s, sum_s) != (count_t, sum_t):
+            diffs.append(
+                Difference("checksum", f"{table.name} {label}", f"{count_s} rows, {sum_s}", f"{count_t} rows, {sum_t}")
+            )
+    return diffs, rows_s, len(ranges)

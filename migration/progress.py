@@ -1,0 +1,183 @@
+"""Progress reporting: rich bars on a terminal, plain lines elsewhere, nothing for ``--json`` pipes.
+
+Everything goes to stderr, so stdout carries only results (the ``--json`` summary).
+All text passes through :func:`migration.redact.redact`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Protocol, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from migration.redact import redact
+
+__all__ = ["PlainProgress", "ProgressSink", "RichProgress", "make_progress"]
+
+
+class ProgressSink(Protocol):
+    """What long operations report to."""
+
+    def phase(self, name: str) -> None: ...
+    def message(self, text: str) -> None: ...
+    def set_total(self, total_bytes: int) -> None: ...
+    def start_item(self, key: str, label: str, total_bytes: int, total_rows: int) -> None: ...
+    def advance(self, key: str, rows: int, nbytes: int) -> None: ...
+    def finish_item(self, key: str, summary: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1000 or unit == "TB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1000
+    return f"{nbytes:.1f} TB"
+
+
+class PlainProgress:
+    """Plain timestamped lines, and an overall line at most every *interval* seconds."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 10.0, total_bytes: int = 0) -> None:
+        self._stream = stream or sys.stderr
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last = time.monotonic()
+        self._started = time.monotonic()
+        self._done_bytes = 0
+        self._done_rows = 0
+        self.total_bytes = total_bytes
+
+    def _write(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self._stream.write(f"{stamp} {redact(text)}\n")
+        self._stream.flush()
+
+    def phase(self, name: str) -> None:
+        with self._lock:
+            self._write(f"== {name}")
+
+    def message(self, text: str) -> None:
+        with self._lock:
+            self._write(text)
+
+    def start_item(self, key: str, label: str, total_bytes: int, total_rows: int) -> None:
+        return None
+
+    def set_total(self, total_bytes: int) -> None:
+        self.total_bytes = total_bytes
+
+    def advance(self, key: str, rows: int, nbytes: int) -> None:
+        with self._lock:
+            self._done_bytes += nbytes
+            self._done_rows += rows
+            now = time.monotonic()
+            if now - self._last < self._interval:
+                return
+            self._last = now
+            elapsed = now - self._started
+            line = f"progress: {self._done_rows} rows, {_human(self._done_bytes)}"
+            if self.total_bytes and self._done_bytes:
+                share = min(self._done_bytes / self.total_bytes, 0.999)
+                eta = elapsed / share - elapsed
+                line += f" of ~{_human(self.total_bytes)} ({share:.0%}), ETA {eta:.0f} s"
+            self._write(line)
+
+    def finish_item(self, key: str, summary: str) -> None:
+        with self._lock:
+            self._write(summary)
+
+    def close(self) -> None:
+        return None
+
+
+class RichProgress:
+    """Bars per active item plus an overall bar, with rows, bytes, rate and ETA."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]:>12,} rows"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=False,
+        )
+        self._overall = self._progress.add_task("overall", total=None, rows=0)
+        self._tasks: dict[str, TaskID] = {}
+        self._rows: dict[TaskID, int] = {}
+        self._lock = threading.Lock()
+        self._progress.start()
+
+    def set_total(self, total_bytes: int) -> None:
+        self._progress.update(self._overall, total=max(total_bytes, 1))
+
+    def phase(self, name: str) -> None:
+        self._progress.console.log(redact(f"== {name}"))
+
+    def message(self, text: str) -> None:
+        self._progress.console.log(redact(text))
+
+    def start_item(self, key: str, label: str, total_bytes: int, total_rows: int) -> None:
+        with self._lock:
+            if key not in self._tasks:
+                task = self._progress.add_task(redact(label), total=max(total_bytes, 1), rows=0)
+                self._tasks[key] = task
+                self._rows[task] = 0
+
+    def advance(self, key: str, rows: int, nbytes: int) -> None:
+        with self._lock:
+            task = self._tasks.get(key)
+            overall_rows = self._rows.get(self._overall, 0) + rows
+            self._rows[self._overall] = overall_rows
+            if task is not None:
+                self._rows[task] += rows
+                self._progress.update(task, advance=nbytes, rows=self._rows[task])
+        self._progress.update(self._overall, advance=nbytes, rows=overall_rows)
+
+    def finish_item(self, key: str, summary: str) -> None:
+        with self._lock:
+            task = self._tasks.pop(key, None)
+        if task is not None:
+            self._progress.remove_task(task)
+        self._progress.console.log(redact(summary))
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+class _Silent:
+    def phase(self, name: str) -> None: ...
+    def message(self, text: str) -> None: ...
+    def start_item(self, key: str, label: str, total_bytes: int, total_rows: int) -> None: ...
+    def set_total(self, total_bytes: int) -> None: ...
+    def advance(self, key: str, rows: int, nbytes: int) -> None: ...
+    def finish_item(self, key: str, summary: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def make_progress(*, quiet: bool = False, stream: TextIO | None = None) -> ProgressSink:
+    """Rich bars when stderr is a terminal (and not in CI), plain lines otherwise."""
+    import os
+
+    if quiet:
+        return _Silent()
+    target = stream or sys.stderr
+    if target.isatty() and not os.environ.get("CI"):
+        return RichProgress(Console(file=target))
+    return PlainProgress(target)
