@@ -185,3 +185,13 @@ def read_matviews(conn: Conn, oids: list[int]) -> list[str]:
 def read_large_objects(conn: Conn) -> list[int]:
     rows = conn.execute("SELECT oid FROM pg_largeobject_metadata ORDER BY oid").fetchall()
     return [int(r[0]) for r in rows]
+
+
+def foreign_keys_outside(conn: Conn, table_oids: list[int]) -> dict[int, str]:
+    """Foreign keys of copied tables that reference a table not copied: oid -> name."""
+    rows = conn.execute(
+        "SELECT o.oid, format('%%I on %%s', o.conname, o.conrelid::regclass) FROM pg_constraint o "
+        "WHERE o.contype = 'f' AND o.conrelid = ANY(%s) AND NOT o.confrelid = ANY(%s)",
+        (table_oids, table_oids),
+    ).fetchall()
+    return {int(r[0]): str(r[1]) for r in rows}

@@ -30,10 +30,12 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith("connection to server") and "failed:" in line:
-            line = line.split("failed:", 1)[1].strip()
-        if line:
-            return redact(line.removeprefix("FATAL:").strip())
+        if "FATAL:" in line:
+            line = line.rsplit("FATAL:", 1)[1]
+        elif line.startswith("connection") and "failed:" in line:
+            line = line.rsplit("failed:", 1)[1]
+        if line.strip():
+            return redact(" ".join(line.split()))
     return redact(type(exc).__name__)
 
 

@@ -22,6 +22,7 @@ import psycopg
 
 from migration.errors import (
     DatabaseMissingError,
+    ExtensionMissingError,
     ResumeError,
     SourceChangedError,
     TargetNotEmptyError,
@@ -35,11 +36,11 @@ from migration.postgres.indexes import analyze_table, build_index
 from migration.postgres.largeobjects import copy_large_object_batch, large_object_batches
 from migration.postgres.plan import Part, plan_parts
 from migration.postgres.postdata import pending_post_data
-from migration.postgres.schema import DumpFilters, SchemaDump, TocEntry, dump_schema, restore_entries
+from migration.postgres.schema import PG_CONSTRAINT, DumpFilters, SchemaDump, TocEntry, dump_schema, restore_entries
 from migration.postgres.snapshot import SourceSnapshot, exported_snapshot
 from migration.postgres.state import CopyState, create_state, drop_state, load_state, mark_step
 from migration.postgres.target import clean_target, describe_contents
-from migration.postgres.tools import find_client_tools
+from migration.postgres.tools import ClientTools, find_client_tools
 from migration.progress import ProgressSink
 
 __all__ = ["CopyOptions", "CopyResult", "TableResult", "copy_database"]
@@ -369,14 +370,6 @@ class _Scheduler:
             return copy_large_object_batch(src, dst, oids, key)
 
 
-def _set_sequences(holder: Conn, control: Conn, dump: SchemaDump, target: PgEndpoint) -> int:
-    sequences = catalog.read_sequences(holder, dump.oids("SEQUENCE"))
-    with pg_errors("target", target):
-        for name, value, called in sequences:
-            control.execute("SELECT pg_catalog.setval(%s, %s, %s)", (name, value, called))
-    return len(sequences)
-
-
 def _refresh_matviews(control: Conn, names: list[str], target: PgEndpoint) -> None:
     """Refresh in rounds: a view over another view waits for the round after it."""
     left = list(names)
@@ -399,6 +392,18 @@ def _refresh_rounds(control: Conn, left: list[str]) -> None:
         left = failed
 
 
+def _check_extensions(source: PgEndpoint, target: PgEndpoint) -> None:
+    with connect(source) as conn, pg_errors("source", source):
+        used = {str(r[0]) for r in conn.execute("SELECT extname FROM pg_extension")}
+    with connect(target) as conn, pg_errors("target", target):
+        available = {str(r[0]) for r in conn.execute("SELECT name FROM pg_available_extensions")}
+    missing = sorted(used - available)
+    if missing:
+        raise ExtensionMissingError(
+            f"the target server lacks extension(s) the source uses: {', '.join(missing)}", side="target"
+        )
+
+
 def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
     """Copy one database from ``options.source_url`` to ``options.target_url``.
 
@@ -417,115 +422,122 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
             source_major = catalog.server_major(probe)
         tools.require_at_least(source_major)
         _ensure_database(target, options.create_database)
+        _check_extensions(source, target)
     control = open_target_session(target, options.owner)
     admin = connect(target, autocommit=True)
     try:
         with pg_errors("target", target):
             state = _check_target(admin, options, source)
         with tempfile.TemporaryDirectory(prefix="ferry-pg-") as tmp, exported_snapshot(source) as (snapshot, holder):
-            return _run(
-                options,
-                progress,
-                phase,
-                phases,
-                tools,
-                source,
-                target,
-                snapshot,
-                holder,
-                control,
-                admin,
-                state,
-                Path(tmp),
-                source_major,
-                started,
-            )
+            run = _CopyRun(options, progress, phase, tools, source, target, snapshot, holder, control, admin, state)
+            result = run.run(Path(tmp), source_major)
     finally:
         control.close()
         admin.close()
-
-
-def _run(
-    options: CopyOptions,
-    progress: ProgressSink,
-    phase: _Phases,
-    phases: dict[str, float],
-    tools: Any,
-    source: PgEndpoint,
-    target: PgEndpoint,
-    snapshot: SourceSnapshot,
-    holder: Conn,
-    control: Conn,
-    admin: Conn,
-    state: CopyState | None,
-    workdir: Path,
-    source_major: int,
-    started: float,
-) -> CopyResult:
-    result = CopyResult(source.display, target.display, snapshot, resumed=state is not None)
-    with phase("schema"):
-        with pg_errors("source", source):
-            holder.execute("SELECT pg_catalog.set_config('search_path', '', true)")
-            platform_triggers = _platform_event_triggers(holder)
-        dump = dump_schema(tools, source, snapshot.snapshot_id, _platform_filters(options.filters), workdir)
-        built = {(e.catalog, e.oid) for e in dump.post_data if e.desc in ("INDEX", "CONSTRAINT")}
-        with pg_errors("source", source):
-            tables = catalog.read_tables(holder, dump.oids("TABLE"), built)
-        built = {(1259, i.oid) for t in tables for i in t.indexes} | {
-            (2606, i.constraint_oid) for t in tables for i in t.indexes if i.constraint_oid is not None
-        }
-        if state is None:
-            pre_data = [e for e in dump.pre_data if not _skip_entry(e, platform_triggers)]
-            restore_entries(tools, dump, pre_data, target, workdir, name="pre-data", owner=options.owner)
-            with pg_errors("source", source):
-                _copy_database_settings(holder, admin, target, progress)
-                parts = plan_parts(holder, tables, options.split_bytes, source_major)
-            with pg_errors("target", target):
-                create_state(control, source.display, snapshot.as_dict(), {"parts": [p.to_json() for p in parts]})
-            done: dict[str, tuple[int, int, float]] = {}
-        else:
-            parts = [Part.from_json(p) for p in state.plan["parts"]]
-            done = state.done_parts
-            progress.message(f"resuming: {len(done)} of {len(parts)} parts already copied")
-    with phase("data"):
-        with pg_errors("source", source):
-            lo_oids = catalog.read_large_objects(holder)
-        progress.set_total(sum(p.est_bytes for p in parts if p.key not in done))
-        scheduler = _Scheduler(options, source, target, snapshot, tables, progress)
-        scheduler.run(parts, done, lo_oids)
-        result.tables = sorted(scheduler.results.values(), key=lambda t: -t.bytes)
-        result.large_objects = len(lo_oids)
-    with phase("sequences"), pg_errors("source", source):
-        result.sequences = _set_sequences(holder, control, dump, target)
-    with phase("post-data"):
-        with pg_errors("target", target):
-            state_now = load_state(control)
-        if state_now is None or "post-data" not in state_now.done_steps:
-            entries = [
-                e for e in dump.post_data if (e.catalog, e.oid) not in built and not _skip_entry(e, platform_triggers)
-            ]
-            if state is not None:
-                with pg_errors("source", source), pg_errors("target", target):
-                    entries = pending_post_data(holder, control, entries)
-            restore_entries(
-                tools,
-                dump,
-                entries,
-                target,
-                workdir,
-                name="post-data",
-                owner=options.owner,
-                jobs=options.index_jobs or options.jobs,
-            )
-            with pg_errors("target", target):
-                mark_step(control, "post-data")
-    with phase("materialized views"):
-        with pg_errors("source", source):
-            matviews = catalog.read_matviews(holder, dump.oids("MATERIALIZED VIEW"))
-        _refresh_matviews(control, matviews, target)
-        result.materialized_views = len(matviews)
-    with pg_errors("target", target):
-        drop_state(control)
     result.phases = phases
     result.seconds = time.monotonic() - started
     return result
+
+
+@dataclass
+class _CopyRun:
+    """One copy's phases after the preflight, sharing its connections and snapshot."""
+
+    options: CopyOptions
+    progress: ProgressSink
+    phase: _Phases
+    tools: ClientTools
+    source: PgEndpoint
+    target: PgEndpoint
+    snapshot: SourceSnapshot
+    holder: Conn
+    control: Conn
+    admin: Conn
+    state: CopyState | None
+    platform_triggers: set[int] = field(default_factory=set)
+
+    def run(self, workdir: Path, source_major: int) -> CopyResult:
+        result = CopyResult(self.source.display, self.target.display, self.snapshot, resumed=self.state is not None)
+        with self.phase("schema"):
+            dump, tables, parts, done = self._schema(workdir, source_major)
+        with self.phase("data"):
+            with pg_errors("source", self.source):
+                lo_oids = catalog.read_large_objects(self.holder)
+            self.progress.set_total(sum(p.est_bytes for p in parts if p.key not in done))
+            scheduler = _Scheduler(self.options, self.source, self.target, self.snapshot, tables, self.progress)
+            scheduler.run(parts, done, lo_oids)
+            result.tables = sorted(scheduler.results.values(), key=lambda t: -t.bytes)
+            result.large_objects = len(lo_oids)
+        with self.phase("sequences"):
+            result.sequences = self._sequences(dump)
+        with self.phase("post-data"):
+            self._post_data(dump, tables, workdir)
+        with self.phase("materialized views"):
+            with pg_errors("source", self.source):
+                matviews = catalog.read_matviews(self.holder, dump.oids("MATERIALIZED VIEW"))
+            _refresh_matviews(self.control, matviews, self.target)
+            result.materialized_views = len(matviews)
+        with pg_errors("target", self.target):
+            drop_state(self.control)
+        return result
+
+    def _schema(
+        self, workdir: Path, source_major: int
+    ) -> tuple[SchemaDump, list[TableInfo], list[Part], dict[str, tuple[int, int, float]]]:
+        with pg_errors("source", self.source):
+            self.holder.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+            self.platform_triggers = _platform_event_triggers(self.holder)
+        filters = _platform_filters(self.options.filters)
+        dump = dump_schema(self.tools, self.source, self.snapshot.snapshot_id, filters, workdir)
+        in_dump = {(e.catalog, e.oid) for e in dump.post_data if e.desc in ("INDEX", "CONSTRAINT")}
+        with pg_errors("source", self.source):
+            tables = catalog.read_tables(self.holder, dump.oids("TABLE"), in_dump)
+        if self.state is not None:
+            parts = [Part.from_json(p) for p in self.state.plan["parts"]]
+            self.progress.message(f"resuming: {len(self.state.done_parts)} of {len(parts)} parts already copied")
+            return dump, tables, parts, self.state.done_parts
+        pre_data = [e for e in dump.pre_data if not _skip_entry(e, self.platform_triggers)]
+        restore_entries(self.tools, dump, pre_data, self.target, workdir, name="pre-data", owner=self.options.owner)
+        with pg_errors("source", self.source):
+            _copy_database_settings(self.holder, self.admin, self.target, self.progress)
+            parts = plan_parts(self.holder, tables, self.options.split_bytes, source_major)
+        with pg_errors("target", self.target):
+            plan = {"parts": [p.to_json() for p in parts]}
+            create_state(self.control, self.source.display, self.snapshot.as_dict(), plan)
+        return dump, tables, parts, {}
+
+    def _sequences(self, dump: SchemaDump) -> int:
+        with pg_errors("source", self.source):
+            sequences = catalog.read_sequences(self.holder, dump.oids("SEQUENCE"))
+        with pg_errors("target", self.target):
+            for name, value, called in sequences:
+                self.control.execute("SELECT pg_catalog.setval(%s, %s, %s)", (name, value, called))
+        return len(sequences)
+
+    def _post_data(self, dump: SchemaDump, tables: list[TableInfo], workdir: Path) -> None:
+        with pg_errors("target", self.target):
+            state_now = load_state(self.control)
+        if state_now is not None and "post-data" in state_now.done_steps:
+            return
+        built = {(1259, i.oid) for t in tables for i in t.indexes} | {
+            (2606, i.constraint_oid) for t in tables for i in t.indexes if i.constraint_oid is not None
+        }
+        with pg_errors("source", self.source):
+            dangling = catalog.foreign_keys_outside(self.holder, dump.oids("TABLE"))
+        for name in dangling.values():
+            self.progress.message(f"warning: foreign key {name} not copied: it references a table left out")
+        entries = [
+            e
+            for e in dump.post_data
+            if (e.catalog, e.oid) not in built
+            and not _skip_entry(e, self.platform_triggers)
+            and not (e.catalog == PG_CONSTRAINT and e.oid in dangling)
+        ]
+        if self.state is not None:
+            entries = pending_post_data(self.source, self.holder, self.target, self.control, entries)
+        jobs = self.options.index_jobs or self.options.jobs
+        restore_entries(
+            self.tools, dump, entries, self.target, workdir, name="post-data", owner=self.options.owner, jobs=jobs
+        )
+        with pg_errors("target", self.target):
+            mark_step(self.control, "post-data")

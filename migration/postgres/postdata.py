@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from migration.postgres.catalog import Conn
+from migration.postgres.connection import pg_errors
+from migration.postgres.conninfo import PgEndpoint
 from migration.postgres.schema import TocEntry
 
 __all__ = ["pending_post_data"]
@@ -32,7 +34,9 @@ _CHECKS: dict[int, tuple[str, str]] = {
 }
 
 
-def pending_post_data(source: Conn, target: Conn, entries: list[TocEntry]) -> list[TocEntry]:
+def pending_post_data(
+    source: PgEndpoint, source_conn: Conn, target: PgEndpoint, target_conn: Conn, entries: list[TocEntry]
+) -> list[TocEntry]:
     """*entries* minus the constraints, triggers, policies and indexes already on the target.
 
     Other entries (attachments, row security switches) are safe to apply twice.
@@ -41,9 +45,11 @@ def pending_post_data(source: Conn, target: Conn, entries: list[TocEntry]) -> li
     for entry in entries:
         check = _CHECKS.get(entry.catalog)
         if check is not None:
-            row = source.execute(check[0], (entry.oid,)).fetchone()
+            with pg_errors("source", source):
+                row = source_conn.execute(check[0], (entry.oid,)).fetchone()
             if row is not None:
-                exists = target.execute(check[1], (row[0], row[1])).fetchone()
+                with pg_errors("target", target):
+                    exists = target_conn.execute(check[1], (row[0], row[1])).fetchone()
                 if exists and exists[0]:
                     continue
         pending.append(entry)
