@@ -58,9 +58,7 @@ def test_kitchen_sink_arrives_identical(kitchen_sink: Database, target_db: Datab
     assert t.scalar("SELECT condeferrable FROM pg_constraint WHERE conname = 'chicken_egg_fk'") is True
     with pytest.raises(psycopg.errors.ExclusionViolation):
         t.execute("INSERT INTO bookings VALUES (999, 1, tstzrange('2024-01-02 00:30+00', '2024-01-02 01:00+00'))")
-    assert t.scalar(
-        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'measurements_pkey'::regclass"
-    ) == 2
+    assert t.scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'measurements_pkey'::regclass") == 2
     # primary keys are constraints backed by an index of the same name
     assert t.scalar("SELECT conindid::regclass::text FROM pg_constraint WHERE conname = 'customers_pkey'") == (
         "customers_pkey"
@@ -79,9 +77,9 @@ def test_source_is_only_read(kitchen_sink: Database, target_db: Database) -> Non
     )
     kitchen_sink.execute("ALTER ROLE reader SET default_transaction_read_only = on")
     kitchen_sink.execute(
-        "GRANT USAGE ON SCHEMA public, sales, \"Mixed Case\" TO reader; "
-        "GRANT SELECT ON ALL TABLES IN SCHEMA public, sales, \"Mixed Case\" TO reader; "
-        "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, sales, \"Mixed Case\" TO reader; "
+        'GRANT USAGE ON SCHEMA public, sales, "Mixed Case" TO reader; '
+        'GRANT SELECT ON ALL TABLES IN SCHEMA public, sales, "Mixed Case" TO reader; '
+        'GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, sales, "Mixed Case" TO reader; '
         "DO $$ DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP "
         "EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO reader', o); END LOOP; END $$"
     )
@@ -135,11 +133,25 @@ def test_filters_rename_and_dangling_foreign_keys(source_db: Database, target_cl
     from tests.conftest import _new_database
 
     target = _new_database(target_cluster, "uniform_name")  # type: ignore[arg-type]
-    run = ferry("pg", "copy", "--source", source_db.url, "--target", target.url,
-                "--schema", "app", "--exclude-table", "app.scratch")
+    run = ferry(
+        "pg",
+        "copy",
+        "--source",
+        source_db.url,
+        "--target",
+        target.url,
+        "--schema",
+        "app",
+        "--exclude-table",
+        "app.scratch",
+    )
     assert run.code == 0, run.stderr
-    tables = {r[0] for r in target.execute(
-        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname IN ('app', 'audit')")}
+    tables = {
+        r[0]
+        for r in target.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname IN ('app', 'audit')"
+        )
+    }
     assert tables == {"app.users", "app.logins"}
     assert target.scalar("SELECT count(*) FROM app.logins") == 2
     assert target.scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == 1
@@ -216,9 +228,12 @@ def test_heroku_layout(source_db: Database, target_db: Database) -> None:
         copy(source_db, target_db)
     finally:
         source_db.execute(f"DROP EVENT TRIGGER heroku_guard_{source_db.name}")
-    assert target_db.scalar(
-        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE extname = 'pgcrypto'"
-    ) == "heroku_ext"
+    assert (
+        target_db.scalar(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE extname = 'pgcrypto'"
+        )
+        == "heroku_ext"
+    )
     assert target_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = '_heroku'") == 0
     assert target_db.scalar("SELECT count(*) FROM pg_event_trigger") == 0
     assert "heroku_ext" in str(target_db.scalar("SHOW search_path"))

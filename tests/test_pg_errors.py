@@ -35,7 +35,9 @@ def test_malformed_url(target_db: Database) -> None:
 
 
 def test_unreachable_host(target_db: Database) -> None:
-    run = ferry("pg", "copy", "--source", f"postgres://u:pw-unreach@127.0.0.1:{free_port()}/db", "--target", target_db.url)
+    run = ferry(
+        "pg", "copy", "--source", f"postgres://u:pw-unreach@127.0.0.1:{free_port()}/db", "--target", target_db.url
+    )
     assert_one_line_error(run, "source:", "cannot connect")
     assert "pw-unreach" not in run.output
 
@@ -161,5 +163,3 @@ def test_clean_and_resume_together_is_a_usage_error(source_db: Database, target_
 def test_debug_shows_the_traceback(target_db: Database) -> None:
     run = ferry("--debug", "pg", "copy", "--source", "mysql://x/y", "--target", target_db.url)
     assert run.code == 2 and "Traceback" in run.stderr
-
-

@@ -11,6 +11,7 @@ from psycopg.rows import TupleRow
 
 from migration.errors import (
     AuthenticationError,
+    ConnectError,
     DatabaseError,
     DatabaseMissingError,
     FerryError,
@@ -51,10 +52,13 @@ def translate(exc: BaseException, side: Side, endpoint: PgEndpoint | None = None
         sqlstate in ("28P01", "28000")
         or "password authentication failed" in lowered
         or "no password supplied" in lowered
+        or ("role" in lowered and "does not exist" in lowered)
     ):
         return AuthenticationError(f"authentication failed{where}: {message}", side=side)
     if sqlstate == "3D000" or ("database" in lowered and "does not exist" in lowered):
         return DatabaseMissingError(f"database does not exist{where}: {message}", side=side)
+    if isinstance(exc, psycopg.OperationalError) and sqlstate is None and "FATAL:" in str(exc):
+        return ConnectError(f"the server refused the connection{where}: {message}", side=side)
     if isinstance(exc, psycopg.OperationalError) and sqlstate is None:
         return HostUnreachableError(f"cannot connect{where}: {message}", side=side)
     if isinstance(exc, pgerrors.UndefinedTable) and side == "source":

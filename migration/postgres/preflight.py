@@ -51,7 +51,7 @@ class PreflightReport:
             "ok": self.ok,
             "source_bytes": self.source_bytes,
             "tables": self.tables,
-            "estimated_seconds": round(self.estimated_seconds, 1),
+            "estimated_seconds": round(self.estimated_seconds, 3),
             "checks": [asdict(c) for c in self.checks],
         }
 
