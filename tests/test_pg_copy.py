@@ -207,7 +207,7 @@ def test_integer_key_ranges_cover_every_row_once(source_db: Database) -> None:
     with psycopg.connect(source_db.url) as conn:
         oid = conn.execute("SELECT 'k'::regclass::oid").fetchone()[0]  # type: ignore[index]
         tables = read_tables(conn, [oid], set())
-        parts = plan_parts(conn, tables, split_bytes=512 * 1024, server_major=13)
+        parts = plan_parts(conn, tables, split_bytes=512 * 1024, server_major=13, jobs=2)
         assert len(parts) > 2 and all("id" in (p.predicate or "") for p in parts)
         counts = [conn.execute(f"SELECT count(*) FROM k WHERE {p.predicate}").fetchone()[0] for p in parts]  # type: ignore[index]
     assert sum(counts) == 32001 and all(c > 0 for c in counts)

@@ -53,11 +53,11 @@ def pg() -> None:
 @click.option(
     "--split-tables-larger-than",
     "split",
-    default="256MB",
+    default="auto",
     show_default=True,
-    help="Copy bigger tables in ranges across workers (0 disables).",
+    help="Copy bigger tables in ranges across workers (0 never; auto: only a table well over its fair share).",
 )
-@click.option("--maintenance-work-mem", default="256MB", show_default=True, help="For index builds on the target.")
+@click.option("--maintenance-work-mem", default="512MB", show_default=True, help="For index builds on the target.")
 @_json
 @handle_errors
 def copy(
@@ -90,7 +90,7 @@ def copy(
         clean=clean,
         resume=resume,
         create_database=create_database,
-        split_bytes=parse_size(split),
+        split_bytes=None if split == "auto" else parse_size(split),
         maintenance_work_mem=maintenance_work_mem,
     )
     progress = make_progress()

@@ -67,8 +67,12 @@ class PgEndpoint:
         return PgEndpoint(self.side, {**self.params, "dbname": dbname})
 
     def child_env(self) -> dict[str, str]:
-        """Environment for pg_dump/pg_restore: the connection as libpq variables."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        """Environment for pg_dump/pg_restore: the connection as libpq variables.
+
+        The URL's parameters override the inherited ``PG*`` variables, so a child
+        connects exactly where ferry's own libpq connection goes.
+        """
+        env = dict(os.environ)
         for key, value in {"connect_timeout": "10", **self.params}.items():
             if key in _LIBPQ_ENV:
                 env[_LIBPQ_ENV[key]] = value

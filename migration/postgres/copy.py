@@ -57,7 +57,8 @@ class CopyOptions:
     :param index_jobs: parallel index builds (defaults to *jobs*).
     :param owner: role that owns every object on the target; ``None`` keeps the
         connecting user as owner (source owners and grants are never copied).
-    :param split_bytes: tables bigger than this are copied in ranges by several workers.
+    :param split_bytes: tables bigger than this are copied in ranges by several workers;
+        ``None`` decides per table (see :func:`migration.postgres.plan.split_count`), 0 never splits.
     """
 
     source_url: str
@@ -69,8 +70,8 @@ class CopyOptions:
     clean: bool = False
     resume: bool = False
     create_database: bool = False
-    split_bytes: int = 256 * 1024 * 1024
-    maintenance_work_mem: str = "256MB"
+    split_bytes: int | None = None
+    maintenance_work_mem: str = "512MB"
 
 
 @dataclass
@@ -242,11 +243,14 @@ class _Scheduler:
         snapshot: SourceSnapshot,
         tables: list[TableInfo],
         progress: ProgressSink,
+        psql: Path | None,
+        binary: bool,
     ) -> None:
+        self.binary = binary
         self.options, self.target, self.progress = options, target, progress
         self.tables = {t.qualified_name: t for t in tables}
         self.results = {t.qualified_name: TableResult(t.qualified_name) for t in tables}
-        self.workers = WorkerConnections(source, target, snapshot, options.owner)
+        self.workers = WorkerConnections(source, target, snapshot, options.owner, psql)
         self.copy_pool = ThreadPoolExecutor(options.jobs, thread_name_prefix="ferry-copy")
         self.index_pool = ThreadPoolExecutor(options.index_jobs or options.jobs, thread_name_prefix="ferry-index")
         self.pending: dict[Future[Any], Callable[[Any], None]] = {}
@@ -313,7 +317,8 @@ class _Scheduler:
     def abort(self) -> None:
         for future in self.pending:
             future.cancel()
-        for conn in [*self.workers._all, *self._index_conns]:
+        self.workers.cancel()
+        for conn in self._index_conns:
             with suppress(Exception):  # best effort while already failing
                 conn.cancel_safe(timeout=5)
 
@@ -323,7 +328,7 @@ class _Scheduler:
             if part.table not in self.first_start:
                 self.first_start[part.table] = time.monotonic()
                 self.progress.start_item(part.table, part.table, table.bytes, table.est_rows)
-        return copy_part(self.workers, table.column_list, part, self.progress.advance)
+        return copy_part(self.workers, table, part, self.progress.advance, binary=self.binary and table.binary_safe)
 
     def _copied(self, part: Part, result: Any) -> None:
         table = self.results[part.table]
@@ -422,6 +427,8 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
             source_major = catalog.server_major(probe)
         tools.require_at_least(source_major)
         _ensure_database(target, options.create_database)
+        with connect(target) as probe, pg_errors("target", target):
+            target_major = catalog.server_major(probe)
         _check_extensions(source, target)
     control = open_target_session(target, options.owner)
     admin = connect(target, autocommit=True)
@@ -430,7 +437,7 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
             state = _check_target(admin, options, source)
         with tempfile.TemporaryDirectory(prefix="ferry-pg-") as tmp, exported_snapshot(source) as (snapshot, holder):
             run = _CopyRun(options, progress, phase, tools, source, target, snapshot, holder, control, admin, state)
-            result = run.run(Path(tmp), source_major)
+            result = run.run(Path(tmp), source_major, binary=source_major == target_major)
     finally:
         control.close()
         admin.close()
@@ -456,7 +463,7 @@ class _CopyRun:
     state: CopyState | None
     platform_triggers: set[int] = field(default_factory=set)
 
-    def run(self, workdir: Path, source_major: int) -> CopyResult:
+    def run(self, workdir: Path, source_major: int, *, binary: bool) -> CopyResult:
         result = CopyResult(self.source.display, self.target.display, self.snapshot, resumed=self.state is not None)
         with self.phase("schema"):
             dump, tables, parts, done = self._schema(workdir, source_major)
@@ -464,7 +471,9 @@ class _CopyRun:
             with pg_errors("source", self.source):
                 lo_oids = catalog.read_large_objects(self.holder)
             self.progress.set_total(sum(p.est_bytes for p in parts if p.key not in done))
-            scheduler = _Scheduler(self.options, self.source, self.target, self.snapshot, tables, self.progress)
+            scheduler = _Scheduler(
+                self.options, self.source, self.target, self.snapshot, tables, self.progress, self.tools.psql, binary
+            )
             scheduler.run(parts, done, lo_oids)
             result.tables = sorted(scheduler.results.values(), key=lambda t: -t.bytes)
             result.large_objects = len(lo_oids)
@@ -500,7 +509,7 @@ class _CopyRun:
         restore_entries(self.tools, dump, pre_data, self.target, workdir, name="pre-data", owner=self.options.owner)
         with pg_errors("source", self.source):
             _copy_database_settings(self.holder, self.admin, self.target, self.progress)
-            parts = plan_parts(self.holder, tables, self.options.split_bytes, source_major)
+            parts = plan_parts(self.holder, tables, self.options.split_bytes, source_major, self.options.jobs)
         with pg_errors("target", self.target):
             plan = {"parts": [p.to_json() for p in parts]}
             create_state(self.control, self.source.display, self.snapshot.as_dict(), plan)

@@ -27,6 +27,7 @@ class Part:
     predicate: str | None
     freeze: bool
     est_bytes: int
+    priority: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,33 +72,56 @@ def _key_parts(conn: Conn, table: TableInfo, count: int) -> list[str] | None:
     return predicates
 
 
-def plan_parts(conn: Conn, tables: list[TableInfo], split_bytes: int, server_major: int) -> list[Part]:
-    """Parts for *tables*, biggest first; tables over *split_bytes* are cut in ranges.
+# Automatic splitting leaves tables under this size whole, whatever the job count.
+AUTO_SPLIT_MIN_BYTES = 256 * 1024 * 1024
+
+
+def split_count(table: TableInfo, total_work: float, jobs: int, split_bytes: int | None) -> int:
+    """How many ranges to cut *table* into.
+
+    Whole tables load with ``COPY FREEZE``, which saves every later reader (the index
+    builds first) from setting hint bits on each page, so splitting has a cost. Left
+    automatic (``None``), only a table whose work (rows plus index builds, see
+    :attr:`TableInfo.priority`) exceeds a worker's fair share of all the work is split,
+    so that it finishes early and its index builds overlap the other tables' copies
+    instead of trailing after them.
+    """
+    if split_bytes is None:
+        fair_share = total_work / max(1, jobs)
+        if jobs < 2 or table.bytes < AUTO_SPLIT_MIN_BYTES or table.priority <= fair_share:
+            return 1
+        return min(jobs, 64, math.ceil(table.priority / fair_share))
+    if split_bytes <= 0:
+        return 1
+    return min(64, math.ceil(table.bytes / split_bytes))
+
+
+def plan_parts(
+    conn: Conn, tables: list[TableInfo], split_bytes: int | None, server_major: int, jobs: int
+) -> list[Part]:
+    """Parts for *tables*, the longest critical path (rows plus index builds) first.
 
     ctid ranges (fast TID range scans, PostgreSQL 14+) are preferred; older servers
     split by an integer primary key; a table with neither is copied whole.
     """
+    total_work = sum(t.priority for t in tables)
     parts: list[Part] = []
     for table in tables:
-        count = min(64, math.ceil(table.bytes / split_bytes)) if split_bytes > 0 else 1
+        count = split_count(table, total_work, jobs, split_bytes)
         predicates: list[str] | None = None
         if count > 1 and server_major >= 14 and table.pages >= count:
             predicates = _ctid_parts(table, count)
         elif count > 1 and table.int_key is not None:
             predicates = _key_parts(conn, table, count)
         if not predicates:
-            parts.append(Part(f"{table.qualified_name}#0", table.qualified_name, 0, 1, None, True, table.bytes))
+            parts.append(
+                Part(f"{table.qualified_name}#0", table.qualified_name, 0, 1, None, True, table.bytes, table.priority)
+            )
             continue
         for i, predicate in enumerate(predicates):
+            share = table.bytes // len(predicates)
             parts.append(
-                Part(
-                    f"{table.qualified_name}#{i}",
-                    table.qualified_name,
-                    i,
-                    len(predicates),
-                    predicate,
-                    False,
-                    table.bytes // len(predicates),
-                )
-            )
-    return sorted(parts, key=lambda p: -p.est_bytes)
+                Part(f"{table.qualified_name}#{i}", table.qualified_name, i, len(predicates), predicate, False, share,
+                     table.priority)
+            )  # fmt: skip
+    return sorted(parts, key=lambda p: (-p.priority, p.table, p.index))

@@ -24,6 +24,7 @@ class ClientTools:
     pg_dump: Path
     pg_restore: Path
     major: int
+    psql: Path | None = None
 
     def require_at_least(self, server_major: int) -> None:
         """pg_dump refuses (or silently misreads) a server newer than itself."""
@@ -83,7 +84,8 @@ def find_client_tools() -> ClientTools:
     for directory in _candidate_dirs():
         dump, restore = directory / "pg_dump", directory / "pg_restore"
         if dump.exists() and restore.exists():
-            return ClientTools(dump, restore, _version(dump))
+            psql = directory / "psql"
+            return ClientTools(dump, restore, _version(dump), psql if psql.exists() else None)
     raise ToolError(
         "pg_dump and pg_restore not found; install the postgresql-client package "
         "(make setup does on Debian) or set FERRY_PG_BINDIR"
