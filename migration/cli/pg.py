@@ -57,7 +57,7 @@ def pg() -> None:
     show_default=True,
     help="Copy bigger tables in ranges across workers (0 never; auto: only a table well over its fair share).",
 )
-@click.option("--maintenance-work-mem", default="512MB", show_default=True, help="For index builds on the target.")
+@click.option("--maintenance-work-mem", metavar="SIZE", help="For index builds on the target [default: the server's].")
 @_json
 @handle_errors
 def copy(
@@ -74,7 +74,7 @@ def copy(
     resume: bool,
     create_database: bool,
     split: str,
-    maintenance_work_mem: str,
+    maintenance_work_mem: str | None,
     as_json: bool,
 ) -> None:
     """Copy a database: consistent snapshot, parallel streaming COPY, indexes as tables finish."""

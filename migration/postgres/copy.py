@@ -57,6 +57,8 @@ class CopyOptions:
     :param index_jobs: parallel index builds (defaults to *jobs*).
     :param owner: role that owns every object on the target; ``None`` keeps the
         connecting user as owner (source owners and grants are never copied).
+    :param maintenance_work_mem: for index builds; ``None`` keeps the server's setting
+        (bigger is not faster: bench/RESULTS.md).
     :param split_bytes: tables bigger than this are copied in ranges by several workers;
         ``None`` decides per table (see :func:`migration.postgres.plan.split_count`), 0 never splits.
     """
@@ -71,7 +73,7 @@ class CopyOptions:
     resume: bool = False
     create_database: bool = False
     split_bytes: int | None = None
-    maintenance_work_mem: str = "512MB"
+    maintenance_work_mem: str | None = None
 
 
 @dataclass
@@ -265,8 +267,11 @@ class _Scheduler:
         conn: Conn | None = getattr(self._index_local, "conn", None)
         if conn is None:
             conn = open_target_session(self.target, self.options.owner)
-            with pg_errors("target", self.target):
-                conn.execute(f"SET maintenance_work_mem = '{self.options.maintenance_work_mem}'")
+            if self.options.maintenance_work_mem:
+                with pg_errors("target", self.target):
+                    conn.execute(
+                        "SELECT set_config('maintenance_work_mem', %s, false)", (self.options.maintenance_work_mem,)
+                    )
             self._index_local.conn = conn
             with self._lock:
                 self._index_conns.append(conn)
