@@ -1,7 +1,8 @@
 """PostgreSQL: copy, verify and preflight."""
 
 from migration.postgres.conninfo import PgEndpoint, parse_url
-from migration.postgres.copy import CopyOptions, CopyResult, TableResult, copy_database
+from migration.postgres.copy import copy_database
+from migration.postgres.model import CopyOptions, CopyResult, TableResult
 from migration.postgres.preflight import Check, PreflightReport, preflight
 from migration.postgres.schema import DumpFilters
 from migration.postgres.snapshot import SourceSnapshot

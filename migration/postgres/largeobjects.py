@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from migration.postgres.catalog import Conn
+from migration.postgres.connection import pg_errors
+from migration.postgres.data import WorkerConnections
 from migration.postgres.state import part_marker_sql
 
 __all__ = ["LO_BATCH", "copy_large_object_batch", "large_object_batches"]
@@ -15,10 +16,11 @@ def large_object_batches(oids: list[int]) -> list[list[int]]:
     return [oids[i : i + LO_BATCH] for i in range(0, len(oids), LO_BATCH)]
 
 
-def copy_large_object_batch(src: Conn, dst: Conn, oids: list[int], marker_key: str) -> tuple[int, int]:
+def copy_large_object_batch(conns: WorkerConnections, oids: list[int], marker_key: str) -> tuple[int, int]:
     """Copy *oids* in one target transaction, with the batch's done marker."""
+    src, dst = conns.pair()
     total = 0
-    with dst.transaction():
+    with pg_errors("target", conns.target), dst.transaction():
         for oid in oids:
             dst.execute(
                 "SELECT pg_catalog.lo_unlink(%s) FROM pg_catalog.pg_largeobject_metadata WHERE oid = %s",
@@ -27,7 +29,8 @@ def copy_large_object_batch(src: Conn, dst: Conn, oids: list[int], marker_key: s
             dst.execute("SELECT pg_catalog.lo_create(%s)", (oid,))
             offset = 0
             while True:
-                row = src.execute("SELECT pg_catalog.lo_get(%s, %s, %s)", (oid, offset, _CHUNK)).fetchone()
+                with pg_errors("source", conns.source):
+                    row = src.execute("SELECT pg_catalog.lo_get(%s, %s, %s)", (oid, offset, _CHUNK)).fetchone()
                 data = bytes(row[0]) if row and row[0] is not None else b""
                 if not data:
                     break

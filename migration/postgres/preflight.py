@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from migration.errors import FerryError
 from migration.postgres.catalog import Conn, server_major
+from migration.postgres.checks import available_extensions, installed_extensions
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
 from migration.postgres.state import load_state
@@ -63,7 +64,7 @@ def _version(conn: Conn) -> str:
 
 
 def _source_checks(report: PreflightReport, conn: Conn, jobs: int) -> tuple[set[str], int]:
-    extensions = {str(r[0]) for r in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")}
+    extensions = installed_extensions(conn)
     user_tables = """FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_heroku')
           AND n.nspname NOT LIKE 'pg\\_%'"""
@@ -112,8 +113,7 @@ def _source_checks(report: PreflightReport, conn: Conn, jobs: int) -> tuple[set[
 
 
 def _target_checks(report: PreflightReport, conn: Conn, extensions: set[str], owner: str | None) -> None:
-    available = {str(r[0]) for r in conn.execute("SELECT name FROM pg_available_extensions")}
-    missing = sorted(extensions - available)
+    missing = sorted(extensions - available_extensions(conn))
     if missing:
         report.add("extensions", "fail", f"the target server lacks extension(s) the source uses: {', '.join(missing)}")
     else:

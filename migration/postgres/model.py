@@ -1,0 +1,103 @@
+"""What a copy takes and what it gives back: the public value types of ``ferry pg copy``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from migration.postgres.schema import DumpFilters
+from migration.postgres.snapshot import SourceSnapshot
+
+__all__ = ["CopyOptions", "CopyResult", "TableResult"]
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    """Everything ``ferry pg copy`` takes.
+
+    :param jobs: parallel COPY streams.
+    :param index_jobs: parallel index builds (defaults to *jobs*).
+    :param owner: role that owns every object on the target; ``None`` keeps the
+        connecting user as owner (source owners and grants are never copied).
+    :param maintenance_work_mem: for index builds; ``None`` keeps the server's setting
+        (bigger is not faster: bench/RESULTS.md).
+    :param split_bytes: tables bigger than this are copied in ranges by several workers;
+        ``None`` decides per table (see :func:`migration.postgres.plan.split_count`), 0 never splits.
+    """
+
+    source_url: str
+    target_url: str
+    jobs: int = 4
+    index_jobs: int | None = None
+    filters: DumpFilters = field(default_factory=DumpFilters)
+    owner: str | None = None
+    clean: bool = False
+    resume: bool = False
+    create_database: bool = False
+    split_bytes: int | None = None
+    maintenance_work_mem: str | None = None
+
+
+@dataclass
+class TableResult:
+    """One table's copy: rows and COPY bytes moved, copy and index seconds."""
+
+    name: str
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    index_seconds: float = 0.0
+    parts: int = 0
+    resumed_parts: int = 0
+
+
+@dataclass
+class CopyResult:
+    """What ``copy_database`` did; ``to_json()`` is the ``--json`` summary."""
+
+    source: str
+    target: str
+    snapshot: SourceSnapshot
+    resumed: bool
+    tables: list[TableResult] = field(default_factory=list)
+    large_objects: int = 0
+    sequences: int = 0
+    materialized_views: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.bytes for t in self.tables)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "snapshot": self.snapshot.as_dict(),
+            "consistent": not self.resumed,
+            "resumed": self.resumed,
+            "seconds": round(self.seconds, 3),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "large_objects": self.large_objects,
+            "sequences": self.sequences,
+            "materialized_views": self.materialized_views,
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
+            "tables": [
+                {
+                    "name": t.name,
+                    "rows": t.rows,
+                    "bytes": t.bytes,
+                    "seconds": round(t.seconds, 3),
+                    "index_seconds": round(t.index_seconds, 3),
+                    "parts": t.parts,
+                    "resumed_parts": t.resumed_parts,
+                }
+                for t in self.tables
+            ],
+        }

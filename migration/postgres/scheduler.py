@@ -1,0 +1,179 @@
+"""Data phase scheduling: parts on the copy workers, each loaded table's indexes on the index workers.
+
+Parts run biggest critical path first. When a table's last part is in, its index builds
+(most expensive first) go to the index pool, then its ANALYZE; the copy workers move on
+to the next part meanwhile. Any failure cancels every running COPY and index build.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from migration.errors import SourceChangedError
+from migration.postgres.catalog import Conn, IndexBuild, TableInfo
+from migration.postgres.connection import pg_errors
+from migration.postgres.conninfo import PgEndpoint
+from migration.postgres.data import PartResult, WorkerConnections, copy_part, open_target_session
+from migration.postgres.indexes import analyze_table, build_index
+from migration.postgres.largeobjects import copy_large_object_batch, large_object_batches
+from migration.postgres.model import CopyOptions, TableResult
+from migration.postgres.plan import Part
+from migration.postgres.snapshot import SourceSnapshot
+from migration.progress import ProgressSink
+
+__all__ = ["DataPhase"]
+
+
+def _ignore(_result: object) -> None:
+    return None
+
+
+class DataPhase:
+    """Runs parts on the copy pool and each finished table's indexes on the index pool."""
+
+    def __init__(
+        self,
+        options: CopyOptions,
+        source: PgEndpoint,
+        target: PgEndpoint,
+        snapshot: SourceSnapshot,
+        tables: list[TableInfo],
+        progress: ProgressSink,
+        psql: Path | None,
+        binary: bool,
+    ) -> None:
+        self.binary = binary
+        self.options, self.target, self.progress = options, target, progress
+        self.tables = {t.qualified_name: t for t in tables}
+        self.results = {t.qualified_name: TableResult(t.qualified_name) for t in tables}
+        self.workers = WorkerConnections(source, target, snapshot, options.owner, psql)
+        self.copy_pool = ThreadPoolExecutor(options.jobs, thread_name_prefix="ferry-copy")
+        self.index_pool = ThreadPoolExecutor(options.index_jobs or options.jobs, thread_name_prefix="ferry-index")
+        self.pending: dict[Future[Any], Callable[[Any], None]] = {}
+        self.parts_left: dict[str, int] = {}
+        self.indexes_left: dict[str, int] = {}
+        self.first_start: dict[str, float] = {}
+        self._index_local = threading.local()
+        self._index_conns: list[Conn] = []
+        self._lock = threading.Lock()
+
+    def _index_conn(self) -> Conn:
+        conn: Conn | None = getattr(self._index_local, "conn", None)
+        if conn is None:
+            conn = open_target_session(self.target, self.options.owner)
+            if self.options.maintenance_work_mem:
+                with pg_errors("target", self.target):
+                    conn.execute(
+                        "SELECT set_config('maintenance_work_mem', %s, false)", (self.options.maintenance_work_mem,)
+                    )
+            self._index_local.conn = conn
+            with self._lock:
+                self._index_conns.append(conn)
+        return conn
+
+    def submit(self, pool: ThreadPoolExecutor, fn: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        self.pending[pool.submit(fn)] = then
+
+    def run(self, parts: list[Part], done: dict[str, tuple[int, int, float]], lo_oids: list[int]) -> None:
+        for part in parts:
+            if part.table not in self.tables:
+                raise SourceChangedError(f"table {part.table} is gone from the source", side="source")
+            self.parts_left[part.table] = self.parts_left.get(part.table, 0) + 1
+        for part in parts:
+            result = self.results[part.table]
+            result.parts += 1
+            if part.key in done:
+                rows, nbytes, seconds = done[part.key]
+                result.rows, result.bytes, result.seconds = (
+                    result.rows + rows,
+                    result.bytes + nbytes,
+                    result.seconds + seconds,
+                )
+                result.resumed_parts += 1
+                self._part_done(part.table)
+            else:
+                self.submit(self.copy_pool, partial(self._copy, part), partial(self._copied, part))
+        for i, batch in enumerate(large_object_batches(lo_oids)):
+            key = f"large-objects#{i}"
+            if key not in done:
+                self.submit(self.copy_pool, partial(self._copy_los, batch, key), _ignore)
+        try:
+            while self.pending:
+                finished, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    then = self.pending.pop(future)
+                    then(future.result())
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self.copy_pool.shutdown(wait=True, cancel_futures=True)
+            self.index_pool.shutdown(wait=True, cancel_futures=True)
+            self.workers.close()
+            for conn in self._index_conns:
+                conn.close()
+
+    def abort(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.workers.cancel()
+        for conn in self._index_conns:
+            with suppress(Exception):  # best effort while already failing
+                conn.cancel_safe(timeout=5)
+
+    def _copy(self, part: Part) -> Any:
+        table = self.tables[part.table]
+        with self._lock:
+            if part.table not in self.first_start:
+                self.first_start[part.table] = time.monotonic()
+                self.progress.start_item(part.table, part.table, table.bytes, table.est_rows)
+        return copy_part(self.workers, table, part, self.progress.advance, binary=self.binary and table.binary_safe)
+
+    def _copied(self, part: Part, result: PartResult) -> None:
+        table = self.results[part.table]
+        table.rows += result.rows
+        table.bytes += result.bytes
+        self._part_done(part.table)
+
+    def _part_done(self, name: str) -> None:
+        self.parts_left[name] -= 1
+        if self.parts_left[name] > 0:
+            return
+        result = self.results[name]
+        if name in self.first_start:
+            result.seconds = time.monotonic() - self.first_start[name]
+            self.progress.finish_item(
+                name, f"copied {name}: {result.rows} rows, {result.bytes} bytes in {result.seconds:.1f} s"
+            )
+        table = self.tables[name]
+        self.indexes_left[name] = len(table.indexes)
+        if not table.indexes:
+            self.submit(self.index_pool, partial(self._analyze, table), _ignore)
+        for index in table.indexes:
+            self.submit(
+                self.index_pool,
+                partial(self._build, table, index),
+                partial(self._indexed, table),
+            )
+
+    def _indexed(self, table: TableInfo, seconds: float) -> None:
+        self.results[table.qualified_name].index_seconds += seconds
+        self.indexes_left[table.qualified_name] -= 1
+        if self.indexes_left[table.qualified_name] == 0:
+            self.submit(self.index_pool, partial(self._analyze, table), _ignore)
+
+    def _build(self, table: TableInfo, index: IndexBuild) -> float:
+        return build_index(self._index_conn(), self.target, table, index)
+
+    def _analyze(self, table: TableInfo) -> None:
+        analyze_table(self._index_conn(), self.target, table)
+
+    def _copy_los(self, oids: list[int], key: str) -> Any:
+        return copy_large_object_batch(self.workers, oids, key)
