@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -205,6 +206,8 @@ def verify(source: Cluster, target: Cluster, mode: str) -> None:
 
 
 def main() -> None:
+    # A plain kill should still stop the clusters (the context managers' cleanup).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-gb", type=float, default=1.4, help="approximate source database size")
     parser.add_argument("--jobs", type=int, default=2, help="job count given to every tool")
