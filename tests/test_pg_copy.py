@@ -67,6 +67,11 @@ def test_kitchen_sink_arrives_identical(kitchen_sink: Database, target_db: Datab
     assert t.scalar("SELECT count(*) FROM top_customers") == kitchen_sink.scalar("SELECT count(*) FROM top_customers")
     assert t.scalar("SELECT t FROM odd_values WHERE id = 1") == "tab\there\nnewline\\backslash"
     assert t.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = '_ferry'") == 0
+    # zero-column table, inheritance without double rows, replica identity and clustering
+    assert t.scalar("SELECT count(*) FROM no_columns") == 2
+    assert t.scalar("SELECT count(*) FROM ONLY vehicles") == 1 and t.scalar("SELECT count(*) FROM vehicles") == 2
+    assert t.scalar("SELECT relreplident FROM pg_class WHERE oid = 'vehicles'::regclass") == "i"
+    assert t.scalar("SELECT indexrelid::regclass::text FROM pg_index WHERE indisclustered") == "vehicles_pkey"
 
 
 def test_source_is_only_read(kitchen_sink: Database, target_db: Database) -> None:

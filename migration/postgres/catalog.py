@@ -29,6 +29,8 @@ class IndexBuild:
     :param index_sql: ``CREATE INDEX`` statement, or ``None`` for an exclusion
         constraint, whose index the ``ALTER TABLE`` builds.
     :param constraint_sql: ``ALTER TABLE … ADD CONSTRAINT`` statement or ``None``.
+    :param after_sql: what pg_dump would have said with the index: ``REPLICA IDENTITY
+        USING INDEX``, ``CLUSTER ON`` (each safe to repeat).
     """
 
     name: str
@@ -39,6 +41,7 @@ class IndexBuild:
     index_sql: str | None
     constraint_sql: str | None
     cost: float = 0.0
+    after_sql: tuple[str, ...] = ()
 
 
 @dataclass
@@ -107,7 +110,7 @@ SELECT i.indrelid, ic.relname, format('%%I.%%I', n.nspname, ic.relname), i.index
        con.oid, con.conname, con.contype, pg_get_indexdef(i.indexrelid),
        pg_get_constraintdef(con.oid), con.condeferrable, con.condeferred,
        format('%%I.%%I', tn.nspname, t.relname), pg_relation_size(i.indexrelid),
-       (SELECT amname FROM pg_am WHERE oid = ic.relam)
+       (SELECT amname FROM pg_am WHERE oid = ic.relam), i.indisreplident, i.indisclustered
   FROM pg_index i
   JOIN pg_class ic ON ic.oid = i.indexrelid
   JOIN pg_namespace n ON n.oid = ic.relnamespace
@@ -156,8 +159,16 @@ def read_tables(conn: Conn, table_oids: list[int], built_objects: set[tuple[int,
             table_qname,
             index_bytes,
             access_method,
+            replica_identity,
+            clustered,
         ) = row
         cost = float(index_bytes) * INDEX_BUILD_WEIGHT.get(str(access_method), 1.0)
+        final_name = _quote(con_name if con_oid is not None else name)
+        after: list[str] = []
+        if replica_identity:
+            after.append(f"ALTER TABLE ONLY {table_qname} REPLICA IDENTITY USING INDEX {final_name}")
+        if clustered:
+            after.append(f"ALTER TABLE {table_qname} CLUSTER ON {final_name}")
         table = tables[int(relid)]
         idx_oid_i = int(idx_oid)
         if con_oid is not None:
@@ -173,9 +184,11 @@ def read_tables(conn: Conn, table_oids: list[int], built_objects: set[tuple[int,
                     timing = " DEFERRABLE INITIALLY DEFERRED" if deferred else " DEFERRABLE"
                 index_sql = index_def
                 con_sql = alter + f"{kind} USING INDEX {_quote(name)}{timing}"
-            table.indexes.append(IndexBuild(name, qname, idx_oid_i, int(con_oid), con_name, index_sql, con_sql, cost))
+            table.indexes.append(
+                IndexBuild(name, qname, idx_oid_i, int(con_oid), con_name, index_sql, con_sql, cost, tuple(after))
+            )
         elif (1259, idx_oid_i) in built_objects:
-            table.indexes.append(IndexBuild(name, qname, idx_oid_i, None, None, index_def, None, cost))
+            table.indexes.append(IndexBuild(name, qname, idx_oid_i, None, None, index_def, None, cost, tuple(after)))
     for table in tables.values():
         table.indexes.sort(key=lambda i: -i.cost)
     return sorted(tables.values(), key=lambda t: (-t.priority, t.qualified_name))

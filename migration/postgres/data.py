@@ -122,11 +122,12 @@ def copy_part(
     started = time.monotonic()
     columns = table.column_list
     fmt = "FORMAT binary" if binary else "FORMAT text"
+    column_list = f" ({columns})" if columns else ""  # a table may have no columns at all
     if part.predicate:
         query = f"COPY (SELECT {columns} FROM ONLY {part.table} WHERE {part.predicate}) TO STDOUT ({fmt})"
     else:
-        query = f"COPY {part.table} ({columns}) TO STDOUT ({fmt})"
-    load = f"COPY {part.table} ({columns}) FROM STDIN ({fmt}{', FREEZE' if part.freeze else ''})"
+        query = f"COPY {part.table}{column_list} TO STDOUT ({fmt})"
+    load = f"COPY {part.table}{column_list} FROM STDIN ({fmt}{', FREEZE' if part.freeze else ''})"
     # Binary rows carry no newline to count: estimate while streaming, exact at the end.
     bytes_per_row = max(1, table.bytes // max(1, table.est_rows)) if binary else 0
     if conns.psql is not None and part.est_bytes >= PSQL_READER_MIN_BYTES:

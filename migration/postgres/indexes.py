@@ -42,6 +42,8 @@ def build_index(conn: Conn, target: PgEndpoint, table: TableInfo, index: IndexBu
             and not constraint_exists(conn, table.qualified_name, index.constraint_name)
         ):
             conn.execute(index.constraint_sql)
+        for statement in index.after_sql:
+            conn.execute(statement)
     return time.monotonic() - started
 
 

@@ -35,6 +35,7 @@ _CATALOG_QUERIES: dict[str, str] = {
                    JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid LIMIT 1), '')
                  || CASE WHEN c.relrowsecurity THEN ' rls' ELSE '' END
                  || CASE WHEN c.relforcerowsecurity THEN ' forced' ELSE '' END
+                 || ' replica identity ' || c.relreplident::text
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname {_USER_SCHEMAS}""",
     "column": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, a.attname),
@@ -48,6 +49,8 @@ _CATALOG_QUERIES: dict[str, str] = {
               AND n.nspname {_USER_SCHEMAS}""",
     "index": f"""SELECT format('%I.%I', n.nspname, c.relname), pg_get_indexdef(c.oid)
                    || CASE WHEN i.indisvalid THEN '' ELSE ' (invalid)' END
+                   || CASE WHEN i.indisreplident THEN ' (replica identity)' ELSE '' END
+                   || CASE WHEN i.indisclustered THEN ' (clustered)' ELSE '' END
             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname {_USER_SCHEMAS}""",
     "constraint": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, o.conname),

@@ -112,3 +112,16 @@ INSERT INTO odd_values VALUES
     (2, '', '-Infinity', '{}', '-infinity', true, 'null'),
     (3, NULL, 1e-300, NULL, '2024-02-29 12:00:00+00', false, '[]'),
     (4, 'ünïcödé ✓ 日本', 0, '{-2147483648}', NULL, NULL, NULL);
+
+-- A table with no columns, old-style inheritance, replica identity and CLUSTER ON an index.
+CREATE TABLE no_columns ();
+INSERT INTO no_columns DEFAULT VALUES;
+INSERT INTO no_columns DEFAULT VALUES;
+CREATE TABLE vehicles (id int PRIMARY KEY, name text);
+CREATE TABLE trucks (payload int) INHERITS (vehicles);
+INSERT INTO vehicles VALUES (1, 'car');
+INSERT INTO trucks VALUES (2, 'truck', 40);
+CREATE UNIQUE INDEX vehicles_name_key ON vehicles (name);
+ALTER TABLE vehicles ALTER COLUMN name SET NOT NULL;
+ALTER TABLE vehicles REPLICA IDENTITY USING INDEX vehicles_name_key;
+ALTER TABLE vehicles CLUSTER ON vehicles_pkey;
