@@ -9,7 +9,7 @@ PG_PROGRAMS := initdb pg_ctl pg_dump pg_restore psql
 
 setup: system-packages $(STAMP)
 
-# PostgreSQL server and client programs: the tests start real clusters.
+# PostgreSQL and Redis server and client programs: the tests start real servers.
 system-packages:
 	@missing=""; for p in $(PG_PROGRAMS); do \
 	  command -v $$p >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$$p >/dev/null 2>&1 || missing="$$missing $$p"; \
@@ -20,6 +20,14 @@ system-packages:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null; \
 	  else \
 	    echo "error: PostgreSQL programs missing:$$missing; install the postgresql and postgresql-client packages" >&2; exit 1; \
+	  fi; \
+	fi
+	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing redis-server"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
+	  else \
+	    echo "error: redis-server missing; install the redis-server package" >&2; exit 1; \
 	  fi; \
 	fi
 
@@ -48,6 +56,7 @@ bench-setup: setup
 
 bench: bench-setup
 	$(BIN)/python bench/pg_copy.py
+	$(BIN)/python bench/redis_copy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from migration.cli.pg import pg
+from migration.cli.redis import redis
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -15,3 +16,4 @@ def main(debug: bool) -> None:
 
 
 main.add_command(pg)
+main.add_command(redis)

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from migration.postgres import PreflightReport, VerifyReport
 from migration.redact import redact
+from migration.redis.verify import RedisVerifyReport
 
 
 def _console() -> Console:
@@ -41,3 +42,21 @@ def show_checks(report: PreflightReport, console: Console | None = None) -> None
         table.add_row(check.name, _MARK[check.status], redact(check.detail))
     console.print(table)
     console.print("the copy should work" if report.ok else "the copy would fail: fix the checks marked FAIL")
+
+
+def show_redis_differences(report: RedisVerifyReport, console: Console | None = None) -> None:
+    console = console or _console()
+    counts = Table("database", "source keys", "target keys", title="keys per database")
+    for db, (src, dst) in sorted(report.databases.items()):
+        counts.add_row(f"db{db}", str(src), str(dst))
+    console.print(counts)
+    scope = f"a sample of {report.sample} keys per database" if report.sample else "every key"
+    summary = f"{report.keys_checked} keys checked ({scope}) in {report.seconds:.1f} s"
+    if report.identical:
+        console.print(f"identical: {summary}")
+        return
+    table = Table("kind", "db", "key", "source", "target", title=f"{len(report.differences)} differences")
+    for diff in report.differences[:200]:
+        table.add_row(diff.kind, str(diff.db), redact(diff.key), redact(diff.source), redact(diff.target))
+    console.print(table)
+    console.print(f"DIFFERENT: {summary}")

@@ -1,0 +1,46 @@
+"""Reading what a Redis server says about itself: INFO sections, keyspace, config that may be refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hiredis
+
+from migration.redis.connection import RespConn
+
+__all__ = ["config_get", "info", "keyspace", "version"]
+
+
+def info(conn: RespConn, section: str = "everything") -> dict[str, str]:
+    text = conn.call("INFO", section)
+    result: dict[str, str] = {}
+    for line in (text.decode() if isinstance(text, bytes) else str(text)).splitlines():
+        if ":" in line and not line.startswith("#"):
+            key, _, value = line.partition(":")
+            result[key] = value.strip()
+    return result
+
+
+def keyspace(conn: RespConn) -> dict[int, int]:
+    """``{db: keys}`` for every database that holds keys."""
+    dbs: dict[int, int] = {}
+    for key, value in info(conn, "keyspace").items():
+        if key.startswith("db"):
+            fields = dict(item.split("=", 1) for item in value.split(","))
+            dbs[int(key[2:])] = int(fields.get("keys", "0"))
+    return dbs
+
+
+def version(conn: RespConn) -> tuple[int, ...]:
+    raw = info(conn, "server").get("redis_version", "0")
+    return tuple(int(p) for p in raw.split(".") if p.isdigit())
+
+
+def config_get(conn: RespConn, name: str) -> str | None:
+    """A config value, or ``None`` where CONFIG is refused (Heroku, ElastiCache)."""
+    conn.send(b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(name), name.encode()))
+    reply: Any = conn.read(1)[0]
+    if isinstance(reply, hiredis.ReplyError) or not reply:
+        return None
+    values = list(reply)
+    return values[1].decode() if len(values) >= 2 else None

@@ -1,0 +1,117 @@
+"""The live tail: keyspace notifications on the source feed a de-duplicated queue of keys to copy again.
+
+Subscribed before the scan starts, so a write made during the scan is either seen by the
+scan or queued here. ``lag()`` says how far behind the target is; zero queued and nothing
+in flight means every write seen so far has arrived.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from migration.errors import FerryError, PreconditionError
+from migration.redis.connection import RespConn, encode
+from migration.redis.info import config_get
+from migration.redis.url import RedisEndpoint
+
+__all__ = ["Lag", "LiveTail", "notifications_status"]
+
+_PREFIX = b"__keyspace@"
+HEROKU_HINT = "heroku redis:keyspace-notifications -a APP -c KEA"
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far the target is behind: keys waiting or in flight, and the oldest one's age."""
+
+    queued: int
+    seconds_behind: float
+
+    @property
+    def consistent(self) -> bool:
+        return self.queued == 0
+
+
+def notifications_status(conn: RespConn) -> str | None:
+    """``notify-keyspace-events`` of the server, or ``None`` when CONFIG is refused."""
+    return config_get(conn, "notify-keyspace-events")
+
+
+def require_notifications(conn: RespConn) -> str | None:
+    """Fail when notifications are known to be off; return a warning when they cannot be checked."""
+    flags = notifications_status(conn)
+    if flags is None:
+        return (
+            "cannot read notify-keyspace-events (CONFIG refused); the live tail needs it set to KEA. "
+            f"On Heroku: {HEROKU_HINT}"
+        )
+    if "K" not in flags or not ("A" in flags or {"g", "$", "l", "s", "h", "z", "x", "e"} <= set(flags)):
+        raise PreconditionError(
+            f"keyspace notifications are off (notify-keyspace-events={flags!r}); enable them with "
+            f"CONFIG SET notify-keyspace-events KEA, or on Heroku: {HEROKU_HINT}",
+            side="source",
+        )
+    return None
+
+
+class LiveTail:
+    """Follows every database of the source through ``PSUBSCRIBE __keyspace@*__:*``."""
+
+    def __init__(self, source: RedisEndpoint) -> None:
+        self._conn = RespConn(source)
+        self._conn.send(encode("PSUBSCRIBE", "__keyspace@*__:*"))
+        self._conn.read(1)
+        self._queue: OrderedDict[tuple[int, bytes], float] = OrderedDict()
+        self._in_flight: dict[tuple[int, bytes], float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.events = 0
+        self.error: FerryError | None = None
+        self._thread = threading.Thread(target=self._listen, name="ferry-redis-live", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        try:
+            while not self._stop.is_set():
+                message = self._conn.poll(0.2)
+                if not message or message[0] != b"pmessage":
+                    continue
+                channel: bytes = message[2]
+                db_part, _, key = channel[len(_PREFIX) :].partition(b"__:")
+                with self._lock:
+                    self.events += 1
+                    entry = (int(db_part), key)
+                    if entry not in self._queue:
+                        self._queue[entry] = time.monotonic()
+        except FerryError as exc:
+            self.error = exc
+
+    def take(self, limit: int) -> dict[int, list[bytes]]:
+        """Up to *limit* queued keys, oldest first, grouped by database; they count as in flight."""
+        taken: dict[int, list[bytes]] = {}
+        with self._lock:
+            while self._queue and limit > 0:
+                entry, seen = self._queue.popitem(last=False)
+                self._in_flight[entry] = seen
+                taken.setdefault(entry[0], []).append(entry[1])
+                limit -= 1
+        return taken
+
+    def done(self, db: int, keys: list[bytes]) -> None:
+        with self._lock:
+            for key in keys:
+                self._in_flight.pop((db, key), None)
+
+    def lag(self) -> Lag:
+        with self._lock:
+            oldest = min([*self._queue.values(), *self._in_flight.values()], default=None)
+            queued = len(self._queue) + len(self._in_flight)
+        return Lag(queued, 0.0 if oldest is None else time.monotonic() - oldest)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._conn.close()

@@ -1,0 +1,181 @@
+"""``ferry redis verify``: same keys, types, TTLs (within a tolerance) and values on both sides.
+
+Keys that expire while the check runs are not differences: a key missing on one side is
+looked up again on the other before it counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import hiredis
+
+from migration.redis.connection import RespConn, encode, translate
+from migration.redis.info import keyspace
+from migration.redis.url import RedisEndpoint, parse_redis_url
+
+__all__ = ["RedisDifference", "RedisVerifyReport", "verify_redis"]
+
+
+@dataclass(frozen=True)
+class RedisDifference:
+    kind: str
+    db: int
+    key: str
+    source: str
+    target: str
+
+
+@dataclass
+class RedisVerifyReport:
+    """Outcome of a verification; ``identical`` decides the exit code."""
+
+    sample: int | None
+    keys_checked: int = 0
+    databases: dict[int, tuple[int, int]] = field(default_factory=dict)
+    types: dict[str, tuple[int, int]] = field(default_factory=dict)
+    differences: list[RedisDifference] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "identical": self.identical,
+            "sample": self.sample,
+            "keys_checked": self.keys_checked,
+            "databases": {str(db): {"source": s, "target": t} for db, (s, t) in sorted(self.databases.items())},
+            "types": {k: {"source": s, "target": t} for k, (s, t) in sorted(self.types.items())},
+            "seconds": round(self.seconds, 3),
+            "differences": [asdict(d) for d in self.differences[:1000]],
+            "differences_total": len(self.differences),
+        }
+
+
+def _show(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")
+
+
+def _value(conn: RespConn, kind: bytes, key: bytes) -> object:
+    """The value in a form that compares equal whatever the server's internal encoding."""
+    if kind == b"string":
+        return conn.call("GET", key)
+    if kind == b"hash":
+        items = conn.call("HGETALL", key)
+        return dict(zip(items[::2], items[1::2], strict=True))
+    if kind == b"list":
+        return conn.call("LRANGE", key, 0, -1)
+    if kind == b"set":
+        return set(conn.call("SMEMBERS", key))
+    if kind == b"zset":
+        items = conn.call("ZRANGE", key, 0, -1, "WITHSCORES")
+        return [(m, float(s)) for m, s in zip(items[::2], items[1::2], strict=True)]
+    if kind == b"stream":
+        groups = [
+            (g[g.index(b"name") + 1], g[g.index(b"last-delivered-id") + 1]) for g in conn.call("XINFO", "GROUPS", key)
+        ]
+        return (conn.call("XRANGE", key, "-", "+"), sorted(groups))
+    return conn.call("DUMP", key)
+
+
+def _describe(kind: bytes, pttl: int) -> str:
+    return f"{kind.decode()} ttl {pttl} ms" if pttl >= 0 else f"{kind.decode()} no ttl"
+
+
+def _probe(conn: RespConn, keys: list[bytes]) -> list[tuple[bytes, int, bytes | None]]:
+    """``(type, pttl, dump)`` for each key, in one pipeline."""
+    commands = [c for k in keys for c in (encode("TYPE", k), encode("PTTL", k), encode("DUMP", k))]
+    replies = conn.pipeline(commands)
+    for reply in replies:
+        if isinstance(reply, hiredis.ReplyError):
+            raise translate(reply, conn.endpoint.side, conn.endpoint)
+    return [(replies[i], int(replies[i + 1]), replies[i + 2]) for i in range(0, len(replies), 3)]
+
+
+def _keys(conn: RespConn, sample: int | None, batch: int) -> Iterator[list[bytes]]:
+    if sample is not None:
+        keys = {conn.call("RANDOMKEY") for _ in range(sample)} - {None}
+        yield sorted(keys)
+        return
+    cursor = b"0"
+    while True:
+        cursor, keys = conn.call("SCAN", cursor, "COUNT", batch)
+        if keys:
+            yield list(keys)
+        if cursor == b"0":
+            return
+
+
+def _compare_batch(
+    src: RespConn, dst: RespConn, db: int, keys: list[bytes], tolerance_ms: int, report: RedisVerifyReport,
+    types: tuple[Counter[str], Counter[str]],
+) -> None:  # fmt: skip
+    for key, (s_kind, s_ttl, s_dump), (d_kind, d_ttl, d_dump) in zip(
+        keys, _probe(src, keys), _probe(dst, keys), strict=True
+    ):
+        if s_kind == b"none":
+            continue  # expired or deleted since it was listed
+        report.keys_checked += 1
+        types[0][s_kind.decode()] += 1
+        if d_kind == b"none":
+            if src.call("EXISTS", key):
+                report.differences.append(RedisDifference("missing on target", db, _show(key), s_kind.decode(), "-"))
+            continue
+        types[1][d_kind.decode()] += 1
+        if s_kind != d_kind:
+            report.differences.append(RedisDifference("type", db, _show(key), s_kind.decode(), d_kind.decode()))
+            continue
+        if (s_ttl < 0) != (d_ttl < 0) or abs(s_ttl - d_ttl) > tolerance_ms:
+            report.differences.append(
+                RedisDifference("ttl", db, _show(key), _describe(s_kind, s_ttl), _describe(d_kind, d_ttl))
+            )
+        if s_dump != d_dump and _value(src, s_kind, key) != _value(dst, d_kind, key):
+            report.differences.append(RedisDifference("value", db, _show(key), "differs", "differs"))
+
+
+def _extra_keys(src: RespConn, dst: RespConn, db: int, report: RedisVerifyReport, batch: int) -> None:
+    """Keys only the target has (looked for only when the counts say there are some)."""
+    for keys in _keys(dst, None, batch):
+        exists = src.pipeline([encode("EXISTS", k) for k in keys])
+        for key, present in zip(keys, exists, strict=True):
+            if not present and dst.call("EXISTS", key):
+                report.differences.append(RedisDifference("extra on target", db, _show(key), "-", "present"))
+
+
+def verify_redis(
+    source_url: str, target_url: str, *, sample: int | None = None, ttl_tolerance_ms: int = 5000,
+    tls_skip_verify: bool = False, batch: int = 500,
+) -> RedisVerifyReport:  # fmt: skip
+    """Compare every database of the two servers (or *sample* random keys of each).
+
+    :param ttl_tolerance_ms: TTLs may differ by this much (time passes between the reads).
+    """
+    started = time.monotonic()
+    source: RedisEndpoint = parse_redis_url(source_url, "source")
+    target: RedisEndpoint = parse_redis_url(target_url, "target")
+    if tls_skip_verify:
+        source, target = source.without_tls_verification(), target.without_tls_verification()
+    report = RedisVerifyReport(sample)
+    types: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+    with RespConn(source) as src, RespConn(target) as dst:
+        src_dbs, dst_dbs = keyspace(src), keyspace(dst)
+        for db in sorted(src_dbs.keys() | dst_dbs.keys()):
+            src.select(db)
+            dst.select(db)
+            before = len(report.differences)
+            for keys in _keys(src, sample, batch):
+                _compare_batch(src, dst, db, keys, ttl_tolerance_ms, report, types)
+            missing = sum(1 for d in report.differences[before:] if d.kind == "missing on target")
+            src_count, dst_count = int(src.call("DBSIZE")), int(dst.call("DBSIZE"))
+            report.databases[db] = (src_count, dst_count)
+            if sample is None and dst_count + missing > src_count:
+                _extra_keys(src, dst, db, report, batch)
+    report.types = {k: (types[0][k], types[1][k]) for k in types[0].keys() | types[1].keys()}
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,59 @@
+"""Throwaway redis-server processes on free ports, with a password, torn down after."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.pgcluster import free_port
+
+
+@dataclass
+class RedisServer:
+    port: int
+    password: str
+    dir: Path
+
+    def url(self, password: str | None = None) -> str:
+        return f"redis://default:{password or self.password}@127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running_redis(password: str = "redis-pw-42", extra: list[str] | None = None) -> Iterator[RedisServer]:
+    server_bin = shutil.which("redis-server")
+    if server_bin is None:
+        raise RuntimeError("redis-server not found: run `make setup` or install the redis-server package")
+    root = Path(tempfile.mkdtemp(prefix="ferry-redis-"))
+    port = free_port()
+    args = [
+        server_bin, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+        "--save", "", "--appendonly", "no", "--dir", str(root), "--daemonize", "no",
+        "--notify-keyspace-events", "KEA", "--loglevel", "warning", *(extra or []),
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                import socket
+
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield RedisServer(port, password, root)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
