@@ -6,6 +6,7 @@ import click
 
 from migration.cli.pg import pg
 from migration.cli.redis import redis
+from migration.cli.s3 import s3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -17,3 +18,4 @@ def main(debug: bool) -> None:
 
 main.add_command(pg)
 main.add_command(redis)
+main.add_command(s3)

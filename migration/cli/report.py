@@ -8,6 +8,7 @@ from rich.table import Table
 from migration.postgres import PreflightReport, VerifyReport
 from migration.redact import redact
 from migration.redis.verify import RedisVerifyReport
+from migration.s3 import S3VerifyReport
 
 
 def _console() -> Console:
@@ -58,5 +59,21 @@ def show_redis_differences(report: RedisVerifyReport, console: Console | None = 
     table = Table("kind", "db", "key", "source", "target", title=f"{len(report.differences)} differences")
     for diff in report.differences[:200]:
         table.add_row(diff.kind, str(diff.db), redact(diff.key), redact(diff.source), redact(diff.target))
+    console.print(table)
+    console.print(f"DIFFERENT: {summary}")
+
+
+def show_s3_differences(report: S3VerifyReport, console: Console | None = None) -> None:
+    console = console or _console()
+    summary = (
+        f"{report.source_objects} source objects ({report.source_bytes} bytes), {report.target_objects} target "
+        f"objects, in {report.seconds:.1f} s"
+    )
+    if report.identical:
+        console.print(f"identical: {summary}")
+        return
+    table = Table("kind", "key", "source", "target", title=f"{len(report.differences)} differences")
+    for diff in report.differences[:200]:
+        table.add_row(diff.kind, diff.key, diff.source, diff.target)
     console.print(table)
     console.print(f"DIFFERENT: {summary}")

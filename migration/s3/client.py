@@ -1,0 +1,130 @@
+"""S3 clients per side, and the one place botocore errors become ferry errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from migration.errors import (
+    AuthenticationError,
+    ConnectError,
+    DatabaseError,
+    FerryError,
+    HostUnreachableError,
+    InvalidURLError,
+    PreconditionError,
+    Side,
+)
+from migration.redact import redact, register_secret
+
+__all__ = ["S3Location", "S3Side", "parse_location", "s3_errors"]
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """``s3://bucket/prefix``; *prefix* is empty or ends with ``/``-free text as given."""
+
+    bucket: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_location(url: str, side: Side) -> S3Location:
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise InvalidURLError(f"expected s3://BUCKET[/PREFIX], got {url!r}", side=side)
+    return S3Location(parts.netloc, parts.path.lstrip("/"))
+
+
+@dataclass(frozen=True)
+class S3Side:
+    """Credentials and addressing for one side. Keys come from the environment only
+    (``FERRY_S3_SOURCE_ACCESS_KEY_ID`` …), never from the command line.
+    """
+
+    side: Side
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, side: Side, profile: str | None, region: str | None, endpoint_url: str | None) -> S3Side:
+        prefix = f"FERRY_S3_{side.upper()}_"
+        secret = os.environ.get(prefix + "SECRET_ACCESS_KEY")
+        token = os.environ.get(prefix + "SESSION_TOKEN")
+        register_secret(secret)
+        register_secret(token)
+        return cls(side, profile, region, endpoint_url, os.environ.get(prefix + "ACCESS_KEY_ID"), secret, token)
+
+    def identity(self) -> tuple[str | None, ...]:
+        """Two sides with the same identity can copy server-side."""
+        return (self.profile, self.endpoint_url, self.access_key_id, self.secret_access_key)
+
+    def client(self, max_pool: int = 32) -> Any:
+        session = boto3.session.Session(profile_name=self.profile) if self.profile else boto3.session.Session()
+        config = botocore.config.Config(
+            region_name=self.region,
+            retries={"mode": "standard", "max_attempts": 5},
+            max_pool_connections=max_pool,
+            connect_timeout=10,
+            read_timeout=120,
+        )
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            aws_session_token=self.session_token,
+            config=config,
+        )
+
+
+def translate(exc: BaseException, side: Side, bucket: str) -> FerryError:
+    """One line naming the side and the bucket."""
+    if isinstance(exc, FerryError):
+        return exc
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+        return HostUnreachableError(f"cannot reach the S3 endpoint for bucket {bucket}: {redact(str(exc))}", side=side)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return AuthenticationError(f"no credentials for bucket {bucket}", side=side)
+    if isinstance(exc, botocore.exceptions.ProfileNotFound):
+        return AuthenticationError(redact(str(exc)), side=side)
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = redact(str(error.get("Message", "")) or code)
+        if code in ("NoSuchBucket", "404") and "Key" not in error:
+            return PreconditionError(f"bucket {bucket} does not exist", side=side)
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
+            return AuthenticationError(f"access denied to bucket {bucket} ({code}): {message}", side=side)
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301"):
+            region = error.get("Region") or exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+                "x-amz-bucket-region"
+            )
+            hint = f"; it is in {region}" if region else ""
+            return ConnectError(f"bucket {bucket} is not in the region asked for{hint} (--{side}-region)", side=side)
+        return DatabaseError(f"bucket {bucket}: {code}: {message}", side=side)
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return ConnectError(f"bucket {bucket}: {redact(str(exc))}", side=side)
+    return DatabaseError(f"bucket {bucket}: {redact(str(exc))}", side=side)
+
+
+@contextmanager
+def s3_errors(side: Side, bucket: str) -> Iterator[None]:
+    try:
+        yield
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise translate(exc, side, bucket) from exc

@@ -1,0 +1,159 @@
+"""``ferry s3 sync``: make the target prefix hold exactly what the source prefix holds.
+
+Both listings are streamed and merged; each change goes to a pool of workers through a
+bounded queue, so memory stays flat however many keys there are. What to copy is decided
+by size and ETag, never by modification time; a second run over an unchanged bucket
+lists and copies nothing. Deletions happen only with ``delete`` (and not at all on error).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from migration.progress import ProgressSink
+from migration.s3.client import S3Location, S3Side, parse_location, s3_errors
+from migration.s3.listing import Change, diff_listings, list_objects
+from migration.s3.transfer import TransferSettings, copy_object, stored_source_etag
+
+__all__ = ["SyncOptions", "SyncResult", "sync_buckets"]
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """Everything ``ferry s3 sync`` takes.
+
+    :param server_side: force (``True``) or forbid (``False``) server-side copies; by
+        default they are used when both sides have the same identity and endpoint.
+    """
+
+    source_url: str
+    target_url: str
+    source: S3Side
+    target: S3Side
+    jobs: int = 16
+    delete: bool = False
+    dry_run: bool = False
+    server_side: bool | None = None
+    acl: str | None = None
+    storage_class: str | None = None
+    multipart_threshold: int = 64 * 1024 * 1024
+
+
+@dataclass
+class SyncResult:
+    source: str
+    target: str
+    server_side: bool
+    copied: int = 0
+    copied_bytes: int = 0
+    deleted: int = 0
+    unchanged_checked: int = 0
+    planned: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "source": self.source,
+            "target": self.target,
+            "server_side": self.server_side,
+            "copied": self.copied,
+            "copied_bytes": self.copied_bytes,
+            "deleted": self.deleted,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.planned:
+            data["planned"] = self.planned
+        return data
+
+
+def _check_buckets(source_client: Any, target_client: Any, src: S3Location, dst: S3Location) -> None:
+    with s3_errors("source", src.bucket):
+        source_client.head_bucket(Bucket=src.bucket)
+    with s3_errors("target", dst.bucket):
+        target_client.head_bucket(Bucket=dst.bucket)
+
+
+def _changes(source_client: Any, target_client: Any, src: S3Location, dst: S3Location) -> Iterator[Change]:
+    return diff_listings(list_objects(source_client, src, "source"), list_objects(target_client, dst, "target"))
+
+
+def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
+    """Sync *options.source_url* into *options.target_url*.
+
+    :raises FerryError: naming the side and bucket; nothing is deleted once an error occurred.
+    """
+    started = time.monotonic()
+    src = parse_location(options.source_url, "source")
+    dst = parse_location(options.target_url, "target")
+    source_client = options.source.client(options.jobs + 4)
+    same_identity = options.source.identity() == options.target.identity()
+    target_client = source_client if same_identity else options.target.client(options.jobs + 4)
+    server_side = same_identity if options.server_side is None else options.server_side
+    settings = TransferSettings(
+        server_side=server_side, acl=options.acl, storage_class=options.storage_class,
+        single_part_limit=options.multipart_threshold,
+    )  # fmt: skip
+    result = SyncResult(str(src), str(dst), server_side)
+    _check_buckets(source_client, target_client, src, dst)
+    progress.phase("sync")
+    lock = threading.Lock()
+    deletions: list[str] = []
+
+    def work(change: Change) -> None:
+        if change.action == "check":
+            assert change.target is not None and change.source is not None
+            if stored_source_etag(target_client, dst, change.key) == change.source.etag:
+                with lock:
+                    result.unchanged_checked += 1
+                return
+        assert change.source is not None
+        moved = copy_object(source_client, target_client, src, dst, change.key, change.source.size,
+                            change.source.etag, settings)  # fmt: skip
+        with lock:
+            result.copied += 1
+            result.copied_bytes += moved
+        progress.advance("objects", 1, moved)
+
+    pending: set[Future[None]] = set()
+    with ThreadPoolExecutor(options.jobs, thread_name_prefix="ferry-s3") as pool:
+        try:
+            for change in _changes(source_client, target_client, src, dst):
+                if change.action == "delete":
+                    deletions.append(change.key)
+                    continue
+                if options.dry_run:
+                    result.planned.append(
+                        {"action": "copy", "key": change.key, "size": change.source.size if change.source else 0}
+                    )
+                    continue
+                pending.add(pool.submit(work, change))
+                if len(pending) >= options.jobs * 4:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()
+            for future in pending:
+                future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    if options.delete:
+        if options.dry_run:
+            result.planned += [{"action": "delete", "key": key} for key in deletions]
+        else:
+            for start in range(0, len(deletions), 1000):
+                batch = deletions[start : start + 1000]
+                with s3_errors("target", dst.bucket):
+                    target_client.delete_objects(
+                        Bucket=dst.bucket, Delete={"Objects": [{"Key": dst.prefix + k} for k in batch], "Quiet": True}
+                    )
+                result.deleted += len(batch)
+    elif deletions:
+        progress.message(f"{len(deletions)} objects exist only on the target (kept; --delete removes them)")
+    result.seconds = time.monotonic() - started
+    return result

@@ -1,0 +1,89 @@
+"""``ferry s3 verify``: both listings compared — count, sizes, checksums — exit 0 when identical."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from migration.s3.client import S3Side, parse_location
+from migration.s3.listing import diff_listings, list_objects
+from migration.s3.transfer import stored_source_etag
+
+__all__ = ["S3Difference", "S3VerifyReport", "verify_buckets"]
+
+
+@dataclass(frozen=True)
+class S3Difference:
+    kind: str
+    key: str
+    source: str
+    target: str
+
+
+@dataclass
+class S3VerifyReport:
+    source_objects: int = 0
+    target_objects: int = 0
+    source_bytes: int = 0
+    differences: list[S3Difference] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "identical": self.identical,
+            "source_objects": self.source_objects,
+            "target_objects": self.target_objects,
+            "source_bytes": self.source_bytes,
+            "seconds": round(self.seconds, 3),
+            "differences": [asdict(d) for d in self.differences[:1000]],
+            "differences_total": len(self.differences),
+        }
+
+
+def verify_buckets(source_url: str, target_url: str, source: S3Side, target: S3Side) -> S3VerifyReport:
+    started = time.monotonic()
+    src, dst = parse_location(source_url, "source"), parse_location(target_url, "target")
+    source_client = source.client()
+    target_client = source_client if source.identity() == target.identity() else target.client()
+    report = S3VerifyReport()
+
+    def counted_source() -> Any:
+        for item in list_objects(source_client, src, "source"):
+            report.source_objects += 1
+            report.source_bytes += item.size
+            yield item
+
+    def counted_target() -> Any:
+        for item in list_objects(target_client, dst, "target"):
+            report.target_objects += 1
+            yield item
+
+    for change in diff_listings(counted_source(), counted_target()):
+        if change.action == "delete":
+            report.differences.append(
+                S3Difference("extra on target", change.key, "-", str(change.target and change.target.size))
+            )
+        elif change.target is None:
+            report.differences.append(
+                S3Difference("missing on target", change.key, str(change.source and change.source.size), "-")
+            )
+        elif change.action == "check":
+            assert change.source is not None
+            if stored_source_etag(target_client, dst, change.key) != change.source.etag:
+                report.differences.append(S3Difference("checksum", change.key, change.source.etag, change.target.etag))
+        else:
+            assert change.source is not None
+            kind = "size" if change.source.size != change.target.size else "checksum"
+            shown = (
+                (str(change.source.size), str(change.target.size))
+                if kind == "size"
+                else (change.source.etag, change.target.etag)
+            )
+            report.differences.append(S3Difference(kind, change.key, *shown))
+    report.seconds = time.monotonic() - started
+    return report

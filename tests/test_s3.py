@@ -1,0 +1,214 @@
+"""ferry s3 sync/verify against moto's S3 server over HTTP: two servers stand for two accounts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.helpers import Run, ferry
+from tests.support.motoserver import MotoServer, running_moto
+
+KEYS = {
+    "plain.txt": b"hello",
+    "with space/and unicode \u00e9\u00e8 \u2713.txt": b"unicode",
+    "plus+sign%percent.txt": b"odd characters",
+    "a/b/c/d/e/f/g/h/i/j/k/l/deep.bin": b"\x00\x01" * 100,
+    "empty": b"",
+}
+
+
+def s3(server: MotoServer) -> Any:
+    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def moto_pair() -> Iterator[tuple[MotoServer, MotoServer]]:
+    with running_moto() as source, running_moto() as target:
+        yield source, target
+
+
+_bucket_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def buckets(moto_pair: tuple[MotoServer, MotoServer]) -> tuple[str, str]:
+    n = next(_bucket_counter)
+    src, dst = f"old-bucket-{os.getpid()}-{n}", f"new-bucket-{os.getpid()}-{n}"
+    s3(moto_pair[0]).create_bucket(Bucket=src)
+    s3(moto_pair[1]).create_bucket(Bucket=dst)
+    return src, dst
+
+
+def env(moto_pair: tuple[MotoServer, MotoServer], same: bool = False) -> dict[str, str]:
+    source, target = moto_pair
+    return {
+        **os.environ,
+        "FERRY_S3_SOURCE_ENDPOINT_URL": source.endpoint,
+        "FERRY_S3_TARGET_ENDPOINT_URL": (source if same else target).endpoint,
+        "FERRY_S3_SOURCE_REGION": "us-east-1",
+        "FERRY_S3_TARGET_REGION": "us-east-1",
+        "FERRY_S3_SOURCE_ACCESS_KEY_ID": "source-key",
+        "FERRY_S3_SOURCE_SECRET_ACCESS_KEY": "source-secret-value-1",
+        "FERRY_S3_TARGET_ACCESS_KEY_ID": "source-key" if same else "target-key",
+        "FERRY_S3_TARGET_SECRET_ACCESS_KEY": "source-secret-value-1" if same else "target-secret-value-2",
+    }
+
+
+def fill(client: Any, bucket: str, prefix: str = "") -> None:
+    for key, body in KEYS.items():
+        client.put_object(Bucket=bucket, Key=prefix + key, Body=body)
+    client.put_object(
+        Bucket=bucket, Key=prefix + "styled.css.gz", Body=b"body{}", ContentType="text/css", ContentEncoding="gzip",
+        CacheControl="max-age=60", ContentDisposition='attachment; filename="s.css"', Metadata={"owner": "web"},
+        Tagging="team=web&tier=static",
+    )  # fmt: skip
+    upload = client.create_multipart_upload(Bucket=bucket, Key=prefix + "big/multipart.bin", ContentType="video/mp4")
+    parts = []
+    for number, fill_byte in enumerate((b"a", b"b", b"c"), start=1):
+        body = fill_byte * (5 * 1024 * 1024 if number < 3 else 1234)
+        reply = client.upload_part(Bucket=bucket, Key=prefix + "big/multipart.bin", UploadId=upload["UploadId"],
+                                   PartNumber=number, Body=body)  # fmt: skip
+        parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+    client.complete_multipart_upload(Bucket=bucket, Key=prefix + "big/multipart.bin", UploadId=upload["UploadId"],
+                                     MultipartUpload={"Parts": parts})  # fmt: skip
+
+
+def sync(moto_pair: tuple[MotoServer, MotoServer], src: str, dst: str, *args: str, same: bool = False) -> Run:
+    return ferry("s3", "sync", src, dst, "--json", *args, env=env(moto_pair, same))
+
+
+def listing(client: Any, bucket: str, prefix: str = "") -> dict[str, tuple[int, str]]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"][len(prefix):]: (o["Size"], o["ETag"]) for p in pages for o in p.get("Contents", [])}  # fmt: skip
+
+
+def test_sync_across_accounts_keeps_everything(
+    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
+) -> None:
+    src_bucket, dst_bucket = buckets
+    source, target = s3(moto_pair[0]), s3(moto_pair[1])
+    fill(source, src_bucket, "app/uploads/")
+    run = sync(moto_pair, f"s3://{src_bucket}/app/uploads/", f"s3://{dst_bucket}/media/")
+    assert run.code == 0, run.stderr
+    assert run.json["copied"] == 7 and run.json["server_side"] is False
+    assert listing(source, src_bucket, "app/uploads/") == listing(target, dst_bucket, "media/")
+    head = target.head_object(Bucket=dst_bucket, Key="media/styled.css.gz")
+    assert (head["ContentType"], head["ContentEncoding"], head["CacheControl"]) == ("text/css", "gzip", "max-age=60")
+    assert head["ContentDisposition"] == 'attachment; filename="s.css"' and head["Metadata"] == {"owner": "web"}
+    tags = target.get_object_tagging(Bucket=dst_bucket, Key="media/styled.css.gz")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("team", "web"), ("tier", "static")]
+    assert target.head_object(Bucket=dst_bucket, Key="media/big/multipart.bin")["ContentType"] == "video/mp4"
+    assert target.get_object(Bucket=dst_bucket, Key="media/empty")["Body"].read() == b""
+    for secret in ("source-secret-value-1", "target-secret-value-2"):
+        assert secret not in run.output
+
+    again = sync(moto_pair, f"s3://{src_bucket}/app/uploads/", f"s3://{dst_bucket}/media/")
+    assert again.code == 0 and again.json["copied"] == 0
+    verify = ferry("s3", "verify", f"s3://{src_bucket}/app/uploads/", f"s3://{dst_bucket}/media/", "--json",
+                   env=env(moto_pair))  # fmt: skip
+    assert verify.code == 0 and verify.json["source_objects"] == 7 and verify.json["identical"]
+
+
+def test_same_size_change_is_noticed_and_resume_copies_only_what_is_missing(
+    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
+) -> None:
+    src_bucket, dst_bucket = buckets
+    source, target = s3(moto_pair[0]), s3(moto_pair[1])
+    fill(source, src_bucket)
+    # an interrupted earlier run: part of the objects already there
+    assert sync(moto_pair, f"s3://{src_bucket}/a/", f"s3://{dst_bucket}/a/").json["copied"] == 1
+    run = sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}")
+    assert run.json["copied"] == 6
+    source.put_object(Bucket=src_bucket, Key="plain.txt", Body=b"HELLO")  # same size, other bytes
+    run = sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}")
+    assert run.json["copied"] == 1 and target.get_object(Bucket=dst_bucket, Key="plain.txt")["Body"].read() == b"HELLO"
+
+
+def test_delete_is_opt_in_and_dry_run_lists_first(
+    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
+) -> None:
+    src_bucket, dst_bucket = buckets
+    source, target = s3(moto_pair[0]), s3(moto_pair[1])
+    source.put_object(Bucket=src_bucket, Key="keep", Body=b"1")
+    target.put_object(Bucket=dst_bucket, Key="stale", Body=b"old")
+    run = sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}")
+    assert run.json["deleted"] == 0 and "stale" in listing(target, dst_bucket)
+    dry = sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}", "--delete", "--dry-run")
+    assert dry.json["planned"] == [{"action": "delete", "key": "stale"}] and "stale" in listing(target, dst_bucket)
+    verify = ferry("s3", "verify", f"s3://{src_bucket}", f"s3://{dst_bucket}", env=env(moto_pair))
+    assert verify.code == 1 and "extra on target" in verify.stdout
+    run = sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}", "--delete")
+    assert run.json["deleted"] == 1 and set(listing(target, dst_bucket)) == {"keep"}
+
+
+def test_server_side_copy_with_one_identity(moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]) -> None:
+    src_bucket, _ = buckets
+    source = s3(moto_pair[0])
+    dst_bucket = src_bucket + "-renamed"
+    source.create_bucket(Bucket=dst_bucket)
+    fill(source, src_bucket)
+    run = sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}", same=True)
+    assert run.code == 0, run.stderr
+    assert run.json["server_side"] is True and run.json["copied"] == 7
+    assert listing(source, src_bucket) == listing(source, dst_bucket)  # multipart ETag kept: same parts
+    tags = source.get_object_tagging(Bucket=dst_bucket, Key="styled.css.gz")["TagSet"]
+    assert len(tags) == 2
+    assert sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}", same=True).json["copied"] == 0
+
+
+def test_large_single_part_objects_move_in_parts_and_are_recognised(
+    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
+) -> None:
+    src_bucket, dst_bucket = buckets
+    source, target = s3(moto_pair[0]), s3(moto_pair[1])
+    source.put_object(Bucket=src_bucket, Key="video.bin", Body=os.urandom(11 * 1024 * 1024))
+    run = sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}", "--multipart-threshold", "5MB")
+    assert run.json["copied"] == 1
+    assert "-" in listing(target, dst_bucket)["video.bin"][1]  # now multipart: its ETag differs
+    again = sync(moto_pair, f"s3://{src_bucket}", f"s3://{dst_bucket}", "--multipart-threshold", "5MB")
+    assert again.json["copied"] == 0
+    assert ferry("s3", "verify", f"s3://{src_bucket}", f"s3://{dst_bucket}", env=env(moto_pair)).code == 0
+    assert target.get_object(Bucket=dst_bucket, Key="video.bin")["Body"].read() == source.get_object(
+        Bucket=src_bucket, Key="video.bin")["Body"].read()  # fmt: skip
+
+
+def _one_line_error(run: Run, *fragments: str) -> None:
+    lines = run.stderr.strip().splitlines()
+    assert run.code == 2 and lines[-1].startswith("ferry: error: "), run.output
+    assert "Traceback" not in run.output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+
+
+def test_missing_bucket_names_side_and_bucket_and_deletes_nothing(
+    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
+) -> None:
+    src_bucket, dst_bucket = buckets
+    s3(moto_pair[1]).put_object(Bucket=dst_bucket, Key="precious", Body=b"x")
+    run = sync(moto_pair, "s3://no-such-bucket-here", f"s3://{dst_bucket}", "--delete")
+    _one_line_error(run, "source:", "no-such-bucket-here", "does not exist")
+    assert "precious" in listing(s3(moto_pair[1]), dst_bucket)
+    run = sync(moto_pair, f"s3://{src_bucket}", "s3://missing-target-bucket")
+    _one_line_error(run, "target:", "missing-target-bucket")
+
+
+def test_access_denied_and_bad_endpoint(moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]) -> None:
+    src_bucket, dst_bucket = buckets
+    with running_moto(enforce_auth=True) as locked:
+        environment = {**env(moto_pair), "FERRY_S3_TARGET_ENDPOINT_URL": locked.endpoint}
+        run = ferry("s3", "sync", f"s3://{src_bucket}", "s3://locked-bucket", env=environment)
+    _one_line_error(run, "target:", "access denied to bucket locked-bucket")
+    assert "target-secret-value-2" not in run.output
+    environment = {**env(moto_pair), "FERRY_S3_SOURCE_ENDPOINT_URL": "http://127.0.0.1:1"}
+    run = ferry("s3", "sync", f"s3://{src_bucket}", f"s3://{dst_bucket}", env=environment)
+    _one_line_error(run, "source:", "cannot reach", src_bucket)
+
+
+def test_not_an_s3_url(moto_pair: tuple[MotoServer, MotoServer]) -> None:
+    run = ferry("s3", "sync", "gs://bucket", "s3://x", env=env(moto_pair))
+    _one_line_error(run, "source:", "expected s3://BUCKET")
