@@ -50,7 +50,7 @@ def redis() -> None:
 @click.option(
     "--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Parallel connection pairs."
 )
-@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 100_000), help="Keys per pipeline.")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="Keys per pipeline.")
 @click.option("--live", is_flag=True, help="After the scan, follow changes until interrupted (Ctrl-C).")
 @click.option("--live-seconds", type=float, help="With --live: stop after this many seconds (and drain).")
 @click.option("--replicaof", is_flag=True, help="Let the target replicate the source; promote it when stopped.")

@@ -18,8 +18,10 @@ from migration.redis.elements import copy_by_elements
 
 __all__ = ["BatchResult", "CopySettings", "copy_keys"]
 
-_DUMP = b"*2\r\n$4\r\nDUMP\r\n"
-_PTTL = b"*2\r\n$4\r\nPTTL\r\n"
+# Whole commands formatted in one operation each: this loop runs once per key.
+_DUMP_PTTL = b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%b\r\n"
+_RESTORE_ABSTTL = b"*6\r\n$7\r\nRESTORE\r\n$%d\r\n%b\r\n$%d\r\n%d\r\n$%d\r\n%b\r\n$7\r\nREPLACE\r\n$6\r\nABSTTL\r\n"
+_RESTORE = b"*5\r\n$7\r\nRESTORE\r\n$%d\r\n%b\r\n$1\r\n0\r\n$%d\r\n%b\r\n$7\r\nREPLACE\r\n"
 _SLICE = 64
 
 
@@ -58,10 +60,9 @@ def _key_arg(key: bytes) -> bytes:
 
 
 def _restore(key: bytes, payload: bytes, expire_at: int) -> bytes:
-    head = b"*6\r\n$7\r\nRESTORE\r\n" if expire_at else b"*5\r\n$7\r\nRESTORE\r\n"
-    ttl = str(expire_at).encode()
-    tail = b"$7\r\nREPLACE\r\n$6\r\nABSTTL\r\n" if expire_at else b"$7\r\nREPLACE\r\n"
-    return b"".join((head, _key_arg(key), b"$%d\r\n%s\r\n" % (len(ttl), ttl), _key_arg(payload), tail))
+    if expire_at:
+        return _RESTORE_ABSTTL % (len(key), key, len(str(expire_at)), expire_at, len(payload), payload)
+    return _RESTORE % (len(key), key, len(payload), payload)
 
 
 def _delete(key: bytes) -> bytes:
@@ -85,7 +86,7 @@ def copy_keys(
     if not keys:
         return result
     started_ms = int(time.time() * 1000)
-    src.send(b"".join(b"".join((_DUMP, _key_arg(k), _PTTL, _key_arg(k))) for k in keys))
+    src.send(b"".join([_DUMP_PTTL % (len(k), k, len(k), k) for k in keys]))
     pending: list[bytes] = []
     pending_bytes = 0
     large: list[tuple[bytes, int | None]] = []

@@ -47,8 +47,8 @@ class RedisCopyOptions:
 
     source_url: str
     target_url: str
-    jobs: int = 4
-    batch: int = 500
+    jobs: int = 8
+    batch: int = 1000
     live: bool = False
     live_seconds: float | None = None
     replicaof: bool = False
