@@ -48,7 +48,7 @@ def redis() -> None:
 @_source
 @_target
 @click.option(
-    "--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Parallel connection pairs."
+    "--jobs", "-j", default=8, show_default=True, type=click.IntRange(1, 64), help="Parallel connection pairs."
 )
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="Keys per pipeline.")
 @click.option("--live", is_flag=True, help="After the scan, follow changes until interrupted (Ctrl-C).")
