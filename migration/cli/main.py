@@ -1,21 +1,31 @@
-"""``ferry`` — the root command and its groups."""
+"""``ferry`` — the root command; each group is imported only when it runs."""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import click
 
-from migration.cli.pg import pg
-from migration.cli.redis import redis
-from migration.cli.s3 import s3
+_GROUPS = {"pg": "migration.cli.pg", "redis": "migration.cli.redis", "s3": "migration.cli.s3"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """Subcommand groups load on demand: startup stays small for every command."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_GROUPS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _GROUPS:
+            return None
+        command: Any = getattr(import_module(_GROUPS[cmd_name]), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="ferry")
 def main(debug: bool) -> None:
     """Move an application's data stores onto AWS, verified and reversible."""
-
-
-main.add_command(pg)
-main.add_command(redis)
-main.add_command(s3)

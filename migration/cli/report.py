@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from migration.postgres import PreflightReport, VerifyReport
 from migration.redact import redact
-from migration.redis.verify import RedisVerifyReport
-from migration.s3 import S3VerifyReport
+
+if TYPE_CHECKING:  # annotations only: each command imports just its own store's code
+    from migration.postgres import VerifyReport
+    from migration.preflight import PreflightReport
+    from migration.redis.verify import RedisVerifyReport
+    from migration.s3 import S3VerifyReport
 
 
 def _console() -> Console:

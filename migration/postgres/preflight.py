@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
 
 from migration.errors import FerryError
 from migration.postgres.catalog import Conn, server_major
@@ -14,47 +12,14 @@ from migration.postgres.conninfo import parse_url
 from migration.postgres.state import load_state
 from migration.postgres.target import describe_contents
 from migration.postgres.tools import find_client_tools
+from migration.preflight import Check, PreflightReport, Status
 
 __all__ = ["Check", "PreflightReport", "preflight"]
 
-Status = Literal["ok", "warn", "fail"]
 
 # Measured by bench/pg_copy.py on a 2-core machine (bench/RESULTS.md): source bytes per
 # second per job, index builds included. Deliberately rounded down.
 BYTES_PER_SECOND_PER_JOB = 20 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    detail: str
-
-
-@dataclass
-class PreflightReport:
-    """Every check and the copy-time estimate; ``ok`` decides the exit code."""
-
-    checks: list[Check] = field(default_factory=list)
-    source_bytes: int = 0
-    tables: int = 0
-    estimated_seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(c.status != "fail" for c in self.checks)
-
-    def add(self, name: str, status: Status, detail: str) -> None:
-        self.checks.append(Check(name, status, detail))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "source_bytes": self.source_bytes,
-            "tables": self.tables,
-            "estimated_seconds": round(self.estimated_seconds, 3),
-            "checks": [asdict(c) for c in self.checks],
-        }
 
 
 def _version(conn: Conn) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from migration.errors import FerryError
-from migration.postgres.preflight import PreflightReport
+from migration.preflight import PreflightReport
 from migration.redis.connection import RespConn
 from migration.redis.info import info, keyspace, version
 from migration.redis.live import HEROKU_HINT, notifications_status

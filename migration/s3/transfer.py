@@ -68,31 +68,44 @@ def _part_ranges(
     return [(start, min(size, start + part) - 1) for start in range(0, size, part)]
 
 
+def _copy_whole(
+    source_client: Any, target_client: Any, src: S3Location, dst: S3Location, key: str, settings: TransferSettings
+) -> int:
+    """One request (server-side) or two (streamed), plus one for tags only when there are some."""
+    target_key = dst.prefix + key
+    if settings.server_side:
+        extra = {"ACL": settings.acl} if settings.acl else {}
+        if settings.storage_class:
+            extra["StorageClass"] = settings.storage_class
+        with s3_errors("target", dst.bucket):
+            reply = target_client.copy_object(
+                Bucket=dst.bucket, Key=target_key, CopySource={"Bucket": src.bucket, "Key": src.prefix + key},
+                MetadataDirective="COPY", TaggingDirective="COPY", **extra,
+            )  # fmt: skip
+        return int(reply.get("CopyObjectResult", {}).get("Size", 0) or 0)
+    with s3_errors("source", src.bucket):
+        got = source_client.get_object(Bucket=src.bucket, Key=src.prefix + key)
+        body = got["Body"].read()
+    tags = _tags(source_client, src, key) if got.get("TagCount") else None
+    with s3_errors("target", dst.bucket):
+        target_client.put_object(Bucket=dst.bucket, Key=target_key, Body=body, **_write_args(got, tags, settings, {}))
+    return len(body)
+
+
 def copy_object(
     source_client: Any, target_client: Any, src: S3Location, dst: S3Location, key: str, size: int, etag: str,
     settings: TransferSettings,
 ) -> int:  # fmt: skip
-    """Copy one object; returns the bytes moved."""
+    """Copy one object with its metadata and tags; returns the bytes moved."""
+    if "-" not in etag and size <= settings.single_part_limit:
+        moved = _copy_whole(source_client, target_client, src, dst, key, settings)
+        return moved or size
     with s3_errors("source", src.bucket):
         head = source_client.head_object(Bucket=src.bucket, Key=src.prefix + key)
     tags = _tags(source_client, src, key)
-    multipart = "-" in etag or size > settings.single_part_limit
-    extra = {SOURCE_ETAG: etag} if multipart and "-" not in etag else {}
+    extra = {SOURCE_ETAG: etag} if "-" not in etag else {}
     args = _write_args(head, tags, settings, extra)
     target_key = dst.prefix + key
-    if not multipart:
-        if settings.server_side:
-            with s3_errors("target", dst.bucket):
-                target_client.copy_object(
-                    Bucket=dst.bucket, Key=target_key, CopySource={"Bucket": src.bucket, "Key": src.prefix + key},
-                    MetadataDirective="REPLACE", TaggingDirective="REPLACE", **args,
-                )  # fmt: skip
-            return size
-        with s3_errors("source", src.bucket):
-            body = source_client.get_object(Bucket=src.bucket, Key=src.prefix + key)["Body"].read()
-        with s3_errors("target", dst.bucket):
-            target_client.put_object(Bucket=dst.bucket, Key=target_key, Body=body, **args)
-        return len(body)
     ranges = _part_ranges(source_client, src, key, size, etag, settings)
     with s3_errors("target", dst.bucket):
         upload = target_client.create_multipart_upload(Bucket=dst.bucket, Key=target_key, **args)
