@@ -212,3 +212,30 @@ def test_access_denied_and_bad_endpoint(moto_pair: tuple[MotoServer, MotoServer]
 def test_not_an_s3_url(moto_pair: tuple[MotoServer, MotoServer]) -> None:
     run = ferry("s3", "sync", "gs://bucket", "s3://x", env=env(moto_pair))
     _one_line_error(run, "source:", "expected s3://BUCKET")
+
+
+def test_verify_compares_bytes_when_part_layouts_differ(
+    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
+) -> None:
+    """Another tool may have uploaded the copy in parts: ETags differ, the bytes decide."""
+    src_bucket, dst_bucket = buckets
+    source, target = s3(moto_pair[0]), s3(moto_pair[1])
+    body = os.urandom(6 * 1024 * 1024)
+    source.put_object(Bucket=src_bucket, Key="clip.mp4", Body=body)
+    for key, content in (("clip.mp4", body), ("other.mp4", body)):
+        upload = target.create_multipart_upload(Bucket=dst_bucket, Key=key)
+        part = target.upload_part(Bucket=dst_bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=content)
+        target.complete_multipart_upload(Bucket=dst_bucket, Key=key, UploadId=upload["UploadId"],
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})  # fmt: skip
+    target.delete_object(Bucket=dst_bucket, Key="other.mp4")
+    run = ferry("s3", "verify", f"s3://{src_bucket}", f"s3://{dst_bucket}", "--json", env=env(moto_pair))
+    assert run.code == 0, run.output
+    changed = bytearray(body)
+    changed[100] ^= 0xFF
+    upload = target.create_multipart_upload(Bucket=dst_bucket, Key="clip.mp4")
+    part = target.upload_part(Bucket=dst_bucket, Key="clip.mp4", UploadId=upload["UploadId"], PartNumber=1,
+                              Body=bytes(changed))  # fmt: skip
+    target.complete_multipart_upload(Bucket=dst_bucket, Key="clip.mp4", UploadId=upload["UploadId"],
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})  # fmt: skip
+    run = ferry("s3", "verify", f"s3://{src_bucket}", f"s3://{dst_bucket}", "--json", env=env(moto_pair))
+    assert run.code == 1 and [d["kind"] for d in run.json["differences"]] == ["checksum"]
