@@ -9,18 +9,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 from migration.redact import redact
 
@@ -107,6 +100,17 @@ class RichProgress:
     """Bars per active item plus an overall bar, with rows, bytes, rate and ETA."""
 
     def __init__(self, console: Console | None = None) -> None:
+        # rich loads only when there is a terminal to draw on.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self._console = console or Console(stderr=True)
         self._progress = Progress(
             TextColumn("{task.description}", justify="left"),
@@ -179,5 +183,7 @@ def make_progress(*, quiet: bool = False, stream: TextIO | None = None) -> Progr
         return _Silent()
     target = stream or sys.stderr
     if target.isatty() and not os.environ.get("CI"):
+        from rich.console import Console
+
         return RichProgress(Console(file=target))
     return PlainProgress(target)

@@ -5,6 +5,8 @@ S3 lists keys in UTF-8 binary order on both sides, so two listings merge like so
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,12 +44,49 @@ class Change:
     target: ObjectInfo | None
 
 
-def list_objects(client: Any, location: S3Location, side: Side) -> Iterator[ObjectInfo]:
+def _pages(client: Any, location: S3Location, side: Side) -> Iterator[list[ObjectInfo]]:
     paginator = client.get_paginator("list_objects_v2")
     with s3_errors(side, location.bucket):
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
-            for item in page.get("Contents", []):
-                yield ObjectInfo(item["Key"][len(location.prefix) :], int(item["Size"]), item["ETag"].strip('"'))
+            yield [
+                ObjectInfo(item["Key"][len(location.prefix) :], int(item["Size"]), item["ETag"].strip('"'))
+                for item in page.get("Contents", [])
+            ]
+
+
+def list_objects(client: Any, location: S3Location, side: Side, prefetch: int = 4) -> Iterator[ObjectInfo]:
+    """The location's objects in key order; pages are fetched ahead in a thread (at most
+    *prefetch* pages held), so listing the source and the target overlap."""
+    pages: queue.Queue[list[ObjectInfo] | BaseException | None] = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in _pages(client, location, side):
+                while not stop.is_set():
+                    try:
+                        pages.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pages.put(None)
+        except BaseException as exc:  # handed to the consuming thread
+            pages.put(exc)
+
+    thread = threading.Thread(target=fetch, name=f"ferry-s3-list-{side}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            page = pages.get()
+            if page is None:
+                return
+            if isinstance(page, BaseException):
+                raise page
+            yield from page
+    finally:
+        stop.set()
 
 
 def _compare(source: ObjectInfo, target: ObjectInfo) -> Action | None:

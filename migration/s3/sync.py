@@ -71,13 +71,6 @@ class SyncResult:
         return data
 
 
-def _check_buckets(source_client: Any, target_client: Any, src: S3Location, dst: S3Location) -> None:
-    with s3_errors("source", src.bucket):
-        source_client.head_bucket(Bucket=src.bucket)
-    with s3_errors("target", dst.bucket):
-        target_client.head_bucket(Bucket=dst.bucket)
-
-
 def _changes(source_client: Any, target_client: Any, src: S3Location, dst: S3Location) -> Iterator[Change]:
     return diff_listings(list_objects(source_client, src, "source"), list_objects(target_client, dst, "target"))
 
@@ -99,7 +92,6 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
         single_part_limit=options.multipart_threshold,
     )  # fmt: skip
     result = SyncResult(str(src), str(dst), server_side)
-    _check_buckets(source_client, target_client, src, dst)
     progress.phase("sync")
     lock = threading.Lock()
     deletions: list[str] = []
