@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,7 +43,10 @@ def _human(nbytes: float) -> str:
 class PlainProgress:
     """Plain timestamped lines, and an overall line at most every *interval* seconds."""
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 10.0, total_bytes: int = 0) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, interval: float = 10.0, total_bytes: int = 0, unit: str = "bytes"
+    ) -> None:
+        self._unit = unit
         self._stream = stream or sys.stderr
         self._interval = interval
         self._lock = threading.Lock()
@@ -81,6 +84,14 @@ class PlainProgress:
                 return
             self._last = now
             elapsed = now - self._started
+            if self._unit != "bytes":
+                line = f"progress: {self._done_rows} {self._unit}, {self._done_rows / max(elapsed, 1e-9):,.0f}/s"
+                if self.total_bytes:
+                    share = min(self._done_rows / self.total_bytes, 0.999)
+                    eta = elapsed / share - elapsed if share else 0.0
+                    line += f", {share:.0%} of ~{self.total_bytes}, ETA {eta:.0f} s"
+                self._write(line)
+                return
             line = f"progress: {self._done_rows} rows, {_human(self._done_bytes)}"
             if self.total_bytes and self._done_bytes:
                 share = min(self._done_bytes / self.total_bytes, 0.999)
@@ -96,28 +107,47 @@ class PlainProgress:
         return None
 
 
+def _rate_column(unit: str) -> Any:
+    """``12,345 keys/s`` once rich knows the speed."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed:,.0f} {unit}/s" if task.speed else "")
+
+    return RateColumn()
+
+
 class RichProgress:
     """Bars per active item plus an overall bar, with rows, bytes, rate and ETA."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, unit: str = "bytes") -> None:
         # rich loads only when there is a terminal to draw on.
         from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
+            ProgressColumn,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
 
         self._console = console or Console(stderr=True)
+        counts: list[ProgressColumn | str]
+        if unit == "bytes":
+            counts = [TextColumn("{task.fields[rows]:>12,} rows"), DownloadColumn(), TransferSpeedColumn()]
+        else:
+            # Counted things (keys): the bar's completed amount is the count itself.
+            counts = [MofNCompleteColumn(), _rate_column(unit)]
+        self._unit = unit
         self._progress = Progress(
             TextColumn("{task.description}", justify="left"),
             BarColumn(),
-            TextColumn("{task.fields[rows]:>12,} rows"),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            *counts,
             TimeRemainingColumn(),
             console=self._console,
             transient=False,
@@ -151,8 +181,8 @@ class RichProgress:
             self._rows[self._overall] = overall_rows
             if task is not None:
                 self._rows[task] += rows
-                self._progress.update(task, advance=nbytes, rows=self._rows[task])
-        self._progress.update(self._overall, advance=nbytes, rows=overall_rows)
+                self._progress.update(task, advance=nbytes if self._unit == "bytes" else rows, rows=self._rows[task])
+        self._progress.update(self._overall, advance=nbytes if self._unit == "bytes" else rows, rows=overall_rows)
 
     def finish_item(self, key: str, summary: str) -> None:
         with self._lock:
@@ -175,8 +205,12 @@ class _Silent:
     def close(self) -> None: ...
 
 
-def make_progress(*, quiet: bool = False, stream: TextIO | None = None) -> ProgressSink:
-    """Rich bars when stderr is a terminal (and not in CI), plain lines otherwise."""
+def make_progress(*, quiet: bool = False, stream: TextIO | None = None, unit: str = "bytes") -> ProgressSink:
+    """Rich bars when stderr is a terminal (and not in CI), plain lines otherwise.
+
+    :param unit: ``bytes`` (rows and bytes, ETA from bytes) or a counted thing such as
+        ``keys`` (count, rate and ETA from the count).
+    """
     import os
 
     if quiet:
@@ -185,5 +219,5 @@ def make_progress(*, quiet: bool = False, stream: TextIO | None = None) -> Progr
     if target.isatty() and not os.environ.get("CI"):
         from rich.console import Console
 
-        return RichProgress(Console(file=target))
-    return PlainProgress(target)
+        return RichProgress(Console(file=target), unit=unit)
+    return PlainProgress(target, unit=unit)

@@ -52,3 +52,18 @@ def test_copy_progress_in_ci_is_plain_and_has_no_password(source_db: Database, t
     assert re.search(r"copied public\.t: 1000 rows, \d+ bytes in [\d.]+ s", run.stderr)
     assert "copied 1 tables, 1000 rows" in run.stdout
     assert source_db.cluster.password not in run.output
+
+
+def test_counted_units_show_counts_rates_and_eta() -> None:
+    out = io.StringIO()
+    progress = PlainProgress(out, interval=0.0, unit="keys")
+    progress.set_total(1000)
+    progress.advance("keys", 250, 250)
+    assert re.search(r"progress: 250 keys, [\d,]+/s, 25% of ~1000, ETA \d+ s", out.getvalue())
+    buffer = io.StringIO()
+    bars = RichProgress(Console(file=buffer, force_terminal=True, width=150), unit="keys")
+    bars.set_total(1000)
+    bars.start_item("keys", "keys", 1000, 1000)
+    bars.advance("keys", 400, 400)
+    bars.close()
+    assert "400/1000" in buffer.getvalue() and "kB" not in buffer.getvalue()

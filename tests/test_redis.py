@@ -250,3 +250,17 @@ def test_replicaof_syncs_then_promotes(servers: tuple[RedisServer, RedisServer])
     assert client(target).hlen("big:hash") == 200_000
     assert verify_redis(source.url(), target.url()).identical
     assert source.password not in run.output
+
+
+def test_tls_with_a_self_signed_certificate(servers: tuple[RedisServer, RedisServer]) -> None:
+    _, target = servers
+    with running_redis(tls=True) as source:
+        refused = ferry("redis", "copy", "--source", source.url(), "--target", target.url())
+        assert refused.code == 2 and "source: TLS certificate not trusted" in refused.stderr
+        assert "--tls-skip-verify" in refused.stderr
+        writer = redis.Redis(port=source.port, password=source.password, ssl=True, ssl_cert_reqs="none")
+        writer.set("over-tls", "yes", ex=600)
+        run = ferry("redis", "copy", "--source", source.url(), "--target", target.url(), "--tls-skip-verify")
+        assert run.code == 0, run.stderr
+        assert "WARNING: TLS certificates are NOT verified" in run.stderr
+        assert client(target).get("over-tls") == b"yes"

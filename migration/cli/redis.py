@@ -86,7 +86,7 @@ def copy(
         if options.live or replicaof
         else {}
     )
-    progress = make_progress()
+    progress = make_progress(unit="keys")
     try:
         result = copy_redis(options, progress, stop.is_set)
     finally:

@@ -174,7 +174,7 @@ def _scan(
                 continue
             with lock:
                 total.add(result)
-            progress.advance("keys", len(keys), result.payload_bytes)
+            progress.advance("keys", len(keys), len(keys))
 
     with ThreadPoolExecutor(options.jobs, thread_name_prefix="ferry-redis") as pool:
         for _ in range(options.jobs):

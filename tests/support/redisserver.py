@@ -19,20 +19,36 @@ class RedisServer:
     port: int
     password: str
     dir: Path
+    tls: bool = False
 
     def url(self, password: str | None = None) -> str:
-        return f"redis://default:{password or self.password}@127.0.0.1:{self.port}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://default:{password or self.password}@127.0.0.1:{self.port}"
+
+
+def _self_signed(root: Path) -> list[str]:
+    """A self-signed certificate, like the ones Heroku Redis presents."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ferry-test",
+         "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return ["--tls-cert-file", str(root / "cert.pem"), "--tls-key-file", str(root / "key.pem"),
+            "--tls-ca-cert-file", str(root / "cert.pem"), "--tls-auth-clients", "no"]  # fmt: skip
 
 
 @contextmanager
-def running_redis(password: str = "redis-pw-42", extra: list[str] | None = None) -> Iterator[RedisServer]:
+def running_redis(
+    password: str = "redis-pw-42", extra: list[str] | None = None, tls: bool = False
+) -> Iterator[RedisServer]:
     server_bin = shutil.which("redis-server")
     if server_bin is None:
         raise RuntimeError("redis-server not found: run `make setup` or install the redis-server package")
     root = Path(tempfile.mkdtemp(prefix="ferry-redis-"))
     port = free_port()
+    listen = ["--port", "0", "--tls-port", str(port), *_self_signed(root)] if tls else ["--port", str(port)]
     args = [
-        server_bin, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+        server_bin, *listen, "--bind", "127.0.0.1", "--requirepass", password,
         "--save", "", "--appendonly", "no", "--dir", str(root), "--daemonize", "no",
         "--notify-keyspace-events", "KEA", "--loglevel", "warning", *(extra or []),
     ]  # fmt: skip
@@ -49,7 +65,7 @@ def running_redis(password: str = "redis-pw-42", extra: list[str] | None = None)
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.05)
-        yield RedisServer(port, password, root)
+        yield RedisServer(port, password, root, tls)
     finally:
         proc.terminate()
         try:
