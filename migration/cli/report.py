@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -22,20 +23,25 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=200)
 
 
+def _verdict(console: Console, summary: str, headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """``identical: …``, or a table of (at most 200) differences and ``DIFFERENT: …``."""
+    if not rows:
+        console.print(f"identical: {summary}")
+        return
+    table = Table(*headers, title=f"{len(rows)} differences")
+    for row in rows[:200]:
+        table.add_row(*(redact(cell) for cell in row))
+    console.print(table)
+    console.print(f"DIFFERENT: {summary}")
+
+
 def show_differences(report: VerifyReport, console: Console | None = None) -> None:
-    console = console or _console()
     summary = (
         f"{report.tables_checked} tables, {report.rows_checked} rows, {report.ranges_checked} ranges "
         f"checked ({report.mode}) in {report.seconds:.1f} s"
     )
-    if report.identical:
-        console.print(f"identical: {summary}")
-        return
-    table = Table("kind", "object", "source", "target", title=f"{len(report.differences)} differences")
-    for diff in report.differences:
-        table.add_row(diff.kind, redact(diff.name), redact(diff.source), redact(diff.target))
-    console.print(table)
-    console.print(f"DIFFERENT: {summary}")
+    rows = [(d.kind, d.name, d.source, d.target) for d in report.differences]
+    _verdict(console or _console(), summary, ("kind", "object", "source", "target"), rows)
 
 
 _MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
@@ -58,27 +64,14 @@ def show_redis_differences(report: RedisVerifyReport, console: Console | None = 
     console.print(counts)
     scope = f"a sample of {report.sample} keys per database" if report.sample else "every key"
     summary = f"{report.keys_checked} keys checked ({scope}) in {report.seconds:.1f} s"
-    if report.identical:
-        console.print(f"identical: {summary}")
-        return
-    table = Table("kind", "db", "key", "source", "target", title=f"{len(report.differences)} differences")
-    for diff in report.differences[:200]:
-        table.add_row(diff.kind, str(diff.db), redact(diff.key), redact(diff.source), redact(diff.target))
-    console.print(table)
-    console.print(f"DIFFERENT: {summary}")
+    rows = [(d.kind, str(d.db), d.key, d.source, d.target) for d in report.differences]
+    _verdict(console, summary, ("kind", "db", "key", "source", "target"), rows)
 
 
 def show_s3_differences(report: S3VerifyReport, console: Console | None = None) -> None:
-    console = console or _console()
     summary = (
         f"{report.source_objects} source objects ({report.source_bytes} bytes), {report.target_objects} target "
         f"objects, in {report.seconds:.1f} s"
     )
-    if report.identical:
-        console.print(f"identical: {summary}")
-        return
-    table = Table("kind", "key", "source", "target", title=f"{len(report.differences)} differences")
-    for diff in report.differences[:200]:
-        table.add_row(diff.kind, diff.key, diff.source, diff.target)
-    console.print(table)
-    console.print(f"DIFFERENT: {summary}")
+    rows = [(d.kind, d.key, d.source, d.target) for d in report.differences]
+    _verdict(console or _console(), summary, ("kind", "key", "source", "target"), rows)

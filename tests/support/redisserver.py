@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.pgcluster import free_port
+from tests.support.pgcluster import free_port, serving
 
 
 @dataclass
@@ -52,24 +51,8 @@ def running_redis(
         "--save", "", "--appendonly", "no", "--dir", str(root), "--daemonize", "no",
         "--notify-keyspace-events", "KEA", "--loglevel", "warning", *(extra or []),
     ]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                import socket
-
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield RedisServer(port, password, root, tls)
+        with serving(args, port, "redis-server", timeout=10):
+            yield RedisServer(port, password, root, tls)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         shutil.rmtree(root, ignore_errors=True)
