@@ -6,13 +6,15 @@ import json
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
 from migration.errors import FerryError
+from migration.progress import ProgressSink, make_progress
 from migration.redact import redact
 
 P = ParamSpec("P")
@@ -29,6 +31,19 @@ def parse_size(text: str) -> int:
         raise click.BadParameter(f"not a size: {text!r} (try 256MB)")
     unit = (match.group(2) or "").lower()[:1]
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+
+
+@contextmanager
+def progress_display(unit: str = "bytes") -> Iterator[ProgressSink]:
+    """The progress display for a command, closed however the command ends."""
+    progress = make_progress(unit=unit)
+    try:
+        yield progress
+    finally:
+        progress.close()
 
 
 def print_json(data: Any) -> None:

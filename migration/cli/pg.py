@@ -7,11 +7,10 @@ from typing import Literal
 
 import click
 
-from migration.cli.common import handle_errors, parse_size, print_json
+from migration.cli.common import handle_errors, json_option, parse_size, print_json, progress_display
 from migration.cli.report import show_checks, show_differences
 from migration.postgres import CopyOptions, DumpFilters, copy_database, verify_databases
 from migration.postgres import preflight as run_preflight
-from migration.progress import make_progress
 
 _source = click.option(
     "--source",
@@ -29,7 +28,6 @@ _target = click.option(
     metavar="URL",
     help="Target database URL (or FERRY_TARGET_URL).",
 )
-_json = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 
 
 @click.group()
@@ -58,7 +56,7 @@ def pg() -> None:
     help="Copy bigger tables in ranges across workers (0 never; auto: only a table well over its fair share).",
 )
 @click.option("--maintenance-work-mem", metavar="SIZE", help="For index builds on the target [default: the server's].")
-@_json
+@json_option
 @handle_errors
 def copy(
     source_url: str,
@@ -93,11 +91,8 @@ def copy(
         split_bytes=None if split == "auto" else parse_size(split),
         maintenance_work_mem=maintenance_work_mem,
     )
-    progress = make_progress()
-    try:
+    with progress_display() as progress:
         result = copy_database(options, progress)
-    finally:
-        progress.close()
     if as_json:
         print_json(result.to_json())
     else:
@@ -120,7 +115,7 @@ def copy(
 @click.option(
     "--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Tables checked in parallel."
 )
-@_json
+@json_option
 @handle_errors
 def verify(source_url: str, target_url: str, mode: Literal["quick", "full"], jobs: int, as_json: bool) -> None:
     """Compare source and target: exit 0 when identical, 1 when they differ."""
@@ -137,7 +132,7 @@ def verify(source_url: str, target_url: str, mode: Literal["quick", "full"], job
 @_target
 @click.option("--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Jobs the copy will use.")
 @click.option("--owner", metavar="ROLE", help="Role the copy will give objects to.")
-@_json
+@json_option
 @handle_errors
 def preflight(source_url: str, target_url: str, jobs: int, owner: str | None, as_json: bool) -> None:
     """Check both sides before a copy: exit 0 when it would work, 1 when it would fail."""

@@ -10,9 +10,8 @@ from types import FrameType
 
 import click
 
-from migration.cli.common import handle_errors, parse_size, print_json
+from migration.cli.common import handle_errors, json_option, parse_size, print_json, progress_display
 from migration.cli.report import show_checks, show_redis_differences
-from migration.progress import make_progress
 from migration.redis import RedisCopyOptions, copy_redis
 from migration.redis.preflight import redis_preflight
 from migration.redis.verify import verify_redis
@@ -36,7 +35,6 @@ _target = click.option(
 _tls = click.option(
     "--tls-skip-verify", is_flag=True, help="Accept any TLS certificate (Heroku Redis presents self-signed ones)."
 )
-_json = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 
 
 @click.group()
@@ -61,7 +59,7 @@ def redis() -> None:
 )
 @click.option("--status-file", type=click.Path(path_type=Path), help="With --live: lag written here as JSON.")
 @_tls
-@_json
+@json_option
 @handle_errors
 def copy(
     source_url: str, target_url: str, jobs: int, batch: int, live: bool, live_seconds: float | None,
@@ -86,11 +84,10 @@ def copy(
         if options.live or replicaof
         else {}
     )
-    progress = make_progress(unit="keys")
     try:
-        result = copy_redis(options, progress, stop.is_set)
+        with progress_display(unit="keys") as progress:
+            result = copy_redis(options, progress, stop.is_set)
     finally:
-        progress.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if as_json:
@@ -109,7 +106,7 @@ def copy(
 @click.option("--sample", type=click.IntRange(1), help="Check this many random keys per database instead of all.")
 @click.option("--ttl-tolerance", default=5.0, show_default=True, help="Seconds TTLs may differ by.")
 @_tls
-@_json
+@json_option
 @handle_errors
 def verify(
     source_url: str, target_url: str, sample: int | None, ttl_tolerance: float, tls_skip_verify: bool, as_json: bool
@@ -130,7 +127,7 @@ def verify(
 @_source
 @_target
 @_tls
-@_json
+@json_option
 @handle_errors
 def preflight(source_url: str, target_url: str, tls_skip_verify: bool, as_json: bool) -> None:
     """Check both servers before a copy: exit 0 when it would work, 1 when it would fail."""

@@ -8,10 +8,9 @@ from typing import Any
 
 import click
 
-from migration.cli.common import handle_errors, parse_size, print_json
+from migration.cli.common import handle_errors, json_option, parse_size, print_json, progress_display
 from migration.cli.report import show_s3_differences
 from migration.errors import Side
-from migration.progress import make_progress
 from migration.s3 import S3Side, SyncOptions, sync_buckets, verify_buckets
 
 
@@ -68,7 +67,7 @@ def s3() -> None:
     show_default=True,
     help="Objects bigger than this move in parts (a multipart source keeps its own parts).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@json_option
 @handle_errors
 def sync(source_url: str, target_url: str, jobs: int, delete: bool, dry_run: bool, server_side: bool | None,
          acl: str | None, storage_class: str | None, multipart_threshold: str, as_json: bool,
@@ -78,11 +77,8 @@ def sync(source_url: str, target_url: str, jobs: int, delete: bool, dry_run: boo
     options = SyncOptions(source_url, target_url, source, target, jobs=jobs, delete=delete, dry_run=dry_run,
                           server_side=server_side, acl=acl, storage_class=storage_class,
                           multipart_threshold=max(5 << 20, parse_size(multipart_threshold)))  # fmt: skip
-    progress = make_progress()
-    try:
+    with progress_display() as progress:
         result = sync_buckets(options, progress)
-    finally:
-        progress.close()
     if as_json:
         print_json(result.to_json())
     elif dry_run:
@@ -98,7 +94,7 @@ def sync(source_url: str, target_url: str, jobs: int, delete: bool, dry_run: boo
 @click.argument("target_url", metavar="s3://DST[/PREFIX]")
 @_side_options("source")
 @_side_options("target")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@json_option
 @handle_errors
 def verify(source_url: str, target_url: str, as_json: bool, **kwargs: Any) -> None:
     """Compare both listings (count, sizes, checksums): exit 0 when identical, 1 when not."""
