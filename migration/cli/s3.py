@@ -77,7 +77,7 @@ def sync(source_url: str, target_url: str, jobs: int, delete: bool, dry_run: boo
     options = SyncOptions(source_url, target_url, source, target, jobs=jobs, delete=delete, dry_run=dry_run,
                           server_side=server_side, acl=acl, storage_class=storage_class,
                           multipart_threshold=max(5 << 20, parse_size(multipart_threshold)))  # fmt: skip
-    with progress_display() as progress:
+    with progress_display(unit="objects") as progress:
         result = sync_buckets(options, progress)
     if as_json:
         print_json(result.to_json())
