@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,3 +265,28 @@ def test_tls_with_a_self_signed_certificate(servers: tuple[RedisServer, RedisSer
         assert run.code == 0, run.stderr
         assert "WARNING: TLS certificates are NOT verified" in run.stderr
         assert client(target).get("over-tls") == b"yes"
+
+
+def test_live_stops_while_writes_keep_coming(servers: tuple[RedisServer, RedisServer]) -> None:
+    """A stop request ends the tail even under a steady stream of writes."""
+    source, target = servers
+    src = client(source)
+    src.set("seed", "1")
+    stop_writing = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop_writing.is_set():
+            src.set(f"busy:{n % 100}", n)
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        run = ferry("redis", "copy", "--source", source.url(), "--target", target.url(), "--live-seconds", "1",
+                    "--json", timeout=60)  # fmt: skip
+    finally:
+        stop_writing.set()
+        writer.join()
+    assert run.code == 0, run.stderr
+    assert run.json["live"]["queued"] == 0 and run.json["live"]["copied"] > 0

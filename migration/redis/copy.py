@@ -217,13 +217,16 @@ def follow(
     status_file: Path | None,
     batch: int,
 ) -> None:
-    """Copy queued keys again until *should_stop*; then drain what is queued."""
+    """Copy queued keys again until *should_stop*; then stop listening and drain what is queued."""
     last_report = 0.0
     stopping = False
     while True:
         if tail.error is not None:
             raise tail.error
-        stopping = stopping or should_stop()
+        if not stopping and should_stop():
+            # Stop listening first: with writes still arriving the queue would never empty.
+            stopping = True
+            tail.stop()
         taken = tail.take(batch)
         for db, keys in taken.items():
             src, dst = pairs.get(db)

@@ -112,6 +112,7 @@ class LiveTail:
         return Lag(queued, 0.0 if oldest is None else time.monotonic() - oldest)
 
     def stop(self) -> None:
+        """Stop listening (safe to call twice); what is queued stays to be drained."""
         self._stop.set()
         self._thread.join(timeout=5)
         self._conn.close()
