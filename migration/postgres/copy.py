@@ -87,7 +87,10 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
     try:
         with pg_errors("target", target):
             state = prepare_target(admin, source, resume=options.resume, clean=options.clean)
-        with tempfile.TemporaryDirectory(prefix="ferry-schema-") as tmp, exported_snapshot(source) as (snapshot, holder):
+        with (
+            tempfile.TemporaryDirectory(prefix="ferry-schema-") as tmp,
+            exported_snapshot(source) as (snapshot, holder),
+        ):
             run = _CopyRun(options, progress, phase, tools, source, target, snapshot, holder, control, admin, state)
             try:
                 result = run.run(Path(tmp), source_major, binary=source_major == target_major)
