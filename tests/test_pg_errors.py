@@ -14,18 +14,8 @@ from migration.postgres import CopyOptions, copy_database
 from migration.postgres.tools import find_client_tools
 from migration.progress import PlainProgress
 from tests.conftest import Database
-from tests.helpers import Run, ferry
+from tests.helpers import assert_one_line_error, ferry
 from tests.support.pgcluster import free_port
-
-
-def assert_one_line_error(run: Run, *fragments: str, code: int = 2) -> None:
-    assert run.code == code, run.output
-    errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith("ferry: error: "), run.stderr
-    assert run.stderr.strip().splitlines()[-1] == errors[0]
-    assert "Traceback" not in run.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 def test_malformed_url(target_db: Database) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers import Run, ferry
+from tests.helpers import Run, assert_one_line_error, ferry
 from tests.support.motoserver import MotoServer, running_moto
 
 KEYS = {
@@ -177,24 +177,16 @@ def test_large_single_part_objects_move_in_parts_and_are_recognised(
         Bucket=src_bucket, Key="video.bin")["Body"].read()  # fmt: skip
 
 
-def _one_line_error(run: Run, *fragments: str) -> None:
-    lines = run.stderr.strip().splitlines()
-    assert run.code == 2 and lines[-1].startswith("ferry: error: "), run.output
-    assert "Traceback" not in run.output
-    for fragment in fragments:
-        assert fragment in lines[-1], lines[-1]
-
-
 def test_missing_bucket_names_side_and_bucket_and_deletes_nothing(
     moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
 ) -> None:
     src_bucket, dst_bucket = buckets
     s3(moto_pair[1]).put_object(Bucket=dst_bucket, Key="precious", Body=b"x")
     run = sync(moto_pair, "s3://no-such-bucket-here", f"s3://{dst_bucket}", "--delete")
-    _one_line_error(run, "source:", "no-such-bucket-here", "does not exist")
+    assert_one_line_error(run, "source:", "no-such-bucket-here", "does not exist")
     assert "precious" in listing(s3(moto_pair[1]), dst_bucket)
     run = sync(moto_pair, f"s3://{src_bucket}", "s3://missing-target-bucket")
-    _one_line_error(run, "target:", "missing-target-bucket")
+    assert_one_line_error(run, "target:", "missing-target-bucket")
 
 
 def test_access_denied_and_bad_endpoint(moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]) -> None:
@@ -202,16 +194,16 @@ def test_access_denied_and_bad_endpoint(moto_pair: tuple[MotoServer, MotoServer]
     with running_moto(enforce_auth=True) as locked:
         environment = {**env(moto_pair), "FERRY_S3_TARGET_ENDPOINT_URL": locked.endpoint}
         run = ferry("s3", "sync", f"s3://{src_bucket}", "s3://locked-bucket", env=environment)
-    _one_line_error(run, "target:", "access denied to bucket locked-bucket")
+    assert_one_line_error(run, "target:", "access denied to bucket locked-bucket")
     assert "target-secret-value-2" not in run.output
     environment = {**env(moto_pair), "FERRY_S3_SOURCE_ENDPOINT_URL": "http://127.0.0.1:1"}
     run = ferry("s3", "sync", f"s3://{src_bucket}", f"s3://{dst_bucket}", env=environment)
-    _one_line_error(run, "source:", "cannot reach", src_bucket)
+    assert_one_line_error(run, "source:", "cannot reach", src_bucket)
 
 
 def test_not_an_s3_url(moto_pair: tuple[MotoServer, MotoServer]) -> None:
     run = ferry("s3", "sync", "gs://bucket", "s3://x", env=env(moto_pair))
-    _one_line_error(run, "source:", "expected s3://BUCKET")
+    assert_one_line_error(run, "source:", "expected s3://BUCKET")
 
 
 def test_verify_compares_bytes_when_part_layouts_differ(

@@ -25,9 +25,9 @@ from migration.redis.connection import RespConn
 from migration.redis.info import keyspace, version
 from migration.redis.live import Lag, LiveTail, require_notifications
 from migration.redis.replica import replicate
-from migration.redis.url import RedisEndpoint, parse_redis_url
+from migration.redis.url import RedisEndpoint, parse_redis_pair
 
-__all__ = ["RedisCopyOptions", "RedisCopyResult", "copy_redis", "endpoints"]
+__all__ = ["RedisCopyOptions", "RedisCopyResult", "copy_redis"]
 
 _DONE = object()
 
@@ -95,14 +95,6 @@ class RedisCopyResult:
             "seconds": round(self.seconds, 3),
             "scan_seconds": round(self.scan_seconds, 3),
         }
-
-
-def endpoints(options: RedisCopyOptions) -> tuple[RedisEndpoint, RedisEndpoint]:
-    source = parse_redis_url(options.source_url, "source")
-    target = parse_redis_url(options.target_url, "target")
-    if options.tls_skip_verify:
-        source, target = source.without_tls_verification(), target.without_tls_verification()
-    return source, target
 
 
 class _Pairs:
@@ -255,7 +247,7 @@ def copy_redis(
     :raises FerryError: on any failure; the source is only read.
     """
     started = time.monotonic()
-    source, target = endpoints(options)
+    source, target = parse_redis_pair(options.source_url, options.target_url, tls_skip_verify=options.tls_skip_verify)
     if options.tls_skip_verify:
         progress.message("WARNING: TLS certificates are NOT verified (--tls-skip-verify)")
     mode = "replicaof" if options.replicaof else ("live" if options.live else "scan")

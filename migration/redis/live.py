@@ -40,6 +40,11 @@ def notifications_status(conn: RespConn) -> str | None:
     return config_get(conn, "notify-keyspace-events")
 
 
+def notifications_enabled(flags: str) -> bool:
+    """Whether ``notify-keyspace-events`` reports every key change the live tail needs."""
+    return "K" in flags and ("A" in flags or {"g", "$", "l", "s", "h", "z", "x", "e"} <= set(flags))
+
+
 def require_notifications(conn: RespConn) -> str | None:
     """Fail when notifications are known to be off; return a warning when they cannot be checked."""
     flags = notifications_status(conn)
@@ -48,7 +53,7 @@ def require_notifications(conn: RespConn) -> str | None:
             "cannot read notify-keyspace-events (CONFIG refused); the live tail needs it set to KEA. "
             f"On Heroku: {HEROKU_HINT}"
         )
-    if "K" not in flags or not ("A" in flags or {"g", "$", "l", "s", "h", "z", "x", "e"} <= set(flags)):
+    if not notifications_enabled(flags):
         raise PreconditionError(
             f"keyspace notifications are off (notify-keyspace-events={flags!r}); enable them with "
             f"CONFIG SET notify-keyspace-events KEA, or on Heroku: {HEROKU_HINT}",

@@ -6,8 +6,8 @@ from migration.errors import FerryError
 from migration.preflight import PreflightReport
 from migration.redis.connection import RespConn
 from migration.redis.info import info, keyspace, version
-from migration.redis.live import HEROKU_HINT, notifications_status
-from migration.redis.url import RedisEndpoint, parse_redis_url
+from migration.redis.live import HEROKU_HINT, notifications_enabled, notifications_status
+from migration.redis.url import parse_redis_pair
 
 __all__ = ["redis_preflight"]
 
@@ -34,10 +34,7 @@ def _fmt(version_tuple: tuple[int, ...]) -> str:
 
 def redis_preflight(source_url: str, target_url: str, *, tls_skip_verify: bool = False) -> PreflightReport:
     """Check both servers; connection failures are failed checks, so one run lists every problem."""
-    source: RedisEndpoint = parse_redis_url(source_url, "source")
-    target: RedisEndpoint = parse_redis_url(target_url, "target")
-    if tls_skip_verify:
-        source, target = source.without_tls_verification(), target.without_tls_verification()
+    source, target = parse_redis_pair(source_url, target_url, tls_skip_verify=tls_skip_verify)
     report = PreflightReport()
     try:
         src = RespConn(source)
@@ -58,7 +55,7 @@ def redis_preflight(source_url: str, target_url: str, *, tls_skip_verify: bool =
             report.add(
                 "keyspace notifications", "warn", f"cannot read them (CONFIG refused); --live needs KEA: {HEROKU_HINT}"
             )
-        elif "K" in flags and ("A" in flags or "g" in flags):
+        elif notifications_enabled(flags):
             report.add("keyspace notifications", "ok", f"notify-keyspace-events={flags}")
         else:
             report.add(

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from migration.errors import InvalidURLError, Side
 from migration.redact import register_secret
 
-__all__ = ["RedisEndpoint", "parse_redis_url"]
+__all__ = ["RedisEndpoint", "parse_redis_pair", "parse_redis_url"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,11 @@ def parse_redis_url(url: str, side: Side) -> RedisEndpoint:
         tls=parts.scheme == "rediss",
         verify_tls=verify,
     )
+
+
+def parse_redis_pair(source_url: str, target_url: str, *, tls_skip_verify: bool) -> tuple[RedisEndpoint, RedisEndpoint]:
+    """Both sides of a command; ``tls_skip_verify`` accepts any certificate on either."""
+    source, target = parse_redis_url(source_url, "source"), parse_redis_url(target_url, "target")
+    if tls_skip_verify:
+        return source.without_tls_verification(), target.without_tls_verification()
+    return source, target

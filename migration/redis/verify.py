@@ -16,7 +16,7 @@ import hiredis
 
 from migration.redis.connection import RespConn, encode, translate
 from migration.redis.info import keyspace
-from migration.redis.url import RedisEndpoint, parse_redis_url
+from migration.redis.url import parse_redis_pair
 
 __all__ = ["RedisDifference", "RedisVerifyReport", "verify_redis"]
 
@@ -157,10 +157,7 @@ def verify_redis(
     :param ttl_tolerance_ms: TTLs may differ by this much (time passes between the reads).
     """
     started = time.monotonic()
-    source: RedisEndpoint = parse_redis_url(source_url, "source")
-    target: RedisEndpoint = parse_redis_url(target_url, "target")
-    if tls_skip_verify:
-        source, target = source.without_tls_verification(), target.without_tls_verification()
+    source, target = parse_redis_pair(source_url, target_url, tls_skip_verify=tls_skip_verify)
     report = RedisVerifyReport(sample)
     types: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     with RespConn(source) as src, RespConn(target) as dst:
