@@ -41,13 +41,13 @@ test: setup
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: setup
-	$(BIN)/ruff check migration tests bench
-	$(BIN)/ruff format --check migration tests bench
+	$(BIN)/ruff check migration stacks tests bench __main__.py
+	$(BIN)/ruff format --check migration stacks tests bench __main__.py
 	$(BIN)/mypy
 
 format: setup
-	$(BIN)/ruff format migration tests bench
-	$(BIN)/ruff check --fix migration tests bench
+	$(BIN)/ruff format migration stacks tests bench __main__.py
+	$(BIN)/ruff check --fix migration stacks tests bench __main__.py
 
 # The peers the benchmark runs against ferry (Debian's pgcopydb).
 bench-setup: setup

@@ -5,7 +5,8 @@ where they happen, so the CLI only ever catches :class:`FerryError` and prints o
 
     FerryError
     ├── UsageError                  bad option or argument combination
-    │   └── InvalidURLError         a connection URL that cannot be parsed
+    │   ├── InvalidURLError         a connection URL that cannot be parsed
+    │   └── ConfigError             a stack file (Pulumi.<env>.yaml) with a missing or invalid key
     ├── ConnectError                a server could not be reached or would not let us in
     │   ├── HostUnreachableError
     │   ├── AuthenticationError
@@ -16,6 +17,8 @@ where they happen, so the CLI only ever catches :class:`FerryError` and prints o
     │   └── ExtensionMissingError
     ├── SourceChangedError          the source changed under a running copy
     ├── DatabaseError               any other SQL error, with the side it came from
+    ├── PlatformError               the app's platform (Heroku Platform API) refused or failed
+    ├── RunbookError                a ferry run that cannot start or go on (locked, wrong phase, …)
     └── ResumeError                 nothing to resume, or a resume that does not match
 
 Every error may name a *side* (``"source"`` or ``"target"``); ``str(error)`` starts with
@@ -30,6 +33,7 @@ Side = Literal["source", "target"]
 
 __all__ = [
     "AuthenticationError",
+    "ConfigError",
     "ConnectError",
     "DatabaseError",
     "DatabaseMissingError",
@@ -37,8 +41,10 @@ __all__ = [
     "FerryError",
     "HostUnreachableError",
     "InvalidURLError",
+    "PlatformError",
     "PreconditionError",
     "ResumeError",
+    "RunbookError",
     "Side",
     "SourceChangedError",
     "TargetNotEmptyError",
@@ -71,6 +77,10 @@ class UsageError(FerryError):
 
 class InvalidURLError(UsageError):
     """A connection URL that cannot be parsed."""
+
+
+class ConfigError(UsageError):
+    """A stack configuration file that is missing, malformed or has an invalid key."""
 
 
 class ConnectError(FerryError):
@@ -111,6 +121,14 @@ class SourceChangedError(FerryError):
 
 class DatabaseError(FerryError):
     """Any other error reported by a server."""
+
+
+class PlatformError(FerryError):
+    """The app's platform (the Heroku Platform API or a local stand-in) refused or failed a request."""
+
+
+class RunbookError(FerryError):
+    """A ``ferry run`` that cannot start or go on: another run holds the lock, a phase is unknown, …"""
 
 
 class ResumeError(FerryError):

@@ -1,0 +1,79 @@
+"""The cutover on Heroku, step by step: alias, switch, roll back.
+
+Heroku refuses to set ``DATABASE_URL`` while an add-on is attached as ``DATABASE``, and a
+detached add-on with no other attachment is easy to lose. So the old add-on is first attached
+under the rollback alias, then its ``DATABASE`` attachment is removed, and only then is
+``DATABASE_URL`` set to the target. Rollback unsets it and attaches the old add-on as
+``DATABASE`` again. The stack's ``ferry:cutover`` values (``stacks/cutover.py``) declare the
+same sequence; these functions are the path without a stack, and what the stack's detach
+step calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from migration.errors import PlatformError
+from migration.platform.heroku import HerokuClient
+
+__all__ = ["MovedAddon", "alias", "detach_attachment", "rollback", "switch"]
+
+
+@dataclass(frozen=True)
+class MovedAddon:
+    """One add-on the app leaves: ``DATABASE`` → ``DATABASE_URL``, or ``REDIS`` → ``REDIS_URL``.
+
+    :param addon: the old add-on's name or id.
+    :param attachment: the attachment name the app uses it under.
+    :param rollback_alias: the name it stays attached under after the switch.
+    """
+
+    addon: str
+    attachment: str
+    rollback_alias: str
+
+    @property
+    def config_var(self) -> str:
+        return f"{self.attachment}_URL"
+
+
+def detach_attachment(client: HerokuClient, app: str, name: str, addon: str) -> bool:
+    """Remove the app's attachment ``name`` if it is ``addon``'s; ``False`` when already gone.
+
+    :raises PlatformError: ``name`` is attached to a different add-on (never detached blindly).
+    """
+    attachment = client.find_attachment(app, name)
+    if attachment is None:
+        return False
+    if addon not in (attachment.addon_id, attachment.addon_name):
+        raise PlatformError(f"{app}: {name} is attached to {attachment.addon_name}, not {addon}; refusing to detach it")
+    client.detach(attachment.id)
+    return True
+
+
+def alias(client: HerokuClient, app: str, moves: Sequence[MovedAddon]) -> None:
+    """Attach each old add-on under its rollback alias, then remove its main attachment."""
+    for move in moves:
+        if client.find_attachment(app, move.rollback_alias) is None:
+            client.attach(app, move.addon, move.rollback_alias)
+        detach_attachment(client, app, move.attachment, move.addon)
+
+
+def switch(client: HerokuClient, app: str, urls: dict[str, str]) -> None:
+    """Set ``DATABASE_URL`` (and ``REDIS_URL``) to the target in one release.
+
+    :param urls: config var → URL.
+    """
+    client.set_config_vars(app, urls)
+
+
+def rollback(client: HerokuClient, app: str, moves: Sequence[MovedAddon]) -> None:
+    """Unset the switched config vars, then attach each old add-on under its old name again."""
+    attached = {attachment.name for attachment in client.attachments(app)}
+    pending = [move for move in moves if move.attachment not in attached]
+    if not pending:
+        return
+    client.set_config_vars(app, {move.config_var: None for move in pending})
+    for move in pending:
+        client.attach(app, move.addon, move.attachment)

@@ -1,0 +1,189 @@
+"""Storage: the app's S3 buckets under their new names, locked down, and the app's access to them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from stacks.config import BucketConfig, StorageConfig
+
+__all__ = ["OBJECT_READ_ACTIONS", "OBJECT_WRITE_ACTIONS", "Storage", "StorageArgs"]
+
+OBJECT_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion"]
+OBJECT_WRITE_ACTIONS = ["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+
+
+@dataclass(frozen=True)
+class StorageArgs:
+    """:param app: the app name and :param stack: the stack name, both used by the naming convention."""
+
+    app: str
+    stack: str
+    config: StorageConfig
+    tags: Mapping[str, str]
+
+
+class Storage(pulumi.ComponentResource):
+    """Versioned, encrypted, private buckets with lifecycle rules, and one IAM policy that gives
+    the app's user or role only its buckets and only the actions it needs."""
+
+    bucket_names: dict[str, pulumi.Output[str]]
+    bucket_arns: dict[str, pulumi.Output[str]]
+    policy_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("ferry:stacks:Storage", name, None, opts)
+        self._args = args
+        buckets = {bucket.name: self._bucket(bucket) for bucket in args.config.buckets}
+        self.bucket_names = {key: bucket.bucket for key, bucket in buckets.items()}
+        self.bucket_arns = {key: bucket.arn for key, bucket in buckets.items()}
+        self.policy_arn = self._app_policy(name)
+        self.register_outputs(
+            {"bucket_names": self.bucket_names, "bucket_arns": self.bucket_arns, "policy_arn": self.policy_arn}
+        )
+
+    def _bucket(self, config: BucketConfig) -> aws.s3.Bucket:
+        args = self._args
+        bucket_name = args.config.bucket_name(args.app, args.stack, config)
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = aws.s3.Bucket(
+            bucket_name,
+            bucket=bucket_name,
+            force_destroy=False,
+            tags=dict(args.tags),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                import_=bucket_name if config.import_existing else None,
+                # An adopted bucket holds the app's files: `pulumi destroy` must not take it along.
+                retain_on_delete=config.import_existing,
+            ),
+        )
+        aws.s3.BucketOwnershipControls(
+            bucket_name,
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child,
+        )
+        aws.s3.BucketPublicAccessBlock(
+            bucket_name,
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketVersioning(
+            bucket_name,
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            bucket_name,
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms"
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+            opts=child,
+        )
+        transitions = (
+            [
+                aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
+                    days=config.transition_to_infrequent_access_days, storage_class="STANDARD_IA"
+                )
+            ]
+            if config.transition_to_infrequent_access_days
+            else None
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            bucket_name,
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="ferry-housekeeping",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=config.noncurrent_version_expiration_days
+                    ),
+                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=config.abort_incomplete_multipart_days
+                    ),
+                    transitions=transitions,
+                )
+            ],
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            bucket_name,
+            bucket=bucket.id,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "DenyInsecureTransport",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        return bucket
+
+    def _app_policy(self, name: str) -> pulumi.Output[str]:
+        config = self._args.config
+        statements: list[dict[str, Any]] = []
+        for bucket in config.buckets:
+            arn = self.bucket_arns[bucket.name]
+            read_only = bucket.name in config.read_only_buckets
+            statements += [
+                {"Sid": f"List{_sid(bucket.name)}", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
+                {
+                    "Sid": f"Objects{_sid(bucket.name)}",
+                    "Effect": "Allow",
+                    "Action": OBJECT_READ_ACTIONS if read_only else OBJECT_READ_ACTIONS + OBJECT_WRITE_ACTIONS,
+                    "Resource": [pulumi.Output.concat(arn, "/*")],
+                },
+            ]
+        policy = aws.iam.Policy(
+            f"{name}-app-access",
+            description=f"{self._args.app} ({self._args.stack}): its own buckets only",
+            policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
+            tags=dict(self._args.tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        if config.app_user:
+            aws.iam.UserPolicyAttachment(
+                f"{name}-app-access",
+                user=config.app_user,
+                policy_arn=policy.arn,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        elif config.app_role:
+            aws.iam.RolePolicyAttachment(
+                f"{name}-app-access",
+                role=config.app_role,
+                policy_arn=policy.arn,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        return policy.arn
+
+
+def _sid(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
