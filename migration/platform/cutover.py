@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from migration.errors import PlatformError
-from migration.platform.heroku import HerokuClient
+from migration.platform.heroku import Attachment, HerokuClient
 
 __all__ = ["MovedAddon", "alias", "detach_attachment", "rollback", "switch"]
 
@@ -38,26 +38,33 @@ class MovedAddon:
         return f"{self.attachment}_URL"
 
 
-def detach_attachment(client: HerokuClient, app: str, name: str, addon: str) -> bool:
-    """Remove the app's attachment ``name`` if it is ``addon``'s; ``False`` when already gone.
+def _attachment_of(client: HerokuClient, app: str, name: str, addon: str) -> Attachment | None:
+    """The app's attachment ``name``, checked to be ``addon``'s; ``None`` when there is none.
 
     :raises PlatformError: ``name`` is attached to a different add-on (never detached blindly).
     """
     attachment = client.find_attachment(app, name)
-    if attachment is None:
-        return False
-    if addon not in (attachment.addon_id, attachment.addon_name):
+    if attachment is not None and addon not in (attachment.addon_id, attachment.addon_name):
         raise PlatformError(f"{app}: {name} is attached to {attachment.addon_name}, not {addon}; refusing to detach it")
-    client.detach(attachment.id)
-    return True
+    return attachment
+
+
+def detach_attachment(client: HerokuClient, app: str, name: str, addon: str) -> bool:
+    """Remove the app's attachment ``name`` if it is ``addon``'s; ``False`` when already gone."""
+    attachment = _attachment_of(client, app, name, addon)
+    if attachment is not None:
+        client.detach(attachment.id)
+    return attachment is not None
 
 
 def alias(client: HerokuClient, app: str, moves: Sequence[MovedAddon]) -> None:
     """Attach each old add-on under its rollback alias, then remove its main attachment."""
     for move in moves:
+        current = _attachment_of(client, app, move.attachment, move.addon)  # checked before any change
         if client.find_attachment(app, move.rollback_alias) is None:
             client.attach(app, move.addon, move.rollback_alias)
-        detach_attachment(client, app, move.attachment, move.addon)
+        if current is not None:
+            client.detach(current.id)
 
 
 def switch(client: HerokuClient, app: str, urls: dict[str, str]) -> None:
