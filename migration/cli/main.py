@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-_GROUPS = {"pg": "migration.cli.pg", "redis": "migration.cli.redis", "s3": "migration.cli.s3"}
+_GROUPS = {
+    "pg": "migration.cli.pg",
+    "redis": "migration.cli.redis",
+    "s3": "migration.cli.s3",
+    "run": "migration.cli.run",
+    "rollback": "migration.cli.run",
+    "record": "migration.cli.run",
+    "rehearse": "migration.cli.rehearse",
+}
 
 
 class _LazyGroup(click.Group):

@@ -1,0 +1,142 @@
+"""``ferry run``, ``ferry rollback`` and ``ferry record``: the runbook on one stack."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from migration.cli.common import handle_errors, json_option, print_json
+from migration.runbook import RunReport, RunSettings
+from migration.runbook import rollback as run_rollback
+from migration.runbook import run as run_runbook
+from migration.runbook.run import PHASE_NAMES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stack_options(fn: F) -> F:
+    options = [
+        click.option("--stack", required=True, help="The environment: its config is Pulumi.<STACK>.yaml."),
+        click.option(
+            "--root",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=".",
+            envvar="FERRY_PROJECT_DIR",
+            show_default=True,
+            help="The Pulumi project directory.",
+        ),
+        click.option(
+            "--state-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where the run's state, lock and records live [default: ROOT/.ferry/STACK].",
+        ),
+        click.option(
+            "--platform",
+            default="heroku",
+            envvar="FERRY_PLATFORM",
+            show_default=True,
+            help="heroku (HEROKU_API_KEY, HEROKU_API_URL) or local:DIR (a rehearsal's env file).",
+        ),
+        click.option(
+            "--target-url",
+            envvar="FERRY_TARGET_URL",
+            metavar="URL",
+            help="PostgreSQL target built already (or FERRY_TARGET_URL): no Pulumi needed.",
+        ),
+        click.option(
+            "--target-app-url",
+            envvar="FERRY_TARGET_APP_URL",
+            metavar="URL",
+            help="What DATABASE_URL becomes, when the app uses another role than the copy.",
+        ),
+        click.option(
+            "--target-redis-url", envvar="FERRY_TARGET_REDIS_URL", metavar="URL", help="Redis target built already."
+        ),
+        click.option("--tls-skip-verify", is_flag=True, help="Accept Heroku Redis's self-signed certificate."),
+        click.option("--jobs", type=click.IntRange(1), help="Parallel copy streams [default: migration.jobs]."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _settings(stack: str, root: Path, state_dir: Path | None, **given: Any) -> RunSettings:
+    root = root.resolve()
+    return RunSettings(
+        stack=stack,
+        root=root,
+        state_dir=(state_dir or root / ".ferry" / stack).resolve(),
+        platform=given["platform"],
+        target_url=given["target_url"],
+        target_app_url=given["target_app_url"],
+        target_redis_url=given["target_redis_url"],
+        tls_skip_verify=given["tls_skip_verify"],
+        jobs=given["jobs"],
+        yes=given.get("yes", False),
+        smoke_urls=tuple(given.get("smoke_url", ())),
+        verify_mode=given.get("verify_mode", "full"),
+    )
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{question} — no terminal to ask on: pass --yes to run non-interactively")
+    return click.confirm(question, default=False, err=True)
+
+
+def _show(report: RunReport, as_json: bool) -> None:
+    if as_json:
+        print_json(report.to_json())
+        return
+    for phase in report.phases:
+        click.echo(f"{phase.name:<11} {phase.status:<8} {phase.seconds:8.1f} s  {phase.detail}")
+
+
+@click.command()
+@_stack_options
+@click.option("--from", "start", type=click.Choice(PHASE_NAMES), help="Start at this phase (again, if done).")
+@click.option("--until", type=click.Choice(PHASE_NAMES), help="Stop after this phase.")
+@click.option("--yes", is_flag=True, help="Do not ask before freeze, alias and switch (CI).")
+@click.option("--smoke-url", multiple=True, metavar="URL", help="Also check this URL after unfreeze.")
+@click.option("--verify-mode", type=click.Choice(["quick", "full"]), default="full", show_default=True)
+@json_option
+@handle_errors
+def run(
+    stack: str, root: Path, state_dir: Path | None, start: str | None, until: str | None, as_json: bool, **given: Any
+) -> None:
+    """Run the migration runbook for STACK, from its first unfinished phase.
+
+    preflight → provision → copy → freeze → final-sync → verify → alias → switch → unfreeze → smoke → record
+    """
+    settings = _settings(stack, root, state_dir, **given)
+    report = run_runbook(settings, say=_say, confirm=_confirm, start=start, until=until)
+    _show(report, as_json)
+
+
+@click.command()
+@_stack_options
+@json_option
+@handle_errors
+def rollback(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
+    """Put STACK's app back on the old database (via the rollback alias) and unfreeze it."""
+    report = run_rollback(_settings(stack, root, state_dir, **given), say=_say)
+    _show(report, as_json)
+
+
+@click.command()
+@_stack_options
+@json_option
+@handle_errors
+def record(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
+    """Write STACK's endpoints, phase timings and a stack export to the state directory."""
+    settings = _settings(stack, root, state_dir, yes=True, **given)
+    report = run_runbook(settings, say=_say, confirm=lambda _q: True, start="record", until="record")
+    _show(report, as_json)

@@ -1,0 +1,42 @@
+"""Phases ``alias`` and ``switch``, and the rollback: the app moved to the target and back.
+
+With a stack, each step is a stack update setting ``ferry:cutover`` (``aliased``, ``switched``,
+``rolled_back``: see ``stacks/cutover.py``). With targets given as URLs, the same sequence goes
+straight through the platform.
+"""
+
+from __future__ import annotations
+
+from migration.runbook.context import RunContext
+
+__all__ = ["alias", "rollback_cutover", "switch"]
+
+
+def alias(ctx: RunContext) -> str:
+    moves = ctx.moves()
+    if ctx.settings.uses_stack:
+        ctx.stack_outputs(ctx.infra.set_cutover("aliased"))
+    else:
+        ctx.platform.alias(moves)
+    return ", ".join(f"{move.addon} attached as {move.rollback_alias}, {move.attachment} detached" for move in moves)
+
+
+def switch(ctx: RunContext) -> str:
+    targets = ctx.targets()
+    urls = {"DATABASE_URL": targets.app_database_url}
+    if ctx.moves_redis and targets.redis_url:
+        urls["REDIS_URL"] = targets.redis_url
+    if ctx.settings.uses_stack:
+        ctx.stack_outputs(ctx.infra.set_cutover("switched"))
+    else:
+        ctx.platform.switch(urls)
+    return f"{', '.join(sorted(urls))} point at the target"
+
+
+def rollback_cutover(ctx: RunContext) -> str:
+    moves = ctx.moves()
+    if ctx.settings.uses_stack:
+        ctx.stack_outputs(ctx.infra.set_cutover("rolled_back"))
+    else:
+        ctx.platform.rollback(moves)
+    return ", ".join(f"{move.attachment} is {move.addon} again" for move in moves)

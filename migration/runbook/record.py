@@ -1,0 +1,53 @@
+"""Phase ``record`` (and ``ferry record``): endpoints, timings and a stack export, for the run's records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from migration.redact import redact
+from migration.runbook.context import RunContext
+
+__all__ = ["record"]
+
+
+def _endpoint(url: str | None) -> str | None:
+    """host:port/database of a URL, without user or password."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or ''}{parts.path}"
+
+
+def record(ctx: RunContext) -> str:
+    targets = ctx.targets()
+    data: dict[str, Any] = {
+        "stack": ctx.settings.stack,
+        "app": ctx.config.heroku.app,
+        "targets": {
+            "postgres": _endpoint(targets.database_url),
+            "redis": _endpoint(targets.redis_url),
+            "buckets": targets.buckets,
+        },
+        "phases": {
+            name: {"status": r.status, "seconds": r.seconds, "detail": r.detail} for name, r in ctx.state.phases.items()
+        },
+        "verify": ctx.state.facts.get("verify", {}),
+    }
+    written = [_write(ctx.settings.state_dir / "record.json", data)]
+    if ctx.settings.uses_stack:
+        outputs = ctx.stack_outputs()
+        data["stack_outputs"] = outputs.masked()
+        written[0] = _write(ctx.settings.state_dir / "record.json", data)
+        written.append(_write(ctx.settings.state_dir / "stack-export.json", ctx.infra.export()))
+    return "written: " + ", ".join(str(path) for path in written)
+
+
+def _write(path: Path, data: dict[str, Any]) -> Path:
+    # Outputs marked secret are already masked; redact() removes any password that is left.
+    text = redact(json.dumps(data, indent=2, sort_keys=True, default=str))
+    path.write_text(text + "\n")
+    return path

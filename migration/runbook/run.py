@@ -1,0 +1,212 @@
+"""``ferry run`` and ``ferry rollback``: the runbook as ordered, timed, checkpointed phases.
+
+preflight → provision → copy → freeze → final-sync → verify → alias → switch → unfreeze → smoke → record
+
+Each phase's start and end are written to the state file before and after it runs, so a run
+started again after a crash continues with the first phase not done (phases are written to be
+safe to repeat). One run per stack at a time (:class:`~migration.runbook.lock.RunLock`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from migration.errors import FerryError, RunbookError
+from migration.runbook.context import RunContext, RunSettings
+from migration.runbook.copy import copy_live, final_sync, stop_live_copy
+from migration.runbook.cutover import alias, rollback_cutover, switch
+from migration.runbook.freeze import freeze, unfreeze
+from migration.runbook.lock import RunLock
+from migration.runbook.preflight import preflight
+from migration.runbook.provision import provision
+from migration.runbook.record import record
+from migration.runbook.smoke import SmokeFailedError, smoke
+from migration.runbook.state import RunState
+from migration.runbook.verify import verify
+from stacks.config import load_stack_file
+
+__all__ = ["PHASES", "PhaseSummary", "RunReport", "rollback", "run"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    action: Callable[[RunContext], str]
+    #: Asked before, unless --yes: it changes what the app's users see.
+    asks: str | None = None
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase("preflight", preflight),
+    Phase("provision", provision, asks="pulumi up: create or update the AWS target"),
+    Phase("copy", copy_live),
+    Phase("freeze", freeze, asks="stop the app's writes (maintenance mode or read-only role)"),
+    Phase("final-sync", final_sync),
+    Phase("verify", verify),
+    Phase("alias", alias, asks="attach the old database under the rollback alias and detach DATABASE"),
+    Phase("switch", switch, asks="point DATABASE_URL (and REDIS_URL) at the target"),
+    Phase("unfreeze", unfreeze),
+    Phase("smoke", smoke),
+    Phase("record", record),
+)
+PHASE_NAMES = tuple(phase.name for phase in PHASES)
+
+
+@dataclass(frozen=True)
+class PhaseSummary:
+    name: str
+    status: str
+    seconds: float
+    detail: str
+    started_at: float
+
+
+@dataclass
+class RunReport:
+    """Every phase of the stack's run so far; ``to_json()`` is the ``--json`` summary."""
+
+    stack: str
+    phases: list[PhaseSummary] = field(default_factory=list)
+    rolled_back: bool = False
+
+    @classmethod
+    def of(cls, state: RunState) -> RunReport:
+        return cls(
+            stack=state.stack,
+            phases=[
+                PhaseSummary(name, record.status, record.seconds, record.detail, record.started_at)
+                for name, record in state.phases.items()
+            ],
+            rolled_back=state.rolled_back,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "rolled_back": self.rolled_back,
+            "phases": [
+                {"name": p.name, "status": p.status, "seconds": p.seconds, "detail": p.detail} for p in self.phases
+            ],
+        }
+
+
+def _context(settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool]) -> RunContext:
+    config = load_stack_file(settings.root, settings.stack)
+    state = RunState.load(settings.state_file, settings.stack)
+    return RunContext(settings=settings, config=config, state=state, say=say, confirm=confirm)
+
+
+def _selected(state: RunState, start: str | None, until: str | None) -> list[Phase]:
+    for name in (start, until):
+        if name is not None and name not in PHASE_NAMES:
+            raise RunbookError(f"no phase {name!r}; the phases are: {' '.join(PHASE_NAMES)}")
+    first = PHASE_NAMES.index(start) if start else 0
+    last = PHASE_NAMES.index(until) if until else len(PHASES) - 1
+    return [phase for phase in PHASES[first : last + 1] if start == phase.name or not state.done(phase.name)]
+
+
+def _hint(ctx: RunContext) -> str:
+    stack = ctx.settings.stack
+    hint = f"`ferry run --stack {stack}` resumes"
+    if ctx.state.phases.get("freeze"):
+        hint += f", `ferry rollback --stack {stack}` puts the app back"
+    return hint
+
+
+def _run_phase(ctx: RunContext, phase: Phase) -> None:
+    ctx.state.start(phase.name)
+    ctx.save()
+    ctx.say(f"[{phase.name}] started")
+    started = time.monotonic()
+    try:
+        detail = phase.action(ctx)
+    except FerryError as exc:
+        ctx.state.finish(phase.name, "failed", str(exc), time.monotonic() - started)
+        ctx.save()
+        exc.message = f"phase {phase.name} failed: {exc.message} ({_hint(ctx)})"
+        raise
+    except BaseException:
+        ctx.state.finish(phase.name, "failed", "interrupted", time.monotonic() - started)
+        ctx.save()
+        raise
+    skipped = detail.startswith("skipped")
+    ctx.state.finish(phase.name, "skipped" if skipped else "done", detail, time.monotonic() - started)
+    ctx.save()
+    ctx.say(f"[{phase.name}] {'skipped' if skipped else 'done'} in {time.monotonic() - started:.1f} s: {detail}")
+
+
+def run(
+    settings: RunSettings,
+    *,
+    say: Callable[[str], None],
+    confirm: Callable[[str], bool],
+    start: str | None = None,
+    until: str | None = None,
+) -> RunReport:
+    """Run the stack's runbook from its first unfinished phase (or *start*) to the end (or *until*).
+
+    :param say: receives one line per event (never a secret).
+    :param confirm: asked before phases that change what the app's users see; ``--yes`` answers yes.
+    :raises FerryError: the phase that failed, with how to resume or roll back.
+    """
+    with RunLock(settings.state_dir / "lock", settings.stack):
+        ctx = _context(settings, say, confirm)
+        try:
+            if ctx.state.rolled_back:
+                raise RunbookError(
+                    f"stack {settings.stack} was rolled back; remove {settings.state_file} to start a new run"
+                )
+            for phase in _selected(ctx.state, start, until):
+                if phase.asks and not settings.yes and not confirm(f"{phase.name}: {phase.asks}. Go on?"):
+                    raise RunbookError(f"stopped before {phase.name}; `ferry run --stack {settings.stack}` continues")
+                try:
+                    _run_phase(ctx, phase)
+                except SmokeFailedError as failed:
+                    _after_smoke_failure(ctx, failed)
+                    raise
+            return RunReport.of(ctx.state)
+        finally:
+            ctx.close()
+
+
+def _after_smoke_failure(ctx: RunContext, failed: SmokeFailedError) -> None:
+    automatic = ctx.settings.yes and ctx.config.migration.rollback_on_smoke_failure
+    if automatic or (not ctx.settings.yes and ctx.confirm("smoke checks failed. Roll back now?")):
+        _rollback(ctx)
+        failed.message += "; rolled back to the old database"
+
+
+def _rollback(ctx: RunContext) -> None:
+    ctx.state.start("rollback")
+    ctx.save()
+    started = time.monotonic()
+    done = [stop_live_copy(ctx)]
+    if ctx.state.phases.get("alias") or ctx.state.phases.get("switch"):
+        done.append(rollback_cutover(ctx))
+    if ctx.state.frozen:
+        done.append(unfreeze(ctx))
+    ctx.state.rolled_back = True
+    ctx.state.finish("rollback", "done", "; ".join(d for d in done if d), time.monotonic() - started)
+    ctx.save()
+    ctx.say(f"[rollback] done in {time.monotonic() - started:.1f} s")
+
+
+def rollback(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
+    """Put the app back on the old stores (through the rollback alias) and unfreeze it.
+
+    :raises RunbookError: the run never reached the freeze, so there is nothing to roll back.
+    """
+    with RunLock(settings.state_dir / "lock", settings.stack):
+        ctx = _context(settings, say, lambda _question: True)
+        try:
+            if ctx.state.rolled_back:
+                raise RunbookError(f"stack {settings.stack} is already rolled back")
+            if "freeze" not in ctx.state.phases:
+                raise RunbookError(f"nothing to roll back: stack {settings.stack}'s app was never frozen")
+            _rollback(ctx)
+            return RunReport.of(ctx.state)
+        finally:
+            ctx.close()

@@ -1,0 +1,308 @@
+"""``ferry run`` / ``ferry rollback`` against the fake Heroku, real PostgreSQL and Redis targets."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from tests.conftest import Database
+from tests.helpers import Run, assert_one_line_error, ferry
+from tests.support.fake_heroku import FakeHeroku, running_fake_heroku
+from tests.support.redisserver import RedisServer, running_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADDON, REDIS_ADDON = "postgresql-curly-12345", "redis-round-67890"
+
+
+class _Smoke(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/health" else 500)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture(scope="module")
+def smoke_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Smoke)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def redis_servers() -> Iterator[tuple[RedisServer, RedisServer]]:
+    with running_redis(password="src-pw-1") as source, running_redis(password="dst-pw-2") as target:
+        yield source, target
+
+
+@dataclass
+class World:
+    fake: FakeHeroku
+    root: Path
+    source_db: Database
+    target_db: Database
+    source_redis: RedisServer
+    target_redis: RedisServer
+    env: dict[str, str]
+
+    def ferry(self, command: str, *args: str) -> Run:
+        return ferry(command, "--stack", "test", "--root", str(self.root), *args, env=self.env)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "migration",
+            "run",
+            "--stack",
+            "test",
+            "--root",
+            str(self.root),
+            "--yes",
+            *args,
+        ]
+        return subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def state(self) -> dict[str, Any]:
+        path = self.root / ".ferry" / "test" / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def writes(self) -> list[str]:
+        """The fake's successful writes, in order, in words."""
+        described = []
+        for method, path, body in self.fake.calls():
+            if path.endswith("/config-vars"):
+                described.append(
+                    "config " + " ".join(f"{k}={'unset' if v is None else 'set'}" for k, v in sorted(body.items()))
+                )
+            elif path.endswith("/formation"):
+                described.append("scale " + " ".join(f"{u['type']}={u['quantity']}" for u in body["updates"]))
+            elif method == "PATCH":
+                described.append(f"maintenance {'on' if body['maintenance'] else 'off'}")
+            elif method == "POST":
+                described.append(f"attach {body['name']}")
+            else:
+                described.append("detach")
+        return described
+
+
+def _stack_file(root: Path, smoke: str, **migration: Any) -> None:
+    document = yaml.safe_load((ROOT / "Pulumi.ci.yaml").read_text())
+    config = document["config"]
+    config["ferry:heroku"] = {"app": "shop", "databaseAddon": PG_ADDON, "redisAddon": REDIS_ADDON}
+    config["ferry:migration"] = {
+        "postgres": True,
+        "redis": True,
+        "s3": False,
+        "jobs": 2,
+        "smokeUrls": [f"{smoke}/health"],
+        **migration,
+    }
+    (root / "Pulumi.test.yaml").write_text(yaml.safe_dump(document))
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path,
+    source_db: Database,
+    target_db: Database,
+    redis_servers: tuple[RedisServer, RedisServer],
+    smoke_server: str,
+) -> Iterator[World]:
+    source_redis, target_redis = redis_servers
+    for server in redis_servers:
+        redis.Redis(port=server.port, password=server.password).flushall()
+    source_db.execute("CREATE TABLE orders (id bigint PRIMARY KEY, note text)")
+    source_db.execute("INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 5000) g")
+    cache = redis.Redis(port=source_redis.port, password=source_redis.password)
+    cache.set("session:1", "alice", ex=3600)
+    cache.hset("cart:1", mapping={"sku": "42", "qty": "2"})
+    _stack_file(tmp_path, smoke_server)
+    with running_fake_heroku() as (fake, api_url):
+        fake.add_app("shop", config={"RAILS_ENV": "production"}, formation={"web": 2, "worker": 3, "clock": 1})
+        fake.add_addon("shop", PG_ADDON, "heroku-postgresql", source_db.url, attach_as="DATABASE")
+        fake.add_addon("shop", REDIS_ADDON, "heroku-redis", source_redis.url(), attach_as="REDIS")
+        env = {
+            **os.environ,
+            "HEROKU_API_KEY": fake.token,
+            "HEROKU_API_URL": api_url,
+            "FERRY_TARGET_URL": target_db.url,
+            "FERRY_TARGET_REDIS_URL": target_redis.url(),
+            "PATH": os.environ["PATH"],
+        }
+        world = World(fake, tmp_path, source_db, target_db, source_redis, target_redis, env)
+        try:
+            yield world
+        finally:
+            # A run stopped before final-sync leaves its live Redis copy running, on purpose: stop it.
+            pid = world.state().get("redis_live_pid")
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        assert fake.violations == []
+
+
+CUTOVER = [
+    "maintenance on",
+    "scale clock=0 worker=0",
+    "attach HEROKU_POSTGRES_DB",
+    "detach",
+    "attach HEROKU_REDIS_OLD",
+    "detach",
+    "config DATABASE_URL=set REDIS_URL=set",
+    "scale clock=1 worker=3",
+    "maintenance off",
+]
+
+
+def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None:
+    run = world.ferry("run", "--yes", "--json")
+    assert run.code == 0, run.output
+    phases = {p["name"]: p for p in run.json["phases"]}
+    assert list(phases) == [
+        "preflight", "provision", "copy", "freeze", "final-sync", "verify",
+        "alias", "switch", "unfreeze", "smoke", "record",
+    ]  # fmt: skip
+    assert phases["provision"]["status"] == "skipped"
+    assert all(p["status"] == "done" for name, p in phases.items() if name != "provision")
+    assert "5000 rows" in phases["final-sync"]["detail"]
+    assert world.writes() == CUTOVER
+    assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000
+    target_cache = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
+    assert target_cache.hgetall("cart:1") == {b"sku": b"42", b"qty": b"2"}
+    assert 0 < target_cache.ttl("session:1") <= 3600
+    config = world.fake.apps["shop"].config
+    assert config["DATABASE_URL"] == world.target_db.url and config["REDIS_URL"] == world.target_redis.url()
+    assert config["HEROKU_POSTGRES_DB_URL"] == world.source_db.url
+    record = json.loads((world.root / ".ferry" / "test" / "record.json").read_text())
+    assert record["verify"]["postgres"]["identical"] is True and record["verify"]["redis"]["identical"] is True
+    for secret in (world.source_redis.password, world.target_redis.password, world.fake.token):
+        assert secret not in run.output
+        assert secret not in (world.root / ".ferry" / "test" / "state.json").read_text()
+        assert secret not in json.dumps(record)
+
+    again = world.ferry("run", "--yes", "--json")  # everything done: nothing repeats
+    assert again.code == 0 and world.writes() == CUTOVER
+
+    back = world.ferry("rollback", "--json")
+    assert back.code == 0, back.output
+    assert world.writes()[len(CUTOVER) :] == [
+        "config DATABASE_URL=unset REDIS_URL=unset",
+        "attach DATABASE",
+        "attach REDIS",
+    ]
+    config = world.fake.apps["shop"].config
+    assert config["DATABASE_URL"] == world.source_db.url and config["REDIS_URL"] == world.source_redis.url()
+    assert back.json["rolled_back"] is True
+    assert_one_line_error(world.ferry("run", "--yes"), "was rolled back")
+
+
+def test_rollback_after_freeze_unfreezes_and_restores_the_formation(world: World) -> None:
+    stopped = world.ferry("run", "--yes", "--until", "verify")
+    assert stopped.code == 0, stopped.output
+    assert world.writes() == CUTOVER[:2]
+    back = world.ferry("rollback")
+    assert back.code == 0, back.output
+    assert world.writes()[2:] == ["scale clock=1 worker=3", "maintenance off"]
+    assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
+    assert world.fake.apps["shop"].formation == {"web": 2, "worker": 3, "clock": 1}
+
+
+def test_nothing_to_roll_back_before_the_freeze(world: World) -> None:
+    assert world.ferry("run", "--yes", "--until", "copy").code == 0
+    assert_one_line_error(world.ferry("rollback"), "nothing to roll back")
+    assert world.writes() == []
+
+
+def test_a_crash_in_the_middle_resumes_where_it_stopped(world: World) -> None:
+    held = threading.Event()
+    world.fake.hold[("POST", r"^/addon-attachments$")] = held
+    first = world.popen()
+    deadline = time.monotonic() + 120
+    while world.state().get("phases", {}).get("alias", {}).get("status") != "running":
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    held.set()  # the request in flight still lands, as it could on Heroku
+    resumed = world.ferry("run", "--yes", "--json")
+    assert resumed.code == 0, resumed.output
+    state = world.state()["phases"]
+    assert state["alias"]["attempts"] == 2
+    assert all(state[name]["attempts"] == 1 for name in ("preflight", "copy", "freeze", "final-sync", "verify"))
+    assert world.writes() == CUTOVER
+    assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000
+
+
+def test_a_second_run_on_the_same_stack_is_refused(world: World) -> None:
+    held = threading.Event()
+    world.fake.hold[("GET", r"/config-vars$")] = held
+    first = world.popen()
+    deadline = time.monotonic() + 60
+    while not (world.root / ".ferry" / "test" / "lock").exists() or not world.state():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second = world.ferry("run", "--yes")
+    assert_one_line_error(second, "another ferry run or rollback holds stack 'test'", f"pid {first.pid}")
+    held.set()
+    first.kill()
+    first.communicate()
+
+
+def test_failed_smoke_rolls_back_when_configured(world: World, smoke_server: str) -> None:
+    _stack_file(world.root, smoke_server, smokeUrls=[f"{smoke_server}/broken"], rollbackOnSmokeFailure=True)
+    failed = world.ferry("run", "--yes")
+    assert_one_line_error(failed, "phase smoke failed", "/broken: HTTP 500", "rolled back to the old database")
+    assert world.writes()[: len(CUTOVER)] == CUTOVER
+    assert world.writes()[len(CUTOVER) :] == [
+        "config DATABASE_URL=unset REDIS_URL=unset",
+        "attach DATABASE",
+        "attach REDIS",
+    ]
+
+
+def test_read_only_freeze_keeps_reads_and_stops_writes(world: World) -> None:
+    _stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", smokeUrls=[])
+    stopped = world.ferry("run", "--yes", "--until", "freeze")
+    assert stopped.code == 0, stopped.output
+    assert world.writes() == []  # no maintenance mode, no scaling
+    with pytest.raises(Exception, match="read-only transaction"):
+        world.source_db.execute("INSERT INTO orders VALUES (9999, 'late')")
+    assert world.source_db.scalar("SELECT count(*) FROM orders") == 5000
+    assert world.ferry("rollback").code == 0
+    world.source_db.execute("INSERT INTO orders VALUES (9999, 'after rollback')")
+
+
+def test_bad_stack_file_and_missing_pulumi_are_one_line_errors(world: World) -> None:
+    (world.root / "Pulumi.test.yaml").write_text(
+        (world.root / "Pulumi.test.yaml").read_text().replace("instanceClass", "instanceKlass")
+    )
+    assert_one_line_error(world.ferry("run", "--yes"), "Pulumi.test.yaml: ferry:database.instanceClass: Field required")
+    _stack_file(world.root, "http://127.0.0.1:9")
+    env = {**world.env, "PATH": "/usr/bin:/bin"}
+    env.pop("FERRY_TARGET_URL")
+    no_pulumi = ferry("run", "--stack", "test", "--root", str(world.root), "--yes", env=env)
+    assert_one_line_error(no_pulumi, "phase provision failed", "the Pulumi CLI is not installed", "--target-url")
+    assert (
+        json.loads((world.root / ".ferry" / "test" / "state.json").read_text())["phases"]["preflight"]["status"]
+        == "done"
+    )
+    assert world.writes() == []
