@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_PROGRAMS := initdb pg_ctl pg_dump pg_restore psql
 
-.PHONY: setup system-packages test lint format bench-setup bench clean
+.PHONY: setup system-packages test lint format rehearse bench-setup bench clean
 
 setup: system-packages $(STAMP)
 
@@ -39,6 +39,9 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q
+
+rehearse: setup
+	$(BIN)/ferry rehearse
 
 lint: setup
 	$(BIN)/ruff check migration stacks tests bench __main__.py

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import Timings, machine, timed  # noqa: E402
-from tests.support.pgcluster import Cluster, running_cluster, server_bindir  # noqa: E402
+from migration.rehearse.pgcluster import Cluster, running_cluster, server_bindir  # noqa: E402
 
 # Like a production server: durable writes, WAL for replicas. Same settings for every tool.
 SERVER_SETTINGS = {

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import Timings, machine  # noqa: E402
-from tests.support.redisserver import RedisServer, running_redis  # noqa: E402
+from migration.rehearse.redisserver import RedisServer, running_redis  # noqa: E402
 
 
 def _cmd(*args: bytes | str | int) -> bytes:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import Timings, machine, timed  # noqa: E402
-from tests.support.motoserver import MotoServer, running_moto  # noqa: E402
+from migration.rehearse.motoserver import MotoServer, running_moto  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -248,6 +248,9 @@ class MigrationConfig(_Model):
     redis: bool = False
     s3: bool = False
     freeze: Literal["maintenance", "read-only"] = "maintenance"
+    #: After maintenance mode and the scale-down: requests in flight finish (Heroku's router allows
+    #: 30 s) and stopping workers get their 30 s SIGTERM grace, before the final copy starts.
+    drain_seconds: float = Field(default=30.0, ge=0, le=600)
     jobs: int = Field(default=4, ge=1, le=64)
     smoke_urls: list[str] = Field(default_factory=list)
     rollback_on_smoke_failure: bool = False

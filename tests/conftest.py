@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support.pgcluster import Cluster, running_cluster
+from migration.rehearse.pgcluster import Cluster, running_cluster
 
 SQL_DIR = Path(__file__).parent / "sql"
 _counter = itertools.count()

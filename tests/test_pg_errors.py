@@ -13,9 +13,9 @@ from migration.errors import ExtensionMissingError, SourceChangedError
 from migration.postgres import CopyOptions, copy_database
 from migration.postgres.tools import find_client_tools
 from migration.progress import PlainProgress
+from migration.rehearse.pgcluster import free_port
 from tests.conftest import Database
 from tests.helpers import assert_one_line_error, ferry
-from tests.support.pgcluster import free_port
 
 
 def test_malformed_url(target_db: Database) -> None:

@@ -18,8 +18,8 @@ from migration.redis.batch import CopySettings, copy_keys
 from migration.redis.connection import RespConn
 from migration.redis.url import parse_redis_url
 from migration.redis.verify import verify_redis
+from migration.rehearse.redisserver import RedisServer, running_redis
 from tests.helpers import ferry
-from tests.support.redisserver import RedisServer, running_redis
 
 
 @pytest.fixture(scope="session")

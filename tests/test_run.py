@@ -20,10 +20,10 @@ import pytest
 import redis
 import yaml
 
+from migration.rehearse.redisserver import RedisServer, running_redis
 from tests.conftest import Database
 from tests.helpers import Run, assert_one_line_error, ferry
 from tests.support.fake_heroku import FakeHeroku, running_fake_heroku
-from tests.support.redisserver import RedisServer, running_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADDON, REDIS_ADDON = "postgresql-curly-12345", "redis-round-67890"
@@ -112,6 +112,7 @@ def _stack_file(root: Path, smoke: str, **migration: Any) -> None:
         "redis": True,
         "s3": False,
         "jobs": 2,
+        "drainSeconds": 0,
         "smokeUrls": [f"{smoke}/health"],
         **migration,
     }

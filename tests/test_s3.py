@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
+from migration.rehearse.motoserver import MotoServer, running_moto
 from tests.helpers import Run, assert_one_line_error, ferry
-from tests.support.motoserver import MotoServer, running_moto
 
 KEYS = {
     "plain.txt": b"hello",

@@ -8,6 +8,8 @@ read-only transactions and its open sessions are ended, so reads go on while wri
 
 from __future__ import annotations
 
+import time
+
 from psycopg import sql
 
 from migration.postgres.connection import connect, pg_errors
@@ -30,7 +32,11 @@ def freeze(ctx: RunContext) -> str:
         ctx.platform.set_maintenance(True)
         stopped = {kind: 0 for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
         ctx.platform.scale(stopped)
-        detail = f"maintenance on; scaled to 0: {', '.join(sorted(stopped)) or 'nothing'}"
+        time.sleep(ctx.config.migration.drain_seconds)
+        detail = (
+            f"maintenance on; scaled to 0: {', '.join(sorted(stopped)) or 'nothing'}; "
+            f"drained {ctx.config.migration.drain_seconds:g} s"
+        )
     ctx.state.freeze_mode, ctx.state.frozen = mode, True
     ctx.save()
     return detail

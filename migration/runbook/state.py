@@ -52,7 +52,9 @@ class RunState:
             return cls(stack=stack)
         try:
             data = json.loads(path.read_text())
-            phases = {name: PhaseRecord(**record) for name, record in data.pop("phases", {}).items()}
+            records = {name: PhaseRecord(**record) for name, record in data.pop("phases", {}).items()}
+            # The file is written with sorted keys: the run's order is the order phases started in.
+            phases = dict(sorted(records.items(), key=lambda item: item[1].started_at))
             state = cls(phases=phases, **data)
         except (ValueError, TypeError) as exc:
             raise ResumeError(f"{path}: not a ferry run state file ({exc})") from exc

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL clusters: initdb + pg_ctl on a free port, torn down after.
+"""Throwaway PostgreSQL clusters for rehearsals and tests: initdb + pg_ctl on a free port, torn down after.
 
 Binaries come from ``pg_config --bindir`` or ``PATH``. PostgreSQL refuses to run as
 root, so when we are root the cluster is created and started as an unprivileged user.
@@ -18,9 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from migration.errors import ToolError
 
-class ClusterError(RuntimeError):
-    """A test cluster could not be created or started."""
+
+class ClusterError(ToolError):
+    """A local server (PostgreSQL, Redis, moto) could not be created or started."""
 
 
 def server_bindir() -> Path:

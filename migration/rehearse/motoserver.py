@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.pgcluster import free_port, serving
+from migration.rehearse.pgcluster import free_port, serving
 
 
 @dataclass

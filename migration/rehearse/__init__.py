@@ -1,0 +1,1 @@
+"""``ferry rehearse``: the whole runbook on local servers, with an app that keeps writing."""

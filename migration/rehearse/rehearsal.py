@@ -1,0 +1,252 @@
+"""``ferry rehearse``: the whole runbook against local servers while an app keeps writing.
+
+Starts two PostgreSQL clusters, two Redis servers and a local S3 (moto), fills the sources
+with a small shop, starts the app (:mod:`migration.rehearse.app`) on a local platform (an env
+file for config vars, a flag file for maintenance), runs ``ferry run`` exactly as on the day
+(same phases, same code; only the platform is local and the target is given as URLs), and
+measures what the app saw.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+from migration.errors import ToolError
+from migration.platform.local import write_env_file
+from migration.redis.connection import RespConn, encode
+from migration.redis.url import parse_redis_url
+from migration.rehearse.dataset import fill_buckets, fill_postgres, fill_redis
+from migration.rehearse.motoserver import running_moto
+from migration.rehearse.pgcluster import Cluster, free_port, running_cluster
+from migration.rehearse.redisserver import running_redis
+from migration.rehearse.report import Rehearsal, read_app_log, write_reports
+from migration.runbook import RunSettings, run
+from migration.runbook.state import RunState
+
+__all__ = ["RehearsalOptions", "rehearse"]
+
+STACK = "rehearsal"
+APP = "shop"
+SOURCE_BUCKET = "shop-uploads-heroku"
+
+
+@dataclass(frozen=True)
+class RehearsalOptions:
+    """:param customers: shop size (orders x3, order items x9). :param keep: keep the work directory."""
+
+    report_dir: Path
+    customers: int = 20_000
+    sessions: int = 5_000
+    objects: int = 200
+    jobs: int = 2
+    keep: bool = False
+
+
+def _stack_file(root: Path, app_port: int) -> None:
+    """What ``Pulumi.rehearsal.yaml`` would say; the target exists already, so nothing is provisioned."""
+    config = {
+        "aws:region": "us-east-1",
+        "ferry:app": APP,
+        "ferry:heroku": {"app": "shop-rehearsal", "databaseAddon": "postgresql-local-1", "redisAddon": "redis-local-1"},
+        "ferry:network": {"availabilityZones": ["us-east-1a", "us-east-1b"], "allowedCidrs": ["127.0.0.0/8"]},
+        "ferry:database": {"instanceClass": "db.t4g.micro", "databases": [APP]},
+        "ferry:cache": {"nodeType": "cache.t4g.micro", "replicas": 0},
+        "ferry:storage": {"buckets": [{"name": "uploads", "source": SOURCE_BUCKET}], "appUser": "shop-rehearsal"},
+        "ferry:migration": {
+            "postgres": True,
+            "redis": True,
+            "s3": True,
+            "jobs": 2,
+            "drainSeconds": 1,
+            "smokeUrls": [f"http://127.0.0.1:{app_port}/health"],
+        },
+    }
+    (root / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+
+
+def _create_database(cluster: Cluster) -> str:
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {APP}")
+    return cluster.url(APP)
+
+
+def _s3_environment(endpoint: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for side in ("SOURCE", "TARGET"):
+        env |= {
+            f"FERRY_S3_{side}_ENDPOINT_URL": endpoint,
+            f"FERRY_S3_{side}_REGION": "us-east-1",
+            f"FERRY_S3_{side}_ACCESS_KEY_ID": "rehearsal",
+            f"FERRY_S3_{side}_SECRET_ACCESS_KEY": "rehearsal-secret",
+        }
+    return env
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def _app(platform_dir: Path, log: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-m", "migration.rehearse.app", str(platform_dir), str(log), str(port)]
+    app = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield app
+    finally:
+        app.terminate()
+        try:
+            app.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            app.kill()
+
+
+def _wait_for_writes(app: subprocess.Popen[bytes], log: Path, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while sum(line.startswith("ok web") for line in log.read_text().splitlines()) < count if log.exists() else True:
+        if app.poll() is not None:
+            stderr = app.stderr.read().decode(errors="replace") if app.stderr else ""
+            raise ToolError(f"the rehearsal app stopped: {(stderr.strip().splitlines() or ['no output'])[-1]}")
+        if time.monotonic() > deadline:
+            raise ToolError("the rehearsal app made no writes in 30 s")
+        time.sleep(0.05)
+
+
+def _lost(target_db: str, target_redis: str, acknowledged: dict[int, str]) -> tuple[int, int]:
+    with psycopg.connect(target_db) as conn:
+        present = {int(row[0]) for row in conn.execute("SELECT id FROM app_writes").fetchall()}
+    lost_rows = len(set(acknowledged) - present)
+    ids = sorted(acknowledged)
+    with RespConn(parse_redis_url(target_redis, "target")) as cache:
+        exists = cache.pipeline([encode("EXISTS", f"write:{write_id}") for write_id in ids]) if ids else []
+    return lost_rows, sum(1 for found in exists if not found)
+
+
+def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal:
+    """Run the whole rehearsal and write its reports to ``options.report_dir``.
+
+    :param say: receives progress lines (no secrets).
+    :raises FerryError: a local server could not start, or a phase failed.
+    """
+    started = time.time()
+    shutil.rmtree(options.report_dir / "run", ignore_errors=True)  # a previous rehearsal's run state
+    with ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="ferry-rehearsal-"))
+        if options.keep:
+            say(f"work directory kept: {work}")
+        else:
+            stack.callback(shutil.rmtree, work, True)
+        say("starting two PostgreSQL clusters, two Redis servers and a local S3 (moto)")
+        source_pg, target_pg = stack.enter_context(running_cluster()), stack.enter_context(running_cluster())
+        source_redis = stack.enter_context(running_redis(password=secrets.token_hex(12)))
+        target_redis = stack.enter_context(running_redis(password=secrets.token_hex(12)))
+        s3 = stack.enter_context(running_moto())
+        source_db, target_db = _create_database(source_pg), _create_database(target_pg)
+
+        say(f"filling the sources: {options.customers} customers, {options.sessions} sessions, {options.objects} files")
+        s3_env = _s3_environment(s3.endpoint)
+        stack.enter_context(_environment(s3_env))
+        from migration.s3.client import S3Side
+
+        client = S3Side.from_env("source", None, "us-east-1", s3.endpoint).client()
+        client.create_bucket(Bucket=SOURCE_BUCKET)
+        client.create_bucket(Bucket=f"{APP}-{STACK}-uploads")  # what the stack's storage component creates
+        with RespConn(parse_redis_url(source_redis.url(), "source")) as cache:
+            dataset = {
+                "rows": fill_postgres(source_db, options.customers),
+                "redis keys": fill_redis(cache, options.sessions),
+                "files": fill_buckets(client, SOURCE_BUCKET, options.objects),
+            }
+
+        platform_dir, log = work / "platform", work / "app.log"
+        platform_dir.mkdir()
+        write_env_file(
+            platform_dir / "config.env",
+            {"DATABASE_URL": source_db, "REDIS_URL": source_redis.url(), "RAILS_ENV": "production"},
+        )
+        (platform_dir / "formation.json").write_text('{"web": 1, "worker": 1}')
+        app_port = free_port()
+        _stack_file(work, app_port)
+
+        say("starting the app: it writes and reads through DATABASE_URL and REDIS_URL")
+        app = stack.enter_context(_app(platform_dir, log, app_port))
+        _wait_for_writes(app, log, 20)
+
+        settings = RunSettings(
+            stack=STACK,
+            root=work,
+            state_dir=options.report_dir.resolve() / "run",  # the run's state and record.json stay with the report
+            platform=f"local:{platform_dir}",
+            target_url=target_db,
+            target_redis_url=target_redis.url(),
+            yes=True,
+            jobs=options.jobs,
+        )
+        run(settings, say=say, confirm=lambda _question: True)
+        _wait_for_writes(app, log, sum(line.startswith("ok web") for line in log.read_text().splitlines()) + 20)
+        app.terminate()
+        app.wait(timeout=15)
+
+        app_log = read_app_log(log)
+        origin = app_log.started  # the timeline starts when the app does; setup before it is reported apart
+        lost_rows, lost_cache = _lost(target_db, target_redis.url(), app_log.acknowledged)
+        state = RunState.load(settings.state_file, STACK)
+        verification = state.facts.get("verify", {})
+        result = Rehearsal(
+            phases=[
+                {
+                    "name": name,
+                    "status": record.status,
+                    "seconds": record.seconds,
+                    "offset_seconds": round(record.started_at - origin, 3),
+                    "detail": record.detail,
+                }
+                for name, record in state.phases.items()
+            ],
+            write_unavailable_seconds=app_log.longest_unavailable,
+            write_windows=app_log.unavailable,
+            acknowledged_writes=len(app_log.acknowledged),
+            lost_writes=lost_rows,
+            lost_cache_writes=lost_cache,
+            verified=bool(verification) and all(_identical(report) for report in verification.values()),
+            verification={store: _summary(report) for store, report in verification.items()},
+            dataset=dataset,
+            started_at=origin,
+            seconds=time.time() - origin,
+            setup_seconds=origin - started,
+        )
+    write_reports(result, options.report_dir)
+    return result
+
+
+def _identical(report: dict[str, Any]) -> bool:
+    return bool(report.get("identical", not report.get("differences")))
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in report.items() if key != "differences"} | {
+        "differences": len(report.get("differences", []))
+    }
