@@ -227,7 +227,13 @@ def test_rollback_after_freeze_unfreezes_and_restores_the_formation(world: World
 
 
 def test_nothing_to_roll_back_before_the_freeze(world: World) -> None:
-    assert world.ferry("run", "--yes", "--until", "copy").code == 0
+    asked = world.ferry("run")  # no --yes and no terminal: stops before the first phase users would notice
+    assert_one_line_error(asked, "freeze: stop the app's writes", "pass --yes")
+    assert {name: p["status"] for name, p in world.state()["phases"].items()} == {
+        "preflight": "done",
+        "provision": "skipped",
+        "copy": "done",
+    }
     assert_one_line_error(world.ferry("rollback"), "nothing to roll back")
     assert world.writes() == []
 

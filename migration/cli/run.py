@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from migration.cli.common import handle_errors, json_option, print_json
+from migration.errors import UsageError
 from migration.runbook import RunReport, RunSettings
 from migration.runbook import rollback as run_rollback
 from migration.runbook import run as run_runbook
@@ -88,7 +89,7 @@ def _say(line: str) -> None:
 
 def _confirm(question: str) -> bool:
     if not sys.stdin.isatty():
-        raise click.UsageError(f"{question} — no terminal to ask on: pass --yes to run non-interactively")
+        raise UsageError(f"{question} No terminal to ask on: pass --yes to run without questions")
     return click.confirm(question, default=False, err=True)
 
 

@@ -160,7 +160,8 @@ def run(
                     f"stack {settings.stack} was rolled back; remove {settings.state_file} to start a new run"
                 )
             for phase in _selected(ctx.state, start, until):
-                if phase.asks and not settings.yes and not confirm(f"{phase.name}: {phase.asks}. Go on?"):
+                asks = phase.asks and not (phase.name == "provision" and not settings.uses_stack)
+                if asks and not settings.yes and not confirm(f"{phase.name}: {phase.asks}. Go on?"):
                     raise RunbookError(f"stopped before {phase.name}; `ferry run --stack {settings.stack}` continues")
                 try:
                     _run_phase(ctx, phase)
