@@ -84,12 +84,18 @@ class Infra:
             self._stack.up(on_output=self._print, show_secrets=False, message=message, color="never")
         return self.outputs()
 
-    def set_cutover(self, state: str) -> StackOutputs:
-        """Set ``ferry:cutover`` and apply it: one stack update per cutover step."""
+    def set_cutover(self, state: str, *, end_bulk_load: bool = False) -> StackOutputs:
+        """Set ``ferry:cutover`` and apply it: one stack update per cutover step.
+
+        :param end_bulk_load: also set ``ferry:migration.loading`` to false in the same update, so
+            the database leaves the bulk-load parameter profile as the app arrives.
+        """
         from pulumi.automation import ConfigValue
 
         with _pulumi_errors("config set"):
             self._stack.set_config("ferry:cutover", ConfigValue(value=state))
+            if end_bulk_load:
+                self._stack.set_config("ferry:migration.loading", ConfigValue(value="false"), path=True)
         return self.up(f"ferry: cutover {state}")
 
     def outputs(self) -> StackOutputs:

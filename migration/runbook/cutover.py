@@ -27,7 +27,8 @@ def switch(ctx: RunContext) -> str:
     if ctx.moves_redis and targets.redis_url:
         urls["REDIS_URL"] = targets.redis_url
     if ctx.settings.uses_stack:
-        ctx.stack_outputs(ctx.infra.set_cutover("switched"))
+        # synchronous_commit off and no autovacuum suit the copy, not the app: the same update ends them.
+        ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))
     else:
         ctx.platform.switch(urls)
     return f"{', '.join(sorted(urls))} point at the target"

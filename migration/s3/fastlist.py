@@ -1,9 +1,9 @@
 """A faster parser for ``ListObjectsV2`` pages, plugged into botocore's parser factory.
 
-botocore walks its service model for every element of every listed object: about 45 µs a
-key, which is 45 s of CPU for a million keys and most of an unchanged re-run's client time.
-Listings have a fixed, flat shape, so ElementTree reads a 1 000-key page about six times
-faster into the same dictionary botocore would build (``ETag`` keeps its quotes,
+botocore walks its service model for every element of every listed object: about 13 µs a
+key even with timestamps left as strings, 13 s of CPU per million keys on each side.
+Listings have a fixed, flat shape, so ElementTree reads a 1 000-key page about three times
+faster (4 µs a key, bench/RESULTS.md) into the same dictionary botocore would build (``ETag`` keeps its quotes,
 ``LastModified`` stays the string S3 sent, keys stay URL-encoded for botocore's own
 ``EncodingType=url`` decoding). Everything else, errors included, goes to botocore's parser.
 """
