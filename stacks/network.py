@@ -166,47 +166,41 @@ class Network(pulumi.ComponentResource):
             info = heroku.space.get_peering_info_output(
                 name=peering.space, opts=pulumi.InvokeOutputOptions(parent=self)
             )
-            connection = aws.ec2.VpcPeeringConnection(
-                name,
-                vpc_id=self.vpc_id,
-                peer_vpc_id=info.vpc_id,
-                peer_owner_id=info.aws_account_id,
-                peer_region=info.aws_region,
-                tags={**tags, "Name": name},
-                opts=self._child(),
-            )
+            peer: tuple[pulumi.Input[str] | None, ...] = (info.vpc_id, info.aws_account_id, info.aws_region)
+        else:
+            peer = (peering.peer_vpc_id, peering.peer_owner_id, peering.peer_region)
+        connection = aws.ec2.VpcPeeringConnection(
+            name,
+            vpc_id=self.vpc_id,
+            peer_vpc_id=peer[0],
+            peer_owner_id=peer[1],
+            peer_region=peer[2],
+            tags={**tags, "Name": name},
+            opts=self._child(),
+        )
+        accepted: pulumi.Resource = connection
+        if peering.kind == "heroku-space":
             # Heroku adds the route back to our VPC in the space's own route tables on acceptance.
-            accepted: pulumi.Resource = heroku.space.PeeringConnectionAccepter(
+            accepted = heroku.space.PeeringConnectionAccepter(
                 name, space=peering.space, vpc_peering_connection_id=connection.id, opts=self._child()
             )
-        else:
-            connection = aws.ec2.VpcPeeringConnection(
+        elif peering.both_sides_ours:
+            peer_side = self._peer_side_options(name, peering)
+            accepted = aws.ec2.VpcPeeringConnectionAccepter(
                 name,
-                vpc_id=self.vpc_id,
-                peer_vpc_id=peering.peer_vpc_id,
-                peer_owner_id=peering.peer_owner_id,
-                peer_region=peering.peer_region,
+                vpc_peering_connection_id=connection.id,
+                auto_accept=True,
                 tags={**tags, "Name": name},
-                opts=self._child(),
+                opts=peer_side,
             )
-            accepted = connection
-            if peering.both_sides_ours:
-                peer_side = self._peer_side_options(name, peering)
-                accepted = aws.ec2.VpcPeeringConnectionAccepter(
-                    name,
+            for index, peer_table in enumerate(peering.peer_route_table_ids):
+                aws.ec2.Route(
+                    f"{name}-back-{index}",
+                    route_table_id=peer_table,
+                    destination_cidr_block=str(self._args.config.vpc_cidr),
                     vpc_peering_connection_id=connection.id,
-                    auto_accept=True,
-                    tags={**tags, "Name": name},
-                    opts=peer_side,
+                    opts=pulumi.ResourceOptions.merge(peer_side, pulumi.ResourceOptions(depends_on=[accepted])),
                 )
-                for index, peer_table in enumerate(peering.peer_route_table_ids):
-                    aws.ec2.Route(
-                        f"{name}-back-{index}",
-                        route_table_id=peer_table,
-                        destination_cidr_block=str(self._args.config.vpc_cidr),
-                        vpc_peering_connection_id=connection.id,
-                        opts=pulumi.ResourceOptions.merge(peer_side, pulumi.ResourceOptions(depends_on=[accepted])),
-                    )
         for table_index, table in enumerate(route_table_ids):
             for cidr in peering.peer_cidrs:
                 aws.ec2.Route(
