@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
+from migration.postgres.connection import connect, pg_errors
+from migration.postgres.conninfo import parse_url
 from migration.redis.connection import RespConn, encode
 
 __all__ = ["APP_TABLE", "fill_buckets", "fill_postgres", "fill_redis"]
@@ -64,7 +65,7 @@ INSERT INTO customers (email, name, created_at, profile)
            jsonb_build_object('plan', CASE WHEN g % 10 = 0 THEN 'pro' ELSE 'free' END, 'visits', g % 97)
     FROM generate_series(1, {customers}) g;
 INSERT INTO orders (customer_id, status, placed_at, total_cents)
-    SELECT 1 + (g * 7919) % {customers}, (ARRAY['cart','paid','shipped','returned'])[1 + g % 4]::order_status,
+    SELECT 1 + (g::bigint * 7919) % {customers}, (ARRAY['cart','paid','shipped','returned'])[1 + g % 4]::order_status,
            now() - (g % 720) * interval '1 hour', 500 + (g * 31) % 50000
     FROM generate_series(1, {orders}) g;
 INSERT INTO order_items (order_id, product_id, quantity)
@@ -76,7 +77,8 @@ ANALYZE;
 
 def fill_postgres(url: str, customers: int) -> int:
     """Create the shop's schema and rows; returns the number of rows written."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    endpoint = parse_url(url, "source")
+    with connect(endpoint, autocommit=True) as conn, pg_errors("source", endpoint):
         conn.execute(_SCHEMA)
         conn.execute(sql.SQL(_FILL).format(customers=sql.Literal(customers), orders=sql.Literal(customers * 3)))
         row = conn.execute(
