@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from migration.cli.common import handle_errors, json_option, parse_size, print_json, progress_display
-from migration.cli.report import show_s3_differences
 from migration.errors import Side
 from migration.s3 import S3Side, SyncOptions, sync_buckets, verify_buckets
 
@@ -103,5 +102,7 @@ def verify(source_url: str, target_url: str, as_json: bool, **kwargs: Any) -> No
     if as_json:
         print_json(report.to_json())
     else:
+        from migration.cli.report import show_s3_differences  # rich: only when a table is shown
+
         show_s3_differences(report)
     sys.exit(0 if report.identical else 1)
