@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -252,3 +254,81 @@ def test_the_fast_listing_parser_reads_pages_as_botocore_does(
     assert set(KEYS) <= {item["Key"] for item in fast.list_objects_v2(Bucket=src)["Contents"]}
     with pytest.raises(Exception, match="NoSuchBucket"):
         fast.list_objects_v2(Bucket="no-such-bucket-here")
+
+
+def test_acl_and_storage_class_apply_to_every_copy(
+    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
+) -> None:
+    src_bucket, dst_bucket = buckets
+    source, target = s3(moto_pair[0]), s3(moto_pair[1])
+    fill(source, src_bucket)
+    for same, bucket in ((False, dst_bucket), (True, f"{dst_bucket}-same")):
+        (source if same else target).create_bucket(Bucket=bucket)
+        run = sync(moto_pair, f"s3://{src_bucket}", f"s3://{bucket}", "--storage-class", "STANDARD_IA",
+                   "--acl", "public-read", same=same)  # fmt: skip
+        assert run.code == 0, run.output
+        client = source if same else target
+        for key in ("plain.txt", "big/multipart.bin", "empty"):
+            assert client.head_object(Bucket=bucket, Key=key)["StorageClass"] == "STANDARD_IA", (same, key)
+            grants = client.get_object_acl(Bucket=bucket, Key=key)["Grants"]
+            assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") and g["Permission"] == "READ" for g in grants)
+
+
+class _WrongRegion(BaseHTTPRequestHandler):
+    """Answers like S3 does for a bucket in another region than the request was signed for."""
+
+    def _redirect(self) -> None:
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are '
+            b"attempting to access must be addressed using the specified endpoint.</Message>"
+            b"<Endpoint>s3.eu-west-1.amazonaws.com</Endpoint><Bucket>eu-bucket</Bucket></Error>"
+        )
+        self.send_response(301)
+        self.send_header("x-amz-bucket-region", "eu-west-1")
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body) if self.command != "HEAD" else 0))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = do_POST = _redirect
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_wrong_region_names_the_side_the_bucket_and_its_region(moto_pair: tuple[MotoServer, MotoServer]) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WrongRegion)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        environment = {**env(moto_pair), "FERRY_S3_SOURCE_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}"}
+        run = ferry("s3", "sync", "s3://eu-bucket", "s3://whatever", env=environment)
+    finally:
+        server.shutdown()
+    assert_one_line_error(run, "source:", "bucket eu-bucket is not in the region asked for; it is in eu-west-1")
+
+
+def test_progress_knows_the_total_once_the_listings_are_read(
+    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]
+) -> None:
+    import io
+
+    from migration.progress import PlainProgress
+    from migration.s3 import S3Side, SyncOptions, sync_buckets
+
+    src_bucket, dst_bucket = buckets
+    source = s3(moto_pair[0])
+    for n in range(40):
+        source.put_object(Bucket=src_bucket, Key=f"f{n:02d}", Body=b"x" * n)
+    lines = io.StringIO()
+    options = SyncOptions(
+        source_url=f"s3://{src_bucket}",
+        target_url=f"s3://{dst_bucket}",
+        source=S3Side("source", None, "us-east-1", moto_pair[0].endpoint, "a", "b"),
+        target=S3Side("target", None, "us-east-1", moto_pair[1].endpoint, "c", "d"),
+        jobs=2,
+    )
+    result = sync_buckets(options, PlainProgress(stream=lines, interval=0.0, unit="objects"))
+    assert result.copied == 40
+    with_eta = [line for line in lines.getvalue().splitlines() if "ETA" in line]
+    assert with_eta and all("of ~40" in line for line in with_eta)

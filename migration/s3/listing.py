@@ -9,12 +9,14 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from migration.errors import Side
 from migration.s3.client import S3Location, s3_errors
 
-__all__ = ["Change", "ObjectInfo", "diff_listings", "list_objects"]
+__all__ = ["Change", "ObjectInfo", "ahead", "diff_listings", "list_objects"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,39 +56,51 @@ def _pages(client: Any, location: S3Location, side: Side) -> Iterator[list[Objec
             ]
 
 
-def list_objects(client: Any, location: S3Location, side: Side, prefetch: int = 4) -> Iterator[ObjectInfo]:
-    """The location's objects in key order; pages are fetched ahead in a thread (at most
-    *prefetch* pages held), so listing the source and the target overlap."""
-    pages: queue.Queue[list[ObjectInfo] | BaseException | None] = queue.Queue(maxsize=prefetch)
+def ahead(items: Iterator[T], capacity: int, name: str) -> Iterator[T]:
+    """*items*, produced in a thread at most *capacity* ahead of the consumer.
+
+    An error in the producer is raised in the consumer; a consumer that stops early stops it.
+    """
+    buffer: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=capacity)
     stop = threading.Event()
 
-    def fetch() -> None:
-        try:
-            for page in _pages(client, location, side):
-                while not stop.is_set():
-                    try:
-                        pages.put(page, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            pages.put(None)
-        except BaseException as exc:  # handed to the consuming thread
-            pages.put(exc)
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-    thread = threading.Thread(target=fetch, name=f"ferry-s3-list-{side}", daemon=True)
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # handed to the consuming thread
+            put((False, exc))
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while True:
-            page = pages.get()
-            if page is None:
+            is_item, value = buffer.get()
+            if not is_item:
+                if value is not None:
+                    raise value
                 return
-            if isinstance(page, BaseException):
-                raise page
-            yield from page
+            yield value
     finally:
         stop.set()
+
+
+def list_objects(client: Any, location: S3Location, side: Side, prefetch: int = 4) -> Iterator[ObjectInfo]:
+    """The location's objects in key order; pages are fetched ahead in a thread (at most
+    *prefetch* pages held), so listing the source and the target overlap."""
+    for page in ahead(_pages(client, location, side), prefetch, f"ferry-s3-list-{side}"):
+        yield from page
 
 
 def _compare(source: ObjectInfo, target: ObjectInfo) -> Action | None:

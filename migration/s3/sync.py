@@ -17,10 +17,13 @@ from typing import Any
 
 from migration.progress import ProgressSink
 from migration.s3.client import S3Location, S3Side, parse_location, s3_errors
-from migration.s3.listing import Change, diff_listings, list_objects
+from migration.s3.listing import Change, ahead, diff_listings, list_objects
 from migration.s3.transfer import TransferSettings, copy_object, stored_source_etag
 
 __all__ = ["SyncOptions", "SyncResult", "sync_buckets"]
+
+#: Changes the diff may run ahead of the copies: about 30 MB at most, whatever the bucket's size.
+_DIFF_AHEAD = 100_000
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,19 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
             result.copied_bytes += moved
         progress.advance("objects", 1, moved)
 
+    def planned() -> Iterator[Change]:
+        """The diff, counted: once both listings are read the total is known, and with it the ETA."""
+        to_copy = 0
+        for change in _changes(source_client, target_client, src, dst):
+            to_copy += change.action != "delete"
+            yield change
+        progress.set_total(to_copy)
+
     pending: set[Future[None]] = set()
     with ThreadPoolExecutor(options.jobs, thread_name_prefix="ferry-s3") as pool:
         try:
-            for change in _changes(source_client, target_client, src, dst):
+            # The diff runs ahead of the copies (bounded): its total is known long before they end.
+            for change in ahead(planned(), _DIFF_AHEAD, "ferry-s3-diff"):
                 if change.action == "delete":
                     deletions.append(change.key)
                     continue
