@@ -86,6 +86,8 @@ class PlainProgress:
             elapsed = now - self._started
             if self._unit != "bytes":
                 line = f"progress: {self._done_rows} {self._unit}, {self._done_rows / max(elapsed, 1e-9):,.0f}/s"
+                if self._done_bytes:
+                    line += f", {_human(self._done_bytes)}"
                 if self.total_bytes:
                     share = min(self._done_rows / self.total_bytes, 0.999)
                     eta = elapsed / share - elapsed if share else 0.0
@@ -142,7 +144,7 @@ class RichProgress:
             counts = [TextColumn("{task.fields[rows]:>12,} rows"), DownloadColumn(), TransferSpeedColumn()]
         else:
             # Counted things (keys): the bar's completed amount is the count itself.
-            counts = [MofNCompleteColumn(), _rate_column(unit)]
+            counts = [MofNCompleteColumn(), _rate_column(unit), TextColumn("{task.fields[moved]}")]
         self._unit = unit
         self._progress = Progress(
             TextColumn("{task.description}", justify="left"),
@@ -152,7 +154,8 @@ class RichProgress:
             console=self._console,
             transient=False,
         )
-        self._overall = self._progress.add_task("overall", total=None, rows=0)
+        self._overall = self._progress.add_task("overall", total=None, rows=0, moved="")
+        self._moved = 0
         self._tasks: dict[str, TaskID] = {}
         self._rows: dict[TaskID, int] = {}
         self._lock = threading.Lock()
@@ -170,7 +173,7 @@ class RichProgress:
     def start_item(self, key: str, label: str, total_bytes: int, total_rows: int) -> None:
         with self._lock:
             if key not in self._tasks:
-                task = self._progress.add_task(redact(label), total=max(total_bytes, 1), rows=0)
+                task = self._progress.add_task(redact(label), total=max(total_bytes, 1), rows=0, moved="")
                 self._tasks[key] = task
                 self._rows[task] = 0
 
@@ -179,10 +182,14 @@ class RichProgress:
             task = self._tasks.get(key)
             overall_rows = self._rows.get(self._overall, 0) + rows
             self._rows[self._overall] = overall_rows
+            self._moved += nbytes
             if task is not None:
                 self._rows[task] += rows
                 self._progress.update(task, advance=nbytes if self._unit == "bytes" else rows, rows=self._rows[task])
-        self._progress.update(self._overall, advance=nbytes if self._unit == "bytes" else rows, rows=overall_rows)
+        moved = _human(self._moved) if self._moved and self._unit != "bytes" else ""
+        self._progress.update(
+            self._overall, advance=nbytes if self._unit == "bytes" else rows, rows=overall_rows, moved=moved
+        )
 
     def finish_item(self, key: str, summary: str) -> None:
         with self._lock:
