@@ -31,7 +31,7 @@ from migration.redis.connection import RespConn, encode
 from migration.redis.url import parse_redis_url
 from migration.rehearse.dataset import fill_buckets, fill_postgres, fill_redis
 from migration.rehearse.motoserver import running_moto
-from migration.rehearse.pgcluster import Cluster, free_port, running_cluster
+from migration.rehearse.pgcluster import Cluster, free_port, running_cluster, stop_process
 from migration.rehearse.redisserver import running_redis
 from migration.rehearse.report import Rehearsal, read_app_log, write_reports
 from migration.runbook import RunSettings, run
@@ -117,16 +117,17 @@ def _app(platform_dir: Path, log: Path, port: int) -> Iterator[subprocess.Popen[
     try:
         yield app
     finally:
-        app.terminate()
-        try:
-            app.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        stop_process(app, timeout=15)
+
+
+def _web_writes(log: Path) -> int:
+    """How many web writes the app has had acknowledged so far."""
+    return sum(line.startswith("ok web") for line in log.read_text().splitlines()) if log.exists() else 0
 
 
 def _wait_for_writes(app: subprocess.Popen[bytes], log: Path, count: int) -> None:
     deadline = time.monotonic() + 30
-    while sum(line.startswith("ok web") for line in log.read_text().splitlines()) < count if log.exists() else True:
+    while _web_writes(log) < count:
         if app.poll() is not None:
             stderr = app.stderr.read().decode(errors="replace") if app.stderr else ""
             raise ToolError(f"the rehearsal app stopped: {(stderr.strip().splitlines() or ['no output'])[-1]}")
@@ -206,9 +207,8 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
             jobs=options.jobs,
         )
         run(settings, say=say, confirm=lambda _question: True)
-        _wait_for_writes(app, log, sum(line.startswith("ok web") for line in log.read_text().splitlines()) + 20)
-        app.terminate()
-        app.wait(timeout=15)
+        _wait_for_writes(app, log, _web_writes(log) + 20)  # the app writes on the target too
+        stop_process(app, timeout=15)
 
         app_log = read_app_log(log)
         origin = app_log.started  # the timeline starts when the app does; setup before it is reported apart
