@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from migration.errors import ConfigError
+from migration.platform.cutover import MovedAddon
 
 __all__ = [
     "CUTOVER_STATES",
@@ -310,6 +311,14 @@ class StackConfig(_Model):
     @property
     def is_production(self) -> bool:
         return self.stack == "production"
+
+    def moved_addons(self) -> list[MovedAddon]:
+        """The add-ons the app leaves: its database, and its Redis when ``migration.redis`` is on."""
+        heroku = self.heroku
+        moves = [MovedAddon(heroku.database_addon, "DATABASE", heroku.rollback_alias)]
+        if self.migration.redis and heroku.redis_addon:  # the validator makes redis imply both
+            moves.append(MovedAddon(heroku.redis_addon, "REDIS", heroku.redis_rollback_alias))
+        return moves
 
 
 def _field_aliases() -> dict[str, str]:

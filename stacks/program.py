@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pulumi
 
-from migration.platform.cutover import MovedAddon
 from stacks.cache import Cache, CacheArgs
 from stacks.config import StackConfig
 from stacks.cutover import Cutover, CutoverArgs, SwitchedAddon
@@ -65,22 +64,11 @@ def declare(config: StackConfig) -> Target:
         else None
     )
 
-    primary = database.roles[config.database.databases[0]]
-    heroku = config.heroku
-    switched = [
-        SwitchedAddon(
-            MovedAddon(addon=heroku.database_addon, attachment="DATABASE", rollback_alias=heroku.rollback_alias),
-            url=primary.app_url,
-        )
-    ]
-    if config.migration.redis and cache is not None and heroku.redis_addon:
-        switched.append(
-            SwitchedAddon(
-                MovedAddon(addon=heroku.redis_addon, attachment="REDIS", rollback_alias=heroku.redis_rollback_alias),
-                url=cache.url,
-            )
-        )
-    cutover = Cutover("cutover", CutoverArgs(app=heroku.app, state=config.cutover, addons=switched))
+    new_urls: dict[str, pulumi.Output[str]] = {"DATABASE": database.roles[config.database.databases[0]].app_url}
+    if cache is not None:
+        new_urls["REDIS"] = cache.url
+    switched = [SwitchedAddon(move, url=new_urls[move.attachment]) for move in config.moved_addons()]
+    cutover = Cutover("cutover", CutoverArgs(app=config.heroku.app, state=config.cutover, addons=switched))
 
     pulumi.export("region", config.aws_region)
     pulumi.export("cutover", config.cutover)

@@ -107,16 +107,11 @@ class RunContext:
 
     # -- what moves where ---------------------------------------------------------------------------
     def moves(self) -> list[MovedAddon]:
-        heroku = self.config.heroku
-        moves = [MovedAddon(heroku.database_addon, "DATABASE", heroku.rollback_alias)]
-        if self.moves_redis:
-            assert heroku.redis_addon is not None
-            moves.append(MovedAddon(heroku.redis_addon, "REDIS", heroku.redis_rollback_alias))
-        return moves
+        return self.config.moved_addons()
 
     @property
     def moves_redis(self) -> bool:
-        return self.config.migration.redis and self.config.heroku.redis_addon is not None
+        return any(move.attachment == "REDIS" for move in self.moves())
 
     def sources(self) -> Sources:
         """The old stores' URLs, wherever the cutover has left them (main name or rollback alias)."""
