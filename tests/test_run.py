@@ -194,13 +194,22 @@ def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None
     assert config["HEROKU_POSTGRES_DB_URL"] == world.source_db.url
     record = json.loads((world.root / ".ferry" / "test" / "record.json").read_text())
     assert record["verify"]["postgres"]["identical"] is True and record["verify"]["redis"]["identical"] is True
-    for secret in (world.source_redis.password, world.target_redis.password, world.fake.token):
+    for secret in (
+        world.source_redis.password,
+        world.target_redis.password,
+        world.fake.token,
+        world.source_db.cluster.password,
+    ):
         assert secret not in run.output
         assert secret not in (world.root / ".ferry" / "test" / "state.json").read_text()
         assert secret not in json.dumps(record)
 
     again = world.ferry("run", "--yes", "--json")  # everything done: nothing repeats
     assert again.code == 0 and world.writes() == CUTOVER
+    verified_again = world.ferry("run", "--yes", "--from", "verify", "--until", "verify")
+    assert verified_again.code == 0, verified_again.output
+    assert world.state()["phases"]["verify"]["attempts"] == 2 and world.state()["phases"]["freeze"]["attempts"] == 1
+    assert world.writes() == CUTOVER
 
     back = world.ferry("rollback", "--json")
     assert back.code == 0, back.output
