@@ -253,6 +253,8 @@ class MigrationConfig(_Model):
     #: 30 s) and stopping workers get their 30 s SIGTERM grace, before the final copy starts.
     drain_seconds: float = Field(default=30.0, ge=0, le=600)
     jobs: int = Field(default=4, ge=1, le=64)
+    #: The role DATABASE_URL connects as after the switch: ``app`` (data only) or ``owner`` (DDL too).
+    app_role: Literal["app", "owner"] = "app"
     smoke_urls: list[str] = Field(default_factory=list)
     rollback_on_smoke_failure: bool = False
 

@@ -64,7 +64,8 @@ def declare(config: StackConfig) -> Target:
         else None
     )
 
-    new_urls: dict[str, pulumi.Output[str]] = {"DATABASE": database.roles[config.database.databases[0]].app_url}
+    primary = database.roles[config.database.databases[0]]
+    new_urls = {"DATABASE": primary.app_url if config.migration.app_role == "app" else primary.owner_url}
     if cache is not None:
         new_urls["REDIS"] = cache.url
     switched = [SwitchedAddon(move, url=new_urls[move.attachment]) for move in config.moved_addons()]

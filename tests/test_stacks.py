@@ -327,6 +327,18 @@ def test_each_cutover_value_declares_exactly_its_heroku_resources(state: str) ->
         assert secret_value(config["sensitiveVars"])["DATABASE_URL"] == declared("qa").outputs["databaseUrls"]["shop"]
 
 
+def test_app_role_picks_the_role_database_url_connects_as() -> None:
+    def switched_url(app_role: str) -> str:
+        outcome = declared(
+            "qa", **{"ferry:cutover": "switched", "ferry:migration": {"redis": True, "appRole": app_role}}
+        )
+        config = outcome.one("heroku:app/configAssociation:ConfigAssociation").inputs
+        return str(secret_value(config["sensitiveVars"])["DATABASE_URL"])
+
+    assert switched_url("app").startswith("postgres://shop_app:")
+    assert switched_url("owner").startswith("postgres://shop_owner:")
+
+
 def test_redis_stays_on_heroku_when_not_moved() -> None:
     outcome = declared("qa", **{"ferry:cutover": "switched", "ferry:migration": {"redis": False}})
     assert ("config", "DATABASE_URL") in _heroku_side(outcome)

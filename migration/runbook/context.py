@@ -135,12 +135,18 @@ class RunContext:
                 redis_url=settings.target_redis_url,
                 buckets=buckets,
             )
+        if settings.target_app_url:
+            raise UsageError(
+                "--target-app-url needs --target-url; with a stack, ferry:migration.appRole picks the role",
+                side="target",
+            )
         outputs = self.stack_outputs().values
         database = config.database.databases[0]
+        app_urls = "databaseUrls" if config.migration.app_role == "app" else "databaseOwnerUrls"
         try:
             return Targets(
                 database_url=outputs["databaseOwnerUrls"][database],
-                app_database_url=settings.target_app_url or outputs["databaseUrls"][database],
+                app_database_url=outputs[app_urls][database],
                 redis_url=outputs.get("redisUrl") if self.moves_redis else None,
                 buckets=buckets,
             )
