@@ -49,6 +49,8 @@ def _pulumi_errors(action: str) -> Iterator[None]:
 
     try:
         yield
+    except errors.StackNotFoundError as exc:
+        raise PreconditionError(f"pulumi {action}: no such stack; create it once with `pulumi stack init`") from exc
     except errors.ConcurrentUpdateError as exc:
         raise PreconditionError(f"pulumi {action}: another update of this stack is running") from exc
     except errors.CommandError as exc:

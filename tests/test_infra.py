@@ -34,6 +34,8 @@ def test_pulumi_errors_become_one_line_without_secrets() -> None:
     assert str(raised.value).startswith("pulumi up: error: update failed: auth ")
     with pytest.raises(PreconditionError, match="another update of this stack is running"), _pulumi_errors("up"):
         raise errors.ConcurrentUpdateError(failed)
+    with pytest.raises(PreconditionError, match="pulumi stack init"), _pulumi_errors("stack select"):
+        raise errors.StackNotFoundError(failed)
 
 
 def test_a_missing_pulumi_cli_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
