@@ -60,6 +60,7 @@ bench-setup: setup
 bench: bench-setup
 	$(BIN)/python bench/pg_copy.py
 	$(BIN)/python bench/redis_copy.py
+	$(BIN)/python bench/s3_sync.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
