@@ -14,6 +14,7 @@ from migration.errors import FerryError
 if TYPE_CHECKING:
     from migration.postgres import CopyOptions, CopyResult, DumpFilters, SourceSnapshot, copy_database
     from migration.redis import RedisCopyOptions, RedisCopyResult, copy_redis
+    from migration.runbook import RunReport, RunSettings, rollback, run
     from migration.s3 import SyncOptions, SyncResult, sync_buckets
 
 __all__ = [
@@ -23,11 +24,15 @@ __all__ = [
     "FerryError",
     "RedisCopyOptions",
     "RedisCopyResult",
+    "RunReport",
+    "RunSettings",
     "SourceSnapshot",
     "SyncOptions",
     "SyncResult",
     "copy_database",
     "copy_redis",
+    "rollback",
+    "run",
     "sync_buckets",
 ]
 __version__ = "0.1.0"
@@ -36,6 +41,7 @@ _HOMES = {
     "migration.postgres": ("CopyOptions", "CopyResult", "DumpFilters", "SourceSnapshot", "copy_database"),
     "migration.redis": ("RedisCopyOptions", "RedisCopyResult", "copy_redis"),
     "migration.s3": ("SyncOptions", "SyncResult", "sync_buckets"),
+    "migration.runbook": ("RunReport", "RunSettings", "rollback", "run"),
 }
 
 
