@@ -322,3 +322,27 @@ def test_bad_stack_file_and_missing_pulumi_are_one_line_errors(world: World) -> 
         == "done"
     )
     assert world.writes() == []
+
+
+def test_a_crash_inside_the_final_copy_resumes_it(world: World) -> None:
+    world.source_db.execute("CREATE TABLE events (id bigint PRIMARY KEY, payload text)")
+    world.source_db.execute("INSERT INTO events SELECT g, repeat('x', 200) FROM generate_series(1, 1500000) g")
+    first = world.popen("--jobs", "2")
+    deadline = time.monotonic() + 120
+    while not (world.state().get("postgres_copy_started") and world.target_db.execute(
+        "SELECT 1 FROM pg_namespace WHERE nspname = '_ferry'"
+    )):  # fmt: skip
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    resumed = world.ferry("run", "--yes", "--json")
+    assert resumed.code == 0, resumed.output
+    phases = world.state()["phases"]
+    assert phases["final-sync"]["attempts"] == 2 and phases["freeze"]["attempts"] == 1
+    assert "(resumed)" in phases["final-sync"]["detail"]  # the parts done before the kill were kept
+    assert world.target_db.scalar("SELECT count(*) FROM events") == 1500000
+    assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000
+    assert world.writes() == CUTOVER
