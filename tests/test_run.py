@@ -20,6 +20,8 @@ import pytest
 import redis
 import yaml
 
+from migration.redis.connection import RespConn
+from migration.redis.url import parse_redis_url
 from migration.rehearse.redisserver import RedisServer, running_redis
 from tests.conftest import Database
 from tests.helpers import Run, assert_one_line_error, ferry
@@ -346,3 +348,27 @@ def test_a_crash_inside_the_final_copy_resumes_it(world: World) -> None:
     assert world.target_db.scalar("SELECT count(*) FROM events") == 1500000
     assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000
     assert world.writes() == CUTOVER
+
+
+def test_tls_skip_verify_accepts_the_sources_self_signed_certificate(world: World) -> None:
+    with running_redis(password="tls-src-pw", tls=True) as heroku_redis:
+        with RespConn(parse_redis_url(heroku_redis.url() + "?ssl_cert_reqs=none", "source")) as conn:
+            conn.call("SET", "session:tls", "bob")
+        addon = next(addon for addon in world.fake.addons.values() if addon.service == "heroku-redis")
+        addon.url = world.fake.apps["shop"].config["REDIS_URL"] = heroku_redis.url()
+        refused = world.ferry("run", "--yes", "--until", "preflight")
+        assert_one_line_error(refused, "phase preflight failed", "source:", "TLS")
+        accepted = world.ferry("run", "--yes", "--tls-skip-verify", "--until", "final-sync")
+        assert accepted.code == 0, accepted.output
+    target = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
+    assert target.get("session:tls") == b"bob"
+    assert "tls-src-pw" not in accepted.output + refused.output
+
+
+def test_only_the_source_redis_url_skips_the_certificate_check() -> None:
+    from migration.runbook.context import _without_certificate_check
+
+    assert _without_certificate_check("rediss://:pw@h:6380") == "rediss://:pw@h:6380?ssl_cert_reqs=none"
+    assert _without_certificate_check("rediss://:pw@h:6380/0?x=1") == "rediss://:pw@h:6380/0?x=1&ssl_cert_reqs=none"
+    assert _without_certificate_check("redis://:pw@h:6379") == "redis://:pw@h:6379"
+    assert parse_redis_url(_without_certificate_check("rediss://:pw@h:6380"), "source").verify_tls is False

@@ -57,7 +57,11 @@ def _stack_options(fn: F) -> F:
         click.option(
             "--target-redis-url", envvar="FERRY_TARGET_REDIS_URL", metavar="URL", help="Redis target built already."
         ),
-        click.option("--tls-skip-verify", is_flag=True, help="Accept Heroku Redis's self-signed certificate."),
+        click.option(
+            "--tls-skip-verify",
+            is_flag=True,
+            help="Accept the source Redis's self-signed certificate (Heroku Redis); the target's is still verified.",
+        ),
         click.option("--jobs", type=click.IntRange(1), help="Parallel copy streams [default: migration.jobs]."),
     ]
     for option in reversed(options):

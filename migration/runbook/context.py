@@ -27,6 +27,7 @@ class RunSettings:
     :param target_app_url: what ``DATABASE_URL`` becomes (default: the stack's app-role URL,
         else *target_url*).
     :param yes: never ask; CI mode.
+    :param tls_skip_verify: accept the source Redis's self-signed certificate (the target's is verified).
     """
 
     stack: str
@@ -120,7 +121,10 @@ class RunContext:
         database = urls["DATABASE"]
         if database is None:
             raise PlatformError(f"{self.platform.description}: DATABASE_URL is not set", side="source")
-        return Sources(database_url=database, redis_url=urls.get("REDIS"))
+        redis = urls.get("REDIS")
+        if redis and self.settings.tls_skip_verify:
+            redis = _without_certificate_check(redis)
+        return Sources(database_url=database, redis_url=redis)
 
     def targets(self) -> Targets:
         settings, config = self.settings, self.config
@@ -162,6 +166,14 @@ class RunContext:
             for bucket in storage.buckets
             if bucket.source
         }
+
+
+def _without_certificate_check(url: str) -> str:
+    """The source's own URL told to accept any certificate: Heroku Redis presents a self-signed
+    one. Only the source: the target's certificate is still verified."""
+    if not url.startswith("rediss://"):
+        return url
+    return url + ("&" if "?" in url else "?") + "ssl_cert_reqs=none"
 
 
 def _source_url(config: dict[str, str], move: MovedAddon, *, aliased: bool) -> str | None:

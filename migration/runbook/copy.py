@@ -93,8 +93,6 @@ def _start_redis_tail(ctx: RunContext, sources: Sources, targets: Targets) -> st
     command = [sys.executable, "-m", "migration", "redis", "copy", "--live", "--status-file", str(status_file)]
     if ctx.state.phases["copy"].attempts > 1:
         command.append("--merge")  # a crashed earlier attempt may have copied part of it
-    if ctx.settings.tls_skip_verify:
-        command.append("--tls-skip-verify")
     assert sources.redis_url is not None and targets.redis_url is not None
     # URLs through the environment: never on a command line other users can read.
     env = {**os.environ, "FERRY_REDIS_SOURCE_URL": sources.redis_url, "FERRY_REDIS_TARGET_URL": targets.redis_url}
@@ -153,7 +151,7 @@ def _stop_redis_tail(ctx: RunContext, sources: Sources, targets: Targets) -> str
         source_url=sources.redis_url,
         target_url=targets.redis_url,
         merge=True,
-        tls_skip_verify=ctx.settings.tls_skip_verify,
+        tls_skip_verify=False,
     )
     progress = make_progress(unit="keys")
     try:

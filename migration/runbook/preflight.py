@@ -28,7 +28,7 @@ def preflight(ctx: RunContext) -> str:
         reports.append(
             (
                 "redis",
-                redis_preflight(sources.redis_url, targets.redis_url, tls_skip_verify=ctx.settings.tls_skip_verify),
+                redis_preflight(sources.redis_url, targets.redis_url, tls_skip_verify=False),
             )
         )
     for store, report in reports:

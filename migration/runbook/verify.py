@@ -28,7 +28,7 @@ def verify(ctx: RunContext) -> str:
     if ctx.moves_redis and sources.redis_url and targets.redis_url:
         from migration.redis.verify import verify_redis
 
-        redis_report = verify_redis(sources.redis_url, targets.redis_url, tls_skip_verify=ctx.settings.tls_skip_verify)
+        redis_report = verify_redis(sources.redis_url, targets.redis_url, tls_skip_verify=False)
         results["redis"] = redis_report.to_json()
         differences += [f"redis {d.kind} {d.key}" for d in redis_report.differences]
     if targets.buckets:
