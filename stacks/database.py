@@ -103,8 +103,8 @@ class Database(pulumi.ComponentResource):
                 for param, value in sorted(parameters.items())
             ],
             tags=tags,
-            # A new group (name_prefix) is created before the old one is deleted, as RDS requires.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+            # name_prefix: a replaced group is created beside the old one (RDS refuses to delete a group in use).
+            opts=child,
         )
 
         master_password = _password(f"{name}-master-password", self)
