@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,10 +78,12 @@ class RunContext:
     _platform: Platform | None = None
     _infra: Infra | None = None
     _outputs: StackOutputs | None = None
+    _saving: threading.Lock = field(default_factory=threading.Lock)
 
     # -- state ---------------------------------------------------------------------------------
     def save(self) -> None:
-        self.state.save(self.settings.state_file)
+        with self._saving:  # stores moved side by side save from their own threads
+            self.state.save(self.settings.state_file)
 
     # -- the platform and the stack ----------------------------------------------------------------
     @property

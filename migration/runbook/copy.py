@@ -14,12 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from migration.errors import ResumeError, ToolError
-from migration.progress import make_progress
+from migration.progress import PlainProgress, ProgressSink, make_progress
 from migration.runbook.context import RunContext, Sources, Targets
+from migration.runbook.parallel import side_by_side
 
 if TYPE_CHECKING:
     from migration.s3.client import S3Side
@@ -30,12 +32,26 @@ _SCAN_TIMEOUT_SECONDS = 6 * 3600
 _DRAIN_TIMEOUT_SECONDS = 600
 
 
+ProgressFor = Callable[[str], ProgressSink]
+
+
+def _progress_for(stores: int) -> ProgressFor:
+    """One terminal holds one live display: stores moving side by side report in plain lines."""
+    if stores > 1:
+        return lambda unit: PlainProgress(unit=unit)
+    return lambda unit: make_progress(unit=unit)
+
+
 def copy_live(ctx: RunContext) -> str:
     sources, targets = ctx.sources(), ctx.targets()
-    done: list[str] = []
-    if ctx.moves_redis and sources.redis_url and targets.redis_url:
-        done.append(_start_redis_tail(ctx, sources, targets))
-    done += _sync_buckets(ctx, targets)
+    redis = ctx.moves_redis and sources.redis_url is not None and targets.redis_url is not None
+    progress = _progress_for(redis + bool(targets.buckets))
+    tasks: dict[str, Callable[[], str]] = {}
+    if redis:
+        tasks["redis"] = lambda: _start_redis_tail(ctx, sources, targets)
+    if targets.buckets:
+        tasks["s3"] = lambda: _sync_buckets(targets, progress)
+    done = list(side_by_side(tasks).values())
     if ctx.config.migration.postgres:
         done.append("postgres: copied inside the freeze (no change capture yet)")
     return "; ".join(done) or "nothing to copy while live"
@@ -43,13 +59,16 @@ def copy_live(ctx: RunContext) -> str:
 
 def final_sync(ctx: RunContext) -> str:
     sources, targets = ctx.sources(), ctx.targets()
-    done: list[str] = []
-    if ctx.moves_redis and sources.redis_url and targets.redis_url:
-        done.append(_stop_redis_tail(ctx, sources, targets))
-    done += _sync_buckets(ctx, targets)
+    redis = ctx.moves_redis and sources.redis_url is not None and targets.redis_url is not None
+    progress = _progress_for(redis + bool(targets.buckets) + ctx.config.migration.postgres)
+    tasks: dict[str, Callable[[], str]] = {}
+    if redis:
+        tasks["redis"] = lambda: _stop_redis_tail(ctx, sources, targets, progress)
+    if targets.buckets:
+        tasks["s3"] = lambda: _sync_buckets(targets, progress)
     if ctx.config.migration.postgres:
-        done.append(_copy_postgres(ctx, sources, targets))
-    return "; ".join(done) or "nothing to copy"
+        tasks["postgres"] = lambda: _copy_postgres(ctx, sources, targets, progress)
+    return "; ".join(side_by_side(tasks).values()) or "nothing to copy"
 
 
 # -- Redis ------------------------------------------------------------------------------------------
@@ -126,7 +145,7 @@ def stop_live_copy(ctx: RunContext) -> str:
     return "redis live copy stopped"
 
 
-def _stop_redis_tail(ctx: RunContext, sources: Sources, targets: Targets) -> str:
+def _stop_redis_tail(ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
     status_file, log_file = _live_files(ctx)
     pid = ctx.state.redis_live_pid
     if _alive(pid):
@@ -153,7 +172,7 @@ def _stop_redis_tail(ctx: RunContext, sources: Sources, targets: Targets) -> str
         merge=True,
         tls_skip_verify=False,
     )
-    progress = make_progress(unit="keys")
+    progress = progress_for("keys")
     try:
         result = copy_redis(options, progress)
     finally:
@@ -162,9 +181,7 @@ def _stop_redis_tail(ctx: RunContext, sources: Sources, targets: Targets) -> str
 
 
 # -- S3 -----------------------------------------------------------------------------------------------
-def _sync_buckets(ctx: RunContext, targets: Targets) -> list[str]:
-    if not targets.buckets:
-        return []
+def _sync_buckets(targets: Targets, progress_for: ProgressFor) -> str:
     from migration.s3.sync import SyncOptions, sync_buckets
 
     source_side, target_side = s3_sides()
@@ -173,13 +190,13 @@ def _sync_buckets(ctx: RunContext, targets: Targets) -> list[str]:
         options = SyncOptions(
             source_url=f"s3://{source}", target_url=f"s3://{target}", source=source_side, target=target_side
         )
-        progress = make_progress(unit="objects")
+        progress = progress_for("objects")
         try:
             result = sync_buckets(options, progress)
         finally:
             progress.close()
         done.append(f"s3 {source} → {target}: {result.copied} copied")
-    return done
+    return "; ".join(done)
 
 
 def s3_sides() -> tuple[S3Side, S3Side]:
@@ -198,7 +215,7 @@ def s3_sides() -> tuple[S3Side, S3Side]:
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------
-def _copy_postgres(ctx: RunContext, sources: Sources, targets: Targets) -> str:
+def _copy_postgres(ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
     from migration.postgres.copy import copy_database
     from migration.postgres.model import CopyOptions
 
@@ -206,7 +223,7 @@ def _copy_postgres(ctx: RunContext, sources: Sources, targets: Targets) -> str:
     ctx.state.postgres_copy_started = True
     ctx.save()
     jobs = ctx.settings.jobs or ctx.config.migration.jobs
-    progress = make_progress()
+    progress = progress_for("bytes")
     try:
         try:
             result = copy_database(
