@@ -372,3 +372,25 @@ def test_only_the_source_redis_url_skips_the_certificate_check() -> None:
     assert _without_certificate_check("rediss://:pw@h:6380/0?x=1") == "rediss://:pw@h:6380/0?x=1&ssl_cert_reqs=none"
     assert _without_certificate_check("redis://:pw@h:6379") == "redis://:pw@h:6379"
     assert parse_redis_url(_without_certificate_check("rediss://:pw@h:6380"), "source").verify_tls is False
+
+
+def test_stores_side_by_side_all_finish_before_an_error_is_raised() -> None:
+    from migration.errors import ToolError
+    from migration.runbook.parallel import side_by_side
+
+    finished: list[str] = []
+
+    def slow() -> str:
+        time.sleep(0.3)
+        finished.append("slow")
+        return "slow done"
+
+    def failing() -> str:
+        raise ToolError("redis live copy stopped")
+
+    with pytest.raises(ToolError, match="redis live copy stopped"):
+        side_by_side({"postgres": slow, "redis": failing})
+    assert finished == ["slow"]  # nothing is still writing when the phase fails
+    started = time.monotonic()
+    assert side_by_side({"a": slow, "b": slow}) == {"a": "slow done", "b": "slow done"}
+    assert time.monotonic() - started < 0.55  # at the same time, not one after the other
