@@ -44,13 +44,12 @@ def _progress_for(stores: int) -> ProgressFor:
 
 def copy_live(ctx: RunContext) -> str:
     sources, targets = ctx.sources(), ctx.targets()
-    redis = ctx.moves_redis and sources.redis_url is not None and targets.redis_url is not None
-    progress = _progress_for(redis + bool(targets.buckets))
     tasks: dict[str, Callable[[], str]] = {}
-    if redis:
+    if ctx.moves_redis and sources.redis_url and targets.redis_url:
         tasks["redis"] = lambda: _start_redis_tail(ctx, sources, targets)
     if targets.buckets:
-        tasks["s3"] = lambda: _sync_buckets(targets, progress)
+        # The live Redis copy reports to its log file: S3 has the terminal to itself.
+        tasks["s3"] = lambda: _sync_buckets(targets, _progress_for(1))
     done = list(side_by_side(tasks).values())
     if ctx.config.migration.postgres:
         done.append("postgres: copied inside the freeze (no change capture yet)")
