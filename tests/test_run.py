@@ -394,3 +394,13 @@ def test_stores_side_by_side_all_finish_before_an_error_is_raised() -> None:
     started = time.monotonic()
     assert side_by_side({"a": slow, "b": slow}) == {"a": "slow done", "b": "slow done"}
     assert time.monotonic() - started < 0.55  # at the same time, not one after the other
+
+
+def test_a_non_empty_target_stops_the_run_before_the_freeze(world: World) -> None:
+    redis.Redis(port=world.target_redis.port, password=world.target_redis.password).set("left:over", "1")
+    refused = world.ferry("run", "--yes")
+    assert_one_line_error(refused, "phase preflight failed", "redis preflight", "not empty")
+    # Starting at copy (as after provision) checks the targets there, still before the freeze.
+    skipped = world.ferry("run", "--yes", "--from", "copy")
+    assert_one_line_error(skipped, "phase copy failed", "redis preflight", "not empty")
+    assert "freeze" not in world.state()["phases"] and world.writes() == []

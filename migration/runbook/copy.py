@@ -22,6 +22,7 @@ from migration.errors import ResumeError, ToolError
 from migration.progress import PlainProgress, ProgressSink, make_progress
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.parallel import side_by_side
+from migration.runbook.preflight import check_targets
 
 if TYPE_CHECKING:
     from migration.s3.client import S3Side
@@ -43,6 +44,9 @@ def _progress_for(stores: int) -> ProgressFor:
 
 
 def copy_live(ctx: RunContext) -> str:
+    if not ctx.state.facts.get("targets_checked"):
+        # A target the stack built a moment ago is checked here, while the app still runs.
+        check_targets(ctx, copying_began=ctx.state.phases["copy"].attempts > 1)
     sources, targets = ctx.sources(), ctx.targets()
     tasks: dict[str, Callable[[], str]] = {}
     if ctx.moves_redis and sources.redis_url and targets.redis_url:

@@ -10,13 +10,24 @@ __all__ = ["preflight"]
 
 
 def preflight(ctx: RunContext) -> str:
-    sources = ctx.sources()
     formation = ctx.platform.formation()
-    checked: list[str] = [f"{ctx.platform.description}: {sum(formation.values())} dynos"]
+    checked = [f"{ctx.platform.description}: {sum(formation.values())} dynos"]
     if ctx.settings.uses_stack and not ctx.state.done("provision"):
-        # The target does not exist yet: the provision phase builds it, and final sync checks it.
-        return "; ".join([*checked, "target checks wait for provision"])
-    targets = ctx.targets()
+        ctx.sources()  # the source's URLs are there; the target does not exist yet
+        return "; ".join([*checked, "target checks run after provision, before the copy"])
+    copying_began = "copy" in ctx.state.phases or "final-sync" in ctx.state.phases
+    return "; ".join([*checked, check_targets(ctx, copying_began=copying_began)])
+
+
+def check_targets(ctx: RunContext, *, copying_began: bool) -> str:
+    """Source and target checks of every moved store; a failed check stops the run before the freeze.
+
+    Run by ``preflight`` when the target exists, else by ``copy`` right after ``provision``.
+
+    :param copying_began: an earlier attempt copied already: the target is meant to hold data
+        then, so failed checks are reported but do not stop the run.
+    """
+    sources, targets = ctx.sources(), ctx.targets()
     reports: list[tuple[str, PreflightReport]] = []
     if ctx.config.migration.postgres:
         from migration.postgres.preflight import preflight as pg_preflight
@@ -25,18 +36,16 @@ def preflight(ctx: RunContext) -> str:
     if ctx.moves_redis and sources.redis_url and targets.redis_url:
         from migration.redis.preflight import redis_preflight
 
-        reports.append(
-            (
-                "redis",
-                redis_preflight(sources.redis_url, targets.redis_url, tls_skip_verify=False),
-            )
-        )
+        reports.append(("redis", redis_preflight(sources.redis_url, targets.redis_url, tls_skip_verify=False)))
+    checked: list[str] = []
     for store, report in reports:
         failed = [check for check in report.checks if check.status == "fail"]
-        if failed and not (ctx.state.phases.get("copy") or ctx.state.phases.get("final-sync")):
+        if failed and not copying_began:
             raise PreconditionError(f"{store} preflight: {failed[0].name}: {failed[0].detail}")
         checked.append(f"{store}: {len(report.checks)} checks")
-    return "; ".join(checked)
+    ctx.state.facts["targets_checked"] = True
+    ctx.save()
+    return "; ".join(checked) or "no store to check"
 
 
 def _jobs(ctx: RunContext) -> int:
