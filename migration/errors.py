@@ -19,6 +19,7 @@ where they happen, so the CLI only ever catches :class:`FerryError` and prints o
     ├── DatabaseError               any other SQL error, with the side it came from
     ├── PlatformError               the app's platform (Heroku Platform API) refused or failed
     ├── RunbookError                a ferry run that cannot start or go on (locked, wrong phase, …)
+    │   └── DifferencesFoundError   its verify phase found differences (exit code 1, like verify)
     └── ResumeError                 nothing to resume, or a resume that does not match
 
 Every error may name a *side* (``"source"`` or ``"target"``); ``str(error)`` starts with
@@ -37,6 +38,7 @@ __all__ = [
     "ConnectError",
     "DatabaseError",
     "DatabaseMissingError",
+    "DifferencesFoundError",
     "ExtensionMissingError",
     "FerryError",
     "HostUnreachableError",
@@ -129,6 +131,12 @@ class PlatformError(FerryError):
 
 class RunbookError(FerryError):
     """A ``ferry run`` that cannot start or go on: another run holds the lock, a phase is unknown, …"""
+
+
+class DifferencesFoundError(RunbookError):
+    """A run's verify phase found the target different from the source; nothing was switched."""
+
+    exit_code = 1
 
 
 class ResumeError(FerryError):

@@ -404,3 +404,13 @@ def test_a_non_empty_target_stops_the_run_before_the_freeze(world: World) -> Non
     skipped = world.ferry("run", "--yes", "--from", "copy")
     assert_one_line_error(skipped, "phase copy failed", "redis preflight", "not empty")
     assert "freeze" not in world.state()["phases"] and world.writes() == []
+
+
+def test_differences_found_by_verify_stop_the_run_before_the_switch(world: World) -> None:
+    assert world.ferry("run", "--yes", "--until", "final-sync").code == 0
+    world.target_db.execute("UPDATE orders SET note = 'changed on the target' WHERE id = 42")
+    stopped = world.ferry("run", "--yes")
+    assert_one_line_error(stopped, "phase verify failed", "verify found 1 differences", "nothing was switched", code=1)
+    assert world.writes() == CUTOVER[:2]  # frozen, not switched
+    assert world.ferry("rollback").code == 0
+    assert world.writes() == [*CUTOVER[:2], "scale clock=1 worker=3", "maintenance off"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from migration.errors import RunbookError
+from migration.errors import DifferencesFoundError
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.parallel import side_by_side
 
@@ -30,7 +30,7 @@ def verify(ctx: RunContext) -> str:
     ctx.state.facts["verify"] = results
     ctx.save()
     if differences:
-        raise RunbookError(
+        raise DifferencesFoundError(
             f"verify found {len(differences)} differences (first: {differences[0]}); nothing was switched"
         )
     return "identical: " + ", ".join(results) if results else "nothing to verify"
