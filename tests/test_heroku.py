@@ -117,3 +117,15 @@ def test_the_stacks_detach_step_calls_the_platform_api(
     assert created.id == "shop/DATABASE"
     assert {a.name for a in client.attachments("shop")} == {"HEROKU_POSTGRES_DB"}
     _DetachProvider().create(props)  # already detached: nothing to do, no error
+
+
+def test_lists_are_read_past_heroku_pages(heroku: tuple[FakeHeroku, HerokuClient]) -> None:
+    fake, client = heroku
+    for n in range(4):
+        fake.add_addon("shop", f"papertrail-{n}", "papertrail", f"https://logs/{n}", attach_as=f"LOGS_{n}")
+    fake.page_size = 2
+    names = {attachment.name for attachment in client.attachments("shop")}
+    assert names == {"DATABASE", "LOGS_0", "LOGS_1", "LOGS_2", "LOGS_3"}
+    pages = [r.status for r in fake.requests if r.path.endswith("/addon-attachments")]
+    assert pages == [206, 206, 200]
+    assert len(client.addons("shop")) == 5

@@ -95,7 +95,8 @@ class World:
                     "config " + " ".join(f"{k}={'unset' if v is None else 'set'}" for k, v in sorted(body.items()))
                 )
             elif path.endswith("/formation"):
-                described.append("scale " + " ".join(f"{u['type']}={u['quantity']}" for u in body["updates"]))
+                updates = sorted(body["updates"], key=lambda update: update["type"])
+                described.append("scale " + " ".join(f"{u['type']}={u['quantity']}" for u in updates))
             elif method == "PATCH":
                 described.append(f"maintenance {'on' if body['maintenance'] else 'off'}")
             elif method == "POST":

@@ -113,11 +113,11 @@ class HerokuClient:
     def addons(self, app: str) -> list[Addon]:
         return [
             Addon(id=item["id"], name=item["name"], service=item["addon_service"]["name"])
-            for item in self._call("GET", _path("apps", app, "addons"))
+            for item in self._list(_path("apps", app, "addons"))
         ]
 
     def attachments(self, app: str) -> list[Attachment]:
-        return [_attachment(item) for item in self._call("GET", _path("apps", app, "addon-attachments"))]
+        return [_attachment(item) for item in self._list(_path("apps", app, "addon-attachments"))]
 
     def find_attachment(self, app: str, name: str) -> Attachment | None:
         return next((item for item in self.attachments(app) if item.name == name), None)
@@ -140,7 +140,7 @@ class HerokuClient:
     def formation(self, app: str) -> list[ProcessCount]:
         return [
             ProcessCount(type=item["type"], quantity=int(item["quantity"]))
-            for item in self._call("GET", _path("apps", app, "formation"))
+            for item in self._list(_path("apps", app, "formation"))
         ]
 
     def scale(self, app: str, counts: Mapping[str, int]) -> None:
@@ -150,14 +150,30 @@ class HerokuClient:
 
     # -- transport ---------------------------------------------------------------------------
     def _call(self, method: str, path: str, json: Any = None) -> Any:
-        with _translated(method, path):
-            response = self._send(method, path, json)
-        _raise_for_status(response, f"Heroku API {method} {path}")
+        response = self._respond(method, path, json, None)
         return response.json() if response.content else None
 
-    def _send_once(self, method: str, path: str, json: Any) -> httpx.Response:
+    def _list(self, path: str) -> list[Any]:
+        """Every item of a list endpoint: Heroku answers 206 with ``Next-Range`` while more remain."""
+        items: list[Any] = []
+        next_range: str | None = None
+        while True:
+            response = self._respond("GET", path, None, next_range)
+            items += response.json()
+            next_range = response.headers.get("Next-Range")
+            if response.status_code != 206 or not next_range:
+                return items
+
+    def _respond(self, method: str, path: str, json: Any, range_: str | None) -> httpx.Response:
+        with _translated(method, path):
+            response = self._send(method, path, json, range_)
+        _raise_for_status(response, f"Heroku API {method} {path}")
+        return response
+
+    def _send_once(self, method: str, path: str, json: Any, range_: str | None) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=json)
+            headers = {"Range": range_} if range_ else None
+            response = self._http.request(method, path, json=json, headers=headers)
         except (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
             raise _Retryable(None, exc) from exc
         if response.status_code == 429 or response.status_code >= 500:

@@ -101,6 +101,7 @@ class FakeHeroku:
         self.requests: list[Request] = []
         self.violations: list[str] = []
         self.fail_next: list[int] = []  # statuses to answer the next requests with (429, 503, …)
+        self.page_size = 200  # list endpoints answer 206 with Next-Range beyond this, as Heroku does
         self.hold: dict[tuple[str, str], threading.Event] = {}  # (method, path regex) → released when set
         self.lock = threading.Lock()
 
@@ -292,6 +293,22 @@ class FakeHeroku:
                     return link, [unquote(group) for group in match.groups()]
         raise _HttpError(404, "not_found", f"no such route in Heroku's schema: {method} {path}")
 
+    def page(
+        self, items: list[dict[str, Any]], range_header: str | None
+    ) -> tuple[int, list[dict[str, Any]], str | None]:
+        """One page of a list, by id, as Heroku pages them: ``Range: id ]LAST..; max=N``."""
+        ordered = sorted(items, key=lambda item: str(item["id"]))
+        size, start = self.page_size, 0
+        match = re.match(r"id \]?([^.;]*)\.\.(?:; *max=(\d+))?", range_header or "")
+        if match:
+            if match.group(1):
+                start = next((i for i, item in enumerate(ordered) if str(item["id"]) > match.group(1)), len(ordered))
+            size = int(match.group(2) or size)
+        chunk = ordered[start : start + size]
+        if start + size < len(ordered):
+            return 206, chunk, f"id ]{chunk[-1]['id']}..; max={size}"
+        return 200, chunk, None
+
     def check(self, schema: dict[str, Any] | None, instance: Any, what: str) -> str | None:
         if schema is None:
             return None
@@ -318,6 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method == self.command and re.search(pattern, path):
                 released.wait(60)
         status, reply = 500, {"id": "internal", "message": "fake failed"}
+        next_range: str | None = None
         try:
             if self.headers.get("Authorization") != f"Bearer {fake.token}":
                 raise _HttpError(401, "unauthorized", "Invalid credentials provided.")
@@ -333,6 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
                     fake.violations.append(problem)
                     raise _HttpError(422, "invalid_params", problem)
                 status, reply = fake.handle(link, params, body)
+                if isinstance(reply, list):
+                    status, reply, next_range = fake.page(reply, self.headers.get("Range"))
                 problem = fake.check(link.target, reply, f"response {self.command} {path}")
                 if problem:
                     fake.violations.append(problem)
@@ -343,6 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if next_range:
+            self.send_header("Next-Range", next_range)
         self.end_headers()
         self.wfile.write(data)
 
