@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,17 +76,7 @@ class S3Side:
         return (self.profile, self.endpoint_url, self.access_key_id, self.secret_access_key)
 
     def client(self, max_pool: int = 32) -> Any:
-        # botocore directly: boto3 would import s3transfer and add a tenth of a second to
-        # every run, which is most of an unchanged re-run.
-        session = botocore.session.get_session()
-        if self.profile:
-            session.set_config_variable("profile", self.profile)
-        # Listings of a million keys spend most of their client time in botocore's parser:
-        # listing pages get a flat, faster one (fastlist.py); timestamps, which the sync never
-        # reads, stay the strings S3 sent.
-        factory = FastListingParserFactory()
-        factory.set_parser_defaults(timestamp_parser=str)
-        session.register_component("response_parser_factory", factory)
+        session = _session(self.profile)
         config = botocore.config.Config(
             region_name=self.region,
             retries={"mode": "standard", "max_attempts": 5},
@@ -101,6 +92,23 @@ class S3Side:
             aws_session_token=self.session_token,
             config=config,
         )
+
+
+@functools.cache
+def _session(profile: str | None) -> Any:
+    """One botocore session per profile: a second side's client reuses the loaded S3 model."""
+    # botocore directly: boto3 would import s3transfer and add a tenth of a second to
+    # every run, which is most of an unchanged re-run.
+    session = botocore.session.get_session()
+    if profile:
+        session.set_config_variable("profile", profile)
+    # Listings of a million keys spend most of their client time in botocore's parser:
+    # listing pages get a flat, faster one (fastlist.py); timestamps, which the sync never
+    # reads, stay the strings S3 sent.
+    factory = FastListingParserFactory()
+    factory.set_parser_defaults(timestamp_parser=str)
+    session.register_component("response_parser_factory", factory)
+    return session
 
 
 def translate(exc: BaseException, side: Side, bucket: str) -> FerryError:
