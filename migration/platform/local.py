@@ -8,11 +8,11 @@ are modelled the way Heroku sets them: an add-on attached as ``X`` is the ``X_UR
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from migration.errors import PlatformError
+from migration.files import replace_file
 from migration.platform.cutover import MovedAddon
 
 __all__ = ["LocalPlatform", "read_env_file", "write_env_file"]
@@ -28,11 +28,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def write_env_file(path: Path, values: Mapping[str, str]) -> None:
-    """Replace the file in one step, so a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    """Replace the file in one step, so a reader never sees half of it; only its owner may read it."""
+    replace_file(path, "".join(f"{key}={value}\n" for key, value in values.items()), mode=0o600)
 
 
 class LocalPlatform:
@@ -72,9 +69,7 @@ class LocalPlatform:
 
     def scale(self, counts: Mapping[str, int]) -> None:
         formation = {**self.formation(), **counts}
-        tmp = self.formation_file.with_name("formation.json.tmp")
-        tmp.write_text(json.dumps(formation))
-        tmp.replace(self.formation_file)
+        replace_file(self.formation_file, json.dumps(formation))
 
     def alias(self, moves: Sequence[MovedAddon]) -> None:
         values = self.config_vars()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from migration.errors import TargetNotEmptyError
+from migration.files import replace_file
 from migration.progress import ProgressSink
 from migration.redis.batch import BatchResult, CopySettings, copy_keys
 from migration.redis.connection import RespConn
@@ -194,9 +195,7 @@ def _write_status(path: Path | None, lag: Lag, phase: str) -> None:
         return
     data = {"phase": phase, "queued": lag.queued, "seconds_behind": round(lag.seconds_behind, 3),
             "consistent": lag.consistent, "at": time.time()}  # fmt: skip
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    replace_file(path, json.dumps(data))
 
 
 def follow(

@@ -172,7 +172,7 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
         stack.enter_context(_environment(s3_env))
         from migration.s3.client import S3Side
 
-        client = S3Side.from_env("source", None, "us-east-1", s3.endpoint).client()
+        client = S3Side.from_env("source").client()  # the environment set just above
         client.create_bucket(Bucket=SOURCE_BUCKET)
         client.create_bucket(Bucket=f"{APP}-{STACK}-uploads")  # what the stack's storage component creates
         with RespConn(parse_redis_url(source_redis.url(), "source")) as cache:

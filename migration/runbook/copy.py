@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from migration.errors import ResumeError, ToolError
 from migration.progress import PlainProgress, ProgressSink, make_progress
@@ -24,10 +23,7 @@ from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.parallel import side_by_side
 from migration.runbook.preflight import check_targets
 
-if TYPE_CHECKING:
-    from migration.s3.client import S3Side
-
-__all__ = ["copy_live", "final_sync", "s3_sides", "stop_live_copy"]
+__all__ = ["copy_live", "final_sync", "stop_live_copy"]
 
 _SCAN_TIMEOUT_SECONDS = 6 * 3600
 _DRAIN_TIMEOUT_SECONDS = 600
@@ -185,9 +181,10 @@ def _stop_redis_tail(ctx: RunContext, sources: Sources, targets: Targets, progre
 
 # -- S3 -----------------------------------------------------------------------------------------------
 def _sync_buckets(targets: Targets, progress_for: ProgressFor) -> str:
+    from migration.s3.client import S3Side
     from migration.s3.sync import SyncOptions, sync_buckets
 
-    source_side, target_side = s3_sides()
+    source_side, target_side = S3Side.from_env("source"), S3Side.from_env("target")
     done = []
     for source, target in targets.buckets.items():
         options = SyncOptions(
@@ -200,21 +197,6 @@ def _sync_buckets(targets: Targets, progress_for: ProgressFor) -> str:
             progress.close()
         done.append(f"s3 {source} → {target}: {result.copied} copied")
     return "; ".join(done)
-
-
-def s3_sides() -> tuple[S3Side, S3Side]:
-    from migration.s3.client import S3Side
-
-    def side(name: str) -> S3Side:
-        env = f"FERRY_S3_{name.upper()}_"
-        return S3Side.from_env(
-            "source" if name == "source" else "target",
-            os.environ.get(env + "PROFILE"),
-            os.environ.get(env + "REGION"),
-            os.environ.get(env + "ENDPOINT_URL"),
-        )
-
-    return side("source"), side("target")
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ or the stack each time they are needed.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from migration.errors import ResumeError
+from migration.files import replace_file
 
 __all__ = ["PhaseRecord", "RunState"]
 
@@ -64,11 +64,7 @@ class RunState:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        tmp.replace(path)
+        replace_file(path, json.dumps(asdict(self), indent=2, sort_keys=True), durable=True)
 
     def done(self, phase: str) -> bool:
         record = self.phases.get(phase)

@@ -57,10 +57,10 @@ def _redis(sources: Sources, targets: Targets) -> list[tuple[str, dict[str, Any]
 
 
 def _buckets(targets: Targets) -> list[tuple[str, dict[str, Any], list[str]]]:
-    from migration.runbook.copy import s3_sides
+    from migration.s3.client import S3Side
     from migration.s3.verify import verify_buckets
 
-    source_side, target_side = s3_sides()
+    source_side, target_side = S3Side.from_env("source"), S3Side.from_env("target")
     reports = []
     for source, target in targets.buckets.items():
         report = verify_buckets(f"s3://{source}", f"s3://{target}", source_side, target_side)

@@ -63,13 +63,25 @@ class S3Side:
     session_token: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, side: Side, profile: str | None, region: str | None, endpoint_url: str | None) -> S3Side:
+    def from_env(
+        cls, side: Side, profile: str | None = None, region: str | None = None, endpoint_url: str | None = None
+    ) -> S3Side:
+        """The side as given, anything not given read from ``FERRY_S3_<SIDE>_PROFILE``, ``_REGION``,
+        ``_ENDPOINT_URL``; keys always from ``FERRY_S3_<SIDE>_ACCESS_KEY_ID`` and friends."""
         prefix = f"FERRY_S3_{side.upper()}_"
         secret = os.environ.get(prefix + "SECRET_ACCESS_KEY")
         token = os.environ.get(prefix + "SESSION_TOKEN")
         register_secret(secret)
         register_secret(token)
-        return cls(side, profile, region, endpoint_url, os.environ.get(prefix + "ACCESS_KEY_ID"), secret, token)
+        return cls(
+            side,
+            profile or os.environ.get(prefix + "PROFILE"),
+            region or os.environ.get(prefix + "REGION"),
+            endpoint_url or os.environ.get(prefix + "ENDPOINT_URL"),
+            os.environ.get(prefix + "ACCESS_KEY_ID"),
+            secret,
+            token,
+        )
 
     def identity(self) -> tuple[str | None, ...]:
         """Two sides with the same identity can copy server-side."""
