@@ -13,6 +13,7 @@ where they happen, so the CLI only ever catches :class:`FerryError` and prints o
     │   └── DatabaseMissingError
     ├── PreconditionError           the copy would fail or would lose something
     │   ├── TargetNotEmptyError
+    │   ├── SameStoreError          the target is the source (or overlaps it) under another spelling
     │   ├── ToolError               pg_dump / pg_restore missing, too old or failing
     │   └── ExtensionMissingError
     ├── SourceChangedError          the source changed under a running copy
@@ -20,7 +21,8 @@ where they happen, so the CLI only ever catches :class:`FerryError` and prints o
     ├── PlatformError               the app's platform (Heroku Platform API) refused or failed
     ├── RunbookError                a ferry run that cannot start or go on (locked, wrong phase, …)
     │   └── DifferencesFoundError   its verify phase found differences (exit code 1, like verify)
-    └── ResumeError                 nothing to resume, or a resume that does not match
+    ├── ResumeError                 nothing to resume, or a resume that does not match
+    └── CopyRunningError            another copy is running into the same target
 
 Every error may name a *side* (``"source"`` or ``"target"``); ``str(error)`` starts with
 it, so the one line printed by the CLI says which server the problem is on.
@@ -36,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "ConnectError",
+    "CopyRunningError",
     "DatabaseError",
     "DatabaseMissingError",
     "DifferencesFoundError",
@@ -47,6 +50,7 @@ __all__ = [
     "PreconditionError",
     "ResumeError",
     "RunbookError",
+    "SameStoreError",
     "Side",
     "SourceChangedError",
     "TargetNotEmptyError",
@@ -109,6 +113,10 @@ class TargetNotEmptyError(PreconditionError):
     """The target database already holds objects."""
 
 
+class SameStoreError(PreconditionError):
+    """The target is the source itself (or overlaps it): writing to it would destroy the source."""
+
+
 class ToolError(PreconditionError):
     """A PostgreSQL client program is missing, too old, or failed."""
 
@@ -141,3 +149,7 @@ class DifferencesFoundError(RunbookError):
 
 class ResumeError(FerryError):
     """``--resume`` found nothing to resume or a different copy."""
+
+
+class CopyRunningError(FerryError):
+    """Another copy holds the target (or a killed one's sessions cannot be ended)."""

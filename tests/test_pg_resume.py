@@ -6,14 +6,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psycopg
 
-from migration.postgres import DumpFilters, parse_url, verify_databases
-from migration.postgres.postdata import pending_post_data
-from migration.postgres.schema import dump_schema
-from migration.postgres.tools import find_client_tools
+from migration.postgres import verify_databases
 from tests.conftest import Database
 from tests.helpers import ferry
 
@@ -85,25 +81,3 @@ def test_resume_after_kill_9(source_db: Database, target_db: Database) -> None:
 def test_resume_with_nothing_to_resume(source_db: Database, target_db: Database) -> None:
     run = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--resume")
     assert run.code == 2 and "target: no unfinished copy to resume" in run.stderr
-
-
-def test_post_data_resume_skips_what_the_target_already_has(
-    kitchen_sink: Database, target_db: Database, tmp_path: Path
-) -> None:
-    """A run killed during post-data re-applies only the entries that are missing."""
-    run = ferry("pg", "copy", "--source", kitchen_sink.url, "--target", target_db.url)
-    assert run.code == 0, run.stderr
-    target_db.execute("ALTER TABLE egg DROP CONSTRAINT egg_chicken_id_fkey; DROP TRIGGER orders_audit ON sales.orders")
-    tools = find_client_tools()
-    source = parse_url(kitchen_sink.url, "source")
-    target = parse_url(target_db.url, "target")
-    with psycopg.connect(kitchen_sink.url, autocommit=True) as src, psycopg.connect(target_db.url) as dst:
-        src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
-        dump = dump_schema(tools, source, snapshot, DumpFilters(), tmp_path)
-        checkable = [e for e in dump.post_data if e.desc in ("FK CONSTRAINT", "TRIGGER", "POLICY", "CONSTRAINT")]
-        pending = pending_post_data(source, src, target, dst, checkable)
-    assert sorted(e.desc + " " + e.rest.split()[-2] for e in pending) == [
-        "FK CONSTRAINT egg_chicken_id_fkey",
-        "TRIGGER orders_audit",
-    ]

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 
-from migration.errors import DatabaseMissingError, ResumeError, TargetNotEmptyError
+from migration.errors import DatabaseMissingError, PreconditionError, ResumeError, TargetNotEmptyError, UsageError
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint
 from migration.postgres.state import CopyState, load_state
-from migration.postgres.target import clean_target, describe_contents
+from migration.postgres.target import describe_contents
 
-__all__ = ["available_extensions", "ensure_database", "installed_extensions", "prepare_target"]
+__all__ = [
+    "available_extensions",
+    "check_target",
+    "ensure_database",
+    "installed_extensions",
+    "parse_memory_setting",
+    "require_writable",
+]
 
 
 def installed_extensions(conn: Conn) -> set[str]:
@@ -34,8 +43,12 @@ def ensure_database(target: PgEndpoint, create: bool) -> None:
             admin.execute(f"CREATE DATABASE {psycopg.sql.Identifier(target.dbname).as_string()}")
 
 
-def prepare_target(control: Conn, source: PgEndpoint, *, resume: bool, clean: bool) -> CopyState | None:
-    """Decide what the target holds: the state to resume, or nothing (after ``--clean``)."""
+def check_target(control: Conn, source: PgEndpoint, *, resume: bool, clean: bool) -> CopyState | None:
+    """What the target holds: the state to resume, or nothing (it is emptied later, with ``--clean``).
+
+    Nothing is dropped here: ``--clean`` empties the target in the transaction that
+    restores the schema, once the source's schema has been dumped without error.
+    """
     state = load_state(control)
     if resume:
         if state is None:
@@ -55,6 +68,26 @@ def prepare_target(control: Conn, source: PgEndpoint, *, resume: bool, clean: bo
             "pass --clean to drop everything in it first",
             side="target",
         )
-    if contents or state is not None:
-        clean_target(control)
     return None
+
+
+def require_writable(conn: Conn) -> None:
+    """:raises PreconditionError: when the target server or database only takes reads."""
+    row = conn.execute("SELECT pg_catalog.pg_is_in_recovery(), current_setting('transaction_read_only')").fetchone()
+    if row is not None and row[0]:
+        raise PreconditionError("the target is a standby in recovery: it takes no writes", side="target")
+    if row is not None and row[1] == "on":
+        raise PreconditionError("the target database is read-only (default_transaction_read_only)", side="target")
+
+
+_MEMORY = re.compile(r"^\s*\d+\s*(B|kB|MB|GB|TB)?\s*$")
+
+
+def parse_memory_setting(value: str) -> str:
+    """A PostgreSQL memory setting such as ``512MB``, checked before anything runs.
+
+    :raises UsageError: when the server would refuse it.
+    """
+    if not _MEMORY.match(value):
+        raise UsageError(f"--maintenance-work-mem {value!r} is not a PostgreSQL memory size (such as 512MB or 1GB)")
+    return value.strip()

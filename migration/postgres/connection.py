@@ -52,7 +52,7 @@ def translate(exc: BaseException, side: Side, endpoint: PgEndpoint | None = None
         sqlstate in ("28P01", "28000")
         or "password authentication failed" in lowered
         or "no password supplied" in lowered
-        or ("role" in lowered and "does not exist" in lowered)
+        or (sqlstate is None and "role" in lowered and "does not exist" in lowered)
     ):
         return AuthenticationError(f"authentication failed{where}: {message}", side=side)
     if sqlstate == "3D000" or ("database" in lowered and "does not exist" in lowered):
@@ -75,12 +75,15 @@ def pg_errors(side: Side, endpoint: PgEndpoint | None = None) -> Iterator[None]:
         raise translate(exc, side, endpoint) from exc
 
 
-def connect(endpoint: PgEndpoint, *, autocommit: bool = False) -> psycopg.Connection[TupleRow]:
+def connect(
+    endpoint: PgEndpoint, *, autocommit: bool = False, application_name: str = _APPLICATION_NAME
+) -> psycopg.Connection[TupleRow]:
     """Open a connection to *endpoint*; errors name its side.
 
     :param endpoint: where to connect.
     :param autocommit: open in autocommit mode.
+    :param application_name: how the session shows in ``pg_stat_activity``.
     """
     with pg_errors(endpoint.side, endpoint):
-        conn = psycopg.connect(endpoint.conninfo(application_name=_APPLICATION_NAME), autocommit=autocommit)
+        conn = psycopg.connect(endpoint.conninfo(application_name=application_name), autocommit=autocommit)
     return conn

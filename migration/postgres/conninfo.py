@@ -88,7 +88,10 @@ def parse_url(url: str, side: Side) -> PgEndpoint:
         raise InvalidURLError("no database URL given", side=side)
     url = url.strip()
     if "://" in url:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. "[::1" without its closing bracket
+            raise InvalidURLError(f"malformed database URL: {exc}", side=side) from None
         if parts.password:
             register_secret(unquote(parts.password))
         if parts.scheme not in ("postgres", "postgresql"):
@@ -97,8 +100,8 @@ def parse_url(url: str, side: Side) -> PgEndpoint:
             port = parts.port
         except ValueError:
             raise InvalidURLError("URL has an invalid port", side=side) from None
-        if not parts.hostname:
-            raise InvalidURLError("URL names no host", side=side)
+        if not parts.hostname and "host=" not in parts.query:
+            raise InvalidURLError("URL names no host (postgres://user@HOST:port/db, or ?host=/socket/dir)", side=side)
         if not parts.path.strip("/"):
             raise InvalidURLError("URL names no database (postgres://user@host:port/DBNAME)", side=side)
         if port is not None and not 0 < port < 65536:

@@ -15,22 +15,43 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
+from migration.crashpoints import crashpoint
 from migration.errors import ExtensionMissingError, FerryError
 from migration.postgres import catalog
 from migration.postgres.catalog import Conn, TableInfo
-from migration.postgres.checks import available_extensions, ensure_database, installed_extensions, prepare_target
+from migration.postgres.checks import (
+    available_extensions,
+    check_target,
+    ensure_database,
+    installed_extensions,
+    parse_memory_setting,
+    require_writable,
+)
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.copylock import COPY_APPLICATION_NAME, end_orphan_sessions, take_copy_lock
 from migration.postgres.data import open_target_session
+from migration.postgres.identity import refuse_same_database
 from migration.postgres.matviews import refresh_matviews
 from migration.postgres.model import CopyOptions, CopyResult
 from migration.postgres.plan import Part, plan_parts
 from migration.postgres.platform import copy_database_settings, platform_event_triggers, platform_filters, skip_entry
-from migration.postgres.postdata import pending_post_data
+from migration.postgres.restore import apply_entries, restore_script
 from migration.postgres.scheduler import DataPhase
-from migration.postgres.schema import PG_CONSTRAINT, SchemaDump, dump_schema, restore_entries
+from migration.postgres.schema import PG_CONSTRAINT, SchemaDump, dump_schema
 from migration.postgres.snapshot import SourceSnapshot, exported_snapshot
-from migration.postgres.state import CopyState, create_state, drop_state, load_state, mark_step
+from migration.postgres.state import (
+    CopyState,
+    create_state,
+    drop_state,
+    load_state,
+    mark_entry,
+    mark_step,
+    state_exists,
+)
+from migration.postgres.target import clean_target
 from migration.postgres.tools import ClientTools, find_client_tools
 from migration.progress import ProgressSink
 
@@ -63,6 +84,8 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
     started = time.monotonic()
     source = parse_url(options.source_url, "source")
     target = parse_url(options.target_url, "target")
+    if options.maintenance_work_mem is not None:
+        parse_memory_setting(options.maintenance_work_mem)
     phases: dict[str, float] = {}
     phase = _Phases(progress, phases)
     with phase("preflight"):
@@ -73,7 +96,9 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
         ensure_database(target, options.create_database)
         with connect(source) as src_conn, connect(target) as dst_conn:
             with pg_errors("target", target):
+                refuse_same_database(src_conn, dst_conn, target)
                 target_major = catalog.server_major(dst_conn)
+                require_writable(dst_conn)
             with pg_errors("source", source):
                 used = installed_extensions(src_conn)
             with pg_errors("target", target):
@@ -82,28 +107,44 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
             raise ExtensionMissingError(
                 f"the target server lacks extension(s) the source uses: {', '.join(missing)}", side="target"
             )
-    control = open_target_session(target, options.owner)
-    admin = connect(target, autocommit=True)
+    admin = connect(target, autocommit=True, application_name=COPY_APPLICATION_NAME)
+    control: Conn | None = None
     try:
         with pg_errors("target", target):
-            state = prepare_target(admin, source, resume=options.resume, clean=options.clean)
+            take_copy_lock(admin)
+            end_orphan_sessions(admin)
+        control = open_target_session(target, options.owner)
+        with pg_errors("target", target):
+            state = check_target(control, source, resume=options.resume, clean=options.clean)
+        crashpoint("preflight")
         with (
             tempfile.TemporaryDirectory(prefix="ferry-schema-") as tmp,
             exported_snapshot(source) as (snapshot, holder),
         ):
-            run = _CopyRun(options, progress, phase, tools, source, target, snapshot, holder, control, admin, state)
+            run = _CopyRun(
+                options, progress, phase, tools, source, target, snapshot, holder, control, admin, state, target_major
+            )
             try:
                 result = run.run(Path(tmp), source_major, binary=source_major == target_major)
             except FerryError as exc:
-                # The target now holds resume state: say how to carry on.
-                exc.message += " (ferry pg copy --resume continues from here)"
+                if _resumable(admin):
+                    exc.message += " (ferry pg copy --resume continues from here)"
                 raise
     finally:
-        control.close()
+        if control is not None:
+            control.close()
         admin.close()
     result.phases = phases
     result.seconds = time.monotonic() - started
     return result
+
+
+def _resumable(admin: Conn) -> bool:
+    """Whether the target holds resume state now (after a failure: only then is the hint true)."""
+    try:
+        return state_exists(admin)
+    except psycopg.Error:
+        return False
 
 
 @dataclass
@@ -121,6 +162,7 @@ class _CopyRun:
     control: Conn
     admin: Conn
     state: CopyState | None
+    target_major: int
     platform_triggers: set[int] = field(default_factory=set)
 
     def run(self, workdir: Path, source_major: int, *, binary: bool) -> CopyResult:
@@ -137,15 +179,19 @@ class _CopyRun:
             scheduler.run(parts, done, lo_oids)
             result.tables = sorted(scheduler.results.values(), key=lambda t: -t.bytes)
             result.large_objects = len(lo_oids)
+        crashpoint("data")
         with self.phase("sequences"):
             result.sequences = self._sequences(dump)
+        crashpoint("sequences")
         with self.phase("post-data"):
             self._post_data(dump, tables, workdir)
+        crashpoint("post-data")
         with self.phase("materialized views"):
             with pg_errors("source", self.source):
                 matviews = catalog.read_matviews(self.holder, dump.oids("MATERIALIZED VIEW"))
             refresh_matviews(self.control, matviews, self.target)
             result.materialized_views = len(matviews)
+        crashpoint("materialized-views")
         with pg_errors("target", self.target):
             drop_state(self.control)
         return result
@@ -157,22 +203,37 @@ class _CopyRun:
             self.holder.execute("SELECT pg_catalog.set_config('search_path', '', true)")
             self.platform_triggers = platform_event_triggers(self.holder)
         filters = platform_filters(self.options.filters)
+        # The dump comes first: a filter that matches nothing fails here, before --clean empties the target.
         dump = dump_schema(self.tools, self.source, self.snapshot.snapshot_id, filters, workdir)
         in_dump = {(e.catalog, e.oid) for e in dump.post_data if e.desc in ("INDEX", "CONSTRAINT")}
         with pg_errors("source", self.source):
             tables = catalog.read_tables(self.holder, dump.oids("TABLE"), in_dump)
+        crashpoint("schema-dumped")
         if self.state is not None:
             parts = [Part.from_json(p) for p in self.state.plan["parts"]]
             self.progress.message(f"resuming: {len(self.state.done_parts)} of {len(parts)} parts already copied")
             return dump, tables, parts, self.state.done_parts
         pre_data = [e for e in dump.pre_data if not skip_entry(e, self.platform_triggers)]
-        restore_entries(self.tools, dump, pre_data, self.target, workdir, name="pre-data", owner=self.options.owner)
+        script = restore_script(self.tools, dump, pre_data, workdir, "pre-data", self.target_major)
+        with pg_errors("source", self.source):
+            parts = plan_parts(self.holder, tables, self.options.split_bytes, source_major, self.options.jobs)
+        # Emptying the target (--clean), the schema and the resume state commit together:
+        # after a crash the target holds either all of them or what it held before.
+        with pg_errors("target", self.target), self.control.transaction():
+            if self.options.clean:
+                clean_target(self.control)
+            if script.entries:
+                self.control.execute(script.header)
+                for item in script.entries:
+                    self.control.execute(item.sql)
+            self.control.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+            create_state(
+                self.control, self.source.display, self.snapshot.as_dict(), {"parts": [p.to_json() for p in parts]}
+            )
+            crashpoint("pre-data")
+        crashpoint("pre-data-committed")
         with pg_errors("source", self.source):
             copy_database_settings(self.holder, self.admin, self.target, self.progress)
-            parts = plan_parts(self.holder, tables, self.options.split_bytes, source_major, self.options.jobs)
-        with pg_errors("target", self.target):
-            plan = {"parts": [p.to_json() for p in parts]}
-            create_state(self.control, self.source.display, self.snapshot.as_dict(), plan)
         return dump, tables, parts, {}
 
     def _sequences(self, dump: SchemaDump) -> int:
@@ -202,11 +263,14 @@ class _CopyRun:
             and not skip_entry(e, self.platform_triggers)
             and not (e.catalog == PG_CONSTRAINT and e.oid in dangling)
         ]
-        if self.state is not None:
-            entries = pending_post_data(self.source, self.holder, self.target, self.control, entries)
-        jobs = self.options.index_jobs or self.options.jobs
-        restore_entries(
-            self.tools, dump, entries, self.target, workdir, name="post-data", owner=self.options.owner, jobs=jobs
+        script = restore_script(self.tools, dump, entries, workdir, "post-data", self.target_major)
+        apply_entries(
+            script,
+            lambda: open_target_session(self.target, self.options.owner),
+            self.target,
+            jobs=self.options.index_jobs or self.options.jobs,
+            done=state_now.done_entries if state_now is not None else set(),
+            mark=mark_entry,
         )
         with pg_errors("target", self.target):
             mark_step(self.control, "post-data")

@@ -21,10 +21,13 @@ from pathlib import Path
 import psycopg
 from psycopg import pq
 
-from migration.errors import DatabaseError, FerryError, SourceChangedError
+from migration.children import die_with_parent
+from migration.crashpoints import crashpoint
+from migration.errors import DatabaseError, FerryError, SourceChangedError, UsageError
 from migration.postgres.catalog import Conn, TableInfo
 from migration.postgres.connection import connect, pg_errors, translate
 from migration.postgres.conninfo import PgEndpoint
+from migration.postgres.copylock import COPY_APPLICATION_NAME
 from migration.postgres.plan import Part
 from migration.postgres.snapshot import SourceSnapshot, begin_in_snapshot
 from migration.postgres.state import part_marker_sql
@@ -49,13 +52,30 @@ class PartResult:
 
 def open_target_session(target: PgEndpoint, owner: str | None, *, autocommit: bool = True) -> Conn:
     """A target connection set up for bulk loading (and owned objects, with ``--owner``)."""
-    conn = connect(target, autocommit=autocommit)
+    conn = connect(target, autocommit=autocommit, application_name=COPY_APPLICATION_NAME)
     with pg_errors("target", target):
         conn.execute("SET synchronous_commit = off")
+        # A session whose ferry died stops at its next check instead of finishing (and committing) its work.
+        conn.execute(
+            "SELECT pg_catalog.set_config('client_connection_check_interval', '1s', false) "
+            "WHERE current_setting('server_version_num')::int >= 140000"
+        )
         conn.execute("SET search_path = ''")
         if owner:
+            require_owner_role(conn, owner)
             conn.execute(f"SET ROLE {psycopg.sql.Identifier(owner).as_string()}")
     return conn
+
+
+def require_owner_role(conn: Conn, owner: str) -> None:
+    """:raises UsageError: when ``--owner`` names a role that is missing or not ours to use."""
+    row = conn.execute(
+        "SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = %s", (owner,)
+    ).fetchone()
+    if row is None:
+        raise UsageError(f"--owner {owner}: no such role on the target", side="target")
+    if not row[0]:
+        raise UsageError(f"--owner {owner}: the target user is not a member of that role", side="target")
 
 
 class WorkerConnections:
@@ -151,6 +171,8 @@ def copy_part(
             rows = cursor.rowcount
         seconds = time.monotonic() - started
         dst.execute(part_marker_sql(), (part.key, rows, size, seconds))
+        crashpoint("part-loading")
+    crashpoint("part-copied")
     return PartResult(part, rows, size, seconds)
 
 
@@ -207,7 +229,12 @@ def _psql_chunks(conns: WorkerConnections, select_sql: str) -> Iterator[bytes]:
         "-c", select_sql,
     ]  # fmt: skip
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=conns.source.child_env(), bufsize=0
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=conns.source.child_env(),
+        bufsize=0,
+        preexec_fn=die_with_parent,
     )
     conns.track(proc)
     assert proc.stdout is not None and proc.stderr is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from migration.crashpoints import crashpoint
 from migration.postgres.catalog import Conn, IndexBuild, TableInfo
 from migration.postgres.connection import pg_errors
 from migration.postgres.conninfo import PgEndpoint
@@ -36,12 +37,14 @@ def build_index(conn: Conn, target: PgEndpoint, table: TableInfo, index: IndexBu
     with pg_errors("target", target):
         if index.index_sql and not index_exists(conn, index.qualified_name):
             conn.execute(index.index_sql)
+            crashpoint("index-built")
         if (
             index.constraint_sql
             and index.constraint_name
             and not constraint_exists(conn, table.qualified_name, index.constraint_name)
         ):
             conn.execute(index.constraint_sql)
+            crashpoint("constraint-added")
         for statement in index.after_sql:
             conn.execute(statement)
     return time.monotonic() - started
@@ -50,3 +53,4 @@ def build_index(conn: Conn, target: PgEndpoint, table: TableInfo, index: IndexBu
 def analyze_table(conn: Conn, target: PgEndpoint, table: TableInfo) -> None:
     with pg_errors("target", target):
         conn.execute(f"ANALYZE {table.qualified_name}")
+    crashpoint("analyzed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from migration.crashpoints import crashpoint
 from migration.postgres.connection import pg_errors
 from migration.postgres.data import WorkerConnections
 from migration.postgres.state import part_marker_sql
@@ -40,4 +41,6 @@ def copy_large_object_batch(conns: WorkerConnections, oids: list[int], marker_ke
                     break
             total += offset
         dst.execute(part_marker_sql(), (marker_key, len(oids), total, 0.0))
+        crashpoint("large-objects-loading")
+    crashpoint("large-objects")
     return len(oids), total

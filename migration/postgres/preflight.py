@@ -8,7 +8,8 @@ from migration.errors import FerryError
 from migration.postgres.catalog import Conn, server_major
 from migration.postgres.checks import available_extensions, installed_extensions
 from migration.postgres.connection import connect, pg_errors
-from migration.postgres.conninfo import parse_url
+from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.identity import same_database
 from migration.postgres.state import load_state
 from migration.postgres.target import describe_contents
 from migration.postgres.tools import find_client_tools
@@ -85,10 +86,19 @@ def _target_checks(report: PreflightReport, conn: Conn, extensions: set[str], ow
         report.add("extensions", "ok", ", ".join(sorted(extensions)) or "none used")
     row = conn.execute(
         "SELECT has_database_privilege(current_database(), 'CREATE'), has_schema_privilege('public', 'CREATE'), "
-        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+        "pg_is_in_recovery(), current_setting('transaction_read_only')"
     ).fetchone()
     assert row is not None
-    if not (row[0] and row[1]):
+    if row[3] or row[4] == "on":
+        report.add(
+            "target privileges",
+            "fail",
+            "the target is read-only ("
+            + ("a standby in recovery" if row[3] else "default_transaction_read_only")
+            + ")",
+        )
+    elif not (row[0] and row[1]):
         report.add("target privileges", "fail", "the target user cannot create schemas and tables in this database")
     else:
         report.add("target privileges", "ok", "superuser" if row[2] else "may create schemas and tables")
@@ -153,9 +163,22 @@ def preflight(source_url: str, target_url: str, *, jobs: int = 4, owner: str | N
             _target_checks(report, conn, extensions, owner)
     except FerryError as exc:
         report.add("target server", "fail", str(exc))
+    _same_database_check(report, source, target)
     if report.source_bytes:
         report.add("estimate", "ok", f"about {_duration(report.estimated_seconds)} with {jobs} jobs")
     return report
+
+
+def _same_database_check(report: PreflightReport, source: PgEndpoint, target: PgEndpoint) -> None:
+    try:
+        with connect(source) as src, connect(target) as dst, pg_errors("target", target):
+            same = same_database(src, dst)
+    except FerryError:
+        return  # already reported as a failed server check above
+    if same:
+        report.add("target is not the source", "fail", f"{target.display} is the source database itself")
+    else:
+        report.add("target is not the source", "ok", "different databases")
 
 
 def _duration(seconds: float) -> str:

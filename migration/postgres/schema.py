@@ -140,34 +140,3 @@ def dump_schema(
         "pg_dump --schema-only",
     )
     return SchemaDump(path, _list(tools, path, "pre-data", source), _list(tools, path, "post-data", source))
-
-
-def restore_entries(
-    tools: ClientTools,
-    dump: SchemaDump,
-    entries: list[TocEntry],
-    target: PgEndpoint,
-    workdir: Path,
-    *,
-    name: str,
-    owner: str | None,
-    jobs: int = 1,
-) -> None:
-    """Restore exactly *entries* of the archive into *target* with pg_restore."""
-    if not entries:
-        return
-    listing = workdir / f"{name}.list"
-    listing.write_text("".join(e.line + "\n" for e in entries))
-    args: list[str | Path] = [
-        tools.pg_restore,
-        "--no-owner",
-        "--no-acl",
-        "--exit-on-error",
-        f"--use-list={listing}",
-        "--dbname",
-        target.dbname,
-    ]
-    args += ["--single-transaction"] if jobs <= 1 else [f"--jobs={jobs}"]
-    if owner:
-        args.append(f"--role={owner}")
-    tools.run([*args, dump.path], target, f"pg_restore ({name})")

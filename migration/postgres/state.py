@@ -13,7 +13,16 @@ from typing import Any
 
 from migration.postgres.catalog import Conn
 
-__all__ = ["STATE_SCHEMA", "CopyState", "create_state", "drop_state", "load_state", "mark_step"]
+__all__ = [
+    "STATE_SCHEMA",
+    "CopyState",
+    "create_state",
+    "drop_state",
+    "load_state",
+    "mark_entry",
+    "mark_step",
+    "state_exists",
+]
 
 STATE_SCHEMA = "_ferry"
 
@@ -37,6 +46,10 @@ CREATE TABLE {STATE_SCHEMA}.step (
     name text PRIMARY KEY,
     done_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE {STATE_SCHEMA}.entry (
+    entry_key text PRIMARY KEY,
+    done_at timestamptz NOT NULL DEFAULT now()
+);
 """
 
 
@@ -49,6 +62,7 @@ class CopyState:
     plan: dict[str, Any]
     done_parts: dict[str, tuple[int, int, float]]
     done_steps: set[str]
+    done_entries: set[str]
 
 
 def state_exists(conn: Conn) -> bool:
@@ -57,6 +71,7 @@ def state_exists(conn: Conn) -> bool:
 
 
 def create_state(conn: Conn, source: str, snapshot: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Record a new copy's plan (in the caller's transaction, if it has one)."""
     with conn.transaction():
         conn.execute(_CREATE)
         conn.execute(
@@ -76,11 +91,17 @@ def load_state(conn: Conn) -> CopyState | None:
         for r in conn.execute(f"SELECT part_key, rows, bytes, seconds FROM {STATE_SCHEMA}.part")
     }
     steps = {str(r[0]) for r in conn.execute(f"SELECT name FROM {STATE_SCHEMA}.step")}
-    return CopyState(str(row[0]), dict(row[1]), dict(row[2]), parts, steps)
+    entries = {str(r[0]) for r in conn.execute(f"SELECT entry_key FROM {STATE_SCHEMA}.entry")}
+    return CopyState(str(row[0]), dict(row[1]), dict(row[2]), parts, steps, entries)
 
 
 def mark_step(conn: Conn, name: str) -> None:
     conn.execute(f"INSERT INTO {STATE_SCHEMA}.step (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
+
+
+def mark_entry(conn: Conn, key: str) -> None:
+    """Mark one post-data entry applied (inside the transaction that applied it)."""
+    conn.execute(f"INSERT INTO {STATE_SCHEMA}.entry (entry_key) VALUES (%s)", (key,))
 
 
 def part_marker_sql() -> str:
