@@ -7,10 +7,17 @@ and object.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
+import boto3
 import pytest
+import redis
 
+from migration.rehearse.motoserver import MotoServer, running_moto
+from migration.rehearse.redisserver import RedisServer, running_redis
 from tests.conftest import Database
 from tests.helpers import assert_one_line_error, ferry
 
@@ -60,3 +67,100 @@ def test_clean_with_a_filter_matching_nothing_leaves_the_target_alone(source_db:
     run = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--clean", "-t", "nosuchtable")
     assert_one_line_error(run, "source:", "no matching tables")
     assert target_db.scalar("SELECT id FROM precious") == 42
+
+
+@pytest.fixture
+def redis_source() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        r = redis.Redis(port=server.port, password=server.password)
+        r.set("precious", "1")
+        r.set("ttl", "2", ex=3600)
+        redis.Redis(port=server.port, password=server.password, db=3).set("other-db", "3")
+        yield server
+
+
+def _redis_keys(server: RedisServer) -> int:
+    return sum(int(redis.Redis(port=server.port, password=server.password, db=db).dbsize()) for db in range(16))
+
+
+@pytest.mark.parametrize("flag", ["--flush-target", "--merge", "--replicaof", "--live-seconds=1"])
+def test_redis_copy_onto_the_source_is_refused(flag: str, redis_source: RedisServer) -> None:
+    source = f"redis://:{redis_source.password}@127.0.0.1:{redis_source.port}"
+    target = f"redis://:{redis_source.password}@localhost:{redis_source.port}/0"
+    run = ferry("redis", "copy", "--source", source, "--target", target, flag, timeout=60)
+    assert_one_line_error(run, "target:", "is the source server itself")
+    assert redis_source.password not in run.output
+    assert _redis_keys(redis_source) == 3
+    role = redis.Redis(port=redis_source.port, password=redis_source.password).info("replication")["role"]
+    assert role == "master"
+    preflight = ferry("redis", "preflight", "--source", source, "--target", target, "--json")
+    check = next(c for c in preflight.json["checks"] if c["name"] == "target is not the source")
+    assert preflight.code == 1 and check["status"] == "fail"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("/abc", "/abc is not a database number"), ("/99", "names database 99, but ferry copies every database")],
+)
+def test_redis_url_paths_are_not_ignored(path: str, message: str, redis_source: RedisServer) -> None:
+    source = f"redis://:{redis_source.password}@127.0.0.1:{redis_source.port}{path}"
+    run = ferry("redis", "copy", "--source", source, "--target", "redis://127.0.0.1:1")
+    assert_one_line_error(run, "source:", message)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with running_moto() as server:
+        yield server
+
+
+def _s3(server: MotoServer) -> Any:
+    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "target_host"),
+    [
+        ("s3://shared/app/", "s3://shared/", "127.0.0.1"),  # the source inside the target: --delete ate it
+        ("s3://shared/", "s3://shared/copy/", "localhost"),  # the target inside the source: grew every run
+        ("s3://shared/app", "s3://shared/app/", "localhost"),  # the same keys, spelled twice
+    ],
+)
+def test_s3_sync_between_overlapping_locations_is_refused(
+    source: str, target: str, target_host: str, moto: MotoServer
+) -> None:
+    client = _s3(moto)
+    client.create_bucket(Bucket="shared")
+    client.put_object(Bucket="shared", Key="app/precious.txt", Body=b"keep me")
+    client.put_object(Bucket="shared", Key="other.txt", Body=b"other")
+    env = {
+        **os.environ,
+        "FERRY_S3_SOURCE_ENDPOINT_URL": moto.endpoint,
+        "FERRY_S3_TARGET_ENDPOINT_URL": moto.endpoint.replace("127.0.0.1", target_host),
+        "FERRY_S3_SOURCE_ACCESS_KEY_ID": "k", "FERRY_S3_SOURCE_SECRET_ACCESS_KEY": "s",
+        "FERRY_S3_TARGET_ACCESS_KEY_ID": "k2", "FERRY_S3_TARGET_SECRET_ACCESS_KEY": "s2",
+        "FERRY_S3_SOURCE_REGION": "us-east-1", "FERRY_S3_TARGET_REGION": "us-east-1",
+    }  # fmt: skip
+    for extra in (["--delete"], []):
+        run = ferry("s3", "sync", source, target, *extra, env=env)
+        assert_one_line_error(run, "target:", "overlaps the source")
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="shared")["Contents"])
+    assert keys == ["app/precious.txt", "other.txt"]
+
+
+def test_s3_sibling_prefixes_of_one_bucket_are_fine(moto: MotoServer) -> None:
+    client = _s3(moto)
+    client.create_bucket(Bucket="siblings")
+    client.put_object(Bucket="siblings", Key="old/a.txt", Body=b"a")
+    env = {
+        **os.environ,
+        "FERRY_S3_SOURCE_ENDPOINT_URL": moto.endpoint, "FERRY_S3_TARGET_ENDPOINT_URL": moto.endpoint,
+        "FERRY_S3_SOURCE_ACCESS_KEY_ID": "k", "FERRY_S3_SOURCE_SECRET_ACCESS_KEY": "s",
+        "FERRY_S3_TARGET_ACCESS_KEY_ID": "k", "FERRY_S3_TARGET_SECRET_ACCESS_KEY": "s",
+        "FERRY_S3_SOURCE_REGION": "us-east-1", "FERRY_S3_TARGET_REGION": "us-east-1",
+    }  # fmt: skip
+    run = ferry("s3", "sync", "s3://siblings/old/", "s3://siblings/new/", "--delete", env=env)
+    assert run.code == 0, run.output
+    assert client.get_object(Bucket="siblings", Key="new/a.txt")["Body"].read() == b"a"
+    assert client.get_object(Bucket="siblings", Key="old/a.txt")["Body"].read() == b"a"

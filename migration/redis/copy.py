@@ -23,6 +23,7 @@ from migration.files import replace_file
 from migration.progress import ProgressSink
 from migration.redis.batch import BatchResult, CopySettings, copy_keys
 from migration.redis.connection import RespConn
+from migration.redis.identity import refuse_same_server
 from migration.redis.info import keyspace, version
 from migration.redis.live import Lag, LiveTail, require_notifications
 from migration.redis.replica import replicate
@@ -145,6 +146,7 @@ def _scan(
     databases: dict[int, int],
     settings: CopySettings,
     progress: ProgressSink,
+    should_stop: Callable[[], bool],
 ) -> BatchResult:
     total = BatchResult()
     work: queue.Queue[Any] = queue.Queue(maxsize=options.jobs * 2)
@@ -177,6 +179,9 @@ def _scan(
                 scanner.select(db)
                 cursor = b"0"
                 while not errors:
+                    if should_stop():
+                        # Stopped before the scan ended: the target holds part of the keys only.
+                        raise KeyboardInterrupt
                     cursor, keys = scanner.call("SCAN", cursor, "COUNT", options.batch)
                     if keys:
                         work.put((db, list(keys)))
@@ -261,6 +266,7 @@ def copy_redis(
                 f"source Redis {'.'.join(map(str, src_version))} is newer than the target "
                 f"{'.'.join(map(str, dst_version))}: copying element by element"
             )
+        refuse_same_server(src_control, dst_control, target)
         _check_target(dst_control, options)
         result.databases = keyspace(src_control)
         if options.replicaof:
@@ -279,7 +285,7 @@ def copy_redis(
             progress.phase("scan")
             progress.set_total(sum(result.databases.values()))
             progress.start_item("keys", "keys", sum(result.databases.values()), sum(result.databases.values()))
-            result.keys = _scan(options, pairs, src_control, result.databases, settings, progress)
+            result.keys = _scan(options, pairs, src_control, result.databases, settings, progress, should_stop)
             result.scan_seconds = time.monotonic() - started
             progress.finish_item(
                 "keys", f"scanned {result.keys.copied} keys ({result.keys.vanished} vanished) in "

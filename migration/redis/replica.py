@@ -46,6 +46,8 @@ def replicate(
                 break
             if time.monotonic() - started > 3600:
                 raise PreconditionError("the replica did not finish its sync within an hour", side="target")
+            if should_stop():
+                raise KeyboardInterrupt  # stopped before the full sync: the target is promoted as it is
             time.sleep(0.05)
         synced = time.monotonic() - started
         progress.message(f"full sync done in {synced:.1f} s; following until stopped")

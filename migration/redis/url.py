@@ -39,13 +39,16 @@ class RedisEndpoint:
 
 
 def parse_redis_url(url: str, side: Side) -> RedisEndpoint:
-    """Parse a Redis URL for *side*; the database number, if any, is ignored (every database is copied).
+    """Parse a Redis URL for *side*. Every database is copied, so a path may only name database 0.
 
     :raises InvalidURLError: when malformed; the message never holds the password.
     """
     if not url or not url.strip():
         raise InvalidURLError("no Redis URL given", side=side)
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # e.g. "[::1" without its closing bracket
+        raise InvalidURLError(f"malformed Redis URL: {exc}", side=side) from None
     if parts.password:
         register_secret(unquote(parts.password))
     if parts.scheme not in ("redis", "rediss"):
@@ -58,6 +61,15 @@ def parse_redis_url(url: str, side: Side) -> RedisEndpoint:
         raise InvalidURLError("URL names no host", side=side)
     if not 0 < port < 65536:
         raise InvalidURLError("URL has an invalid port", side=side)
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise InvalidURLError(f"URL path /{database} is not a database number", side=side)
+    if database and int(database) != 0:
+        raise InvalidURLError(
+            f"URL names database {int(database)}, but ferry copies every database of the server: "
+            f"remove /{database} from the URL",
+            side=side,
+        )
     query = parse_qs(parts.query)
     verify = query.get("ssl_cert_reqs", ["required"])[0] not in ("none", "CERT_NONE")
     return RedisEndpoint(

@@ -23,6 +23,7 @@ from migration.errors import (
     InvalidURLError,
     PreconditionError,
     Side,
+    UsageError,
 )
 from migration.redact import redact, register_secret
 from migration.s3.fastlist import FastListingParserFactory
@@ -88,6 +89,24 @@ class S3Side:
         return (self.profile, self.endpoint_url, self.access_key_id, self.secret_access_key)
 
     def client(self, max_pool: int = 32) -> Any:
+        """A botocore S3 client for this side.
+
+        :raises UsageError: for an endpoint URL that is not one, or a profile that does not exist.
+        """
+        if self.endpoint_url is not None:
+            parts = urlsplit(self.endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise UsageError(
+                    f"--{self.side}-endpoint-url {self.endpoint_url!r} is not an http(s):// URL", side=self.side
+                )
+        try:
+            return self._client(max_pool)
+        except botocore.exceptions.ProfileNotFound:
+            raise UsageError(f"--{self.side}-profile {self.profile}: no such AWS profile", side=self.side) from None
+        except (ValueError, botocore.exceptions.BotoCoreError) as exc:
+            raise UsageError(f"cannot set up the S3 client: {redact(str(exc))}", side=self.side) from None
+
+    def _client(self, max_pool: int) -> Any:
         session = _session(self.profile)
         config = botocore.config.Config(
             region_name=self.region,

@@ -17,6 +17,7 @@ from typing import Any
 
 from migration.progress import ProgressSink
 from migration.s3.client import S3Location, S3Side, parse_location, s3_errors
+from migration.s3.identity import refuse_overlap
 from migration.s3.listing import Change, ahead, diff_listings, list_objects
 from migration.s3.transfer import TransferSettings, copy_object, stored_source_etag
 
@@ -86,6 +87,7 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
     started = time.monotonic()
     src = parse_location(options.source_url, "source")
     dst = parse_location(options.target_url, "target")
+    refuse_overlap(src, dst, options.source.endpoint_url, options.target.endpoint_url)
     source_client = options.source.client(options.jobs + 4)
     same_identity = options.source.identity() == options.target.identity()
     target_client = source_client if same_identity else options.target.client(options.jobs + 4)
