@@ -258,6 +258,17 @@ class MigrationConfig(_Model):
     smoke_urls: list[str] = Field(default_factory=list)
     rollback_on_smoke_failure: bool = False
 
+    @model_validator(mode="after")
+    def _every_store_freezes(self) -> MigrationConfig:
+        # A read-only freeze stops PostgreSQL writes (the role) and Redis writes (CLIENT PAUSE
+        # WRITE); nothing stops the app's S3 writes short of stopping the app.
+        if self.freeze == "read-only" and self.s3:
+            raise ValueError(
+                "freeze: read-only cannot stop the app's S3 writes, which the final sync would miss; "
+                "use freeze: maintenance when s3 is moved"
+            )
+        return self
+
     @field_validator("smoke_urls")
     @classmethod
     def _http(cls, urls: list[str]) -> list[str]:

@@ -306,8 +306,38 @@ def test_read_only_freeze_keeps_reads_and_stops_writes(world: World) -> None:
     with pytest.raises(Exception, match="read-only transaction"):
         world.source_db.execute("INSERT INTO orders VALUES (9999, 'late')")
     assert world.source_db.scalar("SELECT count(*) FROM orders") == 5000
+    # Redis writes are held too (reads go on): a write times out instead of landing unseen.
+    cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password, socket_timeout=0.5)
+    assert cache.get("session:1") == b"alice"
+    with pytest.raises(redis.exceptions.TimeoutError):
+        cache.set("written:during:freeze", "lost?")
     assert world.ferry("rollback").code == 0
     world.source_db.execute("INSERT INTO orders VALUES (9999, 'after rollback')")
+    cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password, socket_timeout=2)
+    assert cache.set("after:rollback", "1")
+
+
+def test_read_only_freeze_leaves_the_old_stores_closed_after_the_switch(world: World) -> None:
+    """A dyno still on the old URLs after the switch must not write where nobody reads any more."""
+    _stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", smokeUrls=[])
+    done = world.ferry("run", "--yes")
+    assert done.code == 0, done.output
+    with pytest.raises(Exception, match="read-only transaction"):
+        world.source_db.execute("INSERT INTO orders VALUES (9999, 'late')")
+    cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password, socket_timeout=0.5)
+    with pytest.raises(redis.exceptions.TimeoutError):
+        cache.set("written:after:switch", "lost?")
+    unfreeze = world.state()["phases"]["unfreeze"]["detail"]
+    assert "old stores stay read-only" in unfreeze
+    assert world.ferry("rollback").code == 0
+    world.source_db.execute("INSERT INTO orders VALUES (9999, 'after rollback')")
+
+
+def test_read_only_freeze_with_s3_is_refused_before_anything_moves(world: World) -> None:
+    _stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", s3=True, smokeUrls=[])
+    refused = world.ferry("run", "--yes")
+    assert_one_line_error(refused, "ferry:migration", "read-only cannot stop the app's S3 writes")
+    assert world.writes() == [] and not (world.root / ".ferry" / "test" / "state.json").exists()
 
 
 def test_bad_stack_file_and_missing_pulumi_are_one_line_errors(world: World) -> None:
@@ -411,7 +441,21 @@ def test_differences_found_by_verify_stop_the_run_before_the_switch(world: World
     assert world.ferry("run", "--yes", "--until", "final-sync").code == 0
     world.target_db.execute("UPDATE orders SET note = 'changed on the target' WHERE id = 42")
     stopped = world.ferry("run", "--yes")
-    assert_one_line_error(stopped, "phase verify failed", "verify found 1 differences", "nothing was switched", code=1)
-    assert world.writes() == CUTOVER[:2]  # frozen, not switched
-    assert world.ferry("rollback").code == 0
+    assert_one_line_error(
+        stopped, "phase verify failed", "verify found 1 differences", "nothing was switched",
+        "the app was unfrozen", code=1,
+    )  # fmt: skip
+    # Nothing switched, so the app is writable again at once, on its old stores.
     assert world.writes() == [*CUTOVER[:2], "scale clock=1 worker=3", "maintenance off"]
+    # The next run freezes and copies again before it verifies: what the app wrote in between arrives.
+    assert "freeze" not in world.state()["phases"] and "final-sync" not in world.state()["phases"]
+    world.source_db.execute("INSERT INTO orders VALUES (9999, 'written after the unfreeze')")
+    cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password)
+    cache.delete("cart:1")
+    cache.set("session:2", "bob")
+    again = world.ferry("run", "--yes")
+    assert again.code == 0, again.output
+    assert world.target_db.scalar("SELECT note FROM orders WHERE id = 42") == "order 42"
+    assert world.target_db.scalar("SELECT note FROM orders WHERE id = 9999") == "written after the unfreeze"
+    target_cache = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
+    assert target_cache.exists("cart:1") == 0 and target_cache.get("session:2") == b"bob"

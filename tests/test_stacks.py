@@ -379,6 +379,10 @@ def test_redis_stays_on_heroku_when_not_moved() -> None:
             "ferry:heroku.rollbackAlias: 'DATABASE' is not a usable attachment name",
         ),
         ({"aws:region": ""}, "aws:region is required"),
+        (
+            {"ferry:migration": {"s3": True, "freeze": "read-only"}},
+            "ferry:migration: freeze: read-only cannot stop the app's S3 writes",
+        ),
     ],
 )
 def test_invalid_config_fails_before_any_resource_naming_the_key(overrides: dict[str, Any], message: str) -> None:

@@ -161,14 +161,16 @@ def _stop_redis_tail(ctx: RunContext, sources: Sources, targets: Targets, progre
         if status.get("phase") == "stopped" and status.get("consistent"):
             return "redis: live copy drained and stopped"
         ctx.say(f"redis live copy ended without draining ({_last_line(log_file)}); copying again inside the freeze")
-    # No live copy to stop (it died, or a crash took it): writes are frozen, so a merge copy is exact.
+    # No live copy to stop (it died, a crash took it, or a failed verify unfroze the app): writes
+    # are frozen, so emptying the target (ours since the preflight found it empty) and copying
+    # again is exact, where a merge would keep keys the source has deleted since.
     from migration.redis.copy import RedisCopyOptions, copy_redis
 
     assert sources.redis_url is not None and targets.redis_url is not None
     options = RedisCopyOptions(
         source_url=sources.redis_url,
         target_url=targets.redis_url,
-        merge=True,
+        flush_target=True,
         tls_skip_verify=False,
     )
     progress = progress_for("keys")
@@ -210,6 +212,16 @@ def _copy_postgres(ctx: RunContext, sources: Sources, targets: Targets, progress
     jobs = ctx.settings.jobs or ctx.config.migration.jobs
     progress = progress_for("bytes")
     try:
+        if ctx.state.postgres_recopy:
+            # The app wrote to the source after an earlier final copy (a failed verify unfroze it):
+            # that copy is stale, and the target holds nothing but it.
+            result = copy_database(
+                CopyOptions(source_url=sources.database_url, target_url=targets.database_url, jobs=jobs, clean=True),
+                progress,
+            )
+            ctx.state.postgres_recopy = False
+            ctx.save()
+            return f"postgres: {result.rows} rows in {len(result.tables)} tables (copied again)"
         try:
             result = copy_database(
                 CopyOptions(source_url=sources.database_url, target_url=targets.database_url, jobs=jobs, resume=resume),

@@ -2,8 +2,14 @@
 
 ``maintenance`` (the default): maintenance mode on, and every process type other than web scaled
 to 0, because maintenance mode stops neither workers nor scheduler jobs; the counts are kept in
-the run's state and restored on unfreeze. ``read-only``: the app's database role defaults to
-read-only transactions and its open sessions are ended, so reads go on while writes fail.
+the run's state and restored on unfreeze. ``read-only``: every moved store stops taking writes
+while reads go on: the app's database role defaults to read-only transactions and its open
+sessions are ended; the source Redis holds writes (``CLIENT PAUSE WRITE``); S3 has no such
+switch, so the stack config refuses ``read-only`` when S3 moves.
+
+After the switch the app writes to the targets: a read-only freeze then leaves the old stores
+closed (a dyno still on the old URLs must not write where nobody reads any more), and only
+``ferry rollback`` opens them again.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from psycopg import sql
 
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
+from migration.redis.freeze import pause_writes, resume_writes
 from migration.runbook.context import RunContext
 
 __all__ = ["freeze", "unfreeze"]
@@ -22,8 +29,14 @@ __all__ = ["freeze", "unfreeze"]
 def freeze(ctx: RunContext) -> str:
     mode = ctx.config.migration.freeze
     if mode == "read-only":
+        ctx.state.freeze_mode = mode
+        ctx.save()
         _set_read_only(ctx, True)
         detail = "app's database role set read-only; its sessions ended"
+        redis_url = ctx.sources().redis_url if ctx.moves_redis else None
+        if redis_url:
+            pause_writes(redis_url)
+            detail += "; source Redis writes paused"
     else:
         if not ctx.state.formation:
             ctx.state.formation = ctx.platform.formation()
@@ -42,12 +55,19 @@ def freeze(ctx: RunContext) -> str:
     return detail
 
 
-def unfreeze(ctx: RunContext) -> str:
+def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> str:
+    """Let writes go on: to the targets after the switch, to the old stores before it or on rollback."""
     if not ctx.state.frozen:
         return "not frozen"
     if ctx.state.freeze_mode == "read-only":
+        if ctx.state.done("switch") and not rolling_back:
+            return "the app writes to the targets now; the old stores stay read-only (ferry rollback reopens them)"
         _set_read_only(ctx, False)
         detail = "app's database role read-write again"
+        redis_url = ctx.sources().redis_url if ctx.moves_redis else None
+        if redis_url:
+            resume_writes(redis_url)
+            detail += "; source Redis writes resumed"
     else:
         restore = {kind: count for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
         ctx.platform.scale(restore)

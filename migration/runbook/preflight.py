@@ -12,6 +12,7 @@ __all__ = ["preflight"]
 def preflight(ctx: RunContext) -> str:
     formation = ctx.platform.formation()
     checked = [f"{ctx.platform.description}: {sum(formation.values())} dynos"]
+    _check_freeze(ctx)
     if ctx.settings.uses_stack and not ctx.state.done("provision"):
         ctx.sources()  # the source's URLs are there; the target does not exist yet
         return "; ".join([*checked, "target checks run after provision, before the copy"])
@@ -40,12 +41,27 @@ def check_targets(ctx: RunContext, *, copying_began: bool) -> str:
     checked: list[str] = []
     for store, report in reports:
         failed = [check for check in report.checks if check.status == "fail"]
-        if failed and not copying_began:
+        never_ignored = [check for check in failed if check.name == "target is not the source"]
+        if never_ignored:
+            failed = never_ignored
+        if failed and (never_ignored or not copying_began):
             raise PreconditionError(f"{store} preflight: {failed[0].name}: {failed[0].detail}")
         checked.append(f"{store}: {len(report.checks)} checks")
     ctx.state.facts["targets_checked"] = True
     ctx.save()
     return "; ".join(checked) or "no store to check"
+
+
+def _check_freeze(ctx: RunContext) -> None:
+    """The freeze must be able to stop every moved store's writes: found out now, not inside it."""
+    if ctx.config.migration.freeze != "read-only" or not ctx.moves_redis:
+        return
+    from migration.redis.freeze import can_pause_writes
+
+    redis_url = ctx.sources().redis_url
+    reason = can_pause_writes(redis_url) if redis_url else None
+    if reason is not None:
+        raise PreconditionError(f"freeze read-only: {reason}; use migration.freeze: maintenance", side="source")
 
 
 def _jobs(ctx: RunContext) -> int:

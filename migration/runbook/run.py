@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from migration.errors import FerryError, RunbookError
+from migration.errors import DifferencesFoundError, FerryError, RunbookError
 from migration.runbook.context import RunContext, RunSettings
 from migration.runbook.copy import copy_live, final_sync, stop_live_copy
 from migration.runbook.cutover import alias, rollback_cutover, switch
@@ -126,6 +126,8 @@ def _run_phase(ctx: RunContext, phase: Phase) -> None:
     except FerryError as exc:
         ctx.state.finish(phase.name, "failed", str(exc), time.monotonic() - started)
         ctx.save()
+        if isinstance(exc, DifferencesFoundError) and _after_differences(ctx):
+            exc.message += "; the app was unfrozen and writes to its old stores again"
         exc.message = f"phase {phase.name} failed: {exc.message} ({_hint(ctx)})"
         raise
     except BaseException:
@@ -168,6 +170,7 @@ def run(
                 except SmokeFailedError as failed:
                     _after_smoke_failure(ctx, failed)
                     raise
+
             return RunReport.of(ctx.state)
         finally:
             ctx.close()
@@ -180,6 +183,24 @@ def _after_smoke_failure(ctx: RunContext, failed: SmokeFailedError) -> None:
         failed.message += "; rolled back to the old database"
 
 
+def _after_differences(ctx: RunContext) -> bool:
+    """Nothing was switched: the app goes back to writing to its old stores, at once.
+
+    The next ``ferry run`` starts again at the freeze (the old stores took writes since),
+    so the final sync and the verify run on a frozen source once more. Returns whether
+    the app was unfrozen.
+    """
+    if not ctx.state.frozen or ctx.state.done("switch"):
+        return False
+    ctx.say(f"unfreezing: {unfreeze(ctx, rolling_back=True)}")
+    for name in ("freeze", "final-sync"):
+        ctx.state.phases.pop(name, None)
+    ctx.state.postgres_recopy = ctx.state.postgres_copy_started
+    ctx.state.postgres_copy_started = False
+    ctx.save()
+    return True
+
+
 def _rollback(ctx: RunContext) -> None:
     ctx.state.start("rollback")
     ctx.save()
@@ -188,7 +209,7 @@ def _rollback(ctx: RunContext) -> None:
     if ctx.state.phases.get("alias") or ctx.state.phases.get("switch"):
         done.append(rollback_cutover(ctx))
     if ctx.state.frozen:
-        done.append(unfreeze(ctx))
+        done.append(unfreeze(ctx, rolling_back=True))
     ctx.state.rolled_back = True
     ctx.state.finish("rollback", "done", "; ".join(d for d in done if d), time.monotonic() - started)
     ctx.save()

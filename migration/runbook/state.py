@@ -43,6 +43,8 @@ class RunState:
     frozen: bool = False
     rolled_back: bool = False
     postgres_copy_started: bool = False
+    #: The target holds a finished copy the source has moved on from: copy again with --clean.
+    postgres_recopy: bool = False
     redis_live_pid: int | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
