@@ -41,7 +41,10 @@ def show_differences(report: VerifyReport, console: Console | None = None) -> No
         f"checked ({report.mode}) in {report.seconds:.1f} s"
     )
     rows = [(d.kind, d.name, d.source, d.target) for d in report.differences]
-    _verdict(console or _console(), summary, ("kind", "object", "source", "target"), rows)
+    console = console or _console()
+    for note in report.notes:
+        console.print(f"note: {note}")
+    _verdict(console, summary, ("kind", "object", "source", "target"), rows)
 
 
 _MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}

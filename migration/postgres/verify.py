@@ -26,6 +26,16 @@ Mode = Literal["quick", "full"]
 _ROWS_PER_RANGE = 250_000
 _USER_SCHEMAS = f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}') AND n.nspname NOT LIKE 'pg\\_%'"
 
+
+def _own(relation_oid: str) -> str:
+    """Not a member of an extension: an extension's own tables and views are the extension's
+    business, and differ between its versions (pg_stat_statements gains columns)."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_class'::regclass "
+        f"AND x.objid = {relation_oid} AND x.deptype = 'e')"
+    )
+
+
 _CATALOG_QUERIES: dict[str, str] = {
     "extension": "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace",
     "table": f"""SELECT format('%I.%I', n.nspname, c.relname),
@@ -37,7 +47,7 @@ _CATALOG_QUERIES: dict[str, str] = {
                  || CASE WHEN c.relforcerowsecurity THEN ' forced' ELSE '' END
                  || ' replica identity ' || c.relreplident::text
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname {_USER_SCHEMAS}""",
+           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}""",
     "column": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, a.attname),
                   format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
                   || CASE a.attidentity WHEN 'a' THEN ' identity always' WHEN 'd' THEN ' identity' ELSE '' END
@@ -46,25 +56,28 @@ _CATALOG_QUERIES: dict[str, str] = {
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
             WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-              AND n.nspname {_USER_SCHEMAS}""",
+              AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}""",
     "index": f"""SELECT format('%I.%I', n.nspname, c.relname), pg_get_indexdef(c.oid)
                    || CASE WHEN i.indisvalid THEN '' ELSE ' (invalid)' END
                    || CASE WHEN i.indisreplident THEN ' (replica identity)' ELSE '' END
                    || CASE WHEN i.indisclustered THEN ' (clustered)' ELSE '' END
             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname {_USER_SCHEMAS}""",
+           WHERE n.nspname {_USER_SCHEMAS} AND {_own("i.indrelid")}""",
     "constraint": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, o.conname),
                    pg_get_constraintdef(o.oid) || CASE WHEN o.convalidated THEN '' ELSE ' (not validated)' END
             FROM pg_constraint o JOIN pg_class c ON c.oid = o.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname {_USER_SCHEMAS}""",
+           WHERE n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}
+             -- PostgreSQL 18 keeps NOT NULL as constraints too; columns compare it on every major.
+             AND o.contype <> 'n'""",
     "trigger": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, t.tgname), pg_get_triggerdef(t.oid)
             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS}""",
+           WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}""",
     "policy": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, p.polname),
                    p.polcmd::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname {_USER_SCHEMAS}""",
+           WHERE n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}""",
 }
+_EXTENSION_VERSIONS = "SELECT extname, extversion FROM pg_extension"
 
 _SESSION = (
     "SET search_path = ''",
@@ -96,6 +109,8 @@ class VerifyReport:
     rows_checked: int = 0
     ranges_checked: int = 0
     differences: list[Difference] = field(default_factory=list)
+    #: What differs without being a difference: an extension at another version on the target.
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -111,6 +126,7 @@ class VerifyReport:
             "ranges_checked": self.ranges_checked,
             "seconds": round(self.seconds, 3),
             "differences": [asdict(d) for d in self.differences],
+            "notes": self.notes,
         }
 
 
@@ -125,6 +141,16 @@ def _open(endpoint: PgEndpoint) -> Conn:
 
 def _catalog(conn: Conn) -> dict[str, dict[str, str]]:
     return {kind: {str(r[0]): str(r[1]) for r in conn.execute(q).fetchall()} for kind, q in _CATALOG_QUERIES.items()}
+
+
+def _extension_notes(src: Conn, dst: Conn) -> list[str]:
+    source = {str(r[0]): str(r[1]) for r in src.execute(_EXTENSION_VERSIONS)}
+    target = {str(r[0]): str(r[1]) for r in dst.execute(_EXTENSION_VERSIONS)}
+    return [
+        f"extension {name}: version {source[name]} on the source, {target[name]} on the target"
+        for name in sorted(source.keys() & target.keys())
+        if source[name] != target[name]
+    ]
 
 
 def _diff_catalogs(src: dict[str, dict[str, str]], dst: dict[str, dict[str, str]]) -> list[Difference]:
@@ -231,6 +257,8 @@ def verify_databases(
             dst_catalog = _catalog(dst)
             dst_seq = _sequences(dst)
             dst_lo = _large_objects(dst, mode == "full")
+        with pg_errors("target", target):
+            report.notes = _extension_notes(src, dst)
     finally:
         src.close()
         dst.close()

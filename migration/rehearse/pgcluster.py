@@ -122,9 +122,12 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(settings: dict[str, str] | None = None) -> Iterator[Cluster]:
-    """Start a fresh cluster with password authentication; remove it afterwards."""
-    bindir = server_bindir()
+def running_cluster(settings: dict[str, str] | None = None, bindir: Path | None = None) -> Iterator[Cluster]:
+    """Start a fresh cluster with password authentication; remove it afterwards.
+
+    :param bindir: the server programs to use (default: the newest installed).
+    """
+    bindir = bindir or server_bindir()
     user = _run_as()
     root = Path(tempfile.mkdtemp(prefix="ferry-pg-"))
     datadir = root / "data"
