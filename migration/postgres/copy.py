@@ -33,6 +33,7 @@ from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.copylock import COPY_APPLICATION_NAME, end_orphan_sessions, take_copy_lock
 from migration.postgres.data import open_target_session
+from migration.postgres.filters import needs_of, support_entries
 from migration.postgres.identity import refuse_same_database
 from migration.postgres.matviews import refresh_matviews
 from migration.postgres.model import CopyOptions, CopyResult
@@ -40,7 +41,7 @@ from migration.postgres.plan import Part, plan_parts
 from migration.postgres.platform import copy_database_settings, platform_event_triggers, platform_filters, skip_entry
 from migration.postgres.restore import apply_entries, restore_script
 from migration.postgres.scheduler import DataPhase
-from migration.postgres.schema import PG_CONSTRAINT, SchemaDump, dump_schema
+from migration.postgres.schema import PG_CONSTRAINT, DumpFilters, SchemaDump, TocEntry, dump_schema
 from migration.postgres.snapshot import SourceSnapshot, exported_snapshot
 from migration.postgres.state import (
     CopyState,
@@ -164,6 +165,8 @@ class _CopyRun:
     state: CopyState | None
     target_major: int
     platform_triggers: set[int] = field(default_factory=set)
+    #: Sequences a filtered copy brings because its tables use them.
+    extra_sequences: list[int] = field(default_factory=list)
 
     def run(self, workdir: Path, source_major: int, *, binary: bool) -> CopyResult:
         result = CopyResult(self.source.display, self.target.display, self.snapshot, resumed=self.state is not None)
@@ -205,6 +208,16 @@ class _CopyRun:
         filters = platform_filters(self.options.filters)
         # The dump comes first: a filter that matches nothing fails here, before --clean empties the target.
         dump = dump_schema(self.tools, self.source, self.snapshot.snapshot_id, filters, workdir)
+        support: list[TocEntry] = []
+        full: SchemaDump | None = None
+        if self.options.filters.chosen:
+            with pg_errors("source", self.source):
+                needs = needs_of(self.holder, dump)
+            if needs.objects:
+                unfiltered = platform_filters(DumpFilters())
+                full = dump_schema(self.tools, self.source, self.snapshot.snapshot_id, unfiltered, workdir, "full")
+                support = support_entries(full, dump, needs)
+                self.extra_sequences = needs.sequence_oids
         in_dump = {(e.catalog, e.oid) for e in dump.post_data if e.desc in ("INDEX", "CONSTRAINT")}
         with pg_errors("source", self.source):
             tables = catalog.read_tables(self.holder, dump.oids("TABLE"), in_dump)
@@ -214,7 +227,10 @@ class _CopyRun:
             self.progress.message(f"resuming: {len(self.state.done_parts)} of {len(parts)} parts already copied")
             return dump, tables, parts, self.state.done_parts
         pre_data = [e for e in dump.pre_data if not skip_entry(e, self.platform_triggers)]
-        script = restore_script(self.tools, dump, pre_data, workdir, "pre-data", self.target_major)
+        scripts = [restore_script(self.tools, dump, pre_data, workdir, "pre-data", self.target_major)]
+        if full is not None and support:
+            # What the chosen tables need goes first: their schemas, types, functions and sequences.
+            scripts.insert(0, restore_script(self.tools, full, support, workdir, "support", self.target_major))
         with pg_errors("source", self.source):
             parts = plan_parts(self.holder, tables, self.options.split_bytes, source_major, self.options.jobs)
         # Emptying the target (--clean), the schema and the resume state commit together:
@@ -222,10 +238,11 @@ class _CopyRun:
         with pg_errors("target", self.target), self.control.transaction():
             if self.options.clean:
                 clean_target(self.control)
-            if script.entries:
-                self.control.execute(script.header)
-                for item in script.entries:
-                    self.control.execute(item.sql)
+            for script in scripts:
+                if script.entries:
+                    self.control.execute(script.header)
+                    for item in script.entries:
+                        self.control.execute(item.sql)
             self.control.execute("SELECT pg_catalog.set_config('search_path', '', false)")
             create_state(
                 self.control, self.source.display, self.snapshot.as_dict(), {"parts": [p.to_json() for p in parts]}
@@ -238,7 +255,7 @@ class _CopyRun:
 
     def _sequences(self, dump: SchemaDump) -> int:
         with pg_errors("source", self.source):
-            sequences = catalog.read_sequences(self.holder, dump.oids("SEQUENCE"))
+            sequences = catalog.read_sequences(self.holder, dump.oids("SEQUENCE") + self.extra_sequences)
         with pg_errors("target", self.target):
             for name, value, called in sequences:
                 self.control.execute("SELECT pg_catalog.setval(%s, %s, %s)", (name, value, called))

@@ -83,6 +83,11 @@ class DumpFilters:
     tables: tuple[str, ...] = ()
     exclude_tables: tuple[str, ...] = ()
 
+    @property
+    def chosen(self) -> bool:
+        """Whether the user chose what to copy (a filtered copy must bring what it needs)."""
+        return bool(self.schemas or self.exclude_schemas or self.tables or self.exclude_tables)
+
     def pg_dump_args(self) -> list[str]:
         args: list[str] = []
         for flag, values in (
@@ -114,14 +119,19 @@ def _list(tools: ClientTools, path: Path, section: str, endpoint: PgEndpoint) ->
 
 
 def dump_schema(
-    tools: ClientTools, source: PgEndpoint, snapshot_id: str, filters: DumpFilters, workdir: Path
+    tools: ClientTools,
+    source: PgEndpoint,
+    snapshot_id: str,
+    filters: DumpFilters,
+    workdir: Path,
+    name: str = "schema",
 ) -> SchemaDump:
     """Dump the source's schema as of *snapshot_id* into *workdir*.
 
     Owners, grants, tablespaces, security labels and subscriptions are left out here;
     ``--owner`` is applied at restore time.
     """
-    path = workdir / "schema.dump"
+    path = workdir / f"{name}.dump"
     tools.run(
         [
             tools.pg_dump,
