@@ -290,3 +290,48 @@ def test_live_stops_while_writes_keep_coming(servers: tuple[RedisServer, RedisSe
         writer.join()
     assert run.code == 0, run.stderr
     assert run.json["live"]["queued"] == 0 and run.json["live"]["copied"] > 0
+
+
+@pytest.mark.parametrize("command", [("FLUSHDB",), ("FLUSHALL",), ("SWAPDB", "0", "1")])
+def test_live_copy_stops_when_the_source_is_flushed_or_swapped(
+    command: tuple[str, ...], servers: tuple[RedisServer, RedisServer], tmp_path: Path
+) -> None:
+    """Keyspace notifications do not announce FLUSHDB or SWAPDB: the copy notices and stops, not 'consistent'."""
+    source, target = servers
+    src = client(source)
+    for i in range(200):
+        src.set(f"k:{i}", i)
+    status = tmp_path / "lag.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migration", "redis", "copy", "--source", source.url(), "--target", target.url(),
+         "--live", "--status-file", str(status)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not status.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        src.execute_command(*command)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, err
+    assert f"{command[0]} ran on the source during the live copy" in err.strip().splitlines()[-1]
+    assert json.loads(status.read_text())["consistent"] is False
+
+
+def test_keys_expiring_during_the_check_are_not_differences(servers: tuple[RedisServer, RedisServer]) -> None:
+    """The target copy of a key may expire a few milliseconds before the source's: not a missing key."""
+    source, target = servers
+    src, dst = client(source), client(target)
+    src.set("expiring", "x", px=3000)  # within the 5 s tolerance: its target copy already expired
+    src.set("lasting", "y", ex=600)
+    dst.set("lasting", "y", ex=600)
+    dst.set("expiring:target-only", "z", px=3000)  # the source's copy expired first
+    dst.set("extra:real", "w")  # a key only the target has, for good: a real difference
+    report = verify_redis(source.url(), target.url())
+    assert [(d.kind, d.key) for d in report.differences] == [("extra on target", "extra:real")]
+    src.set("missing:real", "v", ex=600)
+    report = verify_redis(source.url(), target.url())
+    assert ("missing on target", "missing:real") in [(d.kind, d.key) for d in report.differences]

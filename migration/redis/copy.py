@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migration.errors import TargetNotEmptyError
+from migration.errors import FerryError, TargetNotEmptyError
 from migration.files import replace_file
 from migration.progress import ProgressSink
 from migration.redis.batch import BatchResult, CopySettings, copy_keys
 from migration.redis.connection import RespConn
 from migration.redis.identity import refuse_same_server
 from migration.redis.info import keyspace, version
-from migration.redis.live import Lag, LiveTail, require_notifications
+from migration.redis.live import FlushWatch, Lag, LiveTail, require_notifications
 from migration.redis.replica import replicate
 from migration.redis.url import RedisEndpoint, parse_redis_pair
 
@@ -212,6 +212,7 @@ def follow(
     should_stop: Callable[[], bool],
     status_file: Path | None,
     batch: int,
+    flushes: FlushWatch,
 ) -> None:
     """Copy queued keys again until *should_stop*; then stop listening and drain what is queued."""
     last_report = 0.0
@@ -219,6 +220,7 @@ def follow(
     while True:
         if tail.error is not None:
             raise tail.error
+        flushes.check()
         if not stopping and should_stop():
             # Stop listening first: with writes still arriving the queue would never empty.
             stopping = True
@@ -237,6 +239,7 @@ def follow(
             _write_status(status_file, lag, "live")
             progress.message(f"live: {tail.events} events, lag {lag.queued} keys, {lag.seconds_behind:.1f} s behind")
         if stopping and lag.consistent:
+            flushes.check(every=0)  # the last word before "consistent"
             return
         if not taken:
             time.sleep(0.05)
@@ -279,6 +282,11 @@ def copy_redis(
             warning = require_notifications(src_control)
             if warning:
                 progress.message(f"warning: {warning}")
+            flushes = FlushWatch(source)
+            if not flushes.available:
+                progress.message(
+                    "warning: INFO commandstats refused: a FLUSHDB or SWAPDB on the source would go unseen"
+                )
             tail = LiveTail(source)
         pairs = _Pairs(source, target)
         try:
@@ -294,11 +302,16 @@ def copy_redis(
             if tail is not None:
                 progress.phase("live")
                 deadline = None if options.live_seconds is None else time.monotonic() + options.live_seconds
-                follow(
-                    tail, pairs, settings, result, progress,
-                    lambda: should_stop() or (deadline is not None and time.monotonic() >= deadline),
-                    options.status_file, options.batch,
-                )  # fmt: skip
+                try:
+                    follow(
+                        tail, pairs, settings, result, progress,
+                        lambda: should_stop() or (deadline is not None and time.monotonic() >= deadline),
+                        options.status_file, options.batch, flushes,
+                    )  # fmt: skip
+                except FerryError:
+                    # Whoever waits on the status file must not read an old "consistent" from a copy that died.
+                    _write_status(options.status_file, Lag(tail.lag().queued + 1, 0.0), "failed")
+                    raise
                 result.live_events = tail.events
                 result.final_lag = tail.lag()
                 _write_status(options.status_file, result.final_lag, "stopped")

@@ -12,12 +12,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from migration.errors import FerryError, PreconditionError
+from migration.errors import FerryError, PreconditionError, SourceChangedError
 from migration.redis.connection import RespConn, encode
-from migration.redis.info import config_get
+from migration.redis.info import config_get, info
 from migration.redis.url import RedisEndpoint
 
-__all__ = ["Lag", "LiveTail", "notifications_status"]
+__all__ = ["FlushWatch", "Lag", "LiveTail", "notifications_status"]
 
 _PREFIX = b"__keyspace@"
 HEROKU_HINT = "heroku redis:keyspace-notifications -a APP -c KEA"
@@ -60,6 +60,56 @@ def require_notifications(conn: RespConn) -> str | None:
             side="source",
         )
     return None
+
+
+class FlushWatch:
+    """Notices FLUSHDB, FLUSHALL and SWAPDB on the source, which keyspace notifications never announce.
+
+    They would leave keys on the target that the source no longer has (or has in another
+    database) while the lag reads zero. ``INFO commandstats`` counts their calls: any change
+    from the count taken before the scan stops the live copy with one line saying so (the
+    runbook then copies again inside the freeze, onto an emptied target).
+    """
+
+    _COMMANDS = ("flushdb", "flushall", "swapdb")
+
+    def __init__(self, source: RedisEndpoint) -> None:
+        self._source = source
+        self._baseline = self._calls()
+        self._checked = time.monotonic()
+
+    @property
+    def available(self) -> bool:
+        return self._baseline is not None
+
+    def _calls(self) -> dict[str, int] | None:
+        try:
+            with RespConn(self._source) as conn:
+                stats = info(conn, "commandstats")
+        except FerryError:
+            return None  # INFO refused: nothing to watch with
+        calls: dict[str, int] = {}
+        for name in self._COMMANDS:
+            fields = dict(
+                item.split("=", 1) for item in stats.get(f"cmdstat_{name}", "calls=0").split(",") if "=" in item
+            )
+            calls[name] = int(fields.get("calls", "0"))
+        return calls
+
+    def check(self, *, every: float = 0.5) -> None:
+        """:raises SourceChangedError: when a flush or swap ran on the source since the watch began."""
+        if self._baseline is None or time.monotonic() - self._checked < every:
+            return
+        self._checked = time.monotonic()
+        now = self._calls()
+        if now is None or now == self._baseline:
+            return
+        ran = ", ".join(name.upper() for name in self._COMMANDS if now.get(name) != self._baseline.get(name))
+        raise SourceChangedError(
+            f"{ran} ran on the source during the live copy (keyspace notifications do not carry it): "
+            "the target may keep keys the source lost; copy again (ferry redis copy --flush-target)",
+            side="source",
+        )
 
 
 class LiveTail:
