@@ -312,7 +312,7 @@ def test_live_copy_stops_when_the_source_is_flushed_or_swapped(
         while not status.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         src.execute_command(*command)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
