@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Sequence
 from importlib import import_module
 from typing import Any
 
 import click
+
+from migration.redact import redact
+
+# A URL's password, or a libpq keyword string's: never echoed back, even by the argument parser.
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def hide_passwords(text: str) -> str:
+    """*text* with every password in a connection URL or keyword string masked."""
+    return redact(_KEYWORD_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text)))
+
 
 _GROUPS = {
     "pg": "migration.cli.pg",
@@ -23,6 +38,21 @@ class _LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_GROUPS)
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        """Click's own error handling, with passwords masked and Ctrl-C exiting 130 wherever it lands."""
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("ferry: interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            exc.message = hide_passwords(exc.message)
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in _GROUPS:

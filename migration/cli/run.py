@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,13 @@ def _stack_options(fn: F) -> F:
     return fn
 
 
+# Pulumi's own rule for stack names: the name becomes a file name and a directory, never a path.
+_STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
 def _settings(stack: str, root: Path, state_dir: Path | None, **given: Any) -> RunSettings:
+    if not _STACK_NAME.match(stack) or ".." in stack:
+        raise UsageError(f"--stack {stack!r} is not a stack name (letters, digits, '-', '_', '.'; no path)")
     root = root.resolve()
     return RunSettings(
         stack=stack,
