@@ -49,8 +49,12 @@ class _LazyGroup(click.Group):
             click.echo("ferry: interrupted", err=True)
             sys.exit(130)
         except click.ClickException as exc:
-            exc.message = hide_passwords(exc.message)
-            exc.show()
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                click.echo(exc.ctx.get_usage(), err=True)
+                if exc.ctx.command.get_help_option(exc.ctx) is not None:
+                    click.echo(f"Try '{exc.ctx.command_path} {exc.ctx.help_option_names[0]}' for help.", err=True)
+                click.echo("", err=True)
+            click.echo(f"Error: {hide_passwords(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         sys.exit(result if isinstance(result, int) else 0)
 
