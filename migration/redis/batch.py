@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import hiredis
 
+from migration.crashpoints import crashpoint
 from migration.redis.connection import RespConn, translate
 from migration.redis.elements import copy_by_elements
 
@@ -117,6 +118,7 @@ def copy_keys(
             _check(dst.pipeline(pending), dst)
             pending, pending_bytes = [], 0
     _check(dst.pipeline(pending), dst)
+    crashpoint("redis-batch")
     for key, large_expire_at in large:
         if copy_by_elements(src, dst, key, large_expire_at):
             result.by_elements += 1

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migration.crashpoints import crashpoint
 from migration.errors import FerryError, TargetNotEmptyError
 from migration.files import replace_file
 from migration.progress import ProgressSink
 from migration.redis.batch import BatchResult, CopySettings, copy_keys
 from migration.redis.connection import RespConn
+from migration.redis.elements import remove_leftovers
 from migration.redis.identity import refuse_same_server
 from migration.redis.info import keyspace, version
 from migration.redis.live import FlushWatch, Lag, LiveTail, require_notifications
@@ -127,7 +129,13 @@ class _Pairs:
 
 def _check_target(target_conn: RespConn, options: RedisCopyOptions) -> None:
     existing = keyspace(target_conn)
-    if not existing or options.merge:
+    if not existing:
+        return
+    if options.merge:
+        for db in existing:
+            target_conn.select(db)
+            remove_leftovers(target_conn)
+        target_conn.select(0)
         return
     if options.flush_target:
         target_conn.call("FLUSHALL")
@@ -230,6 +238,7 @@ def follow(
             src, dst = pairs.get(db)
             done = copy_keys(src, dst, keys, settings, delete_missing=True)
             tail.done(db, keys)
+            crashpoint("redis-live-batch")
             result.live_copied += done.copied
             result.live_deleted += done.deleted
         lag = tail.lag()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from migration.crashpoints import crashpoint
 from migration.errors import DatabaseError
 from migration.redis.connection import RespConn, encode
 
@@ -93,6 +94,19 @@ _COPIERS: dict[bytes, Callable[[RespConn, RespConn, bytes, bytes], None]] = {
 }
 
 
+def remove_leftovers(dst: RespConn, batch: int = 1000) -> int:
+    """Delete temporary keys a killed copy left on the target (in the selected database)."""
+    removed, cursor = 0, b"0"
+    pattern = _TEMP_PREFIX + b"*"  # no glob character in the prefix
+    while True:
+        cursor, keys = dst.call("SCAN", cursor, "MATCH", pattern, "COUNT", batch)
+        keys = [k for k in keys if k.startswith(_TEMP_PREFIX)]
+        if keys:
+            removed += int(dst.call("DEL", *keys))
+        if cursor == b"0":
+            return removed
+
+
 def copy_by_elements(src: RespConn, dst: RespConn, key: bytes, expire_at_ms: int | None) -> bool:
     """Copy *key* with ordinary commands; ``False`` when it vanished meanwhile.
 
@@ -108,6 +122,7 @@ def copy_by_elements(src: RespConn, dst: RespConn, key: bytes, expire_at_ms: int
     temp = _TEMP_PREFIX + key
     dst.call("DEL", temp)
     copier(src, dst, key, temp)
+    crashpoint("redis-elements")
     if not dst.call("EXISTS", temp):
         dst.call("DEL", key)
         return True

@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from migration.crashpoints import crashpoint
 from migration.progress import ProgressSink
 from migration.s3.client import S3Location, S3Side, parse_location, s3_errors
 from migration.s3.identity import refuse_overlap
@@ -114,6 +115,7 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
         with lock:
             result.copied += 1
             result.copied_bytes += moved
+        crashpoint("s3-object")
         progress.advance("objects", 1, moved)
 
     def planned() -> Iterator[Change]:
@@ -153,6 +155,7 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
             result.planned += [{"action": "delete", "key": key} for key in deletions]
         else:
             for start in range(0, len(deletions), 1000):
+                crashpoint("s3-delete")
                 batch = deletions[start : start + 1000]
                 with s3_errors("target", dst.bucket):
                     target_client.delete_objects(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from migration.crashpoints import crashpoint
 from migration.s3.client import S3Location, s3_errors
 
 __all__ = ["TransferSettings", "copy_object", "stored_source_etag"]
@@ -108,6 +109,7 @@ def copy_object(
     target_key = dst.prefix + key
     ranges = _part_ranges(source_client, src, key, size, etag, settings)
     with s3_errors("target", dst.bucket):
+        _abort_stale_uploads(target_client, dst.bucket, target_key)
         upload = target_client.create_multipart_upload(Bucket=dst.bucket, Key=target_key, **args)
     try:
         parts = []
@@ -130,6 +132,7 @@ def copy_object(
                     Bucket=dst.bucket, Key=target_key, UploadId=upload["UploadId"], PartNumber=number, Body=data
                 )
             parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+            crashpoint("s3-part")
         with s3_errors("target", dst.bucket):
             target_client.complete_multipart_upload(
                 Bucket=dst.bucket, Key=target_key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
@@ -139,6 +142,14 @@ def copy_object(
             target_client.abort_multipart_upload(Bucket=dst.bucket, Key=target_key, UploadId=upload["UploadId"])
         raise
     return size
+
+
+def _abort_stale_uploads(client: Any, bucket: str, key: str) -> None:
+    """Uploads of this very key left unfinished by a killed run: invisible in listings, yet billed."""
+    listing = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+    for upload in listing.get("Uploads", []):
+        if upload["Key"] == key:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
 
 
 def stored_source_etag(client: Any, location: S3Location, key: str) -> str | None:
