@@ -335,3 +335,28 @@ def test_keys_expiring_during_the_check_are_not_differences(servers: tuple[Redis
     src.set("missing:real", "v", ex=600)
     report = verify_redis(source.url(), target.url())
     assert ("missing on target", "missing:real") in [(d.kind, d.key) for d in report.differences]
+
+
+def test_ctrl_c_during_the_live_scan_stops_at_once(servers: tuple[RedisServer, RedisServer]) -> None:
+    source, _ = servers
+    pipe = client(source).pipeline(transaction=False)
+    for i in range(150_000):
+        pipe.set(f"many:{i}", i)
+    pipe.execute()
+    target = servers[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migration", "redis", "copy", "--source", source.url(), "--target", target.url(),
+         "--live", "--batch", "20", "--jobs", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while client(target).dbsize() < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=5)  # the scan alone would take far longer
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert client(target).dbsize() < 150_000
