@@ -39,3 +39,25 @@ def assert_one_line_error(run: Run, *fragments: str, code: int = 2) -> None:
     assert "Traceback" not in run.output
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 client of a local moto server (any keys do)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
+
+
+def s3_env(source_endpoint: str, target_endpoint: str, *, same_keys: bool = False) -> dict[str, str]:
+    """The environment ``ferry s3 …`` reads both sides from; other keys on the target unless *same_keys*."""
+    import os
+
+    target_key, target_secret = ("k", "s") if same_keys else ("k2", "s2")
+    return {
+        **os.environ,
+        "FERRY_S3_SOURCE_ENDPOINT_URL": source_endpoint, "FERRY_S3_TARGET_ENDPOINT_URL": target_endpoint,
+        "FERRY_S3_SOURCE_ACCESS_KEY_ID": "k", "FERRY_S3_SOURCE_SECRET_ACCESS_KEY": "s",
+        "FERRY_S3_TARGET_ACCESS_KEY_ID": target_key, "FERRY_S3_TARGET_SECRET_ACCESS_KEY": target_secret,
+        "FERRY_S3_SOURCE_REGION": "us-east-1", "FERRY_S3_TARGET_REGION": "us-east-1",
+    }  # fmt: skip

@@ -12,16 +12,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
 
-import boto3
 import pytest
 import redis
 
 from migration.redis.verify import verify_redis
 from migration.rehearse.motoserver import MotoServer, running_moto
 from migration.rehearse.redisserver import RedisServer, running_redis
-from tests.helpers import ferry
+from tests.helpers import ferry, s3_client, s3_env
 
 REDIS_POINTS = ["redis-batch:1", "redis-batch:4", "redis-elements:1", "redis-elements:3", "redis-live-batch:1"]
 S3_POINTS = ["s3-object:1", "s3-object:7", "s3-part:1", "s3-part:2", "s3-delete:1"]
@@ -90,17 +88,12 @@ def moto() -> Iterator[MotoServer]:
         yield server
 
 
-def _client(server: MotoServer) -> Any:
-    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                        aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
-
-
 _buckets = iter(range(10**6))
 
 
 @pytest.mark.parametrize("point", S3_POINTS)
 def test_a_killed_s3_sync_ends_identical_after_the_next_run(point: str, moto: MotoServer) -> None:
-    client = _client(moto)
+    client = s3_client(moto.endpoint)
     n = next(_buckets)
     source, target = f"crash-src-{n}", f"crash-dst-{n}"
     client.create_bucket(Bucket=source)
@@ -117,12 +110,7 @@ def test_a_killed_s3_sync_ends_identical_after_the_next_run(point: str, moto: Mo
     client.complete_multipart_upload(Bucket=source, Key="big.bin", UploadId=upload["UploadId"],
                                      MultipartUpload={"Parts": parts})  # fmt: skip
     client.put_object(Bucket=target, Key="stale.txt", Body=b"only on the target")
-    env = {
-        "FERRY_S3_SOURCE_ENDPOINT_URL": moto.endpoint, "FERRY_S3_TARGET_ENDPOINT_URL": moto.endpoint,
-        "FERRY_S3_SOURCE_ACCESS_KEY_ID": "k", "FERRY_S3_SOURCE_SECRET_ACCESS_KEY": "s",
-        "FERRY_S3_TARGET_ACCESS_KEY_ID": "k2", "FERRY_S3_TARGET_SECRET_ACCESS_KEY": "s2",
-        "FERRY_S3_SOURCE_REGION": "us-east-1", "FERRY_S3_TARGET_REGION": "us-east-1",
-    }  # fmt: skip
+    env = {k: v for k, v in s3_env(moto.endpoint, moto.endpoint).items() if k.startswith("FERRY_S3_")}
     args = ["s3", "sync", f"s3://{source}/", f"s3://{target}/", "--delete", "--jobs", "2",
             "--multipart-threshold", "5MB"]  # fmt: skip
     killed = ferry(*args, env=_env(point, **env), timeout=120)

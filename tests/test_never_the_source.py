@@ -7,19 +7,16 @@ and object.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
-import boto3
 import pytest
 import redis
 
 from migration.rehearse.motoserver import MotoServer, running_moto
 from migration.rehearse.redisserver import RedisServer, running_redis
 from tests.conftest import Database
-from tests.helpers import assert_one_line_error, ferry
+from tests.helpers import assert_one_line_error, ferry, s3_client, s3_env
 
 
 def _spellings(db: Database) -> dict[str, str]:
@@ -114,11 +111,6 @@ def moto() -> Iterator[MotoServer]:
         yield server
 
 
-def _s3(server: MotoServer) -> Any:
-    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                        aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("source", "target", "target_host"),
     [
@@ -130,18 +122,11 @@ def _s3(server: MotoServer) -> Any:
 def test_s3_sync_between_overlapping_locations_is_refused(
     source: str, target: str, target_host: str, moto: MotoServer
 ) -> None:
-    client = _s3(moto)
+    client = s3_client(moto.endpoint)
     client.create_bucket(Bucket="shared")
     client.put_object(Bucket="shared", Key="app/precious.txt", Body=b"keep me")
     client.put_object(Bucket="shared", Key="other.txt", Body=b"other")
-    env = {
-        **os.environ,
-        "FERRY_S3_SOURCE_ENDPOINT_URL": moto.endpoint,
-        "FERRY_S3_TARGET_ENDPOINT_URL": moto.endpoint.replace("127.0.0.1", target_host),
-        "FERRY_S3_SOURCE_ACCESS_KEY_ID": "k", "FERRY_S3_SOURCE_SECRET_ACCESS_KEY": "s",
-        "FERRY_S3_TARGET_ACCESS_KEY_ID": "k2", "FERRY_S3_TARGET_SECRET_ACCESS_KEY": "s2",
-        "FERRY_S3_SOURCE_REGION": "us-east-1", "FERRY_S3_TARGET_REGION": "us-east-1",
-    }  # fmt: skip
+    env = s3_env(moto.endpoint, moto.endpoint.replace("127.0.0.1", target_host))
     for extra in (["--delete"], []):
         run = ferry("s3", "sync", source, target, *extra, env=env)
         assert_one_line_error(run, "target:", "overlaps the source")
@@ -150,16 +135,10 @@ def test_s3_sync_between_overlapping_locations_is_refused(
 
 
 def test_s3_sibling_prefixes_of_one_bucket_are_fine(moto: MotoServer) -> None:
-    client = _s3(moto)
+    client = s3_client(moto.endpoint)
     client.create_bucket(Bucket="siblings")
     client.put_object(Bucket="siblings", Key="old/a.txt", Body=b"a")
-    env = {
-        **os.environ,
-        "FERRY_S3_SOURCE_ENDPOINT_URL": moto.endpoint, "FERRY_S3_TARGET_ENDPOINT_URL": moto.endpoint,
-        "FERRY_S3_SOURCE_ACCESS_KEY_ID": "k", "FERRY_S3_SOURCE_SECRET_ACCESS_KEY": "s",
-        "FERRY_S3_TARGET_ACCESS_KEY_ID": "k", "FERRY_S3_TARGET_SECRET_ACCESS_KEY": "s",
-        "FERRY_S3_SOURCE_REGION": "us-east-1", "FERRY_S3_TARGET_REGION": "us-east-1",
-    }  # fmt: skip
+    env = s3_env(moto.endpoint, moto.endpoint, same_keys=True)
     run = ferry("s3", "sync", "s3://siblings/old/", "s3://siblings/new/", "--delete", env=env)
     assert run.code == 0, run.output
     assert client.get_object(Bucket="siblings", Key="new/a.txt")["Body"].read() == b"a"
