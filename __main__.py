@@ -4,7 +4,8 @@ import pulumi
 import pulumi.runtime.config
 
 from migration.errors import ConfigError
-from stacks import declare, from_pulumi
+from migration.stackconfig import from_pulumi
+from stacks.program import declare
 
 try:
     config = from_pulumi(

@@ -1,10 +1,6 @@
-"""The Pulumi program's components: network, database, storage, cache, cutover; and the typed config.
+"""The Pulumi program's components: network, database, storage, cache, cutover.
 
-``__main__.py`` reads the config and calls :func:`declare`; the ``ferry`` driver reads the same
-``Pulumi.<env>.yaml`` through :func:`load_stack_file`.
+Light to import: the components load Pulumi and the provider SDKs only when
+``stacks.program`` (or a component module) is imported, as ``__main__.py`` does. The
+typed config is :mod:`migration.stackconfig`, re-exported by :mod:`stacks.config`.
 """
-
-from stacks.config import CUTOVER_STATES, CutoverState, StackConfig, from_pulumi, load_stack_file
-from stacks.program import Target, declare
-
-__all__ = ["CUTOVER_STATES", "CutoverState", "StackConfig", "Target", "declare", "from_pulumi", "load_stack_file"]

@@ -22,7 +22,8 @@ import pulumi
 import pulumi.dynamic
 import pulumiverse_heroku as heroku
 
-from migration.platform.cutover import MovedAddon, detach_attachment
+from migration.platform.cutover import detach_attachment
+from migration.stackconfig import MovedAddon
 from stacks.config import CutoverState
 
 __all__ = ["Cutover", "CutoverArgs", "Detachment", "SwitchedAddon"]

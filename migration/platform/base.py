@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from migration.platform.cutover import MovedAddon
+from migration.stackconfig import MovedAddon
 
 __all__ = ["Platform"]
 

@@ -12,30 +12,12 @@ step calls.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from migration.errors import PlatformError
 from migration.platform.heroku import Attachment, HerokuClient
+from migration.stackconfig import MovedAddon
 
 __all__ = ["MovedAddon", "alias", "detach_attachment", "rollback", "switch"]
-
-
-@dataclass(frozen=True)
-class MovedAddon:
-    """One add-on the app leaves: ``DATABASE`` → ``DATABASE_URL``, or ``REDIS`` → ``REDIS_URL``.
-
-    :param addon: the old add-on's name or id.
-    :param attachment: the attachment name the app uses it under.
-    :param rollback_alias: the name it stays attached under after the switch.
-    """
-
-    addon: str
-    attachment: str
-    rollback_alias: str
-
-    @property
-    def config_var(self) -> str:
-        return f"{self.attachment}_URL"
 
 
 def _attachment_of(client: HerokuClient, app: str, name: str, addon: str) -> Attachment | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from migration.platform import cutover
-from migration.platform.cutover import MovedAddon
 from migration.platform.heroku import HerokuClient
+from migration.stackconfig import MovedAddon
 
 __all__ = ["HerokuApp"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from migration.errors import PlatformError
 from migration.files import replace_file
-from migration.platform.cutover import MovedAddon
+from migration.stackconfig import MovedAddon
 
 __all__ = ["LocalPlatform", "read_env_file", "write_env_file"]
 

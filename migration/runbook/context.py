@@ -11,9 +11,8 @@ from pathlib import Path
 from migration.errors import ConfigError, PlatformError, UsageError
 from migration.infra import Infra, StackOutputs
 from migration.platform.base import Platform
-from migration.platform.cutover import MovedAddon
 from migration.runbook.state import RunState
-from stacks.config import StackConfig
+from migration.stackconfig import MovedAddon, StackConfig
 
 __all__ = ["RunContext", "RunSettings", "Sources", "Targets"]
 

@@ -26,7 +26,7 @@ from migration.runbook.record import record
 from migration.runbook.smoke import SmokeFailedError, smoke
 from migration.runbook.state import RunState
 from migration.runbook.verify import verify
-from stacks.config import load_stack_file
+from migration.stackconfig import load_stack_file
 
 __all__ = ["PHASES", "PhaseSummary", "RunReport", "rollback", "run"]
 

@@ -1,0 +1,435 @@
+"""Typed stack configuration: one model read from ``Pulumi.<env>.yaml``.
+
+Light on purpose: pydantic and yaml only, neither pulumi nor the Heroku client, so the
+driver (``ferry run --help`` included) reads it without loading the Pulumi program.
+``stacks`` imports it from here; ``migration`` never imports ``stacks``.
+
+The Pulumi program reads it through ``pulumi.Config`` (:func:`from_pulumi`, which sees
+values set with ``pulumi config set`` too); the ``ferry`` driver reads the same file
+directly (:func:`load_stack_file`). Both validate with :class:`StackConfig`, so a
+misspelled or invalid key fails before any resource is declared or any data is moved,
+with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from migration.errors import ConfigError
+
+__all__ = [
+    "CUTOVER_STATES",
+    "PROJECT",
+    "BucketConfig",
+    "CacheConfig",
+    "CutoverState",
+    "DatabaseConfig",
+    "HerokuConfig",
+    "MigrationConfig",
+    "MovedAddon",
+    "NetworkConfig",
+    "PeeringConfig",
+    "StackConfig",
+    "StorageConfig",
+    "from_pulumi",
+    "load_stack_file",
+    "stack_file",
+]
+
+PROJECT = "ferry"
+CutoverState = Literal["pending", "aliased", "switched", "rolled_back"]
+CUTOVER_STATES: tuple[CutoverState, ...] = ("pending", "aliased", "switched", "rolled_back")
+_OPEN_TO_ALL = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class MovedAddon:
+    """One add-on the app leaves: ``DATABASE`` → ``DATABASE_URL``, or ``REDIS`` → ``REDIS_URL``.
+
+    :param addon: the old add-on's name or id.
+    :param attachment: the attachment name the app uses it under.
+    :param rollback_alias: the name it stays attached under after the switch.
+    """
+
+    addon: str
+    attachment: str
+    rollback_alias: str
+
+    @property
+    def config_var(self) -> str:
+        return f"{self.attachment}_URL"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class PeeringConfig(_Model):
+    """VPC peering to where the source lives: a Heroku Private Space or another VPC."""
+
+    kind: Literal["heroku-space", "vpc"]
+    #: Heroku Private Space name (kind ``heroku-space``): its VPC, account and CIDRs are looked up.
+    space: str | None = None
+    #: The peer VPC (kind ``vpc``).
+    peer_vpc_id: str | None = None
+    peer_owner_id: str | None = None
+    peer_region: str | None = None
+    peer_cidrs: list[ipaddress.IPv4Network] = Field(default_factory=list)
+    #: Route tables on the peer side. Given only when the peer VPC is ours too: then this stack
+    #: accepts the peering and adds the routes back.
+    peer_route_table_ids: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete(self) -> PeeringConfig:
+        if self.kind == "heroku-space" and not self.space:
+            raise ValueError("space is required when kind is heroku-space")
+        if self.kind == "vpc" and not self.peer_vpc_id:
+            raise ValueError("peerVpcId is required when kind is vpc")
+        if not self.peer_cidrs:
+            raise ValueError("peerCidrs is required: the networks routed through the peering")
+        return self
+
+    @property
+    def both_sides_ours(self) -> bool:
+        return self.kind == "vpc" and bool(self.peer_route_table_ids)
+
+
+class NetworkConfig(_Model):
+    """Use an existing VPC (``vpcId`` and its private subnets) or create one."""
+
+    vpc_id: str | None = None
+    vpc_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.60.0.0/16")
+    subnet_ids: list[str] = Field(default_factory=list)
+    route_table_ids: list[str] = Field(default_factory=list)
+    availability_zones: list[str] = Field(default_factory=list)
+    allowed_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
+    allowed_security_group_ids: list[str] = Field(default_factory=list)
+    peering: PeeringConfig | None = None
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _not_open(
+        cls, cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        for cidr in cidrs:
+            if cidr in _OPEN_TO_ALL:
+                raise ValueError(f"{cidr} would admit the whole internet; name the networks that need access")
+        return cidrs
+
+    @model_validator(mode="after")
+    def _complete(self) -> NetworkConfig:
+        if self.vpc_id:
+            if len(self.subnet_ids) < 2:
+                raise ValueError("subnetIds needs at least two private subnets when vpcId is given")
+        elif len(set(self.availability_zones)) < 2:
+            raise ValueError("availabilityZones needs at least two zones when a VPC is created")
+        if not self.allowed_cidrs and not self.allowed_security_group_ids and not self.peering:
+            raise ValueError("nothing may reach the database: give allowedCidrs, allowedSecurityGroupIds or peering")
+        return self
+
+
+LogExport = Literal["postgresql", "upgrade"]
+
+
+def _all_log_exports() -> list[LogExport]:
+    return ["postgresql", "upgrade"]
+
+
+class DatabaseConfig(_Model):
+    """RDS PostgreSQL and the databases and roles on it."""
+
+    engine_version: str = "15.8"
+    instance_class: str
+    allocated_storage_gb: int = Field(default=20, ge=20, le=65536)
+    max_allocated_storage_gb: int = Field(default=100, ge=20, le=65536)
+    multi_az: bool = False
+    backup_retention_days: int = Field(default=7, ge=1, le=35)
+    deletion_protection: bool = False
+    final_snapshot: bool = False
+    performance_insights: bool = True
+    log_exports: list[LogExport] = Field(default_factory=_all_log_exports)
+    master_username: str = "ferry_admin"
+    databases: list[str] = Field(min_length=1)
+
+    @field_validator("databases")
+    @classmethod
+    def _identifiers(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _IDENTIFIER.match(name):
+                raise ValueError(f"{name!r} is not a plain lower-case identifier")
+        return names
+
+    @model_validator(mode="after")
+    def _storage(self) -> DatabaseConfig:
+        if self.max_allocated_storage_gb < self.allocated_storage_gb:
+            raise ValueError("maxAllocatedStorageGb is smaller than allocatedStorageGb")
+        return self
+
+    @property
+    def major_version(self) -> str:
+        return self.engine_version.split(".")[0]
+
+
+class BucketConfig(_Model):
+    """One bucket, named by the convention; ``source`` is the bucket its files come from."""
+
+    name: str
+    source: str | None = None
+    #: The conventionally named bucket already exists in AWS: adopt it (``pulumi import``).
+    import_existing: bool = False
+    noncurrent_version_expiration_days: int = Field(default=30, ge=1)
+    abort_incomplete_multipart_days: int = Field(default=7, ge=1)
+    transition_to_infrequent_access_days: int | None = Field(default=None, ge=30)
+
+
+class StorageConfig(_Model):
+    """S3 buckets and the app's least-privilege access to them."""
+
+    naming: str = "{app}-{stack}-{name}"
+    buckets: list[BucketConfig] = Field(min_length=1)
+    app_user: str | None = None
+    app_role: str | None = None
+    read_only_buckets: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _principal(self) -> StorageConfig:
+        if bool(self.app_user) == bool(self.app_role):
+            raise ValueError("give exactly one of appUser or appRole: the identity the app uses for its buckets")
+        try:
+            self.naming.format(app="a", stack="s", name="n")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"naming may use only {{app}}, {{stack}} and {{name}}: {exc}") from None
+        names = [bucket.name for bucket in self.buckets]
+        unknown = sorted(set(self.read_only_buckets) - set(names))
+        if unknown:
+            raise ValueError(f"readOnlyBuckets names buckets not configured: {', '.join(unknown)}")
+        if len(set(names)) != len(names):
+            raise ValueError("bucket names repeat")
+        return self
+
+    def bucket_name(self, app: str, stack: str, bucket: BucketConfig) -> str:
+        return self.naming.format(app=app, stack=stack, name=bucket.name)
+
+
+class CacheConfig(_Model):
+    """ElastiCache Redis replication group."""
+
+    engine_version: str = "7.1"
+    node_type: str
+    replicas: int = Field(default=1, ge=0, le=5)
+    #: Defaults to on whenever there is a replica to fail over to, except on the ci stack.
+    automatic_failover: bool | None = None
+    snapshot_arns: list[str] = Field(default_factory=list)
+
+    @field_validator("snapshot_arns")
+    @classmethod
+    def _s3_arns(cls, arns: list[str]) -> list[str]:
+        for arn in arns:
+            if not arn.startswith("arn:aws:s3:::"):
+                raise ValueError(f"{arn!r} is not an S3 object ARN (arn:aws:s3:::bucket/key.rdb)")
+        return arns
+
+    def failover(self, stack: str) -> bool:
+        if self.automatic_failover is not None:
+            return self.automatic_failover
+        return self.replicas > 0 and stack != "ci"
+
+
+class HerokuConfig(_Model):
+    """The app being moved and the add-ons it leaves behind."""
+
+    app: str
+    database_addon: str
+    redis_addon: str | None = None
+    rollback_alias: str = "HEROKU_POSTGRES_DB"
+    redis_rollback_alias: str = "HEROKU_REDIS_OLD"
+
+    @field_validator("rollback_alias", "redis_rollback_alias")
+    @classmethod
+    def _alias(cls, alias: str) -> str:
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", alias) or alias in ("DATABASE", "REDIS"):
+            raise ValueError(f"{alias!r} is not a usable attachment name (upper case, not DATABASE or REDIS)")
+        return alias
+
+
+class MigrationConfig(_Model):
+    """What the ``ferry run`` driver moves and how it freezes writes."""
+
+    #: Bulk-load profile on the RDS parameter group while the copy runs.
+    loading: bool = False
+    postgres: bool = True
+    redis: bool = False
+    s3: bool = False
+    freeze: Literal["maintenance", "read-only"] = "maintenance"
+    #: After maintenance mode and the scale-down: requests in flight finish (Heroku's router allows
+    #: 30 s) and stopping workers get their 30 s SIGTERM grace, before the final copy starts.
+    drain_seconds: float = Field(default=30.0, ge=0, le=600)
+    jobs: int = Field(default=4, ge=1, le=64)
+    #: The role DATABASE_URL connects as after the switch: ``app`` (data only) or ``owner`` (DDL too).
+    app_role: Literal["app", "owner"] = "app"
+    smoke_urls: list[str] = Field(default_factory=list)
+    rollback_on_smoke_failure: bool = False
+
+    @model_validator(mode="after")
+    def _every_store_freezes(self) -> MigrationConfig:
+        # A read-only freeze stops PostgreSQL writes (the role) and Redis writes (CLIENT PAUSE
+        # WRITE); nothing stops the app's S3 writes short of stopping the app.
+        if self.freeze == "read-only" and self.s3:
+            raise ValueError(
+                "freeze: read-only cannot stop the app's S3 writes, which the final sync would miss; "
+                "use freeze: maintenance when s3 is moved"
+            )
+        return self
+
+    @field_validator("smoke_urls")
+    @classmethod
+    def _http(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+
+class StackConfig(_Model):
+    """Everything one environment's stack declares, read once."""
+
+    stack: str
+    aws_region: str
+    app: str
+    cutover: CutoverState = "pending"
+    tags: dict[str, str] = Field(default_factory=dict)
+    heroku: HerokuConfig
+    network: NetworkConfig
+    database: DatabaseConfig
+    storage: StorageConfig | None = None
+    cache: CacheConfig | None = None
+    migration: MigrationConfig = Field(default_factory=MigrationConfig)
+
+    @field_validator("app")
+    @classmethod
+    def _app_name(cls, app: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{1,30}", app):
+            raise ValueError(f"{app!r} must be lower case letters, digits and dashes (it names resources)")
+        return app
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackConfig:
+        if self.migration.redis and (self.cache is None or self.heroku.redis_addon is None):
+            raise ValueError("migration.redis needs both cache and heroku.redisAddon")
+        if self.migration.s3 and self.storage is None:
+            raise ValueError("migration.s3 needs storage")
+        if self.is_production:
+            database = self.database
+            unprotected = [
+                key
+                for key, on in (
+                    ("database.deletionProtection", database.deletion_protection),
+                    ("database.finalSnapshot", database.final_snapshot),
+                    ("database.multiAz", database.multi_az),
+                )
+                if not on
+            ]
+            if unprotected:
+                raise ValueError(f"production must keep {', '.join(unprotected)} on")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.stack == "production"
+
+    def moved_addons(self) -> list[MovedAddon]:
+        """The add-ons the app leaves: its database, and its Redis when ``migration.redis`` is on."""
+        heroku = self.heroku
+        moves = [MovedAddon(heroku.database_addon, "DATABASE", heroku.rollback_alias)]
+        if self.migration.redis and heroku.redis_addon:  # the validator makes redis imply both
+            moves.append(MovedAddon(heroku.redis_addon, "REDIS", heroku.redis_rollback_alias))
+        return moves
+
+
+def _field_aliases() -> dict[str, str]:
+    """Pulumi config key (without the ``ferry:`` namespace) → model field."""
+    return {
+        (field.alias or name): name
+        for name, field in StackConfig.model_fields.items()
+        if name not in ("stack", "aws_region")
+    }
+
+
+def _validate(raw: Mapping[str, Any], *, stack: str, aws_region: str | None, where: str) -> StackConfig:
+    fields = _field_aliases()
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"{where}: {PROJECT}:{key} is not a known setting (known: {', '.join(sorted(fields))})")
+    if not aws_region:
+        raise ConfigError(f"{where}: aws:region is required")
+    try:
+        return StackConfig.model_validate({**raw, "stack": stack, "awsRegion": aws_region})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {PROJECT}:{key}: {message}") from None
+
+
+def stack_file(root: Path, stack: str) -> Path:
+    """:param root: the Pulumi project directory. :param stack: the stack (environment) name."""
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_file(root: Path, stack: str) -> StackConfig:
+    """Read and validate ``Pulumi.<stack>.yaml`` the way the Pulumi program will see it.
+
+    :param root: the Pulumi project directory (where ``Pulumi.yaml`` is).
+    :param stack: the stack (environment) name: ``ci``, ``qa``, ``production``.
+    :raises ConfigError: the file is missing, is not YAML, or a key is invalid.
+    """
+    path = stack_file(root, stack)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name}: no such stack file in {root}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    config = (document or {}).get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path.name}: has no config: mapping")
+    ours = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith(f"{PROJECT}:")}
+    return _validate(ours, stack=stack, aws_region=config.get("aws:region"), where=path.name)
+
+
+def _decode(value: str) -> Any:
+    """Pulumi hands structured config over as JSON text; plain strings stay strings."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def from_pulumi(
+    get: Callable[[str], str | None], *, stack: str, aws_region: str | None, keys: Iterable[str] = ()
+) -> StackConfig:
+    """Validate the program's config as ``pulumi.Config`` returns it.
+
+    :param get: ``pulumi.Config("ferry").get``.
+    :param stack: ``pulumi.get_stack()``.
+    :param aws_region: ``pulumi.Config("aws").get("region")``.
+    :param keys: every config key the engine passed (``namespace:key``), to refuse misspelled ones.
+    """
+    where = f"Pulumi.{stack}.yaml"
+    raw = {alias: _decode(value) for alias in _field_aliases() if (value := get(alias)) is not None}
+    for key in keys:
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT and name not in raw:
+            raw[name] = None  # reported as unknown by _validate
+    return _validate(raw, stack=stack, aws_region=aws_region, where=where)

@@ -1,0 +1,82 @@
+"""The layering rules, checked on the source: which package may import which.
+
+    cli ──▶ runbook ──▶ stores (postgres, redis, s3) ──▶ errors, progress, redact, …
+     │         │
+     │         └──▶ platform, infra, stackconfig
+     └──▶ rehearse
+    stacks (the Pulumi program) ──▶ migration.stackconfig, migration.platform
+
+A store never imports the runbook, the CLI or the platform; ``migration`` never imports
+``stacks``; the stack config and ``ferry run --help`` load no Pulumi.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STORES = ("postgres", "redis", "s3")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _violations(package: Path, forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted(package.rglob("*.py"))
+        for name in sorted(_imports(path))
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
+    ]
+
+
+def test_migration_never_imports_stacks() -> None:
+    assert _violations(ROOT / "migration", ("stacks",)) == []
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_store_imports_neither_the_runbook_nor_the_cli_nor_the_platform(store: str) -> None:
+    forbidden = ("migration.runbook", "migration.cli", "migration.platform", "migration.rehearse", "stacks")
+    assert _violations(ROOT / "migration" / store, forbidden) == []
+
+
+def test_stores_do_not_import_each_other() -> None:
+    for store in STORES:
+        others = tuple(f"migration.{other}" for other in STORES if other != store)
+        assert _violations(ROOT / "migration" / store, others) == []
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    return set(out.stdout.split())
+
+
+def test_the_stack_config_loads_neither_pulumi_nor_the_heroku_client() -> None:
+    loaded = _loaded_after("import migration.stackconfig, stacks")
+    assert not {m for m in loaded if m.split(".")[0] in ("pulumi", "pulumi_aws", "httpx")}
+
+
+def test_ferry_run_help_loads_no_pulumi() -> None:
+    code = (
+        "import contextlib, io\n"
+        "from migration.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['run', '--help'])"
+    )
+    loaded = _loaded_after(code)
+    assert "migration.cli.run" in loaded  # the probe did reach the command
+    assert not {m for m in loaded if m.split(".")[0].startswith("pulumi")}
