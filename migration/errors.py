@@ -14,13 +14,17 @@ where they happen, so the CLI only ever catches :class:`FerryError` and prints o
     ├── PreconditionError           the copy would fail or would lose something
     │   ├── TargetNotEmptyError
     │   ├── SameStoreError          the target is the source (or overlaps it) under another spelling
-    │   ├── ToolError               pg_dump / pg_restore missing, too old or failing
-    │   └── ExtensionMissingError
+    │   ├── ToolError               pg_dump / pg_restore / psql missing, too old or failing
+    │   ├── ExtensionMissingError
+    │   └── LocalServerError        a rehearsal's or test's own server (PostgreSQL, Redis, moto) did not start
     ├── SourceChangedError          the source changed under a running copy
     ├── DatabaseError               any other SQL error, with the side it came from
     ├── PlatformError               the app's platform (Heroku Platform API) refused or failed
+    ├── InfraError                  Pulumi (the Automation API or its CLI) missing or failing
+    ├── FollowerError               a background copy (the live Redis copy) died, stalled or did not drain
     ├── RunbookError                a ferry run that cannot start or go on (locked, wrong phase, …)
-    │   └── DifferencesFoundError   its verify phase found differences (exit code 1, like verify)
+    │   ├── DifferencesFoundError   its verify phase found differences (exit code 1, like verify)
+    │   └── SmokeFailedError        a smoke URL did not answer 2xx/3xx after the switch
     ├── ResumeError                 nothing to resume, or a resume that does not match
     └── CopyRunningError            another copy is running into the same target
 
@@ -44,14 +48,18 @@ __all__ = [
     "DifferencesFoundError",
     "ExtensionMissingError",
     "FerryError",
+    "FollowerError",
     "HostUnreachableError",
+    "InfraError",
     "InvalidURLError",
+    "LocalServerError",
     "PlatformError",
     "PreconditionError",
     "ResumeError",
     "RunbookError",
     "SameStoreError",
     "Side",
+    "SmokeFailedError",
     "SourceChangedError",
     "TargetNotEmptyError",
     "ToolError",
@@ -125,6 +133,10 @@ class ExtensionMissingError(PreconditionError):
     """The source uses an extension the target server does not offer."""
 
 
+class LocalServerError(PreconditionError):
+    """A server ferry starts itself (a rehearsal's or a test's PostgreSQL, Redis, moto) did not start."""
+
+
 class SourceChangedError(FerryError):
     """The source changed under the copy in a way it cannot follow (a table dropped)."""
 
@@ -137,6 +149,14 @@ class PlatformError(FerryError):
     """The app's platform (the Heroku Platform API or a local stand-in) refused or failed a request."""
 
 
+class InfraError(FerryError):
+    """Pulumi (the Automation API or its CLI) is missing or failed."""
+
+
+class FollowerError(FerryError):
+    """A background copy (the live Redis copy today) died, stalled or did not drain."""
+
+
 class RunbookError(FerryError):
     """A ``ferry run`` that cannot start or go on: another run holds the lock, a phase is unknown, …"""
 
@@ -145,6 +165,10 @@ class DifferencesFoundError(RunbookError):
     """A run's verify phase found the target different from the source; nothing was switched."""
 
     exit_code = 1
+
+
+class SmokeFailedError(RunbookError):
+    """A smoke URL did not answer 2xx/3xx after the switch."""
 
 
 class ResumeError(FerryError):

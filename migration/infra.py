@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from migration.errors import PreconditionError, ToolError
+from migration.errors import InfraError, PreconditionError
 from migration.redact import redact
 
 __all__ = ["INSTALL_HINT", "MASK", "Infra", "StackOutputs", "pulumi_cli"]
@@ -56,7 +56,7 @@ def _pulumi_errors(action: str) -> Iterator[None]:
     except errors.CommandError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if "error:" in line]
         detail = lines[-1] if lines else str(exc).strip().splitlines()[0]
-        raise ToolError(f"pulumi {action}: {redact(detail)}") from exc
+        raise InfraError(f"pulumi {action}: {redact(detail)}") from exc
 
 
 class Infra:
@@ -65,12 +65,12 @@ class Infra:
     :param root: the directory with ``Pulumi.yaml``.
     :param stack: the stack (environment) name.
     :param on_output: receives the engine's output lines (already free of secrets).
-    :raises ToolError: the Pulumi CLI is missing (:data:`INSTALL_HINT`).
+    :raises InfraError: the Pulumi CLI is missing (:data:`INSTALL_HINT`).
     """
 
     def __init__(self, root: Path, stack: str, on_output: Callable[[str], None]) -> None:
         if pulumi_cli() is None:
-            raise ToolError(INSTALL_HINT)
+            raise InfraError(INSTALL_HINT)
         from pulumi import automation
 
         self._on_output = on_output

@@ -8,7 +8,7 @@ import pytest
 from pulumi.automation import errors
 from pulumi.automation._cmd import CommandResult
 
-from migration.errors import PreconditionError, ToolError
+from migration.errors import InfraError, PreconditionError
 from migration.infra import INSTALL_HINT, MASK, Infra, StackOutputs, _pulumi_errors
 from migration.redact import register_secret
 
@@ -28,7 +28,7 @@ def test_pulumi_errors_become_one_line_without_secrets() -> None:
         stderr="warning: something\nerror: update failed: auth hunter2-token rejected\n",
         code=255,
     )
-    with pytest.raises(ToolError) as raised, _pulumi_errors("up"):
+    with pytest.raises(InfraError) as raised, _pulumi_errors("up"):
         raise errors.CommandError(failed)
     assert "\n" not in str(raised.value) and "hunter2-token" not in str(raised.value)
     assert str(raised.value).startswith("pulumi up: error: update failed: auth ")
@@ -40,6 +40,6 @@ def test_pulumi_errors_become_one_line_without_secrets() -> None:
 
 def test_a_missing_pulumi_cli_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ToolError) as raised:
+    with pytest.raises(InfraError) as raised:
         Infra(tmp_path, "qa", print)
     assert str(raised.value) == INSTALL_HINT

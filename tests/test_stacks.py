@@ -79,7 +79,11 @@ def test_nothing_is_public(stack: str) -> None:
     for block in blocks:
         flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
         assert all(block.inputs[flag] is True for flag in flags)
-    for policy in outcome.of_type("aws:s3/bucketPolicy:BucketPolicy"):
+    policies = outcome.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    # Every bucket has its TLS-only policy; a stack file with buckets must declare some.
+    assert len(policies) == len(outcome.of_type("aws:s3/bucket:Bucket"))
+    assert bool(policies) == ("ferry:storage" in yaml_config(stack))
+    for policy in policies:
         statement = json.loads(policy.inputs["policy"])["Statement"][0]
         assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from migration.errors import ToolError
+from migration.errors import LocalServerError
 
-
-class ClusterError(ToolError):
-    """A local server (PostgreSQL, Redis, moto) could not be created or started."""
+#: The rehearsal's name for a local server that did not start.
+ClusterError = LocalServerError
 
 
 def server_bindir() -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from migration.errors import ToolError
+from migration.errors import LocalServerError
 from migration.platform.local import write_env_file
 from migration.redis.connection import RespConn, encode
 from migration.redis.url import parse_redis_url
@@ -130,9 +130,9 @@ def _wait_for_writes(app: subprocess.Popen[bytes], log: Path, count: int) -> Non
     while _web_writes(log) < count:
         if app.poll() is not None:
             stderr = app.stderr.read().decode(errors="replace") if app.stderr else ""
-            raise ToolError(f"the rehearsal app stopped: {(stderr.strip().splitlines() or ['no output'])[-1]}")
+            raise LocalServerError(f"the rehearsal app stopped: {(stderr.strip().splitlines() or ['no output'])[-1]}")
         if time.monotonic() > deadline:
-            raise ToolError("the rehearsal app made no writes in 30 s")
+            raise LocalServerError("the rehearsal app made no writes in 30 s")
         time.sleep(0.05)
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from migration.errors import ResumeError, ToolError
+from migration.errors import FollowerError, ResumeError
 from migration.progress import PlainProgress, ProgressSink, make_progress
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.parallel import side_by_side
@@ -125,9 +125,9 @@ def _start_redis_tail(ctx: RunContext, sources: Sources, targets: Targets) -> st
         if child.poll() is not None:
             ctx.state.redis_live_pid = None
             ctx.save()
-            raise ToolError(f"redis live copy stopped: {_last_line(log_file)}")
+            raise FollowerError(f"redis live copy stopped: {_last_line(log_file)}")
         if time.monotonic() > deadline:
-            raise ToolError("redis live copy: the scan did not finish in time")
+            raise FollowerError("redis live copy: the scan did not finish in time")
         time.sleep(0.2)
     return f"redis: scan done, following live writes (pid {child.pid})"
 
@@ -153,7 +153,7 @@ def _stop_redis_tail(ctx: RunContext, sources: Sources, targets: Targets, progre
         deadline = time.monotonic() + _DRAIN_TIMEOUT_SECONDS
         while _alive(pid):
             if time.monotonic() > deadline:
-                raise ToolError(f"redis live copy (pid {pid}) did not drain in {_DRAIN_TIMEOUT_SECONDS} s")
+                raise FollowerError(f"redis live copy (pid {pid}) did not drain in {_DRAIN_TIMEOUT_SECONDS} s")
             time.sleep(0.1)
         status = _read_status(status_file)
         ctx.state.redis_live_pid = None

@@ -6,16 +6,12 @@ import time
 
 import httpx
 
-from migration.errors import RunbookError
+from migration.errors import SmokeFailedError
 from migration.runbook.context import RunContext
 
 __all__ = ["SmokeFailedError", "smoke"]
 
 _ATTEMPTS = 3
-
-
-class SmokeFailedError(RunbookError):
-    """A smoke URL did not answer 2xx/3xx."""
 
 
 def _check(client: httpx.Client, url: str) -> str | None:
