@@ -156,7 +156,7 @@ def world(
             yield world
         finally:
             # A run stopped before final-sync leaves its live Redis copy running, on purpose: stop it.
-            pid = world.state().get("redis_live_pid")
+            pid = world.state().get("stores", {}).get("redis", {}).get("follower", {}).get("pid")
             if pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -362,7 +362,7 @@ def test_a_crash_inside_the_final_copy_resumes_it(world: World) -> None:
     world.source_db.execute("INSERT INTO events SELECT g, repeat('x', 200) FROM generate_series(1, 1500000) g")
     first = world.popen("--jobs", "2")
     deadline = time.monotonic() + 120
-    while not (world.state().get("postgres_copy_started") and world.target_db.execute(
+    while not (world.state().get("stores", {}).get("postgres", {}).get("copy_started") and world.target_db.execute(
         "SELECT 1 FROM pg_namespace WHERE nspname = '_ferry'"
     )):  # fmt: skip
         assert first.poll() is None, first.communicate()
@@ -459,3 +459,23 @@ def test_differences_found_by_verify_stop_the_run_before_the_switch(world: World
     assert world.target_db.scalar("SELECT note FROM orders WHERE id = 9999") == "written after the unfreeze"
     target_cache = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
     assert target_cache.exists("cart:1") == 0 and target_cache.get("session:2") == b"bob"
+
+
+def test_a_state_file_of_the_earlier_shape_still_loads(tmp_path: Path) -> None:
+    """Written before stores had sections: the run goes on from it instead of starting over."""
+    from migration.runbook.state import RunState
+
+    old = {
+        "stack": "test", "phases": {"copy": {"status": "done", "started_at": 1.0}}, "formation": {"web": 1},
+        "freeze_mode": None, "frozen": False, "rolled_back": False, "postgres_copy_started": True,
+        "redis_live_pid": 4242, "facts": {"targets_checked": True, "verify": {"postgres": {"identical": True}}},
+    }  # fmt: skip
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(old))
+    state = RunState.load(path, "test")
+    assert state.done("copy") and state.targets_checked
+    assert state.store("postgres").copy_started and state.store("redis").follower.pid == 4242
+    assert state.verify == {"postgres": {"identical": True}}
+    path.write_text('{"stack": "test", "phases": "nonsense"}')
+    with pytest.raises(Exception, match="move it away to start the run anew"):
+        RunState.load(path, "test")

@@ -1,7 +1,25 @@
-"""Redis: copy (scan, live tail, replicaof), verify and preflight."""
+"""Redis: copy (scan, live tail or replicaof), verify, preflight, and the read-only freeze."""
 
 from migration.redis.copy import RedisCopyOptions, RedisCopyResult, copy_redis
+from migration.redis.freeze import can_pause_writes, pause_writes, resume_writes
 from migration.redis.live import Lag, LiveTail
+from migration.redis.preflight import redis_preflight
 from migration.redis.url import RedisEndpoint, parse_redis_url
+from migration.redis.verify import RedisDifference, RedisVerifyReport, verify_redis
 
-__all__ = ["Lag", "LiveTail", "RedisCopyOptions", "RedisCopyResult", "RedisEndpoint", "copy_redis", "parse_redis_url"]
+__all__ = [
+    "Lag",
+    "LiveTail",
+    "RedisCopyOptions",
+    "RedisCopyResult",
+    "RedisDifference",
+    "RedisEndpoint",
+    "RedisVerifyReport",
+    "can_pause_writes",
+    "copy_redis",
+    "parse_redis_url",
+    "pause_writes",
+    "redis_preflight",
+    "resume_writes",
+    "verify_redis",
+]

@@ -214,7 +214,7 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
         origin = app_log.started  # the timeline starts when the app does; setup before it is reported apart
         lost_rows, lost_cache = _lost(target_db, target_redis.url(), app_log.acknowledged)
         state = RunState.load(settings.state_file, STACK)
-        verification = state.facts.get("verify", {})
+        verification = state.verify
         result = Rehearsal(
             phases=[
                 {

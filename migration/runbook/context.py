@@ -130,7 +130,7 @@ class RunContext:
 
     def targets(self) -> Targets:
         settings, config = self.settings, self.config
-        buckets = self._bucket_pairs()
+        buckets = self.bucket_pairs()
         if not settings.uses_stack:
             assert settings.target_url is not None
             if self.moves_redis and not settings.target_redis_url:
@@ -159,7 +159,8 @@ class RunContext:
         except KeyError as exc:
             raise ConfigError(f"stack {settings.stack} has no output {exc}: run the provision phase first") from None
 
-    def _bucket_pairs(self) -> dict[str, str]:
+    def bucket_pairs(self) -> dict[str, str]:
+        """Source bucket → target bucket, for each bucket the stack file moves."""
         storage = self.config.storage
         if not self.config.migration.s3 or storage is None:
             return {}

@@ -8,20 +8,23 @@ straight through the platform.
 from __future__ import annotations
 
 from migration.runbook.context import RunContext
+from migration.runbook.outcome import PhaseOutcome, done
 
 __all__ = ["alias", "rollback_cutover", "switch"]
 
 
-def alias(ctx: RunContext) -> str:
+def alias(ctx: RunContext) -> PhaseOutcome:
     moves = ctx.moves()
     if ctx.settings.uses_stack:
         ctx.stack_outputs(ctx.infra.set_cutover("aliased"))
     else:
         ctx.platform.alias(moves)
-    return ", ".join(f"{move.addon} attached as {move.rollback_alias}, {move.attachment} detached" for move in moves)
+    return done(
+        ", ".join(f"{move.addon} attached as {move.rollback_alias}, {move.attachment} detached" for move in moves)
+    )
 
 
-def switch(ctx: RunContext) -> str:
+def switch(ctx: RunContext) -> PhaseOutcome:
     targets = ctx.targets()
     urls = {"DATABASE_URL": targets.app_database_url}
     if ctx.moves_redis and targets.redis_url:
@@ -31,7 +34,7 @@ def switch(ctx: RunContext) -> str:
         ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))
     else:
         ctx.platform.switch(urls)
-    return f"{', '.join(sorted(urls))} point at the target"
+    return done(f"{', '.join(sorted(urls))} point at the target")
 
 
 def rollback_cutover(ctx: RunContext) -> str:

@@ -16,32 +16,24 @@ from __future__ import annotations
 
 import time
 
-from psycopg import sql
-
-from migration.postgres.connection import connect, pg_errors
-from migration.postgres.conninfo import parse_url
-from migration.redis.freeze import pause_writes, resume_writes
 from migration.runbook.context import RunContext
+from migration.runbook.outcome import PhaseOutcome, done
+from migration.runbook.stores import moved_stores
 
 __all__ = ["freeze", "unfreeze"]
 
 
-def freeze(ctx: RunContext) -> str:
+def freeze(ctx: RunContext) -> PhaseOutcome:
     mode = ctx.config.migration.freeze
+    ctx.state.freeze_mode = mode
+    ctx.save()
     if mode == "read-only":
-        ctx.state.freeze_mode = mode
-        ctx.save()
-        _set_read_only(ctx, True)
-        detail = "app's database role set read-only; its sessions ended"
-        redis_url = ctx.sources().redis_url if ctx.moves_redis else None
-        if redis_url:
-            pause_writes(redis_url)
-            detail += "; source Redis writes paused"
+        sources = ctx.sources()
+        detail = "; ".join(d for d in (s.freeze_writes(ctx, sources) for s in moved_stores(ctx, sources)) if d)
     else:
         if not ctx.state.formation:
             ctx.state.formation = ctx.platform.formation()
-        ctx.state.freeze_mode = mode
-        ctx.save()
+            ctx.save()
         ctx.platform.set_maintenance(True)
         stopped = {kind: 0 for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
         ctx.platform.scale(stopped)
@@ -50,24 +42,22 @@ def freeze(ctx: RunContext) -> str:
             f"maintenance on; scaled to 0: {', '.join(sorted(stopped)) or 'nothing'}; "
             f"drained {ctx.config.migration.drain_seconds:g} s"
         )
-    ctx.state.freeze_mode, ctx.state.frozen = mode, True
+    ctx.state.frozen = True
     ctx.save()
-    return detail
+    return done(detail)
 
 
-def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> str:
+def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> PhaseOutcome:
     """Let writes go on: to the targets after the switch, to the old stores before it or on rollback."""
     if not ctx.state.frozen:
-        return "not frozen"
+        return done("not frozen")
     if ctx.state.freeze_mode == "read-only":
         if ctx.state.done("switch") and not rolling_back:
-            return "the app writes to the targets now; the old stores stay read-only (ferry rollback reopens them)"
-        _set_read_only(ctx, False)
-        detail = "app's database role read-write again"
-        redis_url = ctx.sources().redis_url if ctx.moves_redis else None
-        if redis_url:
-            resume_writes(redis_url)
-            detail += "; source Redis writes resumed"
+            return done(
+                "the app writes to the targets now; the old stores stay read-only (ferry rollback reopens them)"
+            )
+        sources = ctx.sources()
+        detail = "; ".join(d for d in (s.unfreeze_writes(ctx, sources) for s in moved_stores(ctx, sources)) if d)
     else:
         restore = {kind: count for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
         ctx.platform.scale(restore)
@@ -77,28 +67,4 @@ def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> str:
         )
     ctx.state.frozen = False
     ctx.save()
-    return detail
-
-
-def _set_read_only(ctx: RunContext, on: bool) -> None:
-    endpoint = parse_url(ctx.sources().database_url, "source")
-    with connect(endpoint, autocommit=True) as conn, pg_errors("source", endpoint):
-        database = sql.Identifier(endpoint.dbname)
-        if on:
-            # Scoped to this database: the role may reach others that must stay writable.
-            conn.execute(
-                sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET default_transaction_read_only = on").format(
-                    database
-                )
-            )
-            # Sessions opened before keep writing until they reconnect: end them.
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        else:
-            # This session started read-only too, by the very setting it is about to remove.
-            conn.execute("SET default_transaction_read_only = off")
-            conn.execute(
-                sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} RESET default_transaction_read_only").format(database)
-            )
+    return done(detail)

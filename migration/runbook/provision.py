@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from migration.runbook.context import RunContext
+from migration.runbook.outcome import PhaseOutcome, done, skipped
 
 __all__ = ["provision"]
 
 
-def provision(ctx: RunContext) -> str:
+def provision(ctx: RunContext) -> PhaseOutcome:
     if not ctx.settings.uses_stack:
-        return "skipped: target given as URLs"
+        return skipped("target given as URLs")
     outputs = ctx.stack_outputs(ctx.infra.up(f"ferry run: provision {ctx.settings.stack}"))
-    return f"stack {ctx.settings.stack} up: {outputs.values.get('databaseEndpoint', '?')}"
+    return done(f"stack {ctx.settings.stack} up: {outputs.values.get('databaseEndpoint', '?')}")

@@ -8,6 +8,7 @@ from typing import Any
 
 from migration.redact import redact
 from migration.runbook.context import RunContext
+from migration.runbook.outcome import PhaseOutcome, done
 
 __all__ = ["record"]
 
@@ -22,7 +23,7 @@ def _endpoint(url: str | None) -> str | None:
     return f"{parts.hostname}:{parts.port or ''}{parts.path}"
 
 
-def record(ctx: RunContext) -> str:
+def record(ctx: RunContext) -> PhaseOutcome:
     targets = ctx.targets()
     data: dict[str, Any] = {
         "stack": ctx.settings.stack,
@@ -35,7 +36,7 @@ def record(ctx: RunContext) -> str:
         "phases": {
             name: {"status": r.status, "seconds": r.seconds, "detail": r.detail} for name, r in ctx.state.phases.items()
         },
-        "verify": ctx.state.facts.get("verify", {}),
+        "verify": ctx.state.verify,
     }
     written = [_write(ctx.settings.state_dir / "record.json", data)]
     if ctx.settings.uses_stack:
@@ -43,7 +44,7 @@ def record(ctx: RunContext) -> str:
         data["stack_outputs"] = outputs.masked()
         written[0] = _write(ctx.settings.state_dir / "record.json", data)
         written.append(_write(ctx.settings.state_dir / "stack-export.json", ctx.infra.export()))
-    return "written: " + ", ".join(str(path) for path in written)
+    return done("written: " + ", ".join(str(path) for path in written))
 
 
 def _write(path: Path, data: dict[str, Any]) -> Path:

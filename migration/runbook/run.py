@@ -16,15 +16,17 @@ from typing import Any
 
 from migration.errors import DifferencesFoundError, FerryError, RunbookError
 from migration.runbook.context import RunContext, RunSettings
-from migration.runbook.copy import copy_live, final_sync, stop_live_copy
+from migration.runbook.copy import copy_live, final_sync, stop_live_copies
 from migration.runbook.cutover import alias, rollback_cutover, switch
 from migration.runbook.freeze import freeze, unfreeze
 from migration.runbook.lock import RunLock
+from migration.runbook.outcome import PhaseOutcome
 from migration.runbook.preflight import preflight
 from migration.runbook.provision import provision
 from migration.runbook.record import record
 from migration.runbook.smoke import SmokeFailedError, smoke
 from migration.runbook.state import RunState
+from migration.runbook.stores import moved_stores
 from migration.runbook.verify import verify
 from migration.stackconfig import load_stack_file
 
@@ -34,7 +36,7 @@ __all__ = ["PHASES", "PhaseSummary", "RunReport", "rollback", "run"]
 @dataclass(frozen=True)
 class Phase:
     name: str
-    action: Callable[[RunContext], str]
+    action: Callable[[RunContext], PhaseOutcome]
     #: Asked before, unless --yes: it changes what the app's users see.
     asks: str | None = None
 
@@ -122,7 +124,7 @@ def _run_phase(ctx: RunContext, phase: Phase) -> None:
     ctx.say(f"[{phase.name}] started")
     started = time.monotonic()
     try:
-        detail = phase.action(ctx)
+        outcome = phase.action(ctx)
     except FerryError as exc:
         ctx.state.finish(phase.name, "failed", str(exc), time.monotonic() - started)
         ctx.save()
@@ -134,10 +136,9 @@ def _run_phase(ctx: RunContext, phase: Phase) -> None:
         ctx.state.finish(phase.name, "failed", "interrupted", time.monotonic() - started)
         ctx.save()
         raise
-    skipped = detail.startswith("skipped")
-    ctx.state.finish(phase.name, "skipped" if skipped else "done", detail, time.monotonic() - started)
+    ctx.state.finish(phase.name, outcome.status, outcome.detail, time.monotonic() - started)
     ctx.save()
-    ctx.say(f"[{phase.name}] {'skipped' if skipped else 'done'} in {time.monotonic() - started:.1f} s: {detail}")
+    ctx.say(f"[{phase.name}] {outcome.status} in {time.monotonic() - started:.1f} s: {outcome.detail}")
 
 
 def run(
@@ -192,11 +193,12 @@ def _after_differences(ctx: RunContext) -> bool:
     """
     if not ctx.state.frozen or ctx.state.done("switch"):
         return False
-    ctx.say(f"unfreezing: {unfreeze(ctx, rolling_back=True)}")
+    ctx.say(f"unfreezing: {unfreeze(ctx, rolling_back=True).detail}")
     for name in ("freeze", "final-sync"):
         ctx.state.phases.pop(name, None)
-    ctx.state.postgres_recopy = ctx.state.postgres_copy_started
-    ctx.state.postgres_copy_started = False
+    sources = ctx.sources()
+    for store in moved_stores(ctx, sources):
+        store.forget_copy(ctx)
     ctx.save()
     return True
 
@@ -205,11 +207,11 @@ def _rollback(ctx: RunContext) -> None:
     ctx.state.start("rollback")
     ctx.save()
     started = time.monotonic()
-    done = [stop_live_copy(ctx)]
+    done = [stop_live_copies(ctx)]
     if ctx.state.phases.get("alias") or ctx.state.phases.get("switch"):
         done.append(rollback_cutover(ctx))
     if ctx.state.frozen:
-        done.append(unfreeze(ctx, rolling_back=True))
+        done.append(unfreeze(ctx, rolling_back=True).detail)
     ctx.state.rolled_back = True
     ctx.state.finish("rollback", "done", "; ".join(d for d in done if d), time.monotonic() - started)
     ctx.save()

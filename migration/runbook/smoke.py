@@ -8,6 +8,7 @@ import httpx
 
 from migration.errors import SmokeFailedError
 from migration.runbook.context import RunContext
+from migration.runbook.outcome import PhaseOutcome, done
 
 __all__ = ["SmokeFailedError", "smoke"]
 
@@ -29,13 +30,13 @@ def _check(client: httpx.Client, url: str) -> str | None:
     return problem
 
 
-def smoke(ctx: RunContext) -> str:
+def smoke(ctx: RunContext) -> PhaseOutcome:
     urls = [*ctx.config.migration.smoke_urls, *ctx.settings.smoke_urls]
     if not urls:
-        return "no smoke URLs configured"
+        return done("no smoke URLs configured")
     with httpx.Client(timeout=10.0, follow_redirects=False) as client:
         failures = [(url, problem) for url in urls if (problem := _check(client, url)) is not None]
     if failures:
         url, problem = failures[0]
         raise SmokeFailedError(f"smoke: {len(failures)} of {len(urls)} URLs failed (first: {url}: {problem})")
-    return f"{len(urls)} URLs answered"
+    return done(f"{len(urls)} URLs answered")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from migration.errors import ResumeError
 from migration.files import replace_file
 
-__all__ = ["PhaseRecord", "RunState"]
+__all__ = ["FollowerState", "PhaseRecord", "RunState", "StoreState"]
 
 PhaseStatus = Literal["running", "done", "failed", "skipped"]
 
@@ -32,6 +32,28 @@ class PhaseRecord:
 
 
 @dataclass
+class FollowerState:
+    """A background copy that outlives the phase that started it (the live Redis copy)."""
+
+    pid: int | None = None
+
+
+@dataclass
+class StoreState:
+    """What one store's copy must remember between runs.
+
+    :param copy_started: a copy into the target began (a new attempt resumes it).
+    :param recopy: the target holds a finished copy the source has moved on from (a failed
+        verify unfroze the app): the next final sync copies again from scratch.
+    :param follower: its background copy, if it has one.
+    """
+
+    copy_started: bool = False
+    recopy: bool = False
+    follower: FollowerState = field(default_factory=FollowerState)
+
+
+@dataclass
 class RunState:
     """Everything ``ferry run`` must remember between runs of the same stack."""
 
@@ -42,24 +64,38 @@ class RunState:
     freeze_mode: str | None = None
     frozen: bool = False
     rolled_back: bool = False
-    postgres_copy_started: bool = False
-    #: The target holds a finished copy the source has moved on from: copy again with --clean.
-    postgres_recopy: bool = False
-    redis_live_pid: int | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
+    #: The targets' preflight checks ran (before the copy, when the stack built them).
+    targets_checked: bool = False
+    #: Each store's section, by store name.
+    stores: dict[str, StoreState] = field(default_factory=dict)
+    #: The verify phase's reports, by what was compared (``postgres``, ``redis``, ``s3:BUCKET``).
+    verify: dict[str, Any] = field(default_factory=dict)
+
+    def store(self, name: str) -> StoreState:
+        return self.stores.setdefault(name, StoreState())
 
     @classmethod
     def load(cls, path: Path, stack: str) -> RunState:
         if not path.exists():
             return cls(stack=stack)
         try:
-            data = json.loads(path.read_text())
+            data = _upgrade(json.loads(path.read_text()))
             records = {name: PhaseRecord(**record) for name, record in data.pop("phases", {}).items()}
             # The file is written with sorted keys: the run's order is the order phases started in.
             phases = dict(sorted(records.items(), key=lambda item: item[1].started_at))
-            state = cls(phases=phases, **data)
-        except (ValueError, TypeError) as exc:
-            raise ResumeError(f"{path}: not a ferry run state file ({exc})") from exc
+            stores = {
+                name: StoreState(
+                    copy_started=bool(section.get("copy_started", False)),
+                    recopy=bool(section.get("recopy", False)),
+                    follower=FollowerState(**section.get("follower", {})),
+                )
+                for name, section in data.pop("stores", {}).items()
+            }
+            state = cls(phases=phases, stores=stores, **data)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ResumeError(
+                f"{path}: not a ferry run state file ({exc}); move it away to start the run anew"
+            ) from exc
         if state.stack != stack:
             raise ResumeError(f"{path} belongs to stack {state.stack!r}, not {stack!r}")
         return state
@@ -80,3 +116,19 @@ class RunState:
     def finish(self, phase: str, status: PhaseStatus, detail: str, seconds: float) -> None:
         record = self.phases[phase]
         record.status, record.detail, record.seconds = status, detail, round(seconds, 3)
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A state file written before stores had sections of their own, in today's shape."""
+    stores: dict[str, Any] = data.setdefault("stores", {})
+    if "postgres_copy_started" in data or "postgres_recopy" in data:
+        stores["postgres"] = {
+            "copy_started": data.pop("postgres_copy_started", False),
+            "recopy": data.pop("postgres_recopy", False),
+        }
+    if "redis_live_pid" in data:
+        stores["redis"] = {"follower": {"pid": data.pop("redis_live_pid")}}
+    facts = data.pop("facts", None) or {}
+    data.setdefault("targets_checked", bool(facts.get("targets_checked", False)))
+    data.setdefault("verify", facts.get("verify", {}))
+    return data

@@ -1,0 +1,160 @@
+"""Background copies that outlive the phase that starts them, and the runs that check on them.
+
+A store's live copy (``ferry redis copy --live`` today, the PostgreSQL follow next) runs
+as a detached child: it keeps following writes between ``ferry run --until copy`` and
+the next run, and survives a crash of the run. Its pid is kept in the store's section
+of the run state; it reports through a status file (:class:`FollowerStatus`, written
+atomically every second) and a log. ``final-sync`` asks it to stop, waits for it to drain,
+and reads whether it ended consistent; a follower found dead is the store's cue to copy
+again inside the freeze.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from migration.errors import FollowerError
+from migration.runbook.state import FollowerState
+
+__all__ = ["Follower", "FollowerStatus"]
+
+
+@dataclass(frozen=True)
+class FollowerStatus:
+    """What a follower last said about itself.
+
+    :param phase: ``scan`` (the first full copy), ``live``, ``stopped`` (drained and ended)
+        or ``failed``.
+    :param queued: changes seen and not yet on the target.
+    :param consistent: nothing queued or in flight: the target has every change seen so far.
+    """
+
+    phase: str
+    queued: int
+    seconds_behind: float
+    consistent: bool
+    at: float
+
+    @classmethod
+    def read(cls, path: Path) -> FollowerStatus | None:
+        """The status in *path*, or ``None`` when there is none yet (or it is not one)."""
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                phase=str(data["phase"]),
+                queued=int(data["queued"]),
+                seconds_behind=float(data["seconds_behind"]),
+                consistent=bool(data["consistent"]),
+                at=float(data["at"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+class Follower:
+    """One store's background copy: started, watched, stopped and drained.
+
+    :param name: the store's name; the status and log files are named after it.
+    :param state: the store's follower section of the run state (holds the pid).
+    :param save: writes the run state (called whenever the pid changes).
+    """
+
+    def __init__(self, name: str, state_dir: Path, state: FollowerState, save: Callable[[], None]) -> None:
+        self.name = name
+        self.status_file = state_dir / f"{name}-live.json"
+        self.log_file = state_dir / f"{name}-live.log"
+        self._state, self._save = state, save
+
+    @property
+    def pid(self) -> int | None:
+        return self._state.pid
+
+    def alive(self) -> bool:
+        pid = self._state.pid
+        if pid is None:
+            return False
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                return False
+        except ChildProcessError:
+            pass  # not our child (a previous run started it): ask the kernel instead
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def status(self) -> FollowerStatus | None:
+        return FollowerStatus.read(self.status_file)
+
+    def last_line(self) -> str:
+        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        lines = [line for line in text.splitlines() if line.strip()]
+        return lines[-1] if lines else "no output"
+
+    def start(self, command: Sequence[str], env: Mapping[str, str], *, ready_phase: str, timeout: float) -> int:
+        """Start the child detached (its own session) and wait until its status says *ready_phase*.
+
+        Secrets go through *env*, never *command*. :raises FollowerError: it died or never got ready.
+        """
+        self.status_file.unlink(missing_ok=True)
+        self.status_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            child = subprocess.Popen(
+                list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
+        self._state.pid = child.pid
+        self._save()
+        deadline = time.monotonic() + timeout
+        while (status := self.status()) is None or status.phase != ready_phase:
+            if child.poll() is not None:
+                self._forget()
+                raise FollowerError(f"{self.name} live copy stopped: {self.last_line()}")
+            if time.monotonic() > deadline:
+                raise FollowerError(f"{self.name} live copy: not {ready_phase} after {timeout:.0f} s")
+            time.sleep(0.2)
+        return child.pid
+
+    def stop(self) -> bool:
+        """Ask it to stop, without waiting (rollback). Returns whether one was running."""
+        if not self.alive():
+            self._forget()
+            return False
+        assert self._state.pid is not None
+        os.kill(self._state.pid, signal.SIGTERM)
+        self._forget()
+        return True
+
+    def drain(self, timeout: float) -> bool:
+        """Ask it to stop, wait until it has drained and ended; whether it ended consistent.
+
+        ``False`` also when no follower was running (it died, or a crash took it).
+        :raises FollowerError: it did not end within *timeout* seconds.
+        """
+        if not self.alive():
+            self._forget()
+            return False
+        pid = self._state.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                raise FollowerError(f"{self.name} live copy (pid {pid}) did not drain in {timeout:.0f} s")
+            time.sleep(0.1)
+        self._forget()
+        status = self.status()
+        return status is not None and status.phase == "stopped" and status.consistent
+
+    def _forget(self) -> None:
+        if self._state.pid is not None:
+            self._state.pid = None
+            self._save()
