@@ -80,3 +80,16 @@ def test_ferry_run_help_loads_no_pulumi() -> None:
     loaded = _loaded_after(code)
     assert "migration.cli.run" in loaded  # the probe did reach the command
     assert not {m for m in loaded if m.split(".")[0].startswith("pulumi")}
+
+
+def test_the_runbook_and_the_cli_use_stores_through_their_public_names() -> None:
+    """``from migration.postgres import …``, never a store's inside (``migration.postgres.copy``)."""
+    inside = tuple(f"migration.{store}." for store in STORES)
+    found = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for package in ("runbook", "cli")
+        for path in sorted((ROOT / "migration" / package).rglob("*.py"))
+        for name in sorted(_imports(path))
+        if name.startswith(inside)
+    ]
+    assert found == []

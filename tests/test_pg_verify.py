@@ -28,8 +28,8 @@ def test_identical_databases_exit_0(source_db: Database, target_db: Database) ->
     run = ferry("pg", "verify", "--source", source_db.url, "--target", target_db.url, "--json")
     assert run.code == 0, run.output
     report = run.json
-    assert report["identical"] is True and report["tables_checked"] == 2
-    assert report["rows_checked"] == 600003 and report["ranges_checked"] >= 4
+    assert report["identical"] is True and report["checked"]["tables"] == 2
+    assert report["checked"]["rows"] == 600003 and report["checked"]["ranges"] >= 4
     quick = ferry("pg", "verify", "--source", source_db.url, "--target", target_db.url, "--mode", "quick")
     assert quick.code == 0 and "identical" in quick.stdout
 

@@ -111,7 +111,7 @@ def test_an_older_target_gets_every_type_through_ordinary_commands(servers: tupl
     assert result.by_elements == len(keys) == 12
     assert client(target).pttl("hash") > 7_000_000
     report = verify_redis(source.url(), target.url())
-    differences = [d for d in report.differences if d.db == 0]
+    differences = [d for d in report.differences if d.name.startswith("db0:")]
     # HyperLogLog, bitmap and geo are strings and sorted sets underneath: they arrive too.
     assert differences == [], differences
 
@@ -217,8 +217,10 @@ def test_verify_finds_and_names_differences(servers: tuple[RedisServer, RedisSer
     t.expire("set", 100)
     run = ferry("redis", "verify", "--source", source.url(), "--target", target.url(), "--json")
     assert run.code == 1
-    found = {(d["kind"], d["key"]) for d in run.json["differences"]}
-    assert found == {("missing on target", "plain"), ("extra on target", "extra"), ("value", "list"), ("ttl", "set")}
+    found = {(d["kind"], d["name"]) for d in run.json["differences"]}
+    assert found == {
+        ("missing on target", "db0:plain"), ("extra on target", "db0:extra"), ("value", "db0:list"), ("ttl", "db0:set")
+    }  # fmt: skip
     t.flushall()  # every sampled key is then missing: the sampled verify must say so
     table = ferry("redis", "verify", "--source", source.url(), "--target", target.url(), "--sample", "5")
     assert table.code == 1 and "keys per database" in table.stdout and "missing on target" in table.stdout
@@ -332,10 +334,10 @@ def test_keys_expiring_during_the_check_are_not_differences(servers: tuple[Redis
     dst.set("expiring:target-only", "z", px=3000)  # the source's copy expired first
     dst.set("extra:real", "w")  # a key only the target has, for good: a real difference
     report = verify_redis(source.url(), target.url())
-    assert [(d.kind, d.key) for d in report.differences] == [("extra on target", "extra:real")]
+    assert [(d.kind, d.name) for d in report.differences] == [("extra on target", "db0:extra:real")]
     src.set("missing:real", "v", ex=600)
     report = verify_redis(source.url(), target.url())
-    assert ("missing on target", "missing:real") in [(d.kind, d.key) for d in report.differences]
+    assert ("missing on target", "db0:missing:real") in [(d.kind, d.name) for d in report.differences]
 
 
 def test_ctrl_c_during_the_live_scan_stops_at_once(servers: tuple[RedisServer, RedisServer]) -> None:

@@ -25,7 +25,7 @@ def test_rehearse_runs_every_phase_without_losing_a_write(tmp_path: Path) -> Non
     assert result["acknowledged_writes"] > 40
     assert result["verified"] is True
     assert set(result["verification"]) == {"postgres", "redis", "s3:shop-uploads-heroku"}
-    assert result["verification"]["postgres"]["rows_checked"] > 20_000
+    assert result["verification"]["postgres"]["checked"]["rows"] > 20_000
 
     # The app wrote until the freeze, could not write during the final sync, and wrote again after the unfreeze.
     offsets = {phase["name"]: phase["offset_seconds"] for phase in result["phases"]}

@@ -113,7 +113,7 @@ def test_sync_across_accounts_keeps_everything(
     assert again.code == 0 and again.json["copied"] == 0
     verify = ferry("s3", "verify", f"s3://{src_bucket}/app/uploads/", f"s3://{dst_bucket}/media/", "--json",
                    env=env(moto_pair))  # fmt: skip
-    assert verify.code == 0 and verify.json["source_objects"] == 7 and verify.json["identical"]
+    assert verify.code == 0 and verify.json["checked"]["objects"] == 7 and verify.json["identical"]
 
 
 def test_same_size_change_is_noticed_and_resume_copies_only_what_is_missing(

@@ -9,13 +9,17 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
 from migration.errors import FerryError
 from migration.progress import ProgressSink, make_progress
 from migration.redact import redact
+
+if TYPE_CHECKING:
+    from migration.preflight import PreflightReport
+    from migration.verify import VerifyReport
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,6 +52,28 @@ def progress_display(unit: str = "bytes") -> Iterator[ProgressSink]:
 
 def print_json(data: Any) -> None:
     click.echo(redact(json.dumps(data, indent=2, default=str)))
+
+
+def finish_verify(report: VerifyReport, as_json: bool) -> NoReturn:
+    """Every verify command's end: the report as JSON or as a table, exit 0 when identical, else 1."""
+    if as_json:
+        print_json(report.to_json())
+    else:
+        from migration.cli.report import show_verify  # rich tables: only when one is shown
+
+        show_verify(report)
+    sys.exit(0 if report.identical else 1)
+
+
+def finish_preflight(report: PreflightReport, as_json: bool) -> NoReturn:
+    """Every preflight command's end: JSON or a table of checks, exit 0 when the copy would work, else 1."""
+    if as_json:
+        print_json(report.to_json())
+    else:
+        from migration.cli.report import show_checks
+
+        show_checks(report)
+    sys.exit(0 if report.ok else 1)
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Literal
 
 import click
 
-from migration.cli.common import handle_errors, json_option, parse_size, print_json, progress_display
-from migration.cli.report import show_checks, show_differences
+from migration.cli.common import (
+    finish_preflight,
+    finish_verify,
+    handle_errors,
+    json_option,
+    parse_size,
+    print_json,
+    progress_display,
+)
 from migration.postgres import CopyOptions, DumpFilters, copy_database, verify_databases
 from migration.postgres import preflight as run_preflight
 
@@ -119,12 +125,7 @@ def copy(
 @handle_errors
 def verify(source_url: str, target_url: str, mode: Literal["quick", "full"], jobs: int, as_json: bool) -> None:
     """Compare source and target: exit 0 when identical, 1 when they differ."""
-    report = verify_databases(source_url, target_url, mode=mode, jobs=jobs)
-    if as_json:
-        print_json(report.to_json())
-    else:
-        show_differences(report)
-    sys.exit(0 if report.identical else 1)
+    finish_verify(verify_databases(source_url, target_url, mode=mode, jobs=jobs), as_json)
 
 
 @pg.command()
@@ -136,9 +137,4 @@ def verify(source_url: str, target_url: str, mode: Literal["quick", "full"], job
 @handle_errors
 def preflight(source_url: str, target_url: str, jobs: int, owner: str | None, as_json: bool) -> None:
     """Check both sides before a copy: exit 0 when it would work, 1 when it would fail."""
-    report = run_preflight(source_url, target_url, jobs=jobs, owner=owner)
-    if as_json:
-        print_json(report.to_json())
-    else:
-        show_checks(report)
-    sys.exit(0 if report.ok else 1)
+    finish_preflight(run_preflight(source_url, target_url, jobs=jobs, owner=owner), as_json)

@@ -10,11 +10,16 @@ from types import FrameType
 
 import click
 
-from migration.cli.common import handle_errors, json_option, parse_size, print_json, progress_display
-from migration.cli.report import show_checks, show_redis_differences
-from migration.redis import RedisCopyOptions, copy_redis
-from migration.redis.preflight import redis_preflight
-from migration.redis.verify import verify_redis
+from migration.cli.common import (
+    finish_preflight,
+    finish_verify,
+    handle_errors,
+    json_option,
+    parse_size,
+    print_json,
+    progress_display,
+)
+from migration.redis import RedisCopyOptions, copy_redis, redis_preflight, verify_redis
 
 _source = click.option(
     "--source",
@@ -116,11 +121,7 @@ def verify(
         source_url, target_url, sample=sample, ttl_tolerance_ms=int(ttl_tolerance * 1000),
         tls_skip_verify=tls_skip_verify,
     )  # fmt: skip
-    if as_json:
-        print_json(report.to_json())
-    else:
-        show_redis_differences(report)
-    sys.exit(0 if report.identical else 1)
+    finish_verify(report, as_json)
 
 
 @redis.command()
@@ -131,9 +132,4 @@ def verify(
 @handle_errors
 def preflight(source_url: str, target_url: str, tls_skip_verify: bool, as_json: bool) -> None:
     """Check both servers before a copy: exit 0 when it would work, 1 when it would fail."""
-    report = redis_preflight(source_url, target_url, tls_skip_verify=tls_skip_verify)
-    if as_json:
-        print_json(report.to_json())
-    else:
-        show_checks(report)
-    sys.exit(0 if report.ok else 1)
+    finish_preflight(redis_preflight(source_url, target_url, tls_skip_verify=tls_skip_verify), as_json)

@@ -11,10 +11,8 @@ from rich.table import Table
 from migration.redact import redact
 
 if TYPE_CHECKING:  # annotations only: each command imports just its own store's code
-    from migration.postgres import VerifyReport
     from migration.preflight import PreflightReport
-    from migration.redis.verify import RedisVerifyReport
-    from migration.s3 import S3VerifyReport
+    from migration.verify import VerifyReport
 
 
 def _console() -> Console:
@@ -28,23 +26,31 @@ def _verdict(console: Console, summary: str, headers: tuple[str, ...], rows: Seq
     if not rows:
         console.print(f"identical: {summary}")
         return
-    table = Table(*headers, title=f"{len(rows)} differences")
+    table = Table(
+        *headers, title=f"{len(rows)} differences" if len(rows) <= 200 else f"first 200 of {len(rows)} differences"
+    )
     for row in rows[:200]:
         table.add_row(*(redact(cell) for cell in row))
     console.print(table)
     console.print(f"DIFFERENT: {summary}")
 
 
-def show_differences(report: VerifyReport, console: Console | None = None) -> None:
-    summary = (
-        f"{report.tables_checked} tables, {report.rows_checked} rows, {report.ranges_checked} ranges "
-        f"checked ({report.mode}) in {report.seconds:.1f} s"
-    )
-    rows = [(d.kind, d.name, d.source, d.target) for d in report.differences]
+def show_verify(report: VerifyReport, console: Console | None = None) -> None:
+    """Any store's verify report: notes, its own extra table, then the differences and the verdict."""
     console = console or _console()
     for note in report.notes:
         console.print(f"note: {note}")
-    _verdict(console, summary, ("kind", "object", "source", "target"), rows)
+    databases = report.details().get("databases")
+    if databases is not None:
+        counts = Table("database", "source keys", "target keys", title="keys per database")
+        for db, sides in databases.items():
+            counts.add_row(f"db{db}", str(sides["source"]), str(sides["target"]))
+        console.print(counts)
+    rows = [(d.kind, d.name, d.source, d.target) for d in report.differences]
+    summary = report.summary()
+    if report.differences_total > len(rows):
+        summary += f" ({report.differences_total} differences in all, {len(rows)} listed)"
+    _verdict(console, summary, ("kind", "what", "source", "target"), rows)
 
 
 _MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
@@ -57,24 +63,3 @@ def show_checks(report: PreflightReport, console: Console | None = None) -> None
         table.add_row(check.name, _MARK[check.status], redact(check.detail))
     console.print(table)
     console.print("the copy should work" if report.ok else "the copy would fail: fix the checks marked FAIL")
-
-
-def show_redis_differences(report: RedisVerifyReport, console: Console | None = None) -> None:
-    console = console or _console()
-    counts = Table("database", "source keys", "target keys", title="keys per database")
-    for db, (src, dst) in sorted(report.databases.items()):
-        counts.add_row(f"db{db}", str(src), str(dst))
-    console.print(counts)
-    scope = f"a sample of {report.sample} keys per database" if report.sample else "every key"
-    summary = f"{report.keys_checked} keys checked ({scope}) in {report.seconds:.1f} s"
-    rows = [(d.kind, str(d.db), d.key, d.source, d.target) for d in report.differences]
-    _verdict(console, summary, ("kind", "db", "key", "source", "target"), rows)
-
-
-def show_s3_differences(report: S3VerifyReport, console: Console | None = None) -> None:
-    summary = (
-        f"{report.source_objects} source objects ({report.source_bytes} bytes), {report.target_objects} target "
-        f"objects, in {report.seconds:.1f} s"
-    )
-    rows = [(d.kind, d.key, d.source, d.target) for d in report.differences]
-    _verdict(console or _console(), summary, ("kind", "key", "source", "target"), rows)

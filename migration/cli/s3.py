@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from migration.cli.common import handle_errors, json_option, parse_size, print_json, progress_display
+from migration.cli.common import finish_verify, handle_errors, json_option, parse_size, print_json, progress_display
 from migration.errors import Side
 from migration.s3 import S3Side, SyncOptions, sync_buckets, verify_buckets
 
@@ -98,11 +97,4 @@ def sync(source_url: str, target_url: str, jobs: int, delete: bool, dry_run: boo
 def verify(source_url: str, target_url: str, as_json: bool, **kwargs: Any) -> None:
     """Compare both listings (count, sizes, checksums): exit 0 when identical, 1 when not."""
     source, target = _sides(kwargs)
-    report = verify_buckets(source_url, target_url, source, target)
-    if as_json:
-        print_json(report.to_json())
-    else:
-        from migration.cli.report import show_s3_differences  # rich: only when a table is shown
-
-        show_s3_differences(report)
-    sys.exit(0 if report.identical else 1)
+    finish_verify(verify_buckets(source_url, target_url, source, target), as_json)

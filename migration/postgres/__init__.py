@@ -2,26 +2,28 @@
 
 from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.copy import copy_database
+from migration.postgres.freeze import set_read_only, target_is_empty
 from migration.postgres.model import CopyOptions, CopyResult, TableResult
 from migration.postgres.preflight import preflight
 from migration.postgres.schema import DumpFilters
 from migration.postgres.snapshot import SourceSnapshot
-from migration.postgres.verify import Difference, VerifyReport, verify_databases
+from migration.postgres.verify import DatabaseVerifyReport, verify_databases
 from migration.preflight import Check, PreflightReport
 
 __all__ = [
     "Check",
     "CopyOptions",
     "CopyResult",
-    "Difference",
+    "DatabaseVerifyReport",
     "DumpFilters",
     "PgEndpoint",
     "PreflightReport",
     "SourceSnapshot",
     "TableResult",
-    "VerifyReport",
     "copy_database",
     "parse_url",
     "preflight",
+    "set_read_only",
+    "target_is_empty",
     "verify_databases",
 ]

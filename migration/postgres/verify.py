@@ -12,15 +12,16 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.state import STATE_SCHEMA
+from migration.verify import Difference, VerifyReport
 
-__all__ = ["Difference", "VerifyReport", "verify_databases"]
+__all__ = ["DatabaseVerifyReport", "Difference", "verify_databases"]
 
 Mode = Literal["quick", "full"]
 _ROWS_PER_RANGE = 250_000
@@ -90,44 +91,24 @@ _SESSION = (
 )
 
 
-@dataclass(frozen=True)
-class Difference:
-    """One thing that is not the same on both sides."""
-
-    kind: str
-    name: str
-    source: str
-    target: str
-
-
 @dataclass
-class VerifyReport:
-    """Outcome of a verification; ``identical`` decides the exit code."""
+class DatabaseVerifyReport(VerifyReport):
+    """A PostgreSQL verification: catalogs, counts, sequences, large objects, and in ``full`` mode checksums."""
 
-    mode: Mode
+    store: str = "postgres"
+    mode: Mode = "full"
     tables_checked: int = 0
     rows_checked: int = 0
     ranges_checked: int = 0
-    differences: list[Difference] = field(default_factory=list)
-    #: What differs without being a difference: an extension at another version on the target.
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
-    @property
-    def identical(self) -> bool:
-        return not self.differences
+    def checked(self) -> dict[str, int]:
+        return {"tables": self.tables_checked, "rows": self.rows_checked, "ranges": self.ranges_checked}
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "identical": self.identical,
-            "tables_checked": self.tables_checked,
-            "rows_checked": self.rows_checked,
-            "ranges_checked": self.ranges_checked,
-            "seconds": round(self.seconds, 3),
-            "differences": [asdict(d) for d in self.differences],
-            "notes": self.notes,
-        }
+    def details(self) -> dict[str, Any]:
+        return {"mode": self.mode}
+
+    def summary(self) -> str:
+        return f"{super().summary()} ({self.mode})"
 
 
 def _open(endpoint: PgEndpoint) -> Conn:
@@ -235,7 +216,7 @@ def verify_databases(
     mode: Mode = "quick",
     jobs: int = 4,
     on_table: Callable[[str], None] | None = None,
-) -> VerifyReport:
+) -> DatabaseVerifyReport:
     """Compare source and target; the report lists every difference found.
 
     :param mode: ``quick`` (catalogs, counts, sequences) or ``full`` (also checksums).
@@ -245,7 +226,7 @@ def verify_databases(
     started = time.monotonic()
     source = parse_url(source_url, "source")
     target = parse_url(target_url, "target")
-    report = VerifyReport(mode)
+    report = DatabaseVerifyReport(mode=mode)
     src, dst = _open(source), _open(target)
     try:
         with pg_errors("source", source):
@@ -262,7 +243,7 @@ def verify_databases(
     finally:
         src.close()
         dst.close()
-    report.differences += _diff_catalogs(src_catalog, dst_catalog)
+    report.add_all(_diff_catalogs(src_catalog, dst_catalog))
     present = set(dst_catalog["table"])
     checked = [t for t in tables if t.name in present]
 
@@ -274,16 +255,16 @@ def verify_databases(
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         for diffs, rows, ranges in pool.map(check, checked):
-            report.differences += diffs
+            report.add_all(diffs)
             report.rows_checked += rows
             report.ranges_checked += ranges
     report.tables_checked = len(checked)
     for name, value in sorted(src_seq.items()):
         if name in dst_seq and dst_seq[name] < value:
-            report.differences.append(Difference("sequence", name, str(value), f"{dst_seq[name]} (behind)"))
+            report.add(Difference("sequence", name, str(value), f"{dst_seq[name]} (behind)"))
     for oid in sorted(src_lo.keys() | dst_lo.keys()):
         if src_lo.get(oid) != dst_lo.get(oid):
-            report.differences.append(
+            report.add(
                 Difference(
                     "large object",
                     str(oid),

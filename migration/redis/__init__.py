@@ -5,14 +5,13 @@ from migration.redis.freeze import can_pause_writes, pause_writes, resume_writes
 from migration.redis.live import Lag, LiveTail
 from migration.redis.preflight import redis_preflight
 from migration.redis.url import RedisEndpoint, parse_redis_url
-from migration.redis.verify import RedisDifference, RedisVerifyReport, verify_redis
+from migration.redis.verify import RedisVerifyReport, verify_redis
 
 __all__ = [
     "Lag",
     "LiveTail",
     "RedisCopyOptions",
     "RedisCopyResult",
-    "RedisDifference",
     "RedisEndpoint",
     "RedisVerifyReport",
     "can_pause_writes",

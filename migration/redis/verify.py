@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import hiredis
@@ -17,45 +17,44 @@ import hiredis
 from migration.redis.connection import RespConn, encode, translate
 from migration.redis.info import keyspace
 from migration.redis.url import parse_redis_pair
+from migration.verify import Difference, VerifyReport
 
-__all__ = ["RedisDifference", "RedisVerifyReport", "verify_redis"]
-
-
-@dataclass(frozen=True)
-class RedisDifference:
-    kind: str
-    db: int
-    key: str
-    source: str
-    target: str
+__all__ = ["RedisVerifyReport", "verify_redis"]
 
 
 @dataclass
-class RedisVerifyReport:
-    """Outcome of a verification; ``identical`` decides the exit code."""
+class RedisVerifyReport(VerifyReport):
+    """A Redis verification: every key (or a sample per database), type, TTL and value."""
 
-    sample: int | None
+    store: str = "redis"
+    sample: int | None = None
     keys_checked: int = 0
     databases: dict[int, tuple[int, int]] = field(default_factory=dict)
     types: dict[str, tuple[int, int]] = field(default_factory=dict)
-    differences: list[RedisDifference] = field(default_factory=list)
-    seconds: float = 0.0
+    #: Keys missing on the target, all of them (the listed differences stop at a cap).
+    missing: int = 0
 
-    @property
-    def identical(self) -> bool:
-        return not self.differences
+    def add(self, difference: Difference) -> None:
+        super().add(difference)
+        self.missing += difference.kind == "missing on target"
 
-    def to_json(self) -> dict[str, Any]:
+    def checked(self) -> dict[str, int]:
+        return {"keys": self.keys_checked}
+
+    def details(self) -> dict[str, Any]:
         return {
-            "identical": self.identical,
             "sample": self.sample,
-            "keys_checked": self.keys_checked,
             "databases": {str(db): {"source": s, "target": t} for db, (s, t) in sorted(self.databases.items())},
             "types": {k: {"source": s, "target": t} for k, (s, t) in sorted(self.types.items())},
-            "seconds": round(self.seconds, 3),
-            "differences": [asdict(d) for d in self.differences[:1000]],
-            "differences_total": len(self.differences),
         }
+
+    def summary(self) -> str:
+        scope = f"a sample of {self.sample} keys per database" if self.sample else "every key"
+        return f"{self.keys_checked} keys checked ({scope}) in {self.seconds:.1f} s"
+
+
+def _difference(kind: str, db: int, key: bytes, source: str, target: str) -> Difference:
+    return Difference(kind, f"db{db}:{_show(key)}", source, target)
 
 
 def _show(key: bytes) -> str:
@@ -126,18 +125,16 @@ def _compare_batch(
         if d_kind == b"none":
             # A copy keeps the absolute expiry, so the target's may end a few milliseconds first.
             if src.call("EXISTS", key) and not _expiring(src, key, tolerance_ms):
-                report.differences.append(RedisDifference("missing on target", db, _show(key), s_kind.decode(), "-"))
+                report.add(_difference("missing on target", db, key, s_kind.decode(), "-"))
             continue
         types[1][d_kind.decode()] += 1
         if s_kind != d_kind:
-            report.differences.append(RedisDifference("type", db, _show(key), s_kind.decode(), d_kind.decode()))
+            report.add(_difference("type", db, key, s_kind.decode(), d_kind.decode()))
             continue
         if (s_ttl < 0) != (d_ttl < 0) or abs(s_ttl - d_ttl) > tolerance_ms:
-            report.differences.append(
-                RedisDifference("ttl", db, _show(key), _describe(s_kind, s_ttl), _describe(d_kind, d_ttl))
-            )
+            report.add(_difference("ttl", db, key, _describe(s_kind, s_ttl), _describe(d_kind, d_ttl)))
         if s_dump != d_dump and _value(src, s_kind, key) != _value(dst, d_kind, key):
-            report.differences.append(RedisDifference("value", db, _show(key), "differs", "differs"))
+            report.add(_difference("value", db, key, "differs", "differs"))
 
 
 def _expiring(conn: RespConn, key: bytes, tolerance_ms: int) -> bool:
@@ -154,7 +151,7 @@ def _extra_keys(
         exists = src.pipeline([encode("EXISTS", k) for k in keys])
         for key, present in zip(keys, exists, strict=True):
             if not present and dst.call("EXISTS", key) and not _expiring(dst, key, tolerance_ms):
-                report.differences.append(RedisDifference("extra on target", db, _show(key), "-", "present"))
+                report.add(_difference("extra on target", db, key, "-", "present"))
 
 
 def verify_redis(
@@ -167,17 +164,17 @@ def verify_redis(
     """
     started = time.monotonic()
     source, target = parse_redis_pair(source_url, target_url, tls_skip_verify=tls_skip_verify)
-    report = RedisVerifyReport(sample)
+    report = RedisVerifyReport(sample=sample)
     types: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     with RespConn(source) as src, RespConn(target) as dst:
         src_dbs, dst_dbs = keyspace(src), keyspace(dst)
         for db in sorted(src_dbs.keys() | dst_dbs.keys()):
             src.select(db)
             dst.select(db)
-            before = len(report.differences)
+            missing_before = report.missing
             for keys in _keys(src, sample, batch):
                 _compare_batch(src, dst, db, keys, ttl_tolerance_ms, report, types)
-            missing = sum(1 for d in report.differences[before:] if d.kind == "missing on target")
+            missing = report.missing - missing_before
             src_count, dst_count = int(src.call("DBSIZE")), int(dst.call("DBSIZE"))
             report.databases[db] = (src_count, dst_count)
             if sample is None and dst_count + missing > src_count:

@@ -2,10 +2,9 @@
 
 from migration.s3.client import S3Location, S3Side, parse_location
 from migration.s3.sync import SyncOptions, SyncResult, sync_buckets
-from migration.s3.verify import S3Difference, S3VerifyReport, verify_buckets
+from migration.s3.verify import S3VerifyReport, verify_buckets
 
 __all__ = [
-    "S3Difference",
     "S3Location",
     "S3Side",
     "S3VerifyReport",

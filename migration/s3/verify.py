@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from migration.errors import Side
 from migration.s3.client import S3Location, S3Side, parse_location, s3_errors
 from migration.s3.listing import diff_listings, list_objects
 from migration.s3.transfer import stored_source_etag
+from migration.verify import Difference, VerifyReport
 
-__all__ = ["S3Difference", "S3VerifyReport", "content_md5", "verify_buckets"]
+__all__ = ["S3VerifyReport", "content_md5", "verify_buckets"]
 
 
 def content_md5(client: Any, location: S3Location, key: str, side: Side) -> str:
@@ -25,36 +26,26 @@ def content_md5(client: Any, location: S3Location, key: str, side: Side) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class S3Difference:
-    kind: str
-    key: str
-    source: str
-    target: str
-
-
 @dataclass
-class S3VerifyReport:
+class S3VerifyReport(VerifyReport):
+    """An S3 verification: both listings, sizes and checksums."""
+
+    store: str = "s3"
     source_objects: int = 0
     target_objects: int = 0
     source_bytes: int = 0
-    differences: list[S3Difference] = field(default_factory=list)
-    seconds: float = 0.0
 
-    @property
-    def identical(self) -> bool:
-        return not self.differences
+    def checked(self) -> dict[str, int]:
+        return {"objects": self.source_objects, "bytes": self.source_bytes}
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "identical": self.identical,
-            "source_objects": self.source_objects,
-            "target_objects": self.target_objects,
-            "source_bytes": self.source_bytes,
-            "seconds": round(self.seconds, 3),
-            "differences": [asdict(d) for d in self.differences[:1000]],
-            "differences_total": len(self.differences),
-        }
+    def details(self) -> dict[str, Any]:
+        return {"target_objects": self.target_objects}
+
+    def summary(self) -> str:
+        return (
+            f"{self.source_objects} source objects ({self.source_bytes} bytes), {self.target_objects} target "
+            f"objects, in {self.seconds:.1f} s"
+        )
 
 
 def verify_buckets(source_url: str, target_url: str, source: S3Side, target: S3Side) -> S3VerifyReport:
@@ -77,13 +68,9 @@ def verify_buckets(source_url: str, target_url: str, source: S3Side, target: S3S
 
     for change in diff_listings(counted_source(), counted_target()):
         if change.action == "delete":
-            report.differences.append(
-                S3Difference("extra on target", change.key, "-", str(change.target and change.target.size))
-            )
+            report.add(Difference("extra on target", change.key, "-", str(change.target and change.target.size)))
         elif change.target is None:
-            report.differences.append(
-                S3Difference("missing on target", change.key, str(change.source and change.source.size), "-")
-            )
+            report.add(Difference("missing on target", change.key, str(change.source and change.source.size), "-"))
         elif change.action == "check":
             assert change.source is not None
             if stored_source_etag(target_client, dst, change.key) == change.source.etag:
@@ -100,7 +87,7 @@ def verify_buckets(source_url: str, target_url: str, source: S3Side, target: S3S
                 else content_md5(target_client, dst, change.key, "target")
             )
             if source_md5 != target_md5:
-                report.differences.append(S3Difference("checksum", change.key, source_md5, target_md5))
+                report.add(Difference("checksum", change.key, source_md5, target_md5))
         else:
             assert change.source is not None
             kind = "size" if change.source.size != change.target.size else "checksum"
@@ -109,6 +96,6 @@ def verify_buckets(source_url: str, target_url: str, source: S3Side, target: S3S
                 if kind == "size"
                 else (change.source.etag, change.target.etag)
             )
-            report.differences.append(S3Difference(kind, change.key, *shown))
+            report.add(Difference(kind, change.key, *shown))
     report.seconds = time.monotonic() - started
     return report

@@ -17,6 +17,7 @@ from migration.progress import ProgressSink
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.follower import FollowerStatus
 from migration.runbook.state import StoreState
+from migration.verify import VerifyReport
 
 __all__ = ["ProgressFor", "Store", "StoreVerify"]
 
@@ -31,6 +32,10 @@ class StoreVerify:
     name: str
     report: dict[str, Any]
     differences: list[str]
+
+    @classmethod
+    def of(cls, name: str, report: VerifyReport) -> StoreVerify:
+        return cls(name, report.to_json(), [f"{report.store} {d.kind} {d.name}" for d in report.differences])
 
 
 class Store:

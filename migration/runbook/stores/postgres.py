@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from psycopg import sql
-
 from migration.errors import ResumeError
-from migration.postgres import CopyOptions, copy_database, parse_url, verify_databases
+from migration.postgres import (
+    CopyOptions,
+    copy_database,
+    set_read_only,
+    target_is_empty,
+    verify_databases,
+)
 from migration.postgres import preflight as pg_preflight
-from migration.postgres.connection import connect, pg_errors
-from migration.postgres.target import describe_contents
 from migration.preflight import PreflightReport
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
@@ -31,11 +33,11 @@ class PostgresStore(Store):
         return "postgres: copied inside the freeze (no change capture yet)"
 
     def freeze_writes(self, ctx: RunContext, sources: Sources) -> str:
-        _set_read_only(sources.database_url, True)
+        set_read_only(sources.database_url, True)
         return "app's database role set read-only; its sessions ended"
 
     def unfreeze_writes(self, ctx: RunContext, sources: Sources) -> str:
-        _set_read_only(sources.database_url, False)
+        set_read_only(sources.database_url, False)
         return "app's database role read-write again"
 
     def final_sync(self, ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
@@ -56,7 +58,7 @@ class PostgresStore(Store):
                 result = copy_database(replace(options, resume=resume), progress)
             except ResumeError:
                 # The previous attempt either never began writing or had finished: the target says which.
-                if not _target_is_empty(targets.database_url):
+                if not target_is_empty(targets.database_url):
                     return "postgres: the copy had finished before the interruption (verify checks it)"
                 result = copy_database(options, progress)
         finally:
@@ -70,7 +72,7 @@ class PostgresStore(Store):
             mode="full" if ctx.settings.verify_mode == "full" else "quick",
             jobs=_jobs(ctx),
         )
-        return [StoreVerify("postgres", report.to_json(), [f"postgres {d.kind} {d.name}" for d in report.differences])]
+        return [StoreVerify.of("postgres", report)]
 
     def forget_copy(self, ctx: RunContext) -> None:
         state = self.state(ctx)
@@ -79,32 +81,3 @@ class PostgresStore(Store):
 
 def _jobs(ctx: RunContext) -> int:
     return ctx.settings.jobs or ctx.config.migration.jobs
-
-
-def _target_is_empty(url: str) -> bool:
-    with connect(parse_url(url, "target"), autocommit=True) as conn:
-        return not describe_contents(conn)
-
-
-def _set_read_only(url: str, on: bool) -> None:
-    endpoint = parse_url(url, "source")
-    with connect(endpoint, autocommit=True) as conn, pg_errors("source", endpoint):
-        database = sql.Identifier(endpoint.dbname)
-        if on:
-            # Scoped to this database: the role may reach others that must stay writable.
-            conn.execute(
-                sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET default_transaction_read_only = on").format(
-                    database
-                )
-            )
-            # Sessions opened before keep writing until they reconnect: end them.
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        else:
-            # This session started read-only too, by the very setting it is about to remove.
-            conn.execute("SET default_transaction_read_only = off")
-            conn.execute(
-                sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} RESET default_transaction_read_only").format(database)
-            )

@@ -103,7 +103,7 @@ class RedisStore(Store):
     def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
         assert sources.redis_url is not None and targets.redis_url is not None
         report = verify_redis(sources.redis_url, targets.redis_url, tls_skip_verify=False)
-        return [StoreVerify("redis", report.to_json(), [f"redis {d.kind} {d.key}" for d in report.differences])]
+        return [StoreVerify.of("redis", report)]
 
     def stop_following(self, ctx: RunContext) -> str:
         return "redis live copy stopped" if self.follower(ctx).stop() else ""

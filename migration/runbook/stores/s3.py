@@ -29,9 +29,7 @@ class S3Store(Store):
         reports = []
         for source, target in targets.buckets.items():
             report = verify_buckets(f"s3://{source}", f"s3://{target}", source_side, target_side)
-            reports.append(
-                StoreVerify(f"s3:{source}", report.to_json(), [f"s3 {d.kind} {d.key}" for d in report.differences])
-            )
+            reports.append(StoreVerify.of(f"s3:{source}", report))
         return reports
 
 

@@ -1,0 +1,43 @@
+"""The source's side of the read-only freeze, and whether a target holds anything yet."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from migration.postgres.connection import connect, pg_errors
+from migration.postgres.conninfo import parse_url
+from migration.postgres.target import describe_contents
+
+__all__ = ["set_read_only", "target_is_empty"]
+
+
+def set_read_only(url: str, on: bool) -> None:
+    """Make the URL's role default to read-only transactions in its database (and end its sessions), or undo it."""
+    endpoint = parse_url(url, "source")
+    with connect(endpoint, autocommit=True) as conn, pg_errors("source", endpoint):
+        database = sql.Identifier(endpoint.dbname)
+        if on:
+            # Scoped to this database: the role may reach others that must stay writable.
+            conn.execute(
+                sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET default_transaction_read_only = on").format(
+                    database
+                )
+            )
+            # Sessions opened before keep writing until they reconnect: end them.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        else:
+            # This session started read-only too, by the very setting it is about to remove.
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(
+                sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} RESET default_transaction_read_only").format(database)
+            )
+
+
+def target_is_empty(url: str) -> bool:
+    """No user object in the target database (a copy would start from scratch)."""
+    endpoint = parse_url(url, "target")
+    with connect(endpoint, autocommit=True) as conn, pg_errors("target", endpoint):
+        return not describe_contents(conn)
