@@ -15,8 +15,7 @@ from migration.cli.common import (
     print_json,
     progress_display,
 )
-from migration.postgres import CopyOptions, DumpFilters, copy_database, verify_databases
-from migration.postgres import preflight as run_preflight
+from migration.postgres import CopyOptions, DumpFilters, copy_database, preflight_database, verify_databases
 
 _source = click.option(
     "--source",
@@ -137,4 +136,4 @@ def verify(source_url: str, target_url: str, mode: Literal["quick", "full"], job
 @handle_errors
 def preflight(source_url: str, target_url: str, jobs: int, owner: str | None, as_json: bool) -> None:
     """Check both sides before a copy: exit 0 when it would work, 1 when it would fail."""
-    finish_preflight(run_preflight(source_url, target_url, jobs=jobs, owner=owner), as_json)
+    finish_preflight(preflight_database(source_url, target_url, jobs=jobs, owner=owner), as_json)

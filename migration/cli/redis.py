@@ -19,7 +19,7 @@ from migration.cli.common import (
     print_json,
     progress_display,
 )
-from migration.redis import RedisCopyOptions, copy_redis, redis_preflight, verify_redis
+from migration.redis import RedisCopyOptions, copy_redis, preflight_redis, verify_redis
 
 _source = click.option(
     "--source",
@@ -132,4 +132,4 @@ def verify(
 @handle_errors
 def preflight(source_url: str, target_url: str, tls_skip_verify: bool, as_json: bool) -> None:
     """Check both servers before a copy: exit 0 when it would work, 1 when it would fail."""
-    finish_preflight(redis_preflight(source_url, target_url, tls_skip_verify=tls_skip_verify), as_json)
+    finish_preflight(preflight_redis(source_url, target_url, tls_skip_verify=tls_skip_verify), as_json)

@@ -97,4 +97,4 @@ def sync(source_url: str, target_url: str, jobs: int, delete: bool, dry_run: boo
 def verify(source_url: str, target_url: str, as_json: bool, **kwargs: Any) -> None:
     """Compare both listings (count, sizes, checksums): exit 0 when identical, 1 when not."""
     source, target = _sides(kwargs)
-    finish_verify(verify_buckets(source_url, target_url, source, target), as_json)
+    finish_verify(verify_buckets(source_url, target_url, source=source, target=target), as_json)

@@ -4,7 +4,7 @@ from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.copy import copy_database
 from migration.postgres.freeze import set_read_only, target_is_empty
 from migration.postgres.model import CopyOptions, CopyResult, TableResult
-from migration.postgres.preflight import preflight
+from migration.postgres.preflight import preflight_database
 from migration.postgres.schema import DumpFilters
 from migration.postgres.snapshot import SourceSnapshot
 from migration.postgres.verify import DatabaseVerifyReport, verify_databases
@@ -22,7 +22,7 @@ __all__ = [
     "TableResult",
     "copy_database",
     "parse_url",
-    "preflight",
+    "preflight_database",
     "set_read_only",
     "target_is_empty",
     "verify_databases",

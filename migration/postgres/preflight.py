@@ -15,7 +15,7 @@ from migration.postgres.target import describe_contents
 from migration.postgres.tools import find_client_tools
 from migration.preflight import Check, PreflightReport, Status
 
-__all__ = ["Check", "PreflightReport", "preflight"]
+__all__ = ["Check", "PreflightReport", "preflight_database"]
 
 
 # Measured by bench/pg_copy.py on a 2-core machine (bench/RESULTS.md): source bytes per
@@ -122,7 +122,7 @@ def _target_checks(report: PreflightReport, conn: Conn, extensions: set[str], ow
         report.add("target empty", "ok", "empty")
 
 
-def preflight(source_url: str, target_url: str, *, jobs: int = 4, owner: str | None = None) -> PreflightReport:
+def preflight_database(source_url: str, target_url: str, *, jobs: int = 4, owner: str | None = None) -> PreflightReport:
     """Check that a copy from *source_url* to *target_url* would succeed.
 
     Connection failures are reported as failed checks rather than raised, so one run

@@ -3,7 +3,7 @@
 from migration.redis.copy import RedisCopyOptions, RedisCopyResult, copy_redis
 from migration.redis.freeze import can_pause_writes, pause_writes, resume_writes
 from migration.redis.live import Lag, LiveTail
-from migration.redis.preflight import redis_preflight
+from migration.redis.preflight import preflight_redis
 from migration.redis.url import RedisEndpoint, parse_redis_url
 from migration.redis.verify import RedisVerifyReport, verify_redis
 
@@ -18,7 +18,7 @@ __all__ = [
     "copy_redis",
     "parse_redis_url",
     "pause_writes",
-    "redis_preflight",
+    "preflight_redis",
     "resume_writes",
     "verify_redis",
 ]

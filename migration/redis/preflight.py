@@ -10,7 +10,7 @@ from migration.redis.info import info, keyspace, version
 from migration.redis.live import HEROKU_HINT, notifications_enabled, notifications_status
 from migration.redis.url import parse_redis_pair
 
-__all__ = ["redis_preflight"]
+__all__ = ["preflight_redis"]
 
 # Measured by bench/redis_copy.py on 2 cores (bench/RESULTS.md), rounded down.
 KEYS_PER_SECOND = 100_000
@@ -33,7 +33,7 @@ def _fmt(version_tuple: tuple[int, ...]) -> str:
     return ".".join(map(str, version_tuple))
 
 
-def redis_preflight(source_url: str, target_url: str, *, tls_skip_verify: bool = False) -> PreflightReport:
+def preflight_redis(source_url: str, target_url: str, *, tls_skip_verify: bool = False) -> PreflightReport:
     """Check both servers; connection failures are failed checks, so one run lists every problem."""
     source, target = parse_redis_pair(source_url, target_url, tls_skip_verify=tls_skip_verify)
     report = PreflightReport()

@@ -48,8 +48,17 @@ class S3VerifyReport(VerifyReport):
         )
 
 
-def verify_buckets(source_url: str, target_url: str, source: S3Side, target: S3Side) -> S3VerifyReport:
+def verify_buckets(
+    source_url: str, target_url: str, *, source: S3Side | None = None, target: S3Side | None = None
+) -> S3VerifyReport:
+    """Compare the two locations' listings (and checksums where ETags cannot tell).
+
+    :param source: credentials and endpoint of the source side (default: from ``FERRY_S3_SOURCE_*``).
+    :param target: the same for the target side (default: from ``FERRY_S3_TARGET_*``).
+    """
     started = time.monotonic()
+    source = source or S3Side.from_env("source")
+    target = target or S3Side.from_env("target")
     src, dst = parse_location(source_url, "source"), parse_location(target_url, "target")
     source_client = source.client()
     target_client = source_client if source.identity() == target.identity() else target.client()

@@ -8,11 +8,11 @@ from migration.errors import ResumeError
 from migration.postgres import (
     CopyOptions,
     copy_database,
+    preflight_database,
     set_read_only,
     target_is_empty,
     verify_databases,
 )
-from migration.postgres import preflight as pg_preflight
 from migration.preflight import PreflightReport
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
@@ -27,7 +27,7 @@ class PostgresStore(Store):
         return ctx.config.migration.postgres
 
     def preflight(self, ctx: RunContext, sources: Sources, targets: Targets) -> PreflightReport:
-        return pg_preflight(sources.database_url, targets.database_url, jobs=_jobs(ctx))
+        return preflight_database(sources.database_url, targets.database_url, jobs=_jobs(ctx))
 
     def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
         return "postgres: copied inside the freeze (no change capture yet)"

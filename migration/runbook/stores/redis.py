@@ -12,7 +12,7 @@ from migration.redis import (
     can_pause_writes,
     copy_redis,
     pause_writes,
-    redis_preflight,
+    preflight_redis,
     resume_writes,
     verify_redis,
 )
@@ -37,7 +37,7 @@ class RedisStore(Store):
 
     def preflight(self, ctx: RunContext, sources: Sources, targets: Targets) -> PreflightReport:
         assert sources.redis_url is not None and targets.redis_url is not None
-        return redis_preflight(sources.redis_url, targets.redis_url, tls_skip_verify=False)
+        return preflight_redis(sources.redis_url, targets.redis_url, tls_skip_verify=False)
 
     def check_freeze(self, ctx: RunContext, sources: Sources) -> None:
         if ctx.config.migration.freeze != "read-only" or not sources.redis_url:

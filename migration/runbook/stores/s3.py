@@ -25,10 +25,9 @@ class S3Store(Store):
         return _sync(targets, progress_for)
 
     def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
-        source_side, target_side = S3Side.from_env("source"), S3Side.from_env("target")
         reports = []
         for source, target in targets.buckets.items():
-            report = verify_buckets(f"s3://{source}", f"s3://{target}", source_side, target_side)
+            report = verify_buckets(f"s3://{source}", f"s3://{target}")
             reports.append(StoreVerify.of(f"s3:{source}", report))
         return reports
 
