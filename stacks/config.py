@@ -5,40 +5,5 @@ The models and the ``Pulumi.<env>.yaml`` reader live in :mod:`migration.stackcon
 program. ``stacks`` depends on ``migration``, never the other way round.
 """
 
-from migration.stackconfig import (
-    CUTOVER_STATES,
-    PROJECT,
-    BucketConfig,
-    CacheConfig,
-    CutoverState,
-    DatabaseConfig,
-    HerokuConfig,
-    MigrationConfig,
-    MovedAddon,
-    NetworkConfig,
-    PeeringConfig,
-    StackConfig,
-    StorageConfig,
-    from_pulumi,
-    load_stack_file,
-    stack_file,
-)
-
-__all__ = [
-    "CUTOVER_STATES",
-    "PROJECT",
-    "BucketConfig",
-    "CacheConfig",
-    "CutoverState",
-    "DatabaseConfig",
-    "HerokuConfig",
-    "MigrationConfig",
-    "MovedAddon",
-    "NetworkConfig",
-    "PeeringConfig",
-    "StackConfig",
-    "StorageConfig",
-    "from_pulumi",
-    "load_stack_file",
-    "stack_file",
-]
+from migration.stackconfig import *  # noqa: F403 - the same names, by the same list
+from migration.stackconfig import __all__ as __all__
