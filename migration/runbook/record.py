@@ -9,6 +9,7 @@ from typing import Any
 from migration.redact import redact
 from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
+from migration.runbook.stores import moved_stores
 
 __all__ = ["record"]
 
@@ -44,7 +45,9 @@ def record(ctx: RunContext) -> PhaseOutcome:
         data["stack_outputs"] = outputs.masked()
         written[0] = _write(ctx.settings.state_dir / "record.json", data)
         written.append(_write(ctx.settings.state_dir / "stack-export.json", ctx.infra.export()))
-    return done("written: " + ", ".join(str(path) for path in written))
+    sources = ctx.sources()
+    cleaned = [d for d in (store.cleanup(ctx, sources) for store in moved_stores(ctx, sources)) if d]
+    return done("written: " + ", ".join(str(path) for path in written) + "".join(f"; {d}" for d in cleaned))
 
 
 def _write(path: Path, data: dict[str, Any]) -> Path:

@@ -86,3 +86,7 @@ class Store:
 
     def forget_copy(self, ctx: RunContext) -> None:
         """The app wrote to the source again after a final sync: the next one copies anew."""
+
+    def cleanup(self, ctx: RunContext, sources: Sources) -> str:
+        """After the run is recorded: remove what the copy left on either side (nothing yet)."""
+        return ""
