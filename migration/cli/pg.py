@@ -15,7 +15,17 @@ from migration.cli.common import (
     print_json,
     progress_display,
 )
-from migration.postgres import CopyOptions, DumpFilters, copy_database, preflight_database, verify_databases
+from migration.postgres import (
+    CaptureSettings,
+    CopyOptions,
+    DumpFilters,
+    capture_status,
+    copy_database,
+    install_capture,
+    preflight_database,
+    remove_capture,
+    verify_databases,
+)
 
 _source = click.option(
     "--source",
@@ -137,3 +147,68 @@ def verify(source_url: str, target_url: str, mode: Literal["quick", "full"], job
 def preflight(source_url: str, target_url: str, jobs: int, owner: str | None, as_json: bool) -> None:
     """Check both sides before a copy: exit 0 when it would work, 1 when it would fail."""
     finish_preflight(preflight_database(source_url, target_url, jobs=jobs, owner=owner), as_json)
+
+
+@pg.group()
+def capture() -> None:
+    """Change capture on the source: triggers that log which keys change (install, status, remove)."""
+
+
+_capture_schema = click.option(
+    "--capture-schema", default="ferry_capture", show_default=True, help="The schema of ours on the source."
+)
+
+
+@capture.command("install")
+@_source
+@_capture_schema
+@click.option("--dry-run", is_flag=True, help="List what would be installed; change nothing.")
+@click.option("--lock-timeout", default=500, show_default=True, type=click.IntRange(10, 60_000), help="ms per try.")
+@json_option
+@handle_errors
+def capture_install(source_url: str, capture_schema: str, dry_run: bool, lock_timeout: int, as_json: bool) -> None:
+    """Install capture triggers on every table with a key (tables without one are listed)."""
+    settings = CaptureSettings(schema=capture_schema, lock_timeout_ms=lock_timeout)
+    result = install_capture(source_url, settings, dry_run=dry_run)
+    if as_json:
+        print_json(result.to_json())
+        return
+    verb = "would capture" if dry_run else "captured"
+    click.echo(f"{verb} {len(result.captured)} tables in schema {result.schema}")
+    for table in result.captured if dry_run else []:
+        click.echo(f"  {table.name} (key: {', '.join(table.key)})")
+    for table in result.not_capturable:
+        click.echo(f"not capturable (no primary key or non-null unique key): {table.name}, {table.bytes} bytes")
+
+
+@capture.command("status")
+@_source
+@_capture_schema
+@json_option
+@handle_errors
+def capture_status_command(source_url: str, capture_schema: str, as_json: bool) -> None:
+    """What is captured, what is not, and the log's size."""
+    status = capture_status(source_url, CaptureSettings(schema=capture_schema))
+    if as_json:
+        print_json(status.to_json())
+        return
+    if not status.installed:
+        click.echo(f"change capture is not installed (schema {status.schema})")
+        return
+    click.echo(
+        f"{len(status.captured)} tables captured, {len(status.uncaptured)} not; log: {status.log_entries} entries, "
+        f"{status.log_bytes} bytes"
+        + (f", oldest {status.oldest_seconds:.1f} s" if status.oldest_seconds is not None else "")
+    )
+    for name in status.uncaptured:
+        click.echo(f"  not captured: {name}")
+
+
+@capture.command("remove")
+@_source
+@_capture_schema
+@handle_errors
+def capture_remove(source_url: str, capture_schema: str) -> None:
+    """Take every trigger, function, log and schema of ours off the source."""
+    tables = remove_capture(source_url, CaptureSettings(schema=capture_schema))
+    click.echo(f"change capture removed ({tables} tables had triggers)")

@@ -1,5 +1,13 @@
-"""PostgreSQL: copy, verify and preflight."""
+"""PostgreSQL: copy, verify, preflight, and change capture on the source."""
 
+from migration.postgres.capture import (
+    CaptureSettings,
+    CaptureStatus,
+    InstallResult,
+    capture_status,
+    install_capture,
+    remove_capture,
+)
 from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.copy import copy_database
 from migration.postgres.freeze import set_read_only, target_is_empty
@@ -11,18 +19,24 @@ from migration.postgres.verify import DatabaseVerifyReport, verify_databases
 from migration.preflight import Check, PreflightReport
 
 __all__ = [
+    "CaptureSettings",
+    "CaptureStatus",
     "Check",
     "CopyOptions",
     "CopyResult",
     "DatabaseVerifyReport",
     "DumpFilters",
+    "InstallResult",
     "PgEndpoint",
     "PreflightReport",
     "SourceSnapshot",
     "TableResult",
+    "capture_status",
     "copy_database",
+    "install_capture",
     "parse_url",
     "preflight_database",
+    "remove_capture",
     "set_read_only",
     "target_is_empty",
     "verify_databases",

@@ -1,0 +1,21 @@
+"""Change capture on a PostgreSQL source: triggers that log which keys changed.
+
+Heroku Postgres offers no logical replication to customers, so capture is trigger-based:
+``install`` puts a row trigger and a TRUNCATE trigger on every table with a key, ``status``
+reports the log, ``remove`` leaves the source as it was.
+"""
+
+from migration.postgres.capture.install import CaptureSettings, InstallResult, install_capture, remove_capture
+from migration.postgres.capture.status import CaptureStatus, capture_status
+from migration.postgres.capture.tables import CaptureTable, capture_tables
+
+__all__ = [
+    "CaptureSettings",
+    "CaptureStatus",
+    "CaptureTable",
+    "InstallResult",
+    "capture_status",
+    "capture_tables",
+    "install_capture",
+    "remove_capture",
+]

@@ -1,0 +1,86 @@
+"""The SQL ferry installs on a source for change capture, and nothing else.
+
+One schema (``ferry_capture`` by default) holding the change log, the list of captured
+tables and one trigger function. The function logs *which keys* changed, never values:
+apply re-reads the current row from the source, so the log stays small, carries no
+re-encoded values, and applying an entry twice is harmless. A key update logs the old and
+the new key; TRUNCATE is logged by a statement trigger. The function is SECURITY DEFINER
+(owned by the installer) so every role's writes are logged without granting the log to
+anyone.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+__all__ = ["MARK", "ROW_TRIGGER", "TRUNCATE_TRIGGER", "create_schema", "row_trigger", "truncate_trigger"]
+
+#: The schema's comment: only a schema carrying it is ever dropped by ``remove``.
+MARK = "ferry change capture; ferry pg capture remove takes it off"
+ROW_TRIGGER = "ferry_capture_row"
+TRUNCATE_TRIGGER = "ferry_capture_truncate"
+
+
+def create_schema(schema: str) -> sql.Composed:
+    s = sql.Identifier(schema)
+    return sql.SQL("""
+CREATE SCHEMA {s};
+CREATE TABLE {s}.log (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    rel oid NOT NULL,
+    op "char" NOT NULL,
+    old_key jsonb,
+    new_key jsonb,
+    at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE TABLE {s}.captured (
+    rel oid PRIMARY KEY,
+    name text NOT NULL,
+    key_columns text[] NOT NULL,
+    installed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE FUNCTION {s}.log_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    old_key jsonb;
+    new_key jsonb;
+BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        INSERT INTO {s}.log (rel, op) VALUES (TG_RELID, 'T');
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        SELECT jsonb_object_agg(k, to_jsonb(OLD) -> k) INTO old_key FROM unnest(TG_ARGV) AS k;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        SELECT jsonb_object_agg(k, to_jsonb(NEW) -> k) INTO new_key FROM unnest(TG_ARGV) AS k;
+    END IF;
+    IF TG_OP = 'UPDATE' AND old_key = new_key THEN
+        old_key := NULL;  -- the key stayed: one key to re-read
+    END IF;
+    INSERT INTO {s}.log (rel, op, old_key, new_key) VALUES (TG_RELID, left(TG_OP, 1), old_key, new_key);
+    RETURN NULL;
+END
+$body$;
+REVOKE ALL ON FUNCTION {s}.log_change() FROM PUBLIC;
+COMMENT ON SCHEMA {s} IS {mark};
+""").format(s=s, mark=sql.Literal(MARK))
+
+
+def row_trigger(schema: str, table: str, key_columns: list[str]) -> sql.Composed:
+    return sql.SQL(
+        "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION {s}.log_change({args})"
+    ).format(
+        trigger=sql.Identifier(ROW_TRIGGER),
+        table=sql.SQL(table),
+        s=sql.Identifier(schema),
+        args=sql.SQL(", ").join(sql.Literal(c) for c in key_columns),
+    )
+
+
+def truncate_trigger(schema: str, table: str) -> sql.Composed:
+    return sql.SQL(
+        "CREATE TRIGGER {trigger} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_change()"
+    ).format(trigger=sql.Identifier(TRUNCATE_TRIGGER), table=sql.SQL(table), s=sql.Identifier(schema))
