@@ -71,6 +71,7 @@ def test_a_password_in_an_extra_argument_is_not_echoed(source_db: Database, targ
             ["source:", "no such AWS profile"],
         ),
         (["run", "--stack", "../../escape", "--yes"], ["is not a stack name"]),
+        (["s3", "sync", "s3://Bad_Bucket!/", "s3://b/"], ["source:", "is not a bucket name"]),
     ],
 )
 def test_malformed_input_is_one_line_naming_the_side(args: list[str], fragments: list[str], tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
             try:
                 result = run.run(Path(tmp), source_major, binary=source_major == target_major)
             except FerryError as exc:
-                if _resumable(admin):
+                if _resumable(target):
                     exc.message += " (ferry pg copy --resume continues from here)"
                 raise
     finally:
@@ -140,11 +140,15 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
     return result
 
 
-def _resumable(admin: Conn) -> bool:
-    """Whether the target holds resume state now (after a failure: only then is the hint true)."""
+def _resumable(target: PgEndpoint) -> bool:
+    """Whether the target holds resume state now (after a failure: only then is the hint true).
+
+    Asked on a new connection: the failure may have been the copy's own connection breaking.
+    """
     try:
-        return state_exists(admin)
-    except psycopg.Error:
+        with connect(target, autocommit=True) as conn:
+            return state_exists(conn)
+    except (psycopg.Error, FerryError):
         return False
 
 

@@ -38,7 +38,7 @@ def same_database(source_conn: Conn, target_conn: Conn) -> bool:
     key = secrets.randbits(62)
     try:
         source_conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (key,))
-    except psycopg.errors.FeatureNotSupported:
+    except (psycopg.errors.FeatureNotSupported, psycopg.errors.ObjectNotInPrerequisiteState):
         # A hot standby takes no advisory locks: the server's start time and the database's oid
         # tell two servers apart just as well.
         _end_transaction(source_conn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,10 +43,18 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}"
 
 
+_BUCKET = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")  # what botocore accepts (AWS itself is stricter)
+
+
 def parse_location(url: str, side: Side) -> S3Location:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise InvalidURLError(f"expected s3://BUCKET[/PREFIX], got {url!r}", side=side) from None
     if parts.scheme != "s3" or not parts.netloc:
         raise InvalidURLError(f"expected s3://BUCKET[/PREFIX], got {url!r}", side=side)
+    if not _BUCKET.match(parts.netloc):
+        raise InvalidURLError(f"{parts.netloc!r} is not a bucket name (letters, digits, '.', '-', '_')", side=side)
     return S3Location(parts.netloc, parts.path.lstrip("/"))
 
 
@@ -167,9 +176,10 @@ def translate(exc: BaseException, side: Side, bucket: str) -> FerryError:
             hint = f"; it is in {region}" if region else ""
             return ConnectError(f"bucket {bucket} is not in the region asked for{hint} (--{side}-region)", side=side)
         return DatabaseError(f"bucket {bucket}: {code}: {message}", side=side)
+    first_line = " ".join(str(exc).split("\n")[:2]).strip()  # botocore's messages run over lines
     if isinstance(exc, botocore.exceptions.BotoCoreError):
-        return ConnectError(f"bucket {bucket}: {redact(str(exc))}", side=side)
-    return DatabaseError(f"bucket {bucket}: {redact(str(exc))}", side=side)
+        return ConnectError(f"bucket {bucket}: {redact(first_line)}", side=side)
+    return DatabaseError(f"bucket {bucket}: {redact(first_line)}", side=side)
 
 
 @contextmanager
