@@ -99,3 +99,27 @@ def test_ctrl_c_exits_130(source_db: Database, target_db: Database) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+
+
+def test_clean_also_empties_what_lives_outside_schemas(source_db: Database, target_db: Database) -> None:
+    """A second copy with --clean over a first one: publications and event triggers must not collide."""
+    source_db.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+    source_db.execute("CREATE PUBLICATION pub FOR TABLE t")
+    source_db.execute(
+        "CREATE FUNCTION note() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$; "
+        "CREATE EVENT TRIGGER note_ddl ON ddl_command_end EXECUTE FUNCTION note()"
+    )
+    assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url).code == 0
+    refused = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url)
+    assert_one_line_error(refused, "target:", "not empty")
+    again = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--clean")
+    assert again.code == 0, again.output
+    assert target_db.scalar("SELECT count(*) FROM pg_publication") == 1
+    assert target_db.scalar("SELECT count(*) FROM pg_event_trigger") == 1
+
+
+def test_an_empty_target_with_only_a_publication_is_not_empty(source_db: Database, target_db: Database) -> None:
+    source_db.execute("CREATE TABLE t (id int)")
+    target_db.execute("CREATE PUBLICATION precious_pub")
+    run = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url)
+    assert_one_line_error(run, "target:", "not empty", "publication precious_pub")

@@ -55,7 +55,7 @@ def redis() -> None:
 )
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="Keys per pipeline.")
 @click.option("--live", is_flag=True, help="After the scan, follow changes until interrupted (Ctrl-C).")
-@click.option("--live-seconds", type=float, help="With --live: stop after this many seconds (and drain).")
+@click.option("--live-seconds", type=click.FloatRange(0), help="With --live: stop after this many seconds (and drain).")
 @click.option("--replicaof", is_flag=True, help="Let the target replicate the source; promote it when stopped.")
 @click.option("--flush-target", is_flag=True, help="Empty the target first.")
 @click.option("--merge", is_flag=True, help="Copy into a non-empty target, replacing same-named keys.")
@@ -109,7 +109,9 @@ def copy(
 @_source
 @_target
 @click.option("--sample", type=click.IntRange(1), help="Check this many random keys per database instead of all.")
-@click.option("--ttl-tolerance", default=5.0, show_default=True, help="Seconds TTLs may differ by.")
+@click.option(
+    "--ttl-tolerance", default=5.0, show_default=True, type=click.FloatRange(0), help="Seconds TTLs may differ by."
+)
 @_tls
 @json_option
 @handle_errors

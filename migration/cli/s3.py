@@ -12,6 +12,16 @@ from migration.errors import Side
 from migration.s3 import S3Side, SyncOptions, sync_buckets, verify_buckets
 
 
+_CANNED_ACLS = (
+    "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read", "bucket-owner-read",
+    "bucket-owner-full-control",
+)  # fmt: skip
+_STORAGE_CLASSES = (
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE",
+    "GLACIER_IR", "EXPRESS_ONEZONE",
+)  # fmt: skip
+
+
 def _side_options(side: Side) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     env = f"FERRY_S3_{side.upper()}_"
 
@@ -57,8 +67,38 @@ def s3() -> None:
     default=None,
     help="Force or forbid CopyObject [default: when both sides share credentials and endpoint].",
 )
-@click.option("--acl", help="Canned ACL for the target objects.")
-@click.option("--storage-class", help="Storage class for the target objects.")
+@click.option(
+    "--acl",
+    type=click.Choice(
+        [
+            "private",
+            "public-read",
+            "public-read-write",
+            "authenticated-read",
+            "aws-exec-read",
+            "bucket-owner-read",
+            "bucket-owner-full-control",
+        ]
+    ),  # fmt: skip
+    help="Canned ACL for the target objects.",
+)
+@click.option(
+    "--storage-class",
+    type=click.Choice(
+        [
+            "STANDARD",
+            "REDUCED_REDUNDANCY",
+            "STANDARD_IA",
+            "ONEZONE_IA",
+            "INTELLIGENT_TIERING",
+            "GLACIER",
+            "DEEP_ARCHIVE",
+            "GLACIER_IR",
+            "EXPRESS_ONEZONE",
+        ]
+    ),  # fmt: skip
+    help="Storage class for the target objects.",
+)
 @click.option(
     "--multipart-threshold",
     default="64MB",

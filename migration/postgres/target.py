@@ -28,7 +28,38 @@ SELECT 'type ' || format_type(t.oid, NULL) FROM pg_type t JOIN pg_namespace n ON
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
 UNION ALL
 SELECT 'large object ' || oid FROM pg_largeobject_metadata
+UNION ALL
+SELECT 'publication ' || quote_ident(pubname) FROM pg_publication
+UNION ALL
+SELECT 'event trigger ' || quote_ident(evtname) FROM pg_event_trigger e
+ WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_event_trigger'::regclass AND d.objid = e.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'foreign server ' || quote_ident(srvname) FROM pg_foreign_server s
+ WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_foreign_server'::regclass AND d.objid = s.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'foreign data wrapper ' || quote_ident(fdwname) FROM pg_foreign_data_wrapper w
+ WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_foreign_data_wrapper'::regclass AND d.objid = w.oid AND d.deptype = 'e')
 """
+
+
+_NOT_EXTENSION = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass AND d.objid = {alias}.oid AND d.deptype = 'e')"
+_OUTSIDE_SCHEMAS = (
+    ("PUBLICATION", "SELECT pubname FROM pg_publication"),
+    (
+        "EVENT TRIGGER",
+        "SELECT evtname FROM pg_event_trigger e WHERE " + _NOT_EXTENSION.format(catalog="pg_event_trigger", alias="e"),
+    ),
+    (
+        "SERVER",
+        "SELECT srvname FROM pg_foreign_server s WHERE "
+        + _NOT_EXTENSION.format(catalog="pg_foreign_server", alias="s"),
+    ),
+    (
+        "FOREIGN DATA WRAPPER",
+        "SELECT fdwname FROM pg_foreign_data_wrapper w WHERE "
+        + _NOT_EXTENSION.format(catalog="pg_foreign_data_wrapper", alias="w"),
+    ),
+)
 
 
 def describe_contents(conn: Conn, limit: int = 5) -> list[str]:
@@ -40,9 +71,14 @@ def describe_contents(conn: Conn, limit: int = 5) -> list[str]:
 def clean_target(conn: Conn) -> None:
     """Drop every user schema and object, then recreate ``public`` as it was.
 
-    Only called with ``--clean``: the user asked for the target to be emptied.
+    Objects that live outside any schema go too: publications, event triggers, foreign
+    servers and data wrappers (not those of an extension), large objects. Only called
+    with ``--clean``: the user asked for the target to be emptied.
     """
     with conn.transaction():
+        for kind, query in _OUTSIDE_SCHEMAS:
+            for (name,) in conn.execute(query).fetchall():
+                conn.execute(f"DROP {kind} IF EXISTS {psycopg.sql.Identifier(str(name)).as_string()} CASCADE")
         schemas = conn.execute(
             "SELECT nspname, pg_get_userbyid(nspowner) FROM pg_namespace "
             r"WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_%'"
