@@ -11,7 +11,6 @@ from migration.cli.common import finish_verify, handle_errors, json_option, pars
 from migration.errors import Side
 from migration.s3 import S3Side, SyncOptions, sync_buckets, verify_buckets
 
-
 _CANNED_ACLS = (
     "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read", "bucket-owner-read",
     "bucket-owner-full-control",
@@ -67,38 +66,8 @@ def s3() -> None:
     default=None,
     help="Force or forbid CopyObject [default: when both sides share credentials and endpoint].",
 )
-@click.option(
-    "--acl",
-    type=click.Choice(
-        [
-            "private",
-            "public-read",
-            "public-read-write",
-            "authenticated-read",
-            "aws-exec-read",
-            "bucket-owner-read",
-            "bucket-owner-full-control",
-        ]
-    ),  # fmt: skip
-    help="Canned ACL for the target objects.",
-)
-@click.option(
-    "--storage-class",
-    type=click.Choice(
-        [
-            "STANDARD",
-            "REDUCED_REDUNDANCY",
-            "STANDARD_IA",
-            "ONEZONE_IA",
-            "INTELLIGENT_TIERING",
-            "GLACIER",
-            "DEEP_ARCHIVE",
-            "GLACIER_IR",
-            "EXPRESS_ONEZONE",
-        ]
-    ),  # fmt: skip
-    help="Storage class for the target objects.",
-)
+@click.option("--acl", type=click.Choice(_CANNED_ACLS), help="Canned ACL for the target objects.")
+@click.option("--storage-class", type=click.Choice(_STORAGE_CLASSES), help="Storage class for the target objects.")
 @click.option(
     "--multipart-threshold",
     default="64MB",
