@@ -16,7 +16,9 @@ from migration.progress import ProgressSink
 
 __all__ = ["PLATFORM_SCHEMAS", "copy_database_settings", "platform_event_triggers", "platform_filters", "skip_entry"]
 
-PLATFORM_SCHEMAS = ("_heroku",)
+#: Schemas never copied: the platform's, and ferry's own change capture on the source.
+PLATFORM_SCHEMAS = ("_heroku", "ferry_capture")
+_CAPTURE_TRIGGERS = ("ferry_capture_row", "ferry_capture_truncate")
 
 
 def platform_filters(filters: DumpFilters) -> DumpFilters:
@@ -29,6 +31,8 @@ def skip_entry(entry: TocEntry, platform_event_triggers: set[int]) -> bool:
     # RDS and other managed targets refuse COMMENT ON EXTENSION unless superuser.
     if entry.desc == "COMMENT" and entry.rest.startswith("- EXTENSION "):
         return True
+    if entry.desc == "TRIGGER" and entry.rest.split(" ")[-2:-1] and entry.rest.split(" ")[-2] in _CAPTURE_TRIGGERS:
+        return True  # change capture's triggers stay on the source
     return entry.desc == "EVENT TRIGGER" and entry.oid in platform_event_triggers
 
 

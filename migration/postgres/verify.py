@@ -25,7 +25,11 @@ __all__ = ["DatabaseVerifyReport", "Difference", "verify_databases"]
 
 Mode = Literal["quick", "full"]
 _ROWS_PER_RANGE = 250_000
-_USER_SCHEMAS = f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}') AND n.nspname NOT LIKE 'pg\\_%'"
+# ferry's own schemas: the copy's resume state, change capture on the source, the follow's batches.
+_USER_SCHEMAS = (
+    f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}', 'ferry_capture', '_ferry_follow') "
+    "AND n.nspname NOT LIKE 'pg\\_%'"
+)
 
 
 def _own(relation_oid: str) -> str:
@@ -72,7 +76,8 @@ _CATALOG_QUERIES: dict[str, str] = {
              AND o.contype <> 'n'""",
     "trigger": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, t.tgname), pg_get_triggerdef(t.oid)
             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}""",
+           WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}
+             AND t.tgname NOT IN ('ferry_capture_row', 'ferry_capture_truncate')""",
     "policy": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, p.polname),
                    p.polcmd::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace

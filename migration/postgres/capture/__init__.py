@@ -2,20 +2,26 @@
 
 Heroku Postgres offers no logical replication to customers, so capture is trigger-based:
 ``install`` puts a row trigger and a TRUNCATE trigger on every table with a key, ``status``
-reports the log, ``remove`` leaves the source as it was.
+reports the log, ``remove`` leaves the source as it was; ``apply_batch`` brings one batch of
+the log to the target, ``sync_sequences`` every sequence's state.
 """
 
+from migration.postgres.capture.apply import ApplyResult, apply_batch, prepare_target, sync_sequences
 from migration.postgres.capture.install import CaptureSettings, InstallResult, install_capture, remove_capture
 from migration.postgres.capture.status import CaptureStatus, capture_status
 from migration.postgres.capture.tables import CaptureTable, capture_tables
 
 __all__ = [
+    "ApplyResult",
     "CaptureSettings",
     "CaptureStatus",
     "CaptureTable",
     "InstallResult",
+    "apply_batch",
     "capture_status",
     "capture_tables",
     "install_capture",
+    "prepare_target",
     "remove_capture",
+    "sync_sequences",
 ]

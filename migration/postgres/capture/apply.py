@@ -1,0 +1,257 @@
+"""Applying the change log to the target, one batch per target transaction.
+
+A batch is the log entries visible in one source snapshot (oldest first, up to a limit),
+never "entries above the highest id applied": an entry that commits late with a lower id
+is simply still in the log for the next batch. For each table of the batch, the rows of
+the keys it names are read again from the same snapshot, and on the target the rows of
+those keys are deleted and the current ones inserted (a TRUNCATE entry copies the whole
+table again). Rows on the target that collide with incoming ones on another unique key
+(two rows that swapped values) are taken out too and re-read by their own key. The
+batch's changes and a marker commit in one target transaction; only then are the
+entries cleared on the source, so a crash re-applies a batch (harmless) and never skips one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from migration.postgres.catalog import Conn
+
+__all__ = ["ApplyResult", "apply_batch", "prepare_target", "sync_sequences"]
+
+_MAX_ROUNDS = 20
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """One batch: entries applied (and cleared on the source), rows written, tables copied whole."""
+
+    entries: int
+    rows: int
+    truncated: int
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]  # what INSERT may write (generated columns left out)
+    uniques: tuple[tuple[str, ...], ...]  # other unique keys, whose values may collide
+    identity_always: bool
+
+
+_TABLE_INFO = """
+SELECT
+  (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
+  (SELECT coalesce(json_agg(cols), '[]') FROM (
+     SELECT array_agg(quote_ident(a.attname) ORDER BY k.ord) AS cols
+       FROM pg_catalog.pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = %(rel)s AND a.attnum = k.attnum
+      WHERE i.indrelid = %(rel)s AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
+      GROUP BY i.indexrelid) u),
+  EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = %(rel)s AND a.attidentity = 'a')
+"""
+
+
+def _table(source: Conn, schema: str, rel: int) -> _Table:
+    row = source.execute(
+        sql.SQL("SELECT name, key_columns FROM {}.captured WHERE rel = %s").format(sql.Identifier(schema)), (rel,)
+    ).fetchone()
+    if row is None:
+        raise LookupError(rel)
+    info = source.execute(_TABLE_INFO, {"rel": rel}).fetchone()
+    assert info is not None
+    key = tuple(sql.Identifier(c).as_string() for c in row[1])
+    uniques = tuple(tuple(u) for u in info[1] if tuple(u) != key)
+    return _Table(str(row[0]), key, tuple(info[0]), uniques, bool(info[2]))
+
+
+def _rows_by_keys(source: Conn, table: _Table, keys: list[dict[str, Any]]) -> str:
+    """The source's current rows for *keys*, as COPY text (within the caller's snapshot)."""
+    key_list = sql.SQL(", ").join(sql.SQL(c) for c in table.key)
+    query = sql.SQL(
+        "COPY (SELECT {cols} FROM {t} WHERE ({key}) IN (SELECT {key} FROM jsonb_populate_recordset(NULL::{t}, {keys}))) "
+        "TO STDOUT"
+    ).format(
+        cols=sql.SQL(", ").join(sql.SQL(c) for c in table.columns),
+        t=sql.SQL(table.name),
+        key=key_list,
+        keys=sql.Literal(json.dumps(keys)),
+    )
+    return _copy_out(source, query)
+
+
+def _copy_out(conn: Conn, query: sql.Composed) -> str:
+    chunks: list[bytes] = []
+    with conn.cursor().copy(query) as copy:
+        for chunk in copy:
+            chunks.append(bytes(chunk))
+    return b"".join(chunks).decode()
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -> ApplyResult:
+    """Apply one batch of the log; ``entries == 0`` when the log is empty.
+
+    :param source: autocommit connection to the source.
+    :param target: autocommit connection to the target.
+    """
+    s = sql.Identifier(schema)
+    source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        entries = source.execute(
+            sql.SQL("SELECT id, rel, op, old_key, new_key FROM {}.log ORDER BY id LIMIT %s").format(s), (limit,)
+        ).fetchall()
+        if not entries:
+            source.execute("COMMIT")
+            return ApplyResult(0, 0, 0)
+        by_table: dict[int, list[tuple[Any, ...]]] = {}
+        for entry in entries:
+            by_table.setdefault(int(entry[1]), []).append(entry)
+        rows = truncated = 0
+        with target.transaction():
+            _relaxed(target)
+            for rel, table_entries in by_table.items():
+                try:
+                    table = _table(source, schema, rel)
+                except LookupError:
+                    continue  # a table captured once and dropped since: nothing to bring
+                if any(e[2] == "T" for e in table_entries):
+                    rows += _copy_whole(source, target, table)
+                    truncated += 1
+                    continue
+                keys = {json.dumps(k, sort_keys=True): k for e in table_entries for k in (e[3], e[4]) if k is not None}
+                rows += _replace_rows(source, target, table, list(keys.values()))
+            target.execute(
+                "INSERT INTO _ferry_follow.batches (entries, max_id) VALUES (%s, %s)",
+                (len(entries), max(int(e[0]) for e in entries)),
+            )
+        source.execute("COMMIT")
+    except BaseException:
+        if source.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            source.execute("ROLLBACK")
+        raise
+    # Cleared only once the target committed: a crash before this line re-applies the batch.
+    source.execute(sql.SQL("DELETE FROM {}.log WHERE id = ANY(%s)").format(s), ([int(e[0]) for e in entries],))
+    return ApplyResult(len(entries), rows, truncated)
+
+
+def prepare_target(target: Conn) -> None:
+    """The target's record of applied batches (kept until the follow ends)."""
+    target.execute(
+        "CREATE SCHEMA IF NOT EXISTS _ferry_follow; "
+        "CREATE TABLE IF NOT EXISTS _ferry_follow.batches (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        "entries int NOT NULL, max_id bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+
+
+def _relaxed(target: Conn) -> None:
+    """Foreign keys and the target's own triggers pause for the batch where the role may ask for it."""
+    try:
+        with target.transaction():
+            target.execute("SET LOCAL session_replication_role = replica")
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+
+
+def _copy_whole(source: Conn, target: Conn, table: _Table) -> int:
+    cols = sql.SQL(", ").join(sql.SQL(c) for c in table.columns)
+    data = _copy_out(source, sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT").format(cols, sql.SQL(table.name)))
+    target.execute(sql.SQL("DELETE FROM ONLY {}").format(sql.SQL(table.name)))
+    return _insert(target, table, data)
+
+
+def _replace_rows(source: Conn, target: Conn, table: _Table, keys: list[dict[str, Any]]) -> int:
+    t = sql.SQL(table.name)
+    key = sql.SQL(", ").join(sql.SQL(c) for c in table.key)
+    pending = keys
+    incoming: list[str] = []
+    for _ in range(_MAX_ROUNDS):
+        if not pending:
+            break
+        target.execute(
+            sql.SQL(
+                "DELETE FROM {t} WHERE ({key}) IN (SELECT {key} FROM jsonb_populate_recordset(NULL::{t}, {k}))"
+            ).format(t=t, key=key, k=sql.Literal(json.dumps(pending)))
+        )
+        data = _rows_by_keys(source, table, pending)
+        incoming.append(data)
+        # Rows still on the target that hold a unique value an incoming row brings: they changed too
+        # (their own entries may not be in this batch); take them out and read them by their key.
+        pending = _collisions(target, table, data) if table.uniques else []
+    return _insert(target, table, "".join(incoming))
+
+
+def _collisions(target: Conn, table: _Table, data: str) -> list[dict[str, Any]]:
+    if not data:
+        return []
+    t = sql.SQL(table.name)
+    _load_incoming(target, table, data)
+    found: list[dict[str, Any]] = []
+    for unique in table.uniques:
+        match = sql.SQL(" AND ").join(sql.SQL("t.{c} = i.{c}").format(c=sql.SQL(c)) for c in unique)
+        returned = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.SQL(c)) for c in table.key)
+        rows = target.execute(
+            sql.SQL("DELETE FROM {t} t USING _ferry_incoming i WHERE {m} RETURNING {r}").format(
+                t=t, m=match, r=returned
+            )
+        ).fetchall()
+        found += [dict(zip([_unquote(c) for c in table.key], r, strict=True)) for r in rows]
+    return [{k: _jsonable(v) for k, v in f.items()} for f in found]
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+def _load_incoming(target: Conn, table: _Table, data: str) -> None:
+    """*data* in a temporary table shaped like *table* (made anew for each table and round)."""
+    cols = sql.SQL(", ").join(sql.SQL(c) for c in table.columns)
+    target.execute("DROP TABLE IF EXISTS pg_temp._ferry_incoming")
+    target.execute(sql.SQL("CREATE TEMP TABLE _ferry_incoming (LIKE {}) ON COMMIT DROP").format(sql.SQL(table.name)))
+    with target.cursor().copy(sql.SQL("COPY _ferry_incoming ({}) FROM STDIN").format(cols)) as copy:
+        copy.write(data)
+
+
+def _insert(target: Conn, table: _Table, data: str) -> int:
+    if not data:
+        return 0
+    cols = sql.SQL(", ").join(sql.SQL(c) for c in table.columns)
+    t = sql.SQL(table.name)
+    _load_incoming(target, table, data)
+    overriding = sql.SQL(" OVERRIDING SYSTEM VALUE") if table.identity_always else sql.SQL("")
+    cur = target.execute(
+        sql.SQL("INSERT INTO {t} ({cols}){o} SELECT {cols} FROM _ferry_incoming").format(t=t, cols=cols, o=overriding)
+    )
+    return max(cur.rowcount, 0)
+
+
+_SEQUENCES = r"""
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry_capture', '_heroku')
+   AND n.nspname NOT LIKE 'pg\_%'
+"""
+
+
+def sync_sequences(source: Conn, target: Conn) -> int:
+    """Every sequence's real state (owned by a column or not, identity columns too) onto the target.
+
+    Read from the sequence itself, never from ``max(column)``: a sequence may run ahead of
+    every row (rolled-back inserts, values handed out and kept by the app).
+    """
+    names = [str(r[0]) for r in source.execute(_SEQUENCES)]
+    for name in names:
+        row = source.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(name))).fetchone()
+        assert row is not None
+        target.execute("SELECT pg_catalog.setval(%s, %s, %s)", (name, row[0], row[1]))
+    return len(names)
