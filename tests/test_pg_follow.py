@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import psycopg
 
 from migration.postgres import verify_databases
 from migration.postgres.capture.apply import apply_batch, prepare_target, sync_sequences
 from tests.conftest import Database
-from tests.helpers import ferry
+from tests.helpers import assert_one_line_error, ferry
 
 SCHEMA = """
 CREATE TABLE parent (id int PRIMARY KEY, name text);
@@ -105,3 +113,83 @@ def test_unique_values_swapped_across_batches_arrive(source_db: Database, target
     source_db.execute("UPDATE users SET email = 'u2@x' WHERE id = 1")
     assert _drain(source_db, target_db, limit=1) == 3
     assert target_db.execute("SELECT id, email FROM users WHERE id <= 2 ORDER BY id") == [(1, "u2@x"), (2, "u1@x")]
+
+
+def _write_while(source: Database, stop: threading.Event) -> None:
+    with psycopg.connect(source.url, autocommit=True) as conn:
+        i = 0
+        while not stop.is_set():
+            conn.execute("INSERT INTO plain (id, v) VALUES (%s, 'live') ON CONFLICT (id) DO UPDATE SET v = 'again'",
+                         (10_000 + i % 300,))  # fmt: skip
+            conn.execute("UPDATE child SET note = %s WHERE id = %s", (f"n{i}", 1 + i % 200))
+            i += 1
+            time.sleep(0.005)
+
+
+def _sequences_only(source: Database, target: Database) -> None:
+    report = verify_databases(source.url, target.url, mode="full")
+    assert {d.kind for d in report.differences} <= {"sequence"}, [str(d) for d in report.differences]
+
+
+def test_copy_follow_carries_writes_made_during_and_after_the_copy(
+    source_db: Database, target_db: Database, tmp_path: Path
+) -> None:
+    source_db.execute(SCHEMA)
+    stop = threading.Event()
+    writer = threading.Thread(target=_write_while, args=(source_db, stop))
+    writer.start()
+    try:
+        status = tmp_path / "follow.json"
+        run = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "2",
+                    "--status-file", str(status), "--json")  # fmt: skip
+    finally:
+        stop.set()
+        writer.join()
+    assert run.code == 0, run.output
+    assert run.json["follow"]["entries"] > 0 and json.loads(status.read_text())["phase"] == "stopped"
+    drained = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--seconds", "0", "--json")
+    assert drained.code == 0 and drained.json["consistent"] is True, drained.output
+    _sequences_only(source_db, target_db)
+
+
+def test_a_follow_killed_after_the_target_committed_goes_on(source_db: Database, target_db: Database) -> None:
+    source_db.execute(SCHEMA)
+    assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
+    source_db.execute("UPDATE parent SET name = 'killed' WHERE id < 20; DELETE FROM child WHERE id > 150")
+    env = {**os.environ, "FERRY_CRASH_AT": "follow-batch-committed"}
+    killed = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--batch", "10",
+                   "--seconds", "0", env=env)  # fmt: skip
+    assert killed.code == -9
+    assert source_db.scalar("SELECT count(*) FROM ferry_capture.log") > 0  # the batch was not cleared
+    again = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--seconds", "0")
+    assert again.code == 0, again.output
+    _sequences_only(source_db, target_db)
+
+
+def test_ddl_on_the_source_stops_the_follow_naming_the_change(source_db: Database, target_db: Database) -> None:
+    source_db.execute(SCHEMA)
+    assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migration", "pg", "follow", "--source", source_db.url, "--target", target_db.url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)
+        source_db.execute("ALTER TABLE plain ADD COLUMN extra int")
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, err
+    assert "the columns of public.plain changed on the source" in err.strip().splitlines()[-1]
+
+
+def test_a_log_over_its_cap_removes_capture(source_db: Database, target_db: Database) -> None:
+    source_db.execute(SCHEMA)
+    assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
+    source_db.execute("UPDATE plain SET v = v || '!'")
+    run = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--max-log-size", "8kB",
+                "--seconds", "0")  # fmt: skip
+    assert_one_line_error(run, "source:", "over its cap", "capture was removed")
+    assert source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
+    assert source_db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ferry_capture%'") == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from pathlib import Path
 from typing import Literal
 
 import click
@@ -19,8 +22,11 @@ from migration.postgres import (
     CaptureSettings,
     CopyOptions,
     DumpFilters,
+    FollowOptions,
+    FollowResult,
     capture_status,
     copy_database,
+    follow_changes,
     install_capture,
     preflight_database,
     remove_capture,
@@ -71,6 +77,11 @@ def pg() -> None:
     help="Copy bigger tables in ranges across workers (0 never; auto: only a table well over its fair share).",
 )
 @click.option("--maintenance-work-mem", metavar="SIZE", help="For index builds on the target [default: the server's].")
+@click.option(
+    "--follow", is_flag=True, help="Capture changes (installed first when missing) and apply them after the copy."
+)
+@click.option("--follow-seconds", type=click.FloatRange(0), help="With --follow: stop following after this long.")
+@click.option("--status-file", type=click.Path(path_type=Path), help="With --follow: the lag, as JSON, every second.")
 @json_option
 @handle_errors
 def copy(
@@ -88,6 +99,9 @@ def copy(
     create_database: bool,
     split: str,
     maintenance_work_mem: str | None,
+    follow: bool,
+    follow_seconds: float | None,
+    status_file: Path | None,
     as_json: bool,
 ) -> None:
     """Copy a database: consistent snapshot, parallel streaming COPY, indexes as tables finish."""
@@ -106,10 +120,16 @@ def copy(
         split_bytes=None if split == "auto" else parse_size(split),
         maintenance_work_mem=maintenance_work_mem,
     )
+    follow = follow or follow_seconds is not None
+    if follow and capture_status(source_url).installed is False:
+        # Before the snapshot is exported: every change after it is then in the log.
+        install_capture(source_url)
     with progress_display() as progress:
         result = copy_database(options, progress)
+    if follow:
+        followed = _follow(FollowOptions(source_url, target_url, status_file=status_file, seconds=follow_seconds))
     if as_json:
-        print_json(result.to_json())
+        print_json({**result.to_json(), **({"follow": followed.to_json()} if follow else {})})
     else:
         click.echo(
             f"copied {len(result.tables)} tables, {result.rows} rows, {result.large_objects} large objects "
@@ -212,3 +232,44 @@ def capture_remove(source_url: str, capture_schema: str) -> None:
     """Take every trigger, function, log and schema of ours off the source."""
     tables = remove_capture(source_url, CaptureSettings(schema=capture_schema))
     click.echo(f"change capture removed ({tables} tables had triggers)")
+
+
+def _follow(options: FollowOptions) -> FollowResult:
+    """Follow until Ctrl-C/SIGTERM (or the options' seconds), then one last batch."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with progress_display(unit="rows") as progress:
+            return follow_changes(options, progress, stop.is_set)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@pg.command("follow")
+@_source
+@_target
+@_capture_schema
+@click.option("--seconds", type=click.FloatRange(0), help="Stop after this long [default: until Ctrl-C/SIGTERM].")
+@click.option("--batch", default=5000, show_default=True, type=click.IntRange(1, 1_000_000), help="Entries a batch.")
+@click.option("--max-log-size", default="10GB", show_default=True, help="Over this, capture is removed and it stops.")
+@click.option("--status-file", type=click.Path(path_type=Path), help="The lag, as JSON, every second.")
+@json_option
+@handle_errors
+def follow_command(
+    source_url: str, target_url: str, capture_schema: str, seconds: float | None, batch: int, max_log_size: str,
+    status_file: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Apply the source's change log to a copied target until stopped (resumes where a killed one left)."""
+    options = FollowOptions(
+        source_url, target_url, CaptureSettings(schema=capture_schema), batch=batch, status_file=status_file,
+        seconds=seconds, max_log_bytes=parse_size(max_log_size),
+    )  # fmt: skip
+    result = _follow(options)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        click.echo(
+            f"applied {result.entries} entries ({result.rows} rows) in {result.batches} batches; "
+            f"{result.queued} waiting, {result.seconds_behind:.1f} s behind"
+        )

@@ -3,8 +3,11 @@
 from migration.postgres.capture import (
     CaptureSettings,
     CaptureStatus,
+    FollowOptions,
+    FollowResult,
     InstallResult,
     capture_status,
+    follow_changes,
     install_capture,
     remove_capture,
 )
@@ -26,6 +29,8 @@ __all__ = [
     "CopyResult",
     "DatabaseVerifyReport",
     "DumpFilters",
+    "FollowOptions",
+    "FollowResult",
     "InstallResult",
     "PgEndpoint",
     "PreflightReport",
@@ -33,6 +38,7 @@ __all__ = [
     "TableResult",
     "capture_status",
     "copy_database",
+    "follow_changes",
     "install_capture",
     "parse_url",
     "preflight_database",

@@ -7,6 +7,7 @@ the log to the target, ``sync_sequences`` every sequence's state.
 """
 
 from migration.postgres.capture.apply import ApplyResult, apply_batch, prepare_target, sync_sequences
+from migration.postgres.capture.follow import FollowOptions, FollowResult, follow_changes
 from migration.postgres.capture.install import CaptureSettings, InstallResult, install_capture, remove_capture
 from migration.postgres.capture.status import CaptureStatus, capture_status
 from migration.postgres.capture.tables import CaptureTable, capture_tables
@@ -16,10 +17,13 @@ __all__ = [
     "CaptureSettings",
     "CaptureStatus",
     "CaptureTable",
+    "FollowOptions",
+    "FollowResult",
     "InstallResult",
     "apply_batch",
     "capture_status",
     "capture_tables",
+    "follow_changes",
     "install_capture",
     "prepare_target",
     "remove_capture",

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from migration.crashpoints import crashpoint
 from migration.postgres.catalog import Conn
 
 __all__ = ["ApplyResult", "apply_batch", "prepare_target", "sync_sequences"]
@@ -141,6 +142,7 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
             source.execute("ROLLBACK")
         raise
     # Cleared only once the target committed: a crash before this line re-applies the batch.
+    crashpoint("follow-batch-committed")
     source.execute(sql.SQL("DELETE FROM {}.log WHERE id = ANY(%s)").format(s), ([int(e[0]) for e in entries],))
     return ApplyResult(len(entries), rows, truncated)
 
