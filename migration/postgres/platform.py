@@ -18,7 +18,7 @@ __all__ = ["PLATFORM_SCHEMAS", "copy_database_settings", "platform_event_trigger
 
 #: Schemas never copied: the platform's, and ferry's own change capture on the source.
 PLATFORM_SCHEMAS = ("_heroku", "ferry_capture")
-_CAPTURE_TRIGGERS = ("ferry_capture_row", "ferry_capture_truncate")
+_CAPTURE_TRIGGERS = ("ferry_capture_row", "ferry_capture_truncate", "ferry_capture_fence")
 
 
 def platform_filters(filters: DumpFilters) -> DumpFilters:

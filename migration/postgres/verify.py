@@ -77,7 +77,7 @@ _CATALOG_QUERIES: dict[str, str] = {
     "trigger": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, t.tgname), pg_get_triggerdef(t.oid)
             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}
-             AND t.tgname NOT IN ('ferry_capture_row', 'ferry_capture_truncate')""",
+             AND t.tgname NOT IN ('ferry_capture_row', 'ferry_capture_truncate', 'ferry_capture_fence')""",
     "policy": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, p.polname),
                    p.polcmd::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace

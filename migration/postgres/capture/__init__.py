@@ -7,6 +7,7 @@ the log to the target, ``sync_sequences`` every sequence's state.
 """
 
 from migration.postgres.capture.apply import ApplyResult, apply_batch, prepare_target, sync_sequences
+from migration.postgres.capture.fence import FenceResult, drain_to_marker, lower_fence, raise_fence
 from migration.postgres.capture.follow import FollowOptions, FollowResult, follow_changes
 from migration.postgres.capture.install import CaptureSettings, InstallResult, install_capture, remove_capture
 from migration.postgres.capture.status import CaptureStatus, capture_status
@@ -17,15 +18,19 @@ __all__ = [
     "CaptureSettings",
     "CaptureStatus",
     "CaptureTable",
+    "FenceResult",
     "FollowOptions",
     "FollowResult",
     "InstallResult",
     "apply_batch",
     "capture_status",
     "capture_tables",
+    "drain_to_marker",
     "follow_changes",
     "install_capture",
+    "lower_fence",
     "prepare_target",
+    "raise_fence",
     "remove_capture",
     "sync_sequences",
 ]

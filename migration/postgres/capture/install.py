@@ -21,10 +21,12 @@ from psycopg import sql
 
 from migration.errors import PreconditionError
 from migration.postgres.capture.sql import (
+    FENCE_TRIGGER,
     MARK,
     ROW_TRIGGER,
     TRUNCATE_TRIGGER,
     create_schema,
+    fence_trigger,
     row_trigger,
     truncate_trigger,
 )
@@ -134,6 +136,8 @@ def install_capture(
         try:
             for table in result.captured:
                 _install_table(conn, settings, table)
+            for table in result.not_capturable:
+                _install_fence_only(conn, settings, table)
         except BaseException:
             _remove(conn, source, settings)
             raise
@@ -154,6 +158,13 @@ def _install_table(conn: Conn, settings: CaptureSettings, table: CaptureTable) -
     _with_lock_retries(conn, settings, table.name, "install its triggers", work)
 
 
+def _install_fence_only(conn: Conn, settings: CaptureSettings, table: CaptureTable) -> None:
+    def work() -> None:
+        conn.execute(fence_trigger(settings.schema, table.name))
+
+    _with_lock_retries(conn, settings, table.name, "install its fence trigger", work)
+
+
 def remove_capture(source_url: str, settings: CaptureSettings | None = None) -> int:
     """Take every trigger, the function, the log and the schema of ours off the source.
 
@@ -169,18 +180,18 @@ _OUR_TRIGGERS = """
 SELECT DISTINCT format('%%I.%%I', n.nspname, c.relname)
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE t.tgname IN (%s, %s) AND NOT t.tgisinternal
+ WHERE t.tgname IN (%s, %s, %s) AND NOT t.tgisinternal
 """
 
 
 def _remove(conn: Conn, source: PgEndpoint, settings: CaptureSettings) -> int:
     if schema_state(conn, settings.schema) == "foreign":
         raise PreconditionError(f"schema {settings.schema} is not ferry's change capture: left alone", side="source")
-    tables = [str(r[0]) for r in conn.execute(_OUR_TRIGGERS, (ROW_TRIGGER, TRUNCATE_TRIGGER))]
+    tables = [str(r[0]) for r in conn.execute(_OUR_TRIGGERS, (ROW_TRIGGER, TRUNCATE_TRIGGER, FENCE_TRIGGER))]
     for table in tables:
 
         def work(table: str = table) -> None:
-            for trigger in (ROW_TRIGGER, TRUNCATE_TRIGGER):
+            for trigger in (ROW_TRIGGER, TRUNCATE_TRIGGER, FENCE_TRIGGER):
                 conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), sql.SQL(table)))
 
         _with_lock_retries(conn, settings, table, "remove its triggers", work)

@@ -13,11 +13,21 @@ from __future__ import annotations
 
 from psycopg import sql
 
-__all__ = ["MARK", "ROW_TRIGGER", "TRUNCATE_TRIGGER", "create_schema", "row_trigger", "truncate_trigger"]
+__all__ = [
+    "FENCE_TRIGGER",
+    "MARK",
+    "ROW_TRIGGER",
+    "TRUNCATE_TRIGGER",
+    "create_schema",
+    "fence_trigger",
+    "row_trigger",
+    "truncate_trigger",
+]
 
 #: The schema's comment: only a schema carrying it is ever dropped by ``remove``.
 MARK = "ferry change capture; ferry pg capture remove takes it off"
 ROW_TRIGGER = "ferry_capture_row"
+FENCE_TRIGGER = "ferry_capture_fence"
 TRUNCATE_TRIGGER = "ferry_capture_truncate"
 
 
@@ -34,6 +44,10 @@ CREATE TABLE {s}.log (
     new_key jsonb,
     at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
 );
+CREATE TABLE {s}.fence (
+    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    since timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
 CREATE TABLE {s}.captured (
     rel oid PRIMARY KEY,
     name text NOT NULL,
@@ -46,6 +60,14 @@ DECLARE
     old_key jsonb;
     new_key jsonb;
 BEGIN
+    -- The fence: once set, every role's writes to every table of ours are refused.
+    IF EXISTS (SELECT FROM {s}.fence) THEN
+        RAISE EXCEPTION 'writes are stopped: this database is moving (ferry fence on %)', TG_TABLE_NAME
+            USING ERRCODE = 'read_only_sql_transaction';
+    END IF;
+    IF TG_WHEN = 'BEFORE' THEN
+        RETURN NULL;  -- a table without a key: fenced, not logged
+    END IF;
     IF TG_LEVEL = 'STATEMENT' THEN
         INSERT INTO {s}.log (rel, op) VALUES (TG_RELID, 'T');
         RETURN NULL;
@@ -84,3 +106,11 @@ def truncate_trigger(schema: str, table: str) -> sql.Composed:
     return sql.SQL(
         "CREATE TRIGGER {trigger} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_change()"
     ).format(trigger=sql.Identifier(TRUNCATE_TRIGGER), table=sql.SQL(table), s=sql.Identifier(schema))
+
+
+def fence_trigger(schema: str, table: str) -> sql.Composed:
+    """On a table without a key: nothing is logged, but the fence stops its writes too."""
+    return sql.SQL(
+        "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_change()"
+    ).format(trigger=sql.Identifier(FENCE_TRIGGER), table=sql.SQL(table), s=sql.Identifier(schema))

@@ -1,0 +1,98 @@
+"""The fence: every role's writes stop, the last ones are drained, and it is proven.
+
+Setting a role read-only (what pg_easy_replicate does) stops that role only, and any client
+may override ``default_transaction_read_only``. The triggers capture already has on every
+table can refuse writes for everyone instead: once the fence row exists, each of them raises
+(tables without a key carry a fence-only trigger). A transaction opened before the fence
+may still hold a snapshot that does not see it: those get a short grace and are then ended.
+Then a marker entry is written to the log; when the follower has applied and cleared it,
+every write acknowledged before the fence is on the target.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from migration.errors import PreconditionError
+from migration.postgres.capture.apply import apply_batch
+from migration.postgres.capture.install import CaptureSettings, schema_state
+from migration.postgres.catalog import Conn
+
+__all__ = ["FenceResult", "drain_to_marker", "lower_fence", "raise_fence"]
+
+_OLDER = """
+SELECT pid FROM pg_catalog.pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_catalog.pg_backend_pid()
+   AND backend_type = 'client backend' AND xact_start IS NOT NULL AND xact_start < %s
+"""
+
+
+@dataclass(frozen=True)
+class FenceResult:
+    """The fence is up: ``ended`` sessions were ended after the grace; ``marker`` is the log entry to drain to."""
+
+    fenced_at: float
+    ended: int
+    marker: int
+    seconds: float
+
+
+def raise_fence(source: Conn, settings: CaptureSettings | None = None, *, grace_seconds: float = 2.0) -> FenceResult:
+    """Stop every role's writes on the source (*source*: autocommit), end what was open across it, mark the log.
+
+    :raises PreconditionError: capture is not installed, or open transactions could not be ended.
+    """
+    settings = settings or CaptureSettings()
+    started = time.monotonic()
+    s = sql.Identifier(settings.schema)
+    if schema_state(source, settings.schema) != "ours":
+        raise PreconditionError("change capture is not installed: the fence needs its triggers", side="source")
+    source.execute(sql.SQL("INSERT INTO {}.fence DEFAULT VALUES ON CONFLICT (id) DO NOTHING").format(s))
+    # Transactions that began before this moment may hold a snapshot without the fence in it.
+    row = source.execute(
+        "SELECT pg_catalog.clock_timestamp(), extract(epoch FROM pg_catalog.clock_timestamp())"
+    ).fetchone()
+    assert row is not None
+    fenced_at, fenced_epoch = row[0], float(row[1])
+    deadline = time.monotonic() + grace_seconds
+    while source.execute(_OLDER, (fenced_at,)).fetchone() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    older = [int(r[0]) for r in source.execute(_OLDER, (fenced_at,))]
+    if older:
+        source.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (older,))
+        deadline = time.monotonic() + 10
+        while source.execute(_OLDER, (fenced_at,)).fetchone() is not None:
+            if time.monotonic() > deadline:
+                raise PreconditionError(
+                    "transactions opened before the fence could not be ended (ferry's role may not signal them)",
+                    side="source",
+                )
+            time.sleep(0.05)
+    # Written after the fence and after every older transaction ended: reaching it on the
+    # target proves every write acknowledged before the fence is there.
+    marker = source.execute(sql.SQL("INSERT INTO {}.log (rel, op) VALUES (0, 'M') RETURNING id").format(s)).fetchone()
+    assert marker is not None
+    return FenceResult(fenced_epoch, len(older), int(marker[0]), time.monotonic() - started)
+
+
+def drain_to_marker(source: Conn, target: Conn, marker: int, settings: CaptureSettings | None = None) -> int:
+    """Apply batches until the marker entry has been applied and cleared; returns entries applied."""
+    settings = settings or CaptureSettings()
+    s = sql.Identifier(settings.schema)
+    applied = 0
+    while True:
+        applied += apply_batch(source, target, settings.schema).entries
+        still = source.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}.log WHERE id <= %s)").format(s), (marker,))
+        row = still.fetchone()
+        if row is not None and not row[0]:
+            return applied
+
+
+def lower_fence(source: Conn, settings: CaptureSettings | None = None) -> None:
+    """Let writes go on again (rollback, or a run that did not switch)."""
+    settings = settings or CaptureSettings()
+    if schema_state(source, settings.schema) == "ours":
+        source.execute(sql.SQL("DELETE FROM {}.fence").format(sql.Identifier(settings.schema)))

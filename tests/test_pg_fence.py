@@ -1,0 +1,62 @@
+"""The fence: every role's writes refused, transactions open across it ended, drained to a marker."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from migration.postgres import verify_databases
+from migration.postgres.capture import CaptureSettings, drain_to_marker, lower_fence, raise_fence, sync_sequences
+from tests.conftest import Database
+from tests.helpers import ferry
+
+SCHEMA = """
+CREATE TABLE orders (id int PRIMARY KEY, note text);
+CREATE TABLE no_key (v text);
+INSERT INTO orders SELECT g, 'o' || g FROM generate_series(1, 100) g;
+INSERT INTO no_key VALUES ('x');
+CREATE ROLE fence_writer LOGIN PASSWORD 'fw-pw';
+GRANT INSERT, UPDATE, SELECT ON orders, no_key TO fence_writer;
+"""
+
+
+def test_the_fence_refuses_every_role_ends_old_transactions_and_drains(
+    source_db: Database, target_db: Database
+) -> None:
+    source_db.execute(SCHEMA)
+    try:
+        copied = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0")
+        assert copied.code == 0, copied.output
+        source_db.execute("UPDATE orders SET note = 'before the fence' WHERE id <= 10")
+        other = source_db.cluster.url(source_db.name, user="fence_writer", password="fw-pw")
+        # A transaction open across the fence, with a snapshot taken before it.
+        across = psycopg.connect(other)
+        across.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        across.execute("SELECT count(*) FROM orders")
+        with (
+            psycopg.connect(source_db.url, autocommit=True) as src,
+            psycopg.connect(target_db.url, autocommit=True) as dst,
+        ):
+            fence = raise_fence(src, CaptureSettings(), grace_seconds=0.5)
+            assert fence.ended == 1
+            with pytest.raises(psycopg.OperationalError):
+                across.execute("UPDATE orders SET note = 'lost?' WHERE id = 50")  # its session was ended
+            for url in (source_db.url, other):  # the owner and another role alike
+                with psycopg.connect(url, autocommit=True) as conn:
+                    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="ferry fence"):
+                        conn.execute("UPDATE orders SET note = 'after the fence' WHERE id = 1")
+                    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="ferry fence"):
+                        conn.execute("INSERT INTO no_key VALUES ('y')")
+            assert src.execute("SELECT count(*) FROM orders WHERE note = 'after the fence'").fetchone() == (0,)
+            drained = drain_to_marker(src, dst, fence.marker)
+            assert drained >= 10
+            assert src.execute("SELECT count(*) FROM ferry_capture.log").fetchone() == (0,)
+            sync_sequences(src, dst)
+            report = verify_databases(source_db.url, target_db.url, mode="full")
+            assert report.identical, [str(d) for d in report.differences]
+            lower_fence(src)
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute("UPDATE orders SET note = 'after the fence was lowered' WHERE id = 1")
+    finally:
+        ferry("pg", "capture", "remove", "--source", source_db.url)
+        source_db.execute("DROP OWNED BY fence_writer; DROP ROLE fence_writer")
