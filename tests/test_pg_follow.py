@@ -193,3 +193,16 @@ def test_a_log_over_its_cap_removes_capture(source_db: Database, target_db: Data
     assert_one_line_error(run, "source:", "over its cap", "capture was removed")
     assert source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
     assert source_db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ferry_capture%'") == 0
+
+
+def test_a_parent_table_s_changes_leave_its_children_alone(source_db: Database, target_db: Database) -> None:
+    """Old-style inheritance: a parent's key re-read must not pull in, nor delete, its children's rows."""
+    source_db.execute(
+        "CREATE TABLE vehicles (id int PRIMARY KEY, name text); CREATE TABLE trucks (payload int) INHERITS (vehicles);"
+        "INSERT INTO vehicles VALUES (1, 'car'); INSERT INTO trucks VALUES (1, 'same id, a truck', 40)"
+    )
+    assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
+    source_db.execute("UPDATE ONLY vehicles SET name = 'blue car' WHERE id = 1")
+    assert _drain(source_db, target_db) == 1
+    assert target_db.execute("SELECT name FROM ONLY vehicles") == [("blue car",)]
+    assert target_db.execute("SELECT name FROM trucks") == [("same id, a truck",)]

@@ -77,7 +77,7 @@ def _rows_by_keys(source: Conn, table: _Table, keys: list[dict[str, Any]]) -> st
     """The source's current rows for *keys*, as COPY text (within the caller's snapshot)."""
     key_list = sql.SQL(", ").join(sql.SQL(c) for c in table.key)
     query = sql.SQL(
-        "COPY (SELECT {cols} FROM {t} WHERE ({key}) IN (SELECT {key} FROM jsonb_populate_recordset(NULL::{t}, {keys}))) "
+        "COPY (SELECT {cols} FROM ONLY {t} WHERE ({key}) IN (SELECT {key} FROM jsonb_populate_recordset(NULL::{t}, {keys}))) "
         "TO STDOUT"
     ).format(
         cols=sql.SQL(", ").join(sql.SQL(c) for c in table.columns),
@@ -182,7 +182,7 @@ def _replace_rows(source: Conn, target: Conn, table: _Table, keys: list[dict[str
             break
         target.execute(
             sql.SQL(
-                "DELETE FROM {t} WHERE ({key}) IN (SELECT {key} FROM jsonb_populate_recordset(NULL::{t}, {k}))"
+                "DELETE FROM ONLY {t} WHERE ({key}) IN (SELECT {key} FROM jsonb_populate_recordset(NULL::{t}, {k}))"
             ).format(t=t, key=key, k=sql.Literal(json.dumps(pending)))
         )
         data = _rows_by_keys(source, table, pending)
@@ -203,7 +203,7 @@ def _collisions(target: Conn, table: _Table, data: str) -> list[dict[str, Any]]:
         match = sql.SQL(" AND ").join(sql.SQL("t.{c} = i.{c}").format(c=sql.SQL(c)) for c in unique)
         returned = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.SQL(c)) for c in table.key)
         rows = target.execute(
-            sql.SQL("DELETE FROM {t} t USING _ferry_incoming i WHERE {m} RETURNING {r}").format(
+            sql.SQL("DELETE FROM ONLY {t} t USING _ferry_incoming i WHERE {m} RETURNING {r}").format(
                 t=t, m=match, r=returned
             )
         ).fetchall()
