@@ -271,7 +271,9 @@ class MigrationConfig(_Model):
     postgres: bool = True
     redis: bool = False
     s3: bool = False
-    freeze: Literal["maintenance", "read-only"] = "maintenance"
+    freeze: Literal["maintenance", "read-only", "fence"] = "maintenance"
+    #: PostgreSQL change capture: copy and follow while the app writes, so the freeze only drains.
+    capture: bool = False
     #: After maintenance mode and the scale-down: requests in flight finish (Heroku's router allows
     #: 30 s) and stopping workers get their 30 s SIGTERM grace, before the final copy starts.
     drain_seconds: float = Field(default=30.0, ge=0, le=600)
@@ -285,11 +287,13 @@ class MigrationConfig(_Model):
     def _every_store_freezes(self) -> MigrationConfig:
         # A read-only freeze stops PostgreSQL writes (the role) and Redis writes (CLIENT PAUSE
         # WRITE); nothing stops the app's S3 writes short of stopping the app.
-        if self.freeze == "read-only" and self.s3:
+        if self.freeze in ("read-only", "fence") and self.s3:
             raise ValueError(
-                "freeze: read-only cannot stop the app's S3 writes, which the final sync would miss; "
+                f"freeze: {self.freeze} cannot stop the app's S3 writes, which the final sync would miss; "
                 "use freeze: maintenance when s3 is moved"
             )
+        if self.freeze == "fence" and not (self.capture and self.postgres):
+            raise ValueError("freeze: fence needs capture: true (the fence is capture's triggers refusing writes)")
         return self
 
     @field_validator("smoke_urls")

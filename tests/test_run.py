@@ -479,3 +479,26 @@ def test_a_state_file_of_the_earlier_shape_still_loads(tmp_path: Path) -> None:
     path.write_text('{"stack": "test", "phases": "nonsense"}')
     with pytest.raises(Exception, match="move it away to start the run anew"):
         RunState.load(path, "test")
+
+
+def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> None:
+    """migration.capture with freeze: fence: copied and followed before the freeze, drained inside it."""
+    _stack_file(world.root, "http://127.0.0.1:9", capture=True, freeze="fence", smokeUrls=[])
+    live = world.ferry("run", "--yes", "--until", "copy")
+    assert live.code == 0, live.output
+    assert "following the change log" in world.state()["phases"]["copy"]["detail"]
+    assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000  # copied while the app is live
+    world.source_db.execute("UPDATE orders SET note = 'written while live' WHERE id <= 100")
+    world.source_db.execute("INSERT INTO orders VALUES (5001, 'new while live')")
+    rest = world.ferry("run", "--yes", "--json")
+    assert rest.code == 0, rest.output
+    phases = {p["name"]: p for p in rest.json["phases"]}
+    assert "fenced for every role" in phases["freeze"]["detail"]
+    assert "changes drained" in phases["final-sync"]["detail"]
+    assert "maintenance on" not in world.writes()  # the fence, not maintenance mode
+    assert world.target_db.scalar("SELECT count(*) FROM orders WHERE note = 'written while live'") == 100
+    assert world.target_db.scalar("SELECT note FROM orders WHERE id = 5001") == "new while live"
+    # After the run capture is gone from the source, and the run's record holds a verified copy.
+    assert "change capture removed" in phases["record"]["detail"]
+    assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
+    assert world.source_db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ferry_capture%'") == 0

@@ -6,14 +6,20 @@ from migration.postgres.capture import (
     FollowOptions,
     FollowResult,
     InstallResult,
+    apply_batch,
     capture_status,
+    copy_keyless_tables,
+    drain_to_marker,
     follow_changes,
     install_capture,
+    lower_fence,
+    raise_fence,
     remove_capture,
+    sync_sequences,
 )
 from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.copy import copy_database
-from migration.postgres.freeze import set_read_only, target_is_empty
+from migration.postgres.freeze import capture_errors, connect_source, connect_target, set_read_only, target_is_empty
 from migration.postgres.model import CopyOptions, CopyResult, TableResult
 from migration.postgres.preflight import preflight_database
 from migration.postgres.schema import DumpFilters
@@ -36,14 +42,23 @@ __all__ = [
     "PreflightReport",
     "SourceSnapshot",
     "TableResult",
+    "apply_batch",
+    "capture_errors",
     "capture_status",
+    "connect_source",
+    "connect_target",
     "copy_database",
+    "copy_keyless_tables",
+    "drain_to_marker",
     "follow_changes",
     "install_capture",
+    "lower_fence",
     "parse_url",
     "preflight_database",
+    "raise_fence",
     "remove_capture",
     "set_read_only",
+    "sync_sequences",
     "target_is_empty",
     "verify_databases",
 ]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from psycopg import sql
 
+from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
 from migration.postgres.target import describe_contents
 
-__all__ = ["set_read_only", "target_is_empty"]
+__all__ = ["capture_errors", "connect_source", "connect_target", "set_read_only", "target_is_empty"]
 
 
 def set_read_only(url: str, on: bool) -> None:
@@ -41,3 +45,20 @@ def target_is_empty(url: str) -> bool:
     endpoint = parse_url(url, "target")
     with connect(endpoint, autocommit=True) as conn, pg_errors("target", endpoint):
         return not describe_contents(conn)
+
+
+def connect_source(url: str) -> Conn:
+    """An autocommit connection to the source (errors name the source)."""
+    return connect(parse_url(url, "source"), autocommit=True)
+
+
+def connect_target(url: str) -> Conn:
+    """An autocommit connection to the target (errors name the target)."""
+    return connect(parse_url(url, "target"), autocommit=True)
+
+
+@contextmanager
+def capture_errors() -> Iterator[None]:
+    """psycopg errors of the drain (both sides at once) as one line: the target's, where it fails most."""
+    with pg_errors("target"):
+        yield

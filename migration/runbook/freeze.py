@@ -7,7 +7,10 @@ while reads go on: the app's database role defaults to read-only transactions an
 sessions are ended; the source Redis holds writes (``CLIENT PAUSE WRITE``); S3 has no such
 switch, so the stack config refuses ``read-only`` when S3 moves.
 
-After the switch the app writes to the targets: a read-only freeze then leaves the old stores
+``fence`` (with ``migration.capture``): as ``read-only``, but PostgreSQL's writes stop for every
+role, by the capture triggers refusing them, and transactions open across it are ended.
+
+After the switch the app writes to the targets: a read-only or fence freeze then leaves the old stores
 closed (a dyno still on the old URLs must not write where nobody reads any more), and only
 ``ferry rollback`` opens them again.
 """
@@ -27,7 +30,7 @@ def freeze(ctx: RunContext) -> PhaseOutcome:
     mode = ctx.config.migration.freeze
     ctx.state.freeze_mode = mode
     ctx.save()
-    if mode == "read-only":
+    if mode in ("read-only", "fence"):
         sources = ctx.sources()
         detail = "; ".join(d for d in (s.freeze_writes(ctx, sources) for s in moved_stores(ctx, sources)) if d)
     else:
@@ -51,7 +54,7 @@ def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> PhaseOutcome:
     """Let writes go on: to the targets after the switch, to the old stores before it or on rollback."""
     if not ctx.state.frozen:
         return done("not frozen")
-    if ctx.state.freeze_mode == "read-only":
+    if ctx.state.freeze_mode in ("read-only", "fence"):
         if ctx.state.done("switch") and not rolling_back:
             return done(
                 "the app writes to the targets now; the old stores stay read-only (ferry rollback reopens them)"

@@ -212,6 +212,8 @@ def _rollback(ctx: RunContext) -> None:
         done.append(rollback_cutover(ctx))
     if ctx.state.frozen:
         done.append(unfreeze(ctx, rolling_back=True).detail)
+    sources = ctx.sources()
+    done += [store.cleanup(ctx, sources) for store in moved_stores(ctx, sources)]
     ctx.state.rolled_back = True
     ctx.state.finish("rollback", "done", "; ".join(d for d in done if d), time.monotonic() - started)
     ctx.save()

@@ -51,6 +51,8 @@ class StoreState:
     copy_started: bool = False
     recopy: bool = False
     follower: FollowerState = field(default_factory=FollowerState)
+    #: Where the final sync must reach (change capture: the fence's marker entry).
+    marker: int | None = None
 
 
 @dataclass
@@ -88,6 +90,7 @@ class RunState:
                     copy_started=bool(section.get("copy_started", False)),
                     recopy=bool(section.get("recopy", False)),
                     follower=FollowerState(**section.get("follower", {})),
+                    marker=section.get("marker"),
                 )
                 for name, section in data.pop("stores", {}).items()
             }

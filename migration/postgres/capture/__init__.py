@@ -6,7 +6,13 @@ reports the log, ``remove`` leaves the source as it was; ``apply_batch`` brings 
 the log to the target, ``sync_sequences`` every sequence's state.
 """
 
-from migration.postgres.capture.apply import ApplyResult, apply_batch, prepare_target, sync_sequences
+from migration.postgres.capture.apply import (
+    ApplyResult,
+    apply_batch,
+    copy_keyless_tables,
+    prepare_target,
+    sync_sequences,
+)
 from migration.postgres.capture.fence import FenceResult, drain_to_marker, lower_fence, raise_fence
 from migration.postgres.capture.follow import FollowOptions, FollowResult, follow_changes
 from migration.postgres.capture.install import CaptureSettings, InstallResult, install_capture, remove_capture
@@ -25,6 +31,7 @@ __all__ = [
     "apply_batch",
     "capture_status",
     "capture_tables",
+    "copy_keyless_tables",
     "drain_to_marker",
     "follow_changes",
     "install_capture",

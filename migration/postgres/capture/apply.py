@@ -21,9 +21,10 @@ import psycopg
 from psycopg import sql
 
 from migration.crashpoints import crashpoint
+from migration.errors import SourceChangedError
 from migration.postgres.catalog import Conn
 
-__all__ = ["ApplyResult", "apply_batch", "prepare_target", "sync_sequences"]
+__all__ = ["ApplyResult", "apply_batch", "copy_keyless_tables", "prepare_target", "sync_sequences"]
 
 _MAX_ROUNDS = 20
 
@@ -252,8 +253,34 @@ def sync_sequences(source: Conn, target: Conn) -> int:
     every row (rolled-back inserts, values handed out and kept by the app).
     """
     names = [str(r[0]) for r in source.execute(_SEQUENCES)]
+    present = {str(r[0]) for r in target.execute(_SEQUENCES)}
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise SourceChangedError(
+            f"sequence {missing[0]} exists on the source but not on the target (created after the copy)",
+            side="target",
+        )
     for name in names:
         row = source.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(name))).fetchone()
         assert row is not None
         target.execute("SELECT pg_catalog.setval(%s, %s, %s)", (name, row[0], row[1]))
     return len(names)
+
+
+def copy_keyless_tables(source: Conn, target: Conn, schema: str = "ferry_capture") -> int:
+    """Copy again, whole, every table capture cannot follow (no key): inside the freeze, their writes stopped."""
+    from migration.postgres.capture.tables import capture_tables
+
+    copied = 0
+    for found in capture_tables(source, schema):
+        if found.capturable:
+            continue
+        info = source.execute(_TABLE_INFO, {"rel": found.oid}).fetchone()
+        assert info is not None
+        if not info[0]:
+            continue  # a table with no columns: its rows are all alike and none can differ
+        table = _Table(found.name, (), tuple(info[0]), (), bool(info[2]))
+        with target.transaction():
+            _copy_whole(source, target, table)
+        copied += 1
+    return copied

@@ -38,7 +38,7 @@ SELECT format('%%I.%%I', n.nspname, c.relname),
                   || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, ', ' ORDER BY a.attnum)
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
- WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+ WHERE c.relkind IN ('r', 'p', 'S') AND c.relpersistence <> 't'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', '_heroku', '_ferry', %(schema)s)
    AND n.nspname NOT LIKE 'pg\_%%'
  GROUP BY 1
@@ -89,9 +89,9 @@ def _fingerprint(conn: Conn, schema: str) -> dict[str, str]:
 
 def _ddl_change(before: dict[str, str], now: dict[str, str]) -> str | None:
     for name in sorted(now.keys() - before.keys()):
-        return f"table {name} was created on the source"
+        return f"{name} was created on the source"
     for name in sorted(before.keys() - now.keys()):
-        return f"table {name} was dropped on the source"
+        return f"{name} was dropped on the source"
     for name in sorted(before):
         if before[name] != now[name]:
             return f"the columns of {name} changed on the source ({before[name]} → {now[name]})"

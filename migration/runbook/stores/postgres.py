@@ -1,20 +1,37 @@
-"""PostgreSQL in the runbook: copied inside the freeze (until change capture lands)."""
+"""PostgreSQL in the runbook: copied inside the freeze, or, with ``migration.capture``, copied and
+followed while the app writes (the freeze then only drains the change log)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import replace
 
 from migration.errors import ResumeError
 from migration.postgres import (
     CopyOptions,
+    apply_batch,
+    capture_errors,
+    capture_status,
+    connect_source,
+    connect_target,
     copy_database,
+    copy_keyless_tables,
+    drain_to_marker,
+    install_capture,
+    lower_fence,
     preflight_database,
+    raise_fence,
+    remove_capture,
     set_read_only,
+    sync_sequences,
     target_is_empty,
     verify_databases,
 )
 from migration.preflight import PreflightReport
+from migration.progress import PlainProgress
 from migration.runbook.context import RunContext, Sources, Targets
+from migration.runbook.follower import Follower, FollowerStatus
 from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
 
 __all__ = ["PostgresStore"]
@@ -29,18 +46,60 @@ class PostgresStore(Store):
     def preflight(self, ctx: RunContext, sources: Sources, targets: Targets) -> PreflightReport:
         return preflight_database(sources.database_url, targets.database_url, jobs=_jobs(ctx))
 
+    def follower(self, ctx: RunContext) -> Follower:
+        return Follower(self.name, ctx.settings.state_dir, self.state(ctx).follower, ctx.save)
+
     def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
-        return "postgres: copied inside the freeze (no change capture yet)"
+        if not ctx.config.migration.capture:
+            return "postgres: copied inside the freeze (capture is off)"
+        follower = self.follower(ctx)
+        if follower.alive():
+            return f"postgres: following the change log (pid {follower.pid})"
+        state = self.state(ctx)
+        options = CopyOptions(sources.database_url, targets.database_url, jobs=_jobs(ctx))
+        if not state.copy_started:
+            # Capture goes in before the copy's snapshot: every later change is then in the log.
+            if not capture_status(sources.database_url).installed:
+                install_capture(sources.database_url)
+            state.copy_started = True
+            ctx.save()
+            copy_database(options, _quiet())
+        else:
+            try:
+                copy_database(replace(options, resume=True), _quiet())
+            except ResumeError:
+                # Nothing to resume: the copy had finished, or never began writing (then start it).
+                if target_is_empty(targets.database_url):
+                    copy_database(options, _quiet())
+        env = {**os.environ, "FERRY_SOURCE_URL": sources.database_url, "FERRY_TARGET_URL": targets.database_url}
+        command = [sys.executable, "-m", "migration", "pg", "follow", "--status-file", str(follower.status_file)]
+        pid = follower.start(command, env, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
+        return f"postgres: copied, following the change log (pid {pid})"
+
+    def live_status(self, ctx: RunContext) -> FollowerStatus | None:
+        return self.follower(ctx).status() if ctx.config.migration.capture else None
 
     def freeze_writes(self, ctx: RunContext, sources: Sources) -> str:
+        if ctx.config.migration.freeze == "fence":
+            with connect_source(sources.database_url) as conn:
+                fence = raise_fence(conn)
+            self.state(ctx).marker = fence.marker
+            ctx.save()
+            return f"postgres fenced for every role ({fence.ended} transactions open across it ended)"
         set_read_only(sources.database_url, True)
         return "app's database role set read-only; its sessions ended"
 
     def unfreeze_writes(self, ctx: RunContext, sources: Sources) -> str:
+        if ctx.state.freeze_mode == "fence":
+            with connect_source(sources.database_url) as conn:
+                lower_fence(conn)
+            return "postgres fence lowered"
         set_read_only(sources.database_url, False)
         return "app's database role read-write again"
 
     def final_sync(self, ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
+        if ctx.config.migration.capture and not self.state(ctx).recopy:
+            return self._drain(ctx, sources, targets)
         state = self.state(ctx)
         resume, state.copy_started = state.copy_started, True
         ctx.save()
@@ -74,9 +133,45 @@ class PostgresStore(Store):
         )
         return [StoreVerify.of("postgres", report)]
 
+    def _drain(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+        """Inside the freeze: the follower's last batch, the log to the fence's marker, sequences, keyless tables."""
+        follower = self.follower(ctx)
+        follower.drain(_FOLLOW_READY_SECONDS)
+        state = self.state(ctx)
+        with (
+            connect_source(sources.database_url) as src,
+            connect_target(targets.database_url) as dst,
+            capture_errors(),
+        ):
+            if state.marker is not None:
+                applied = drain_to_marker(src, dst, state.marker)
+            else:  # maintenance mode: the app is stopped; empty the log
+                applied = 0
+                while (batch := apply_batch(src, dst, "ferry_capture").entries) > 0:
+                    applied += batch
+            sequences = sync_sequences(src, dst)
+            keyless = copy_keyless_tables(src, dst)
+        return f"postgres: {applied} changes drained, {sequences} sequences, {keyless} tables without a key copied"
+
+    def stop_following(self, ctx: RunContext) -> str:
+        return "postgres follow stopped" if self.follower(ctx).stop() else ""
+
+    def cleanup(self, ctx: RunContext, sources: Sources) -> str:
+        if not ctx.config.migration.capture:
+            return ""
+        tables = remove_capture(sources.database_url)
+        return f"change capture removed from the source ({tables} tables)"
+
     def forget_copy(self, ctx: RunContext) -> None:
         state = self.state(ctx)
         state.recopy, state.copy_started = state.copy_started, False
+
+
+_FOLLOW_READY_SECONDS = 600
+
+
+def _quiet() -> PlainProgress:
+    return PlainProgress(unit="bytes")
 
 
 def _jobs(ctx: RunContext) -> int:
