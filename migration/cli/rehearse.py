@@ -21,15 +21,21 @@ from migration.cli.common import handle_errors, json_option, print_json
 @click.option("--customers", type=click.IntRange(100), default=20_000, show_default=True, help="Shop size.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Parallel copy streams.")
 @click.option("--keep", is_flag=True, help="Keep the work directory (servers' data, app log, run state).")
+@click.option(
+    "--capture/--no-capture",
+    default=True,
+    show_default=True,
+    help="PostgreSQL followed by change capture (the freeze only drains), or copied inside the freeze.",
+)
 @json_option
 @handle_errors
-def rehearse(report_dir: Path, customers: int, jobs: int, keep: bool, as_json: bool) -> None:
+def rehearse(report_dir: Path, customers: int, jobs: int, keep: bool, capture: bool, as_json: bool) -> None:
     """Rehearse the migration locally: servers, data, a writing app, the whole runbook, a report."""
     from migration.rehearse.rehearsal import RehearsalOptions
     from migration.rehearse.rehearsal import rehearse as run_rehearsal
 
     result = run_rehearsal(
-        RehearsalOptions(report_dir=report_dir, customers=customers, jobs=jobs, keep=keep),
+        RehearsalOptions(report_dir=report_dir, customers=customers, jobs=jobs, keep=keep, capture=capture),
         say=lambda line: click.echo(line, err=True),
     )
     if as_json:

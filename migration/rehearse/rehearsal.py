@@ -54,9 +54,11 @@ class RehearsalOptions:
     objects: int = 200
     jobs: int = 2
     keep: bool = False
+    #: PostgreSQL copied and followed while the app writes; the freeze only drains the change log.
+    capture: bool = True
 
 
-def _stack_file(root: Path, app_port: int) -> None:
+def _stack_file(root: Path, app_port: int, capture: bool = True) -> None:
     """What ``Pulumi.rehearsal.yaml`` would say; the target exists already, so nothing is provisioned."""
     config = {
         "aws:region": "us-east-1",
@@ -71,6 +73,7 @@ def _stack_file(root: Path, app_port: int) -> None:
             "redis": True,
             "s3": True,
             "jobs": 2,
+            "capture": capture,
             "drainSeconds": 1,
             "smokeUrls": [f"http://127.0.0.1:{app_port}/health"],
         },
@@ -190,7 +193,7 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
         )
         (platform_dir / "formation.json").write_text('{"web": 1, "worker": 1}')
         app_port = free_port()
-        _stack_file(work, app_port)
+        _stack_file(work, app_port, options.capture)
 
         say("starting the app: it writes and reads through DATABASE_URL and REDIS_URL")
         app = stack.enter_context(_app(platform_dir, log, app_port))
