@@ -1,6 +1,6 @@
 """Background copies that outlive the phase that starts them, and the runs that check on them.
 
-A store's live copy (``ferry redis copy --live`` today, the PostgreSQL follow next) runs
+A store's live copy (``ferry redis copy --live``, ``ferry pg follow`` with change capture) runs
 as a detached child: it keeps following writes between ``ferry run --until copy`` and
 the next run, and survives a crash of the run. Its pid is kept in the store's section
 of the run state; it reports through a status file (:class:`FollowerStatus`, written
