@@ -59,6 +59,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body
 DECLARE
     old_key jsonb;
     new_key jsonb;
+    old_row jsonb;
+    new_row jsonb;
+    k text;
 BEGIN
     -- The fence: once set, every role's writes to every table of ours are refused.
     IF EXISTS (SELECT FROM {s}.fence) THEN
@@ -72,11 +75,20 @@ BEGIN
         INSERT INTO {s}.log (rel, op) VALUES (TG_RELID, 'T');
         RETURN NULL;
     END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        SELECT jsonb_object_agg(k, to_jsonb(OLD) -> k) INTO old_key FROM unnest(TG_ARGV) AS k;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        SELECT jsonb_object_agg(k, to_jsonb(NEW) -> k) INTO new_key FROM unnest(TG_ARGV) AS k;
+    -- Each row is turned into jsonb once; the key's fields are picked from it.
+    IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
+    IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
+    IF TG_NARGS = 1 THEN
+        k := TG_ARGV[0];
+        IF old_row IS NOT NULL THEN old_key := jsonb_build_object(k, old_row -> k); END IF;
+        IF new_row IS NOT NULL THEN new_key := jsonb_build_object(k, new_row -> k); END IF;
+    ELSE
+        IF old_row IS NOT NULL THEN
+            SELECT jsonb_object_agg(a, old_row -> a) INTO old_key FROM unnest(TG_ARGV) AS a;
+        END IF;
+        IF new_row IS NOT NULL THEN
+            SELECT jsonb_object_agg(a, new_row -> a) INTO new_key FROM unnest(TG_ARGV) AS a;
+        END IF;
     END IF;
     IF TG_OP = 'UPDATE' AND old_key = new_key THEN
         old_key := NULL;  -- the key stayed: one key to re-read
