@@ -61,6 +61,7 @@ bench: bench-setup
 	$(BIN)/python bench/pg_copy.py
 	$(BIN)/python bench/redis_copy.py
 	$(BIN)/python bench/s3_sync.py
+	$(BIN)/python bench/capture_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
