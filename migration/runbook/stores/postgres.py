@@ -10,6 +10,7 @@ from dataclasses import replace
 from migration.errors import ResumeError
 from migration.postgres import (
     CopyOptions,
+    CopyResult,
     apply_batch,
     capture_errors,
     capture_status,
@@ -29,7 +30,7 @@ from migration.postgres import (
     verify_databases,
 )
 from migration.preflight import PreflightReport
-from migration.progress import PlainProgress
+from migration.progress import PlainProgress, ProgressSink
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.follower import Follower, FollowerStatus
 from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
@@ -56,21 +57,13 @@ class PostgresStore(Store):
         if follower.alive():
             return f"postgres: following the change log (pid {follower.pid})"
         state = self.state(ctx)
-        options = CopyOptions(sources.database_url, targets.database_url, jobs=_jobs(ctx))
-        if not state.copy_started:
+        resume, state.copy_started = state.copy_started, True
+        if not resume and not capture_status(sources.database_url).installed:
             # Capture goes in before the copy's snapshot: every later change is then in the log.
-            if not capture_status(sources.database_url).installed:
-                install_capture(sources.database_url)
-            state.copy_started = True
-            ctx.save()
-            copy_database(options, _quiet())
-        else:
-            try:
-                copy_database(replace(options, resume=True), _quiet())
-            except ResumeError:
-                # Nothing to resume: the copy had finished, or never began writing (then start it).
-                if target_is_empty(targets.database_url):
-                    copy_database(options, _quiet())
+            install_capture(sources.database_url)
+        ctx.save()
+        options = CopyOptions(sources.database_url, targets.database_url, jobs=_jobs(ctx))
+        _copy(options, PlainProgress(unit="bytes"), resume=resume)
         env = {**os.environ, "FERRY_SOURCE_URL": sources.database_url, "FERRY_TARGET_URL": targets.database_url}
         command = [sys.executable, "-m", "migration", "pg", "follow", "--status-file", str(follower.status_file)]
         pid = follower.start(command, env, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
@@ -109,19 +102,15 @@ class PostgresStore(Store):
             if state.recopy:
                 # The app wrote to the source after an earlier final copy (a failed verify unfroze it):
                 # that copy is stale, and the target holds nothing but it.
-                result = copy_database(replace(options, clean=True), progress)
+                again = copy_database(replace(options, clean=True), progress)
                 state.recopy = False
                 ctx.save()
-                return f"postgres: {result.rows} rows in {len(result.tables)} tables (copied again)"
-            try:
-                result = copy_database(replace(options, resume=resume), progress)
-            except ResumeError:
-                # The previous attempt either never began writing or had finished: the target says which.
-                if not target_is_empty(targets.database_url):
-                    return "postgres: the copy had finished before the interruption (verify checks it)"
-                result = copy_database(options, progress)
+                return f"postgres: {again.rows} rows in {len(again.tables)} tables (copied again)"
+            result = _copy(options, progress, resume=resume)
         finally:
             progress.close()
+        if result is None:
+            return "postgres: the copy had finished before the interruption (verify checks it)"
         return f"postgres: {result.rows} rows in {len(result.tables)} tables" + (" (resumed)" if result.resumed else "")
 
     def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
@@ -170,8 +159,17 @@ class PostgresStore(Store):
 _FOLLOW_READY_SECONDS = 600
 
 
-def _quiet() -> PlainProgress:
-    return PlainProgress(unit="bytes")
+def _copy(options: CopyOptions, progress: ProgressSink, *, resume: bool) -> CopyResult | None:
+    """Copy, resuming an earlier attempt when there was one; ``None`` when that attempt had finished."""
+    if not resume:
+        return copy_database(options, progress)
+    try:
+        return copy_database(replace(options, resume=True), progress)
+    except ResumeError:
+        # Nothing to resume: the earlier attempt had finished, or never began writing (the target says which).
+        if not target_is_empty(options.target_url):
+            return None
+        return copy_database(options, progress)
 
 
 def _jobs(ctx: RunContext) -> int:
