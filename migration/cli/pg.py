@@ -175,7 +175,7 @@ def capture() -> None:
 
 
 _capture_schema = click.option(
-    "--capture-schema", default="ferry_capture", show_default=True, help="The schema of ours on the source."
+    "--capture-schema", default=CaptureSettings().schema, show_default=True, help="The schema of ours on the source."
 )
 
 

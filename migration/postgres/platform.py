@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import psycopg
 
+from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
+from migration.postgres.capture.sql import TRIGGERS as CAPTURE_TRIGGERS
 from migration.postgres.catalog import Conn
 from migration.postgres.conninfo import PgEndpoint
 from migration.postgres.schema import DumpFilters, TocEntry
@@ -17,8 +19,7 @@ from migration.progress import ProgressSink
 __all__ = ["PLATFORM_SCHEMAS", "copy_database_settings", "platform_event_triggers", "platform_filters", "skip_entry"]
 
 #: Schemas never copied: the platform's, and ferry's own change capture on the source.
-PLATFORM_SCHEMAS = ("_heroku", "ferry_capture")
-_CAPTURE_TRIGGERS = ("ferry_capture_row", "ferry_capture_truncate", "ferry_capture_fence")
+PLATFORM_SCHEMAS = ("_heroku", CAPTURE_SCHEMA)
 
 
 def platform_filters(filters: DumpFilters) -> DumpFilters:
@@ -31,7 +32,7 @@ def skip_entry(entry: TocEntry, platform_event_triggers: set[int]) -> bool:
     # RDS and other managed targets refuse COMMENT ON EXTENSION unless superuser.
     if entry.desc == "COMMENT" and entry.rest.startswith("- EXTENSION "):
         return True
-    if entry.desc == "TRIGGER" and entry.rest.split(" ")[-2:-1] and entry.rest.split(" ")[-2] in _CAPTURE_TRIGGERS:
+    if entry.desc == "TRIGGER" and entry.rest.split(" ")[-2:-1] and entry.rest.split(" ")[-2] in CAPTURE_TRIGGERS:
         return True  # change capture's triggers stay on the source
     return entry.desc == "EVENT TRIGGER" and entry.oid in platform_event_triggers
 

@@ -15,6 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from migration.postgres.capture.apply import FOLLOW_SCHEMA
+from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
+from migration.postgres.capture.sql import TRIGGERS as CAPTURE_TRIGGERS
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
@@ -27,7 +30,7 @@ Mode = Literal["quick", "full"]
 _ROWS_PER_RANGE = 250_000
 # ferry's own schemas: the copy's resume state, change capture on the source, the follow's batches.
 _USER_SCHEMAS = (
-    f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}', 'ferry_capture', '_ferry_follow') "
+    f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}', '{CAPTURE_SCHEMA}', '{FOLLOW_SCHEMA}') "
     "AND n.nspname NOT LIKE 'pg\\_%'"
 )
 
@@ -77,7 +80,7 @@ _CATALOG_QUERIES: dict[str, str] = {
     "trigger": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, t.tgname), pg_get_triggerdef(t.oid)
             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}
-             AND t.tgname NOT IN ('ferry_capture_row', 'ferry_capture_truncate', 'ferry_capture_fence')""",
+             AND t.tgname NOT IN ({", ".join(f"'{name}'" for name in CAPTURE_TRIGGERS)})""",
     "policy": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, p.polname),
                    p.polcmd::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -22,11 +22,15 @@ from psycopg import sql
 
 from migration.crashpoints import crashpoint
 from migration.errors import SourceChangedError
+from migration.postgres.capture.sql import DEFAULT_SCHEMA
+from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn
 
-__all__ = ["ApplyResult", "apply_batch", "copy_keyless_tables", "prepare_target", "sync_sequences"]
+__all__ = ["FOLLOW_SCHEMA", "ApplyResult", "apply_batch", "copy_keyless_tables", "prepare_target", "sync_sequences"]
 
 _MAX_ROUNDS = 20
+#: On the target: the record of applied batches (verify leaves it out).
+FOLLOW_SCHEMA = "_ferry_follow"
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
                 keys = {json.dumps(k, sort_keys=True): k for e in table_entries for k in (e[3], e[4]) if k is not None}
                 rows += _replace_rows(source, target, table, list(keys.values()))
             target.execute(
-                "INSERT INTO _ferry_follow.batches (entries, max_id) VALUES (%s, %s)",
+                f"INSERT INTO {FOLLOW_SCHEMA}.batches (entries, max_id) VALUES (%s, %s)",
                 (len(entries), max(int(e[0]) for e in entries)),
             )
         source.execute("COMMIT")
@@ -151,8 +155,8 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
 def prepare_target(target: Conn) -> None:
     """The target's record of applied batches (kept until the follow ends)."""
     target.execute(
-        "CREATE SCHEMA IF NOT EXISTS _ferry_follow; "
-        "CREATE TABLE IF NOT EXISTS _ferry_follow.batches (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        f"CREATE SCHEMA IF NOT EXISTS {FOLLOW_SCHEMA}; "
+        f"CREATE TABLE IF NOT EXISTS {FOLLOW_SCHEMA}.batches (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
         "entries int NOT NULL, max_id bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
     )
 
@@ -239,10 +243,10 @@ def _insert(target: Conn, table: _Table, data: str) -> int:
 
 
 _SEQUENCES = r"""
-SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry_capture', '_heroku')
-   AND n.nspname NOT LIKE 'pg\_%'
+ WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(capture)s, '_heroku')
+   AND n.nspname NOT LIKE 'pg\_%%'
 """
 
 
@@ -252,8 +256,8 @@ def sync_sequences(source: Conn, target: Conn) -> int:
     Read from the sequence itself, never from ``max(column)``: a sequence may run ahead of
     every row (rolled-back inserts, values handed out and kept by the app).
     """
-    names = [str(r[0]) for r in source.execute(_SEQUENCES)]
-    present = {str(r[0]) for r in target.execute(_SEQUENCES)}
+    names = [str(r[0]) for r in source.execute(_SEQUENCES, {"capture": DEFAULT_SCHEMA})]
+    present = {str(r[0]) for r in target.execute(_SEQUENCES, {"capture": DEFAULT_SCHEMA})}
     missing = [name for name in names if name not in present]
     if missing:
         raise SourceChangedError(
@@ -267,10 +271,8 @@ def sync_sequences(source: Conn, target: Conn) -> int:
     return len(names)
 
 
-def copy_keyless_tables(source: Conn, target: Conn, schema: str = "ferry_capture") -> int:
+def copy_keyless_tables(source: Conn, target: Conn, schema: str = DEFAULT_SCHEMA) -> int:
     """Copy again, whole, every table capture cannot follow (no key): inside the freeze, their writes stopped."""
-    from migration.postgres.capture.tables import capture_tables
-
     copied = 0
     for found in capture_tables(source, schema):
         if found.capturable:

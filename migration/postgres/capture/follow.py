@@ -19,12 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from psycopg import sql
-
 from migration.errors import PreconditionError, SourceChangedError
 from migration.files import replace_file
 from migration.postgres.capture.apply import apply_batch, prepare_target
 from migration.postgres.capture.install import CaptureSettings, remove_capture, schema_state
+from migration.postgres.capture.status import log_stats
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
@@ -98,18 +97,6 @@ def _ddl_change(before: dict[str, str], now: dict[str, str]) -> str | None:
     return None
 
 
-def _lag(conn: Conn, schema: str) -> tuple[int, float, int]:
-    s = sql.Identifier(schema)
-    row = conn.execute(
-        sql.SQL(
-            "SELECT count(*), coalesce(extract(epoch FROM pg_catalog.clock_timestamp() - min(at)), 0), "
-            "pg_catalog.pg_total_relation_size({log}::regclass) FROM {s}.log"
-        ).format(s=s, log=sql.Literal(f"{s.as_string()}.log"))
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), float(row[1]), int(row[2])
-
-
 def _write_status(path: Path | None, phase: str, queued: int, behind: float, rate: float) -> None:
     if path is None:
         return
@@ -158,7 +145,8 @@ def follow_changes(
             now = time.monotonic()
             if batch.entries < options.batch or now - last_report >= 1.0:
                 with pg_errors("source", source):
-                    result.queued, result.seconds_behind, log_bytes = _lag(src, schema)
+                    result.queued, log_bytes, oldest = log_stats(src, schema)
+                    result.seconds_behind = oldest or 0.0
                 if log_bytes > options.max_log_bytes:
                     remove_capture(options.source_url, options.capture)
                     _write_status(options.status_file, "failed", result.queued, result.seconds_behind, 0.0)

@@ -21,10 +21,9 @@ from psycopg import sql
 
 from migration.errors import PreconditionError
 from migration.postgres.capture.sql import (
-    FENCE_TRIGGER,
+    DEFAULT_SCHEMA,
     MARK,
-    ROW_TRIGGER,
-    TRUNCATE_TRIGGER,
+    TRIGGERS,
     create_schema,
     fence_trigger,
     row_trigger,
@@ -33,7 +32,7 @@ from migration.postgres.capture.sql import (
 from migration.postgres.capture.tables import CaptureTable, capture_tables
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
-from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.conninfo import parse_url
 
 __all__ = ["CaptureSettings", "InstallResult", "install_capture", "remove_capture", "schema_state"]
 
@@ -47,7 +46,7 @@ class CaptureSettings:
     :param attempts: tries per table before giving up (backoff doubles from 0.2 s).
     """
 
-    schema: str = "ferry_capture"
+    schema: str = DEFAULT_SCHEMA
     lock_timeout_ms: int = 500
     attempts: int = 6
 
@@ -139,7 +138,7 @@ def install_capture(
             for table in result.not_capturable:
                 _install_fence_only(conn, settings, table)
         except BaseException:
-            _remove(conn, source, settings)
+            _remove(conn, settings)
             raise
     return result
 
@@ -173,25 +172,25 @@ def remove_capture(source_url: str, settings: CaptureSettings | None = None) -> 
     settings = settings or CaptureSettings()
     source = parse_url(source_url, "source")
     with connect(source, autocommit=True) as conn, pg_errors("source", source):
-        return _remove(conn, source, settings)
+        return _remove(conn, settings)
 
 
 _OUR_TRIGGERS = """
 SELECT DISTINCT format('%%I.%%I', n.nspname, c.relname)
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE t.tgname IN (%s, %s, %s) AND NOT t.tgisinternal
+ WHERE t.tgname = ANY(%s) AND NOT t.tgisinternal
 """
 
 
-def _remove(conn: Conn, source: PgEndpoint, settings: CaptureSettings) -> int:
+def _remove(conn: Conn, settings: CaptureSettings) -> int:
     if schema_state(conn, settings.schema) == "foreign":
         raise PreconditionError(f"schema {settings.schema} is not ferry's change capture: left alone", side="source")
-    tables = [str(r[0]) for r in conn.execute(_OUR_TRIGGERS, (ROW_TRIGGER, TRUNCATE_TRIGGER, FENCE_TRIGGER))]
+    tables = [str(r[0]) for r in conn.execute(_OUR_TRIGGERS, (list(TRIGGERS),))]
     for table in tables:
 
         def work(table: str = table) -> None:
-            for trigger in (ROW_TRIGGER, TRUNCATE_TRIGGER, FENCE_TRIGGER):
+            for trigger in TRIGGERS:
                 conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), sql.SQL(table)))
 
         _with_lock_retries(conn, settings, table, "remove its triggers", work)

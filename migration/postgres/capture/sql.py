@@ -14,9 +14,11 @@ from __future__ import annotations
 from psycopg import sql
 
 __all__ = [
+    "DEFAULT_SCHEMA",
     "FENCE_TRIGGER",
     "MARK",
     "ROW_TRIGGER",
+    "TRIGGERS",
     "TRUNCATE_TRIGGER",
     "create_schema",
     "fence_trigger",
@@ -24,11 +26,15 @@ __all__ = [
     "truncate_trigger",
 ]
 
+#: Where capture lives on the source unless told otherwise (``--capture-schema``).
+DEFAULT_SCHEMA = "ferry_capture"
 #: The schema's comment: only a schema carrying it is ever dropped by ``remove``.
 MARK = "ferry change capture; ferry pg capture remove takes it off"
 ROW_TRIGGER = "ferry_capture_row"
 FENCE_TRIGGER = "ferry_capture_fence"
 TRUNCATE_TRIGGER = "ferry_capture_truncate"
+#: Every trigger of ours: left behind by the copy, ignored by verify, dropped by ``remove``.
+TRIGGERS = (ROW_TRIGGER, TRUNCATE_TRIGGER, FENCE_TRIGGER)
 
 
 def create_schema(schema: str) -> sql.Composed:

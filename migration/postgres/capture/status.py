@@ -8,10 +8,11 @@ from psycopg import sql
 
 from migration.postgres.capture.install import CaptureSettings, schema_state
 from migration.postgres.capture.tables import capture_tables
+from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
 
-__all__ = ["CaptureStatus", "capture_status"]
+__all__ = ["CaptureStatus", "capture_status", "log_stats"]
 
 
 @dataclass
@@ -59,13 +60,18 @@ def capture_status(source_url: str, settings: CaptureSettings | None = None) -> 
             )
         )
         status.uncaptured = sorted(tables - set(status.captured))
-        row = conn.execute(
-            sql.SQL(
-                "SELECT count(*), pg_catalog.pg_total_relation_size({log}::regclass), "
-                "extract(epoch FROM pg_catalog.clock_timestamp() - min(at)) FROM {s}.log"
-            ).format(s=s, log=sql.Literal(f"{s.as_string()}.log")),
-        ).fetchone()
-        assert row is not None
-        status.log_entries, status.log_bytes = int(row[0]), int(row[1])
-        status.oldest_seconds = None if row[2] is None else float(row[2])
+        status.log_entries, status.log_bytes, status.oldest_seconds = log_stats(conn, settings.schema)
     return status
+
+
+def log_stats(conn: Conn, schema: str) -> tuple[int, int, float | None]:
+    """The change log's entries, its bytes on the source's disk, and its oldest entry's age (``None``: empty)."""
+    s = sql.Identifier(schema)
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), pg_catalog.pg_total_relation_size({log}::regclass), "
+            "extract(epoch FROM pg_catalog.clock_timestamp() - min(at)) FROM {s}.log"
+        ).format(s=s, log=sql.Literal(f"{s.as_string()}.log")),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), None if row[2] is None else float(row[2])

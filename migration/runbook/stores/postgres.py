@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from migration.errors import ResumeError
 from migration.postgres import (
+    CaptureSettings,
     CopyOptions,
     CopyResult,
     apply_batch,
@@ -136,7 +137,7 @@ class PostgresStore(Store):
                 applied = drain_to_marker(src, dst, state.marker)
             else:  # maintenance mode: the app is stopped; empty the log
                 applied = 0
-                while (batch := apply_batch(src, dst, "ferry_capture").entries) > 0:
+                while (batch := apply_batch(src, dst, CaptureSettings().schema).entries) > 0:
                     applied += batch
             sequences = sync_sequences(src, dst)
             keyless = copy_keyless_tables(src, dst)
