@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Check", "PreflightReport", "Status"]
+__all__ = ["SAME_STORE_CHECK", "Check", "PreflightReport", "Status"]
 
 Status = Literal["ok", "warn", "fail"]
+
+#: The check every store makes that a target is not its source; ``ferry run`` never lets it fail.
+SAME_STORE_CHECK = "target is not the source"
 
 
 @dataclass(frozen=True)

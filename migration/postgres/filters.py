@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from migration.errors import UsageError
 from migration.postgres.catalog import Conn
-from migration.postgres.schema import SchemaDump, TocEntry
+from migration.postgres.schema import PG_CLASS, SchemaDump, TocEntry
 
 __all__ = ["Needs", "needs_of", "support_entries"]
 
-PG_CLASS, PG_TYPE, PG_PROC, PG_NAMESPACE, PG_EXTENSION, PG_COLLATION = 1259, 1247, 1255, 2615, 3079, 3456
+PG_TYPE, PG_PROC, PG_NAMESPACE, PG_EXTENSION, PG_COLLATION = 1247, 1255, 2615, 3079, 3456
 
 # The objects a relation is made of depend on it 'a'uto or 'i'nternal (defaults, constraints,
 # indexes, triggers, a view's rule, owned sequences); what those use, they depend on 'n'ormally.

@@ -13,7 +13,7 @@ from migration.postgres.identity import same_database
 from migration.postgres.state import load_state
 from migration.postgres.target import describe_contents
 from migration.postgres.tools import find_client_tools
-from migration.preflight import Check, PreflightReport, Status
+from migration.preflight import SAME_STORE_CHECK, Check, PreflightReport, Status
 
 __all__ = ["Check", "PreflightReport", "preflight_database"]
 
@@ -176,9 +176,9 @@ def _same_database_check(report: PreflightReport, source: PgEndpoint, target: Pg
     except FerryError:
         return  # already reported as a failed server check above
     if same:
-        report.add("target is not the source", "fail", f"{target.display} is the source database itself")
+        report.add(SAME_STORE_CHECK, "fail", f"{target.display} is the source database itself")
     else:
-        report.add("target is not the source", "ok", "different databases")
+        report.add(SAME_STORE_CHECK, "ok", "different databases")
 
 
 def _duration(seconds: float) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from migration.errors import FerryError
-from migration.preflight import PreflightReport
+from migration.preflight import SAME_STORE_CHECK, PreflightReport
 from migration.redis.connection import RespConn
 from migration.redis.identity import same_server
 from migration.redis.info import info, keyspace, version
@@ -112,8 +112,8 @@ def preflight_redis(source_url: str, target_url: str, *, tls_skip_verify: bool =
             report.add("target empty", "ok", "empty")
     with RespConn(source) as src_again, RespConn(target) as dst_again:
         if same_server(src_again, dst_again):
-            report.add("target is not the source", "fail", f"{target.display} is the source server itself")
+            report.add(SAME_STORE_CHECK, "fail", f"{target.display} is the source server itself")
         else:
-            report.add("target is not the source", "ok", "different servers")
+            report.add(SAME_STORE_CHECK, "ok", "different servers")
     report.add("estimate", "ok", f"about {max(1, round(report.estimated_seconds))} s for {keys} keys")
     return report

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from migration.errors import PreconditionError
-from migration.preflight import PreflightReport
+from migration.preflight import SAME_STORE_CHECK, PreflightReport
 from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
 from migration.runbook.stores import moved_stores
 
 __all__ = ["check_targets", "preflight"]
-
-#: A failed check of this name stops a run even after copying began: writing would destroy the source.
-NEVER_IGNORED = "target is not the source"
 
 
 def preflight(ctx: RunContext) -> PhaseOutcome:
@@ -45,7 +42,8 @@ def check_targets(ctx: RunContext, *, copying_began: bool) -> str:
     checked: list[str] = []
     for name, report in reports:
         failed = [check for check in report.checks if check.status == "fail"]
-        never_ignored = [check for check in failed if check.name == NEVER_IGNORED]
+        # Even after copying began: writing into the source would destroy it.
+        never_ignored = [check for check in failed if check.name == SAME_STORE_CHECK]
         if never_ignored or (failed and not copying_began):
             first = (never_ignored or failed)[0]
             raise PreconditionError(f"{name} preflight: {first.name}: {first.detail}")
