@@ -12,10 +12,10 @@ copy starts only when it is gone.
 from __future__ import annotations
 
 import os
-import time
 
 from migration.errors import CopyRunningError
 from migration.postgres.catalog import Conn
+from migration.postgres.sessions import end_sessions
 
 __all__ = ["COPY_APPLICATION_NAME", "end_orphan_sessions", "take_copy_lock"]
 
@@ -49,16 +49,13 @@ def take_copy_lock(admin: Conn) -> None:
 
 def end_orphan_sessions(admin: Conn, wait_seconds: float = 60.0) -> int:
     """End the sessions a killed copy left behind in this database; return how many there were."""
-    pids = [int(r[0]) for r in admin.execute(_ORPHANS, (COPY_APPLICATION_NAME,))]
-    if not pids:
-        return 0
-    admin.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
-    deadline = time.monotonic() + wait_seconds
-    while admin.execute(_ORPHANS, (COPY_APPLICATION_NAME,)).fetchone() is not None:
-        if time.monotonic() > deadline:
-            raise CopyRunningError(
-                "sessions of an earlier, killed copy are still running in this database and cannot be ended",
-                side="target",
-            )
-        time.sleep(0.1)
-    return len(pids)
+    return end_sessions(
+        admin,
+        _ORPHANS,
+        (COPY_APPLICATION_NAME,),
+        wait_seconds=wait_seconds,
+        error=CopyRunningError(
+            "sessions of an earlier, killed copy are still running in this database and cannot be ended",
+            side="target",
+        ),
+    )

@@ -20,6 +20,7 @@ from migration.errors import PreconditionError
 from migration.postgres.capture.apply import apply_batch
 from migration.postgres.capture.install import CaptureSettings, schema_state
 from migration.postgres.catalog import Conn
+from migration.postgres.sessions import end_sessions
 
 __all__ = ["FenceResult", "drain_to_marker", "lower_fence", "raise_fence"]
 
@@ -60,22 +61,21 @@ def raise_fence(source: Conn, settings: CaptureSettings | None = None, *, grace_
     deadline = time.monotonic() + grace_seconds
     while source.execute(_OLDER, (fenced_at,)).fetchone() is not None and time.monotonic() < deadline:
         time.sleep(0.05)
-    older = [int(r[0]) for r in source.execute(_OLDER, (fenced_at,))]
-    if older:
-        source.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (older,))
-        deadline = time.monotonic() + 10
-        while source.execute(_OLDER, (fenced_at,)).fetchone() is not None:
-            if time.monotonic() > deadline:
-                raise PreconditionError(
-                    "transactions opened before the fence could not be ended (ferry's role may not signal them)",
-                    side="source",
-                )
-            time.sleep(0.05)
+    ended = end_sessions(
+        source,
+        _OLDER,
+        (fenced_at,),
+        wait_seconds=10,
+        error=PreconditionError(
+            "transactions opened before the fence could not be ended (ferry's role may not signal them)",
+            side="source",
+        ),
+    )
     # Written after the fence and after every older transaction ended: reaching it on the
     # target proves every write acknowledged before the fence is there.
     marker = source.execute(sql.SQL("INSERT INTO {}.log (rel, op) VALUES (0, 'M') RETURNING id").format(s)).fetchone()
     assert marker is not None
-    return FenceResult(fenced_epoch, len(older), int(marker[0]), time.monotonic() - started)
+    return FenceResult(fenced_epoch, ended, int(marker[0]), time.monotonic() - started)
 
 
 def drain_to_marker(source: Conn, target: Conn, marker: int, settings: CaptureSettings | None = None) -> int:
