@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migration.errors import PreconditionError, SourceChangedError
+from migration.errors import FerryError, PreconditionError, SourceChangedError
 from migration.files import replace_file
 from migration.postgres.capture.apply import apply_batch, prepare_target
 from migration.postgres.capture.install import CaptureSettings, remove_capture, schema_state
@@ -129,16 +129,29 @@ def follow_changes(
         deadline = None if options.seconds is None else started + options.seconds
         last_report, rows_at_report, stopping = 0.0, 0, False
         progress.phase("follow")
-        while True:
-            if not stopping and (should_stop() or (deadline is not None and time.monotonic() >= deadline)):
-                stopping = True
+        shape_checked = time.monotonic()
+
+        def refuse_ddl() -> None:
             with pg_errors("source", source):
                 change = _ddl_change(shape, _fingerprint(src, schema))
             if change is not None:
                 _write_status(options.status_file, "failed", result.queued + 1, 0.0, 0.0)
                 raise SourceChangedError(f"{change} while following: copy that table again, then follow", side="source")
-            with pg_errors("target", target):
-                batch = apply_batch(src, dst, schema, limit=options.batch)
+
+        while True:
+            if not stopping and (should_stop() or (deadline is not None and time.monotonic() >= deadline)):
+                stopping = True
+            # The tables' shape is read once a second, not before every batch: idle, the loop
+            # turns ten times a second, and the query reads every column of every table.
+            if time.monotonic() - shape_checked >= 1.0:
+                refuse_ddl()
+                shape_checked = time.monotonic()
+            try:
+                with pg_errors("target", target):
+                    batch = apply_batch(src, dst, schema, limit=options.batch)
+            except FerryError:
+                refuse_ddl()  # a batch that fails after DDL names the DDL, not the failed statement
+                raise
             result.entries += batch.entries
             result.rows += batch.rows
             result.batches += bool(batch.entries)
