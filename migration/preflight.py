@@ -28,6 +28,8 @@ class PreflightReport:
     source_bytes: int = 0
     tables: int = 0
     estimated_seconds: float = 0.0
+    #: What the freeze itself must copy (PostgreSQL with capture: the tables it cannot follow).
+    estimated_freeze_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -42,5 +44,6 @@ class PreflightReport:
             "source_bytes": self.source_bytes,
             "tables": self.tables,
             "estimated_seconds": round(self.estimated_seconds, 3),
+            "estimated_freeze_seconds": round(self.estimated_freeze_seconds, 3),
             "checks": [asdict(c) for c in self.checks],
         }

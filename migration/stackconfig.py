@@ -271,9 +271,12 @@ class MigrationConfig(_Model):
     postgres: bool = True
     redis: bool = False
     s3: bool = False
+    #: Unset: ``fence`` with capture (unless S3 moves, which only maintenance mode stops), else ``maintenance``.
     freeze: Literal["maintenance", "read-only", "fence"] = "maintenance"
     #: PostgreSQL change capture: copy and follow while the app writes, so the freeze only drains.
     capture: bool = False
+    #: How long ``catch-up`` waits for the live copies to catch up with the app's writes.
+    catch_up_seconds: float = Field(default=1800.0, ge=1, le=86400)
     #: After maintenance mode and the scale-down: requests in flight finish (Heroku's router allows
     #: 30 s) and stopping workers get their 30 s SIGTERM grace, before the final copy starts.
     drain_seconds: float = Field(default=30.0, ge=0, le=600)
@@ -282,6 +285,14 @@ class MigrationConfig(_Model):
     app_role: Literal["app", "owner"] = "app"
     smoke_urls: list[str] = Field(default_factory=list)
     rollback_on_smoke_failure: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_freeze(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "freeze" not in data and data.get("capture") and data.get("postgres", True):
+            # Reads go on and the window is the drain's: the fence is what capture is for.
+            return {**data, "freeze": "maintenance" if data.get("s3") else "fence"}
+        return data
 
     @model_validator(mode="after")
     def _every_store_freezes(self) -> MigrationConfig:

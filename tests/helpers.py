@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,3 +64,28 @@ def s3_env(source_endpoint: str, target_endpoint: str, *, same_keys: bool = Fals
         "FERRY_S3_TARGET_ACCESS_KEY_ID": target_key, "FERRY_S3_TARGET_SECRET_ACCESS_KEY": target_secret,
         "FERRY_S3_SOURCE_REGION": "us-east-1", "FERRY_S3_TARGET_REGION": "us-east-1",
     }  # fmt: skip
+
+
+@contextmanager
+def following(source_url: str, target_url: str, batch: int = 500) -> Iterator[None]:
+    """``follow_changes`` in a thread for the block's length; its failure fails the test."""
+    from migration.postgres.capture import FollowOptions, follow_changes
+    from migration.progress import PlainProgress
+
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            follow_changes(FollowOptions(source_url, target_url, batch=batch), PlainProgress(unit="rows"), stop.is_set)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(120)
+    assert not failures, failures

@@ -70,3 +70,31 @@ def test_unreachable_sides_are_failed_checks(source_db: Database) -> None:
     checks = _checks(run.json)
     assert checks["target server"][0] == "fail" and checks["source server"][0] == "ok"
     assert "pw-x" not in run.output
+
+
+def test_tables_capture_cannot_follow_and_capture_left_over_are_reported(
+    source_db: Database, target_db: Database
+) -> None:
+    source_db.execute(
+        "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE by_unique (code text NOT NULL UNIQUE);"
+        "CREATE TABLE nullable_unique (code text UNIQUE); CREATE TABLE loose (t text);"
+        "INSERT INTO loose SELECT repeat(md5(g::text), 20) FROM generate_series(1, 20000) g;"
+    )
+    run = ferry("pg", "preflight", "--source", source_db.url, "--target", target_db.url, "--json")
+    checks = _checks(run.json)
+    status, detail = checks["tables capture cannot follow"]
+    # A non-null unique key is a key; a nullable one is not.
+    assert status == "warn" and detail.startswith("2 without a primary or non-null unique key")
+    assert "public.loose (" in detail and "MB)" in detail and "public.nullable_unique" in detail
+    assert "by_unique" not in detail and "inside the freeze, about" in detail
+    assert run.json["estimated_freeze_seconds"] > 0
+    assert checks["change capture"] == ("ok", "not installed")
+    try:
+        assert ferry("pg", "capture", "install", "--source", source_db.url).code == 0
+        source_db.execute("INSERT INTO keyed VALUES (1), (2); INSERT INTO ferry_capture.fence DEFAULT VALUES")
+        again = _checks(ferry("pg", "preflight", "--source", source_db.url, "--target", target_db.url, "--json").json)
+        status, detail = again["change capture"]
+        assert status == "warn" and "installed by an earlier run (2 log entries" in detail
+        assert "FENCE IS UP" in detail and "ferry pg capture remove" in detail
+    finally:
+        assert ferry("pg", "capture", "remove", "--source", source_db.url).code == 0

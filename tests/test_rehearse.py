@@ -25,7 +25,15 @@ def test_rehearse_runs_every_phase_without_losing_a_write(tmp_path: Path) -> Non
     assert result["acknowledged_writes"] > 40
     assert result["verified"] is True
     assert set(result["verification"]) == {"postgres", "redis", "s3:shop-uploads-heroku"}
-    assert result["verification"]["postgres"]["checked"]["rows"] > 20_000
+    # Every row checksummed while the app wrote; inside the freeze only what changed since, and the counts.
+    details = {phase["name"]: phase["detail"] for phase in result["phases"]}
+    live_rows = int(details["catch-up"].split("verified live: ")[1].split(" rows")[0])
+    assert live_rows > 20_000
+    postgres = result["verification"]["postgres"]
+    assert postgres["details"]["mode"] == "changes" and postgres["checked"]["rows"] < live_rows
+    freeze = result["freeze"]
+    assert freeze["mode"] == "maintenance" and set(freeze["lag_before"]) == {"postgres", "redis"}
+    assert freeze["seconds"] >= sum(freeze["phases"].values()) - 0.01 and freeze["drained"] >= 0
 
     # The app wrote until the freeze, could not write during the final sync, and wrote again after the unfreeze.
     offsets = {phase["name"]: phase["offset_seconds"] for phase in result["phases"]}
@@ -39,6 +47,7 @@ def test_rehearse_runs_every_phase_without_losing_a_write(tmp_path: Path) -> Non
     assert json.loads(files["json"].read_text())["lost_writes"] == 0
     markdown = files["markdown"].read_text()
     assert "**Lost writes**: **0**" in markdown and "| final-sync | done |" in markdown
+    assert "**Freeze** (maintenance)" in markdown and "**Lag before the freeze**: postgres" in markdown
     svg = ElementTree.parse(files["timeline"]).getroot()
     labels = [element.text for element in svg.iter("{http://www.w3.org/2000/svg}text")]
     assert set(PHASE_NAMES) <= set(labels) and "app writes" in labels

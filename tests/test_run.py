@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 import yaml
@@ -181,7 +182,7 @@ def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None
     assert run.code == 0, run.output
     phases = {p["name"]: p for p in run.json["phases"]}
     assert list(phases) == [
-        "preflight", "provision", "copy", "freeze", "final-sync", "verify",
+        "preflight", "provision", "copy", "catch-up", "freeze", "final-sync", "verify",
         "alias", "switch", "unfreeze", "smoke", "record",
     ]  # fmt: skip
     assert phases["provision"]["status"] == "skipped"
@@ -245,6 +246,7 @@ def test_nothing_to_roll_back_before_the_freeze(world: World) -> None:
         "preflight": "done",
         "provision": "skipped",
         "copy": "done",
+        "catch-up": "done",
     }
     assert_one_line_error(world.ferry("rollback"), "nothing to roll back")
     assert world.writes() == []
@@ -490,10 +492,22 @@ def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> No
     assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000  # copied while the app is live
     world.source_db.execute("UPDATE orders SET note = 'written while live' WHERE id <= 100")
     world.source_db.execute("INSERT INTO orders VALUES (5001, 'new while live')")
+    # A transaction open across the fence: ended after its grace, its write never acknowledged anywhere.
+    across = psycopg.connect(world.source_db.url)
+    across.execute("UPDATE orders SET note = 'open across the fence' WHERE id = 4000")
     rest = world.ferry("run", "--yes", "--json")
     assert rest.code == 0, rest.output
+    with pytest.raises(psycopg.OperationalError):
+        across.commit()
+    across.close()
     phases = {p["name"]: p for p in rest.json["phases"]}
-    assert "fenced for every role" in phases["freeze"]["detail"]
+    assert "verified live: 5001 rows" in phases["catch-up"]["detail"]
+    assert "fenced for every role (1 transactions open across it ended)" in phases["freeze"]["detail"]
+    # Inside the freeze only what changed since the live pass was compared row by row.
+    verified = world.state()["verify"]["postgres"]
+    assert verified["details"]["mode"] == "changes" and verified["checked"]["rows"] < 5001
+    for db in (world.source_db, world.target_db):
+        assert db.scalar("SELECT note FROM orders WHERE id = 4000") == "order 4000"
     assert "changes drained" in phases["final-sync"]["detail"]
     assert "maintenance on" not in world.writes()  # the fence, not maintenance mode
     assert world.target_db.scalar("SELECT count(*) FROM orders WHERE note = 'written while live'") == 100

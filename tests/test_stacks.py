@@ -443,3 +443,18 @@ def test_program_and_stacks_type_check_and_misspelled_arguments_fail(tmp_path: P
     # Only the misspelled file fails (mypy's cache may remember it under an older temporary path).
     assert all(line.split(":")[0].endswith("misspelled.py") for line in errors), "\n".join(errors)
     assert any('"storage_encryptd"' in line for line in errors)
+
+
+@pytest.mark.parametrize(
+    ("given", "freeze"),
+    [
+        ({"capture": True}, "fence"),  # reads go on: the fence is what capture is for
+        ({"capture": True, "s3": True}, "maintenance"),  # only maintenance mode stops S3 writes
+        ({"capture": True, "freeze": "read-only"}, "read-only"),  # said outright: kept
+        ({}, "maintenance"),
+    ],
+)
+def test_the_freeze_defaults_to_the_fence_with_capture(given: dict[str, Any], freeze: str) -> None:
+    from migration.stackconfig import MigrationConfig
+
+    assert MigrationConfig.model_validate(given).freeze == freeze

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import math
 
+from psycopg import sql
+
 from migration.errors import FerryError
+from migration.postgres.capture.install import schema_state
+from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
+from migration.postgres.capture.status import log_stats
+from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn, server_major
 from migration.postgres.checks import available_extensions, installed_extensions
 from migration.postgres.connection import connect, pg_errors
@@ -75,7 +81,56 @@ def _source_checks(report: PreflightReport, conn: Conn, jobs: int) -> tuple[set[
     else:
         report.add("tables without a primary key", "ok", "none")
     report.estimated_seconds = report.source_bytes / (BYTES_PER_SECOND_PER_JOB * max(1, min(jobs, report.tables)))
+    _capture_checks(report, conn)
     return extensions, report.tables
+
+
+def _capture_checks(report: PreflightReport, conn: Conn) -> None:
+    """What change capture could not follow (copied inside the freeze), and capture left by an earlier run."""
+    keyless = [t for t in capture_tables(conn, CAPTURE_SCHEMA) if not t.capturable]
+    # One stream, inside the freeze: the whole table again, after its writes stopped.
+    report.estimated_freeze_seconds = sum(t.bytes for t in keyless) / BYTES_PER_SECOND_PER_JOB
+    if keyless:
+        shown = ", ".join(f"{t.name} ({_size(t.bytes)})" for t in keyless[:5])
+        report.add(
+            "tables capture cannot follow",
+            "warn",
+            f"{len(keyless)} without a primary or non-null unique key: {shown}"
+            + (f" and {len(keyless) - 5} more" if len(keyless) > 5 else "")
+            + f"; with capture they are copied again inside the freeze, about {_duration(report.estimated_freeze_seconds)}",
+        )
+    else:
+        report.add("tables capture cannot follow", "ok", "none: every table has a key")
+    state = schema_state(conn, CAPTURE_SCHEMA)
+    if state == "absent":
+        report.add("change capture", "ok", "not installed")
+        return
+    if state == "foreign":
+        report.add(
+            "change capture", "warn", f"schema {CAPTURE_SCHEMA} exists and is not ferry's: capture cannot use it"
+        )
+        return
+    entries, log_bytes, _ = log_stats(conn, CAPTURE_SCHEMA)
+    fenced = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}.fence)").format(sql.Identifier(CAPTURE_SCHEMA)))
+    row = fenced.fetchone()
+    fence = " and its FENCE IS UP: every write to the source is refused" if row is not None and row[0] else ""
+    report.add(
+        "change capture",
+        "warn",
+        f"installed by an earlier run ({entries} log entries, {_size(log_bytes)}){fence}; "
+        "`ferry pg capture remove` removes it, a run resumes with it",
+    )
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def _target_checks(report: PreflightReport, conn: Conn, extensions: set[str], owner: str | None) -> None:

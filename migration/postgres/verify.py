@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from migration.postgres.capture.apply import FOLLOW_SCHEMA
+from migration.postgres.capture.constraints import pending_validation
 from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
 from migration.postgres.capture.sql import TRIGGERS as CAPTURE_TRIGGERS
 from migration.postgres.catalog import Conn
@@ -24,9 +25,21 @@ from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.state import STATE_SCHEMA
 from migration.verify import Difference, VerifyReport
 
-__all__ = ["DatabaseVerifyReport", "Difference", "verify_databases"]
+__all__ = [
+    "DataTable",
+    "DatabaseVerifyReport",
+    "Difference",
+    "SnapshotPair",
+    "check_table",
+    "compare_objects",
+    "key_ranges",
+    "open_snapshot",
+    "present_data_tables",
+    "range_checksum",
+    "verify_databases",
+]
 
-Mode = Literal["quick", "full"]
+Mode = Literal["quick", "full", "live", "changes"]
 _ROWS_PER_RANGE = 250_000
 # ferry's own schemas: the copy's resume state, change capture on the source, the follow's batches.
 _USER_SCHEMAS = (
@@ -119,7 +132,8 @@ class DatabaseVerifyReport(VerifyReport):
         return f"{super().summary()} ({self.mode})"
 
 
-def _open(endpoint: PgEndpoint) -> Conn:
+def open_snapshot(endpoint: PgEndpoint) -> Conn:
+    """A connection in a read-only repeatable-read transaction, its settings making row text comparable."""
     conn = connect(endpoint, autocommit=True)
     with pg_errors(endpoint.side, endpoint):
         for statement in _SESSION:
@@ -153,12 +167,12 @@ def _diff_catalogs(src: dict[str, dict[str, str]], dst: dict[str, dict[str, str]
 
 
 @dataclass(frozen=True)
-class _Table:
+class DataTable:
     name: str
     int_key: str | None
 
 
-def _data_tables(conn: Conn) -> list[_Table]:
+def _data_tables(conn: Conn) -> list[DataTable]:
     rows = conn.execute(
         f"""SELECT format('%I.%I', n.nspname, c.relname),
                    (SELECT quote_ident(a.attname) FROM pg_index i
@@ -169,10 +183,10 @@ def _data_tables(conn: Conn) -> list[_Table]:
              WHERE c.relkind IN ('r', 'm') AND (c.relkind = 'r' OR c.relispopulated)
                AND n.nspname {_USER_SCHEMAS} ORDER BY 1"""
     ).fetchall()
-    return [_Table(str(r[0]), str(r[1]) if r[1] else None) for r in rows]
+    return [DataTable(str(r[0]), str(r[1]) if r[1] else None) for r in rows]
 
 
-def _ranges(conn: Conn, table: _Table, rows: int) -> list[tuple[str, str]]:
+def key_ranges(conn: Conn, table: DataTable, rows: int) -> list[tuple[str, str]]:
     """``(label, WHERE condition)`` pairs covering the whole table."""
     count = min(256, math.ceil(rows / _ROWS_PER_RANGE))
     if table.int_key is None or count <= 1:
@@ -190,7 +204,7 @@ def _ranges(conn: Conn, table: _Table, rows: int) -> list[tuple[str, str]]:
     return out
 
 
-def _checksum(conn: Conn, table: str, where: str) -> tuple[int, str]:
+def range_checksum(conn: Conn, table: str, where: str) -> tuple[int, str]:
     row = conn.execute(
         f"SELECT count(*), coalesce(sum(hashtextextended(__ferry_r::text, 0)), 0)::text "
         f"FROM ONLY {table} AS __ferry_r WHERE {where}"
@@ -217,6 +231,65 @@ def _large_objects(conn: Conn, full: bool) -> dict[int, str]:
     return {int(r[0]): str(r[1]) for r in conn.execute(query).fetchall()}
 
 
+def compare_objects(
+    source: PgEndpoint, target: PgEndpoint, report: DatabaseVerifyReport, *, large_object_contents: bool
+) -> list[DataTable]:
+    """Catalogs, sequences and large objects into *report*; returns the data tables both sides have."""
+    src, dst = open_snapshot(source), open_snapshot(target)
+    try:
+        with pg_errors("source", source):
+            src_catalog = _catalog(src)
+            tables = _data_tables(src)
+            src_seq = _sequences(src)
+            src_lo = _large_objects(src, large_object_contents)
+        with pg_errors("target", target):
+            dst_catalog = _catalog(dst)
+            validating = pending_validation(dst)
+            dst_seq = _sequences(dst)
+            dst_lo = _large_objects(dst, large_object_contents)
+        with pg_errors("target", target):
+            report.notes = _extension_notes(src, dst)
+    finally:
+        src.close()
+        dst.close()
+    for diff in _diff_catalogs(src_catalog, dst_catalog):
+        if (
+            diff.kind == "constraint"
+            and diff.name in validating
+            and diff.target == f"{diff.source} NOT VALID (not validated)"
+        ):
+            report.notes.append(
+                f"foreign key {diff.name}: added NOT VALID after the follow, validated after the unfreeze"
+            )
+        else:
+            report.add(diff)
+    for name, value in sorted(src_seq.items()):
+        if name in dst_seq and dst_seq[name] < value:
+            report.add(Difference("sequence", name, str(value), f"{dst_seq[name]} (behind)"))
+    for oid in sorted(src_lo.keys() | dst_lo.keys()):
+        if src_lo.get(oid) != dst_lo.get(oid):
+            report.add(
+                Difference(
+                    "large object",
+                    str(oid),
+                    src_lo.get(oid, "(missing)") or "present",
+                    dst_lo.get(oid, "(missing)") or "present",
+                )
+            )
+    present = set(dst_catalog["table"])
+    return [t for t in tables if t.name in present]
+
+
+def present_data_tables(source: PgEndpoint, target: PgEndpoint) -> list[DataTable]:
+    """The source's tables (and populated materialized views) the target has too."""
+    with SnapshotPair(source, target) as (src, dst):
+        with pg_errors("source", source):
+            tables = _data_tables(src)
+        with pg_errors("target", target):
+            present = {t.name for t in _data_tables(dst)}
+    return [t for t in tables if t.name in present]
+
+
 def verify_databases(
     source_url: str,
     target_url: str,
@@ -235,31 +308,13 @@ def verify_databases(
     source = parse_url(source_url, "source")
     target = parse_url(target_url, "target")
     report = DatabaseVerifyReport(mode=mode)
-    src, dst = _open(source), _open(target)
-    try:
-        with pg_errors("source", source):
-            src_catalog = _catalog(src)
-            tables = _data_tables(src)
-            src_seq = _sequences(src)
-            src_lo = _large_objects(src, mode == "full")
-        with pg_errors("target", target):
-            dst_catalog = _catalog(dst)
-            dst_seq = _sequences(dst)
-            dst_lo = _large_objects(dst, mode == "full")
-        with pg_errors("target", target):
-            report.notes = _extension_notes(src, dst)
-    finally:
-        src.close()
-        dst.close()
-    report.add_all(_diff_catalogs(src_catalog, dst_catalog))
-    present = set(dst_catalog["table"])
-    checked = [t for t in tables if t.name in present]
+    checked = compare_objects(source, target, report, large_object_contents=mode == "full")
 
-    def check(table: _Table) -> tuple[list[Difference], int, int]:
+    def check(table: DataTable) -> tuple[list[Difference], int, int]:
         if on_table:
             on_table(table.name)
-        with _Pair(source, target) as (s, d):
-            return _check_table(s, d, source, target, table, mode)
+        with SnapshotPair(source, target) as (s, d):
+            return check_table(s, d, source, target, table, mode)
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         for diffs, rows, ranges in pool.map(check, checked):
@@ -267,30 +322,19 @@ def verify_databases(
             report.rows_checked += rows
             report.ranges_checked += ranges
     report.tables_checked = len(checked)
-    for name, value in sorted(src_seq.items()):
-        if name in dst_seq and dst_seq[name] < value:
-            report.add(Difference("sequence", name, str(value), f"{dst_seq[name]} (behind)"))
-    for oid in sorted(src_lo.keys() | dst_lo.keys()):
-        if src_lo.get(oid) != dst_lo.get(oid):
-            report.add(
-                Difference(
-                    "large object",
-                    str(oid),
-                    src_lo.get(oid, "(missing)") or "present",
-                    dst_lo.get(oid, "(missing)") or "present",
-                )
-            )
     report.seconds = time.monotonic() - started
     return report
 
 
-class _Pair:
+class SnapshotPair:
+    """A read-only snapshot of each side, opened together and closed together."""
+
     def __init__(self, source: PgEndpoint, target: PgEndpoint) -> None:
         self.source, self.target = source, target
         self.conns: list[Conn] = []
 
     def __enter__(self) -> tuple[Conn, Conn]:
-        self.conns = [_open(self.source), _open(self.target)]
+        self.conns = [open_snapshot(self.source), open_snapshot(self.target)]
         return self.conns[0], self.conns[1]
 
     def __exit__(self, *exc: object) -> None:
@@ -298,8 +342,8 @@ class _Pair:
             conn.close()
 
 
-def _check_table(
-    src: Conn, dst: Conn, source: PgEndpoint, target: PgEndpoint, table: _Table, mode: Mode
+def check_table(
+    src: Conn, dst: Conn, source: PgEndpoint, target: PgEndpoint, table: DataTable, mode: Mode
 ) -> tuple[list[Difference], int, int]:
     with pg_errors("source", source):
         row = src.execute(f"SELECT count(*) FROM ONLY {table.name}").fetchone()
@@ -313,12 +357,12 @@ def _check_table(
         return [], rows_s, 0
     diffs: list[Difference] = []
     with pg_errors("source", source):
-        ranges = _ranges(src, table, rows_s)
+        ranges = key_ranges(src, table, rows_s)
     for label, where in ranges:
         with pg_errors("source", source):
-            count_s, sum_s = _checksum(src, table.name, where)
+            count_s, sum_s = range_checksum(src, table.name, where)
         with pg_errors("target", target):
-            count_t, sum_t = _checksum(dst, table.name, where)
+            count_t, sum_t = range_checksum(dst, table.name, where)
         if (count_s, sum_s) != (count_t, sum_t):
             diffs.append(
                 Difference("checksum", f"{table.name} {label}", f"{count_s} rows, {sum_s}", f"{count_t} rows, {sum_t}")

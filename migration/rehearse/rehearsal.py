@@ -240,9 +240,27 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
             started_at=origin,
             seconds=time.time() - origin,
             setup_seconds=origin - started,
+            freeze=_freeze_summary(state),
         )
     write_reports(result, options.report_dir)
     return result
+
+
+_INSIDE_THE_FREEZE = ("freeze", "final-sync", "verify", "alias", "switch", "unfreeze")
+
+
+def _freeze_summary(state: RunState) -> dict[str, Any]:
+    inside = {name: state.phases[name] for name in _INSIDE_THE_FREEZE if name in state.phases}
+    if "freeze" not in inside or "unfreeze" not in inside:
+        return {}
+    unfrozen = inside["unfreeze"].started_at + inside["unfreeze"].seconds
+    return {
+        "mode": state.freeze_mode,
+        "seconds": round(unfrozen - inside["freeze"].started_at, 3),
+        "phases": {name: record.seconds for name, record in inside.items()},
+        "lag_before": {name: store.lag_at_freeze for name, store in state.stores.items() if store.lag_at_freeze},
+        "drained": sum(store.drained or 0 for store in state.stores.values()),
+    }
 
 
 def _identical(report: dict[str, Any]) -> bool:

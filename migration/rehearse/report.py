@@ -71,6 +71,9 @@ class Rehearsal:
     started_at: float
     seconds: float
     setup_seconds: float
+    #: The freeze: its mode, each live copy's lag as it began, changes drained inside it, its length
+    #: (freeze's start to unfreeze's end) and the seconds each phase inside it took.
+    freeze: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +98,7 @@ def _markdown(result: Rehearsal) -> str:
         f"- **Verified copy**: {'yes' if result.verified else 'NO'} ({', '.join(result.verification) or 'nothing'})",
         "- **Data set**: " + ", ".join(f"{value} {key}" for key, value in result.dataset.items()),
         f"- **Run**: {result.seconds:.1f} s from the app's start (servers and data set up before: {result.setup_seconds:.1f} s)",
+        *_freeze_lines(result.freeze),
         "",
         "| phase | status | seconds | detail |",
         "|---|---|---:|---|",
@@ -105,6 +109,21 @@ def _markdown(result: Rehearsal) -> str:
     ]
     lines += ["", "![timeline](timeline.svg)", ""]
     return "\n".join(lines)
+
+
+def _freeze_lines(freeze: dict[str, Any]) -> list[str]:
+    if not freeze:
+        return []
+    lag = "; ".join(
+        f"{store} {values.get('queued', 0):.0f} changes waiting, {values.get('seconds_behind', 0.0):.1f} s behind"
+        for store, values in freeze.get("lag_before", {}).items()
+    )
+    parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in freeze.get("phases", {}).items())
+    return [
+        f"- **Freeze** ({freeze.get('mode')}): {freeze.get('seconds', 0.0):.2f} s from its start to the unfreeze: {parts}",
+        f"- **Lag before the freeze**: {lag or 'no live copy'}; **changes drained inside it**: "
+        f"{freeze.get('drained', 0)}",
+    ]
 
 
 def _svg(result: Rehearsal) -> str:

@@ -1,9 +1,10 @@
-"""Phases ``copy`` (while the app is live) and ``final-sync`` (inside the freeze).
+"""Phases ``copy`` and ``catch-up`` (while the app is live) and ``final-sync`` (inside the freeze).
 
 Each moved store copies side by side: ``copy`` starts what can run while the app writes
-(Redis's live copy, a first S3 sync), ``final-sync`` brings every target to the frozen
-source's state (Redis's live copy drained, an incremental S3 sync, the PostgreSQL copy
-until change capture lands).
+(Redis's live copy, a first S3 sync, PostgreSQL's copy and change follow), ``catch-up`` waits
+for the background copies to catch up and verifies what can be verified while live (PostgreSQL's
+full checksum pass), ``final-sync`` brings every target to the frozen source's state (the live
+copies drained, an incremental S3 sync, the PostgreSQL copy when change capture is off).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from migration.runbook.parallel import side_by_side
 from migration.runbook.preflight import check_targets
 from migration.runbook.stores import ProgressFor, moved_stores
 
-__all__ = ["copy_live", "final_sync", "stop_live_copies"]
+__all__ = ["catch_up", "copy_live", "final_sync", "stop_live_copies"]
 
 
 def _progress_for(stores: int) -> ProgressFor:
@@ -38,6 +39,14 @@ def copy_live(ctx: RunContext) -> PhaseOutcome:
         store.name: partial(store.copy_live, ctx, sources, targets) for store in stores
     }
     return done("; ".join(d for d in side_by_side(tasks).values() if d) or "nothing to copy while live")
+
+
+def catch_up(ctx: RunContext) -> PhaseOutcome:
+    sources, targets = ctx.sources(), ctx.targets()
+    tasks: dict[str, Callable[[], str]] = {
+        store.name: partial(store.catch_up, ctx, sources, targets) for store in moved_stores(ctx, sources)
+    }
+    return done("; ".join(d for d in side_by_side(tasks).values() if d) or "no background copy")
 
 
 def final_sync(ctx: RunContext) -> PhaseOutcome:

@@ -29,6 +29,10 @@ __all__ = ["freeze", "unfreeze"]
 def freeze(ctx: RunContext) -> PhaseOutcome:
     mode = ctx.config.migration.freeze
     ctx.state.freeze_mode = mode
+    for store in moved_stores(ctx, ctx.sources()):
+        # How far behind each live copy was as writes stopped: what the final sync has left to drain.
+        if (status := store.live_status(ctx)) is not None:
+            store.state(ctx).lag_at_freeze = {"queued": status.queued, "seconds_behind": status.seconds_behind}
     ctx.save()
     if mode in ("read-only", "fence"):
         sources = ctx.sources()

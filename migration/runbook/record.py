@@ -46,7 +46,9 @@ def record(ctx: RunContext) -> PhaseOutcome:
         written[0] = _write(ctx.settings.state_dir / "record.json", data)
         written.append(_write(ctx.settings.state_dir / "stack-export.json", ctx.infra.export()))
     sources = ctx.sources()
-    cleaned = [d for d in (store.cleanup(ctx, sources) for store in moved_stores(ctx, sources)) if d]
+    stores = moved_stores(ctx, sources)
+    cleaned = [d for d in (store.finish_target(ctx, targets) for store in stores) if d]
+    cleaned += [d for d in (store.cleanup(ctx, sources) for store in stores) if d]
     return done("written: " + ", ".join(str(path) for path in written) + "".join(f"; {d}" for d in cleaned))
 
 

@@ -1,6 +1,6 @@
 """``ferry run`` and ``ferry rollback``: the runbook as ordered, timed, checkpointed phases.
 
-preflight → provision → copy → freeze → final-sync → verify → alias → switch → unfreeze → smoke → record
+preflight → provision → copy → catch-up → freeze → final-sync → verify → alias → switch → unfreeze → smoke → record
 
 Each phase's start and end are written to the state file before and after it runs, so a run
 started again after a crash continues with the first phase not done (phases are written to be
@@ -16,7 +16,7 @@ from typing import Any
 
 from migration.errors import DifferencesFoundError, FerryError, RunbookError
 from migration.runbook.context import RunContext, RunSettings
-from migration.runbook.copy import copy_live, final_sync, stop_live_copies
+from migration.runbook.copy import catch_up, copy_live, final_sync, stop_live_copies
 from migration.runbook.cutover import alias, rollback_cutover, switch
 from migration.runbook.freeze import freeze, unfreeze
 from migration.runbook.lock import RunLock
@@ -45,6 +45,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("preflight", preflight),
     Phase("provision", provision, asks="pulumi up: create or update the AWS target"),
     Phase("copy", copy_live),
+    Phase("catch-up", catch_up),
     Phase("freeze", freeze, asks="stop the app's writes (maintenance mode or read-only role)"),
     Phase("final-sync", final_sync),
     Phase("verify", verify),

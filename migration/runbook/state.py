@@ -53,6 +53,15 @@ class StoreState:
     follower: FollowerState = field(default_factory=FollowerState)
     #: Where the final sync must reach (change capture: the fence's marker entry).
     marker: int | None = None
+    #: The live verify's position in the target's record of rewritten rows (``None``: none ran);
+    #: the verify inside the freeze compares what was rewritten after it.
+    verified_through: int | None = None
+    #: Key ranges that still differed while live, as ``[table, label, condition]``.
+    deferred_ranges: list[list[str]] = field(default_factory=list)
+    #: What the background copy said when the freeze began: changes waiting, seconds behind.
+    lag_at_freeze: dict[str, float] = field(default_factory=dict)
+    #: Changes the final sync drained inside the freeze.
+    drained: int | None = None
 
 
 @dataclass
@@ -91,6 +100,10 @@ class RunState:
                     recopy=bool(section.get("recopy", False)),
                     follower=FollowerState(**section.get("follower", {})),
                     marker=section.get("marker"),
+                    verified_through=section.get("verified_through"),
+                    deferred_ranges=[list(r) for r in section.get("deferred_ranges", [])],
+                    lag_at_freeze=dict(section.get("lag_at_freeze", {})),
+                    drained=section.get("drained"),
                 )
                 for name, section in data.pop("stores", {}).items()
             }

@@ -26,11 +26,22 @@ from migration.postgres.capture.sql import DEFAULT_SCHEMA
 from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn
 
-__all__ = ["FOLLOW_SCHEMA", "ApplyResult", "apply_batch", "copy_keyless_tables", "prepare_target", "sync_sequences"]
+__all__ = [
+    "CHANGED_TABLE",
+    "FOLLOW_SCHEMA",
+    "ApplyResult",
+    "apply_batch",
+    "copy_keyless_tables",
+    "prepare_target",
+    "record_changes",
+    "sync_sequences",
+]
 
 _MAX_ROUNDS = 20
 #: On the target: the record of applied batches (verify leaves it out).
 FOLLOW_SCHEMA = "_ferry_follow"
+#: On the target: every key a batch rewrote, in the order applied (``key`` NULL: the whole table).
+CHANGED_TABLE = f"{FOLLOW_SCHEMA}.changed"
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,11 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
                 if any(e[2] == "T" for e in table_entries):
                     rows += _copy_whole(source, target, table)
                     truncated += 1
+                    record_changes(target, table.name, None)
                     continue
                 keys = {json.dumps(k, sort_keys=True): k for e in table_entries for k in (e[3], e[4]) if k is not None}
                 rows += _replace_rows(source, target, table, list(keys.values()))
+                record_changes(target, table.name, list(keys.values()))
             target.execute(
                 f"INSERT INTO {FOLLOW_SCHEMA}.batches (entries, max_id) VALUES (%s, %s)",
                 (len(entries), max(int(e[0]) for e in entries)),
@@ -153,11 +166,25 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
 
 
 def prepare_target(target: Conn) -> None:
-    """The target's record of applied batches (kept until the follow ends)."""
+    """The target's record of applied batches and of the keys they changed (kept until the follow ends)."""
     target.execute(
         f"CREATE SCHEMA IF NOT EXISTS {FOLLOW_SCHEMA}; "
         f"CREATE TABLE IF NOT EXISTS {FOLLOW_SCHEMA}.batches (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-        "entries int NOT NULL, max_id bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        "entries int NOT NULL, max_id bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); "
+        f"CREATE TABLE IF NOT EXISTS {CHANGED_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        "rel text NOT NULL, key jsonb)"
+    )
+
+
+def record_changes(target: Conn, table: str, keys: list[dict[str, Any]] | None) -> None:
+    """Which keys of *table* the batch rewrote (``None``: all of them), for the verify inside the freeze:
+    a row checked equal while live and not named here since is still equal."""
+    if keys is None:
+        target.execute(f"INSERT INTO {CHANGED_TABLE} (rel, key) VALUES (%s, NULL)", (table,))
+        return
+    target.execute(
+        f"INSERT INTO {CHANGED_TABLE} (rel, key) SELECT %s, k FROM pg_catalog.jsonb_array_elements(%s::jsonb) k",
+        (table, json.dumps(keys)),
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from migration.errors import FerryError, PreconditionError, SourceChangedError
 from migration.files import replace_file
 from migration.postgres.capture.apply import apply_batch, prepare_target
+from migration.postgres.capture.constraints import can_pause_per_batch, pause_constraints
 from migration.postgres.capture.install import CaptureSettings, remove_capture, schema_state
 from migration.postgres.capture.status import log_stats
 from migration.postgres.catalog import Conn
@@ -126,6 +127,9 @@ def follow_changes(
             shape = _fingerprint(src, schema)
         with pg_errors("target", target):
             prepare_target(dst)
+            if not can_pause_per_batch(dst):
+                # Batches cannot pause the target's foreign keys and triggers: they come off until the end.
+                pause_constraints(dst)
         deadline = None if options.seconds is None else started + options.seconds
         last_report, rows_at_report, stopping = 0.0, 0, False
         progress.phase("follow")

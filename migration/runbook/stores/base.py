@@ -65,6 +65,14 @@ class Store:
         """The background copy's last word, where the store has one."""
         return None
 
+    def catch_up(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+        """While live, before the freeze: let the background copy catch up, verify what can be verified
+        while the app writes. By default, only its lag is reported."""
+        status = self.live_status(ctx)
+        if status is None:
+            return ""
+        return f"{self.name}: {status.queued} changes waiting, {status.seconds_behind:.1f} s behind"
+
     def freeze_writes(self, ctx: RunContext, sources: Sources) -> str:
         """Stop the app's writes to this source store, reads going on (the read-only freeze)."""
         return ""
@@ -86,6 +94,10 @@ class Store:
 
     def forget_copy(self, ctx: RunContext) -> None:
         """The app wrote to the source again after a final sync: the next one copies anew."""
+
+    def finish_target(self, ctx: RunContext, targets: Targets) -> str:
+        """After the switch and the unfreeze, the app writing to the target: work that may run meanwhile."""
+        return ""
 
     def cleanup(self, ctx: RunContext, sources: Sources) -> str:
         """After the run is recorded: remove what the copy left on either side (nothing yet)."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import replace
 
-from migration.errors import ResumeError
+from migration.errors import FollowerError, ResumeError
 from migration.postgres import (
     CaptureSettings,
     CopyOptions,
     CopyResult,
+    DeferredRange,
     apply_batch,
     capture_errors,
     capture_status,
@@ -25,10 +27,14 @@ from migration.postgres import (
     preflight_database,
     raise_fence,
     remove_capture,
+    restore_constraints,
     set_read_only,
     sync_sequences,
     target_is_empty,
+    validate_constraints,
+    verify_changes,
     verify_databases,
+    verify_live,
 )
 from migration.preflight import PreflightReport
 from migration.progress import PlainProgress, ProgressSink
@@ -66,12 +72,42 @@ class PostgresStore(Store):
         options = CopyOptions(sources.database_url, targets.database_url, jobs=_jobs(ctx))
         _copy(options, PlainProgress(unit="bytes"), resume=resume)
         env = {**os.environ, "FERRY_SOURCE_URL": sources.database_url, "FERRY_TARGET_URL": targets.database_url}
-        command = [sys.executable, "-m", "migration", "pg", "follow", "--status-file", str(follower.status_file)]
+        command = [sys.executable, "-m", "migration", "pg", "follow", "--status-file", str(follower.status_file),
+                   "--leave-constraints-paused"]  # fmt: skip
         pid = follower.start(command, env, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
         return f"postgres: copied, following the change log (pid {pid})"
 
     def live_status(self, ctx: RunContext) -> FollowerStatus | None:
         return self.follower(ctx).status() if ctx.config.migration.capture else None
+
+    def catch_up(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+        """Wait until the follow has caught up, then the full checksum pass while the app writes."""
+        if not ctx.config.migration.capture:
+            return ""
+        follower = self.follower(ctx)
+        deadline = time.monotonic() + ctx.config.migration.catch_up_seconds
+        while (status := follower.status()) is None or not _caught_up(status):
+            if not follower.alive():
+                raise FollowerError(f"postgres follow stopped: {follower.last_line()}")
+            if time.monotonic() > deadline:
+                behind = f"{status.queued} changes waiting" if status else "no status"
+                raise FollowerError(
+                    f"postgres follow did not catch up in {ctx.config.migration.catch_up_seconds:g} s ({behind}); "
+                    "the app writes faster than the target applies: run again later, or raise catchUpSeconds"
+                )
+            time.sleep(0.2)
+        detail = f"postgres: caught up ({status.queued} changes waiting, {status.seconds_behind:.1f} s behind)"
+        if ctx.settings.verify_mode != "full":
+            return detail
+        live = verify_live(sources.database_url, targets.database_url, jobs=_jobs(ctx))
+        state = self.state(ctx)
+        state.verified_through = live.through
+        state.deferred_ranges = [[r.table, r.label, r.where] for r in live.deferred]
+        ctx.save()
+        return (
+            f"{detail}; verified live: {live.report.rows_checked} rows in {live.report.ranges_checked} key ranges, "
+            f"{len(live.deferred)} ranges left to the freeze"
+        )
 
     def freeze_writes(self, ctx: RunContext, sources: Sources) -> str:
         if ctx.config.migration.freeze == "fence":
@@ -115,6 +151,18 @@ class PostgresStore(Store):
         return f"postgres: {result.rows} rows in {len(result.tables)} tables" + (" (resumed)" if result.resumed else "")
 
     def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
+        state = self.state(ctx)
+        if ctx.config.migration.capture and state.verified_through is not None:
+            # The live pass checked everything; what changed since is compared (the module says why that is enough).
+            deferred = tuple(DeferredRange(*r) for r in state.deferred_ranges)
+            changes = verify_changes(
+                sources.database_url,
+                targets.database_url,
+                through=state.verified_through,
+                deferred=deferred,
+                jobs=_jobs(ctx),
+            )
+            return [StoreVerify.of("postgres", changes)]
         report = verify_databases(
             sources.database_url,
             targets.database_url,
@@ -141,10 +189,23 @@ class PostgresStore(Store):
                     applied += batch
             sequences = sync_sequences(src, dst)
             keyless = copy_keyless_tables(src, dst)
-        return f"postgres: {applied} changes drained, {sequences} sequences, {keyless} tables without a key copied"
+            restored = restore_constraints(dst)
+        state.drained = applied
+        ctx.save()
+        back = f", {restored} foreign keys back NOT VALID" if restored else ""
+        return (
+            f"postgres: {applied} changes drained, {sequences} sequences, {keyless} tables without a key copied{back}"
+        )
 
     def stop_following(self, ctx: RunContext) -> str:
         return "postgres follow stopped" if self.follower(ctx).stop() else ""
+
+    def finish_target(self, ctx: RunContext, targets: Targets) -> str:
+        if not ctx.config.migration.capture:
+            return ""
+        with connect_target(targets.database_url) as dst, capture_errors():
+            validated = validate_constraints(dst)
+        return f"{validated} foreign keys validated on the target" if validated else ""
 
     def cleanup(self, ctx: RunContext, sources: Sources) -> str:
         if not ctx.config.migration.capture:
@@ -155,9 +216,17 @@ class PostgresStore(Store):
     def forget_copy(self, ctx: RunContext) -> None:
         state = self.state(ctx)
         state.recopy, state.copy_started = state.copy_started, False
+        # The next final sync copies anew: the live verify's position says nothing about that copy.
+        state.verified_through, state.deferred_ranges = None, []
 
 
 _FOLLOW_READY_SECONDS = 600
+#: Close enough to freeze: the drain inside the freeze applies what is left in well under a second.
+_CAUGHT_UP_ENTRIES = 2000
+
+
+def _caught_up(status: FollowerStatus) -> bool:
+    return status.phase == "live" and status.queued <= _CAUGHT_UP_ENTRIES
 
 
 def _copy(options: CopyOptions, progress: ProgressSink, *, resume: bool) -> CopyResult | None:

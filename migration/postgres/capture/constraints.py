@@ -1,0 +1,143 @@
+"""The target's foreign keys and triggers while the follow applies batches, for roles that cannot pause them.
+
+A batch writes each table's rows in turn, so between two statements a child row may point at
+a parent not written yet, and the target's own triggers would fire on rows that are copies.
+Where the target's role may set ``session_replication_role = replica`` (a superuser, RDS's
+``rds_superuser``) both pause for the batch and nothing is needed here. Otherwise the follow
+takes the foreign keys off the target and disables its user triggers, keeping their
+definitions in ``_ferry_follow``; once the last change is applied they come back: triggers
+enabled and foreign keys added ``NOT VALID`` (instant: no row is read), then validated,
+which reads the rows without stopping writes, after the unfreeze. Each step is one target
+transaction with its record, so a crash anywhere leaves either the old or the new state.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from migration.postgres.capture.apply import FOLLOW_SCHEMA
+from migration.postgres.catalog import Conn
+
+__all__ = [
+    "PAUSED_CONSTRAINTS",
+    "can_pause_per_batch",
+    "pause_constraints",
+    "pending_validation",
+    "restore_constraints",
+    "validate_constraints",
+]
+
+#: On the target: foreign keys taken off for the follow (``state``: ``dropped``, then ``not valid``).
+PAUSED_CONSTRAINTS = f"{FOLLOW_SCHEMA}.foreign_keys"
+_PAUSED_TRIGGERS = f"{FOLLOW_SCHEMA}.triggers"
+
+_USER_TABLES = r"""
+  JOIN pg_catalog.pg_class c ON c.oid = {rel} JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', '_ferry', '_ferry_follow') AND n.nspname NOT LIKE 'pg\_%'
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_class'::regclass
+                   AND x.objid = c.oid AND x.deptype = 'e')
+"""
+_FOREIGN_KEYS = (
+    "SELECT format('%I.%I', n.nspname, c.relname), o.conname, pg_catalog.pg_get_constraintdef(o.oid) "
+    "FROM pg_catalog.pg_constraint o" + _USER_TABLES.format(rel="o.conrelid") + " AND o.contype = 'f'"
+    " AND o.conparentid = 0 ORDER BY 1, 2"
+)
+_TRIGGERS = (
+    "SELECT format('%I.%I', n.nspname, c.relname), t.tgname FROM pg_catalog.pg_trigger t"
+    + _USER_TABLES.format(rel="t.tgrelid")
+    + " AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgparentid = 0 ORDER BY 1, 2"
+)
+
+
+def can_pause_per_batch(target: Conn) -> bool:
+    """Whether the target's role may set ``session_replication_role`` (foreign keys and triggers pause per batch)."""
+    try:
+        with target.transaction():
+            target.execute("SET LOCAL session_replication_role = replica")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
+def _prepare(target: Conn) -> None:
+    target.execute(
+        f"CREATE TABLE IF NOT EXISTS {PAUSED_CONSTRAINTS} (rel text NOT NULL, name text NOT NULL, "
+        "definition text NOT NULL, state text NOT NULL DEFAULT 'dropped', PRIMARY KEY (rel, name)); "
+        f"CREATE TABLE IF NOT EXISTS {_PAUSED_TRIGGERS} (rel text NOT NULL, name text NOT NULL, PRIMARY KEY (rel, name))"
+    )
+
+
+def pause_constraints(target: Conn) -> int:
+    """Take the foreign keys off and disable the user triggers, recording both; returns how many."""
+    _prepare(target)
+    with target.transaction():
+        target.execute("SET LOCAL search_path = ''")  # definitions with every name qualified
+        keys = target.execute(_FOREIGN_KEYS).fetchall()
+        triggers = target.execute(_TRIGGERS).fetchall()
+        for rel, name, definition in keys:
+            # A key restored NOT VALID by an earlier follow says so in its definition.
+            definition = definition.removesuffix(" NOT VALID")
+            target.execute(
+                f"INSERT INTO {PAUSED_CONSTRAINTS} (rel, name, definition) VALUES (%s, %s, %s) "
+                "ON CONFLICT (rel, name) DO UPDATE SET definition = excluded.definition, state = 'dropped'",
+                (rel, name, definition),
+            )
+            target.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.SQL(rel), sql.Identifier(name)))
+        for rel, name in triggers:
+            target.execute(
+                f"INSERT INTO {_PAUSED_TRIGGERS} (rel, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (rel, name)
+            )
+            target.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.SQL(rel), sql.Identifier(name)))
+    return len(keys) + len(triggers)
+
+
+def restore_constraints(target: Conn) -> int:
+    """Inside the freeze, after the last change: triggers enabled, foreign keys back ``NOT VALID``."""
+    _prepare(target)
+    with target.transaction():
+        target.execute("SET LOCAL search_path = ''")
+        for rel, name in target.execute(f"SELECT rel, name FROM {_PAUSED_TRIGGERS}").fetchall():
+            target.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.SQL(rel), sql.Identifier(name)))
+        target.execute(f"DELETE FROM {_PAUSED_TRIGGERS}")
+        dropped = target.execute(
+            f"SELECT rel, name, definition FROM {PAUSED_CONSTRAINTS} WHERE state = 'dropped'"
+        ).fetchall()
+        for rel, name, definition in dropped:
+            target.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
+                    sql.SQL(rel), sql.Identifier(name), sql.SQL(definition)
+                )
+            )
+        target.execute(f"UPDATE {PAUSED_CONSTRAINTS} SET state = 'not valid' WHERE state = 'dropped'")
+    return len(dropped)
+
+
+def _recorded(target: Conn) -> bool:
+    row = target.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (PAUSED_CONSTRAINTS,)).fetchone()
+    return row is not None and bool(row[0])
+
+
+def pending_validation(target: Conn) -> set[str]:
+    """The foreign keys back ``NOT VALID`` and not validated yet, named ``schema.table.constraint``."""
+    if not _recorded(target):
+        return set()
+    query = f"SELECT format('%s.%I', rel, name) FROM {PAUSED_CONSTRAINTS} WHERE state = 'not valid'"
+    return {str(r[0]) for r in target.execute(query)}
+
+
+def validate_constraints(target: Conn) -> int:
+    """After the unfreeze: each foreign key validated (reads rows, lets writes go on); returns how many."""
+    if not _recorded(target):
+        return 0
+    pending = target.execute(f"SELECT rel, name FROM {PAUSED_CONSTRAINTS} WHERE state = 'not valid'").fetchall()
+    for rel, name in pending:
+        with target.transaction():
+            row = target.execute(
+                f"SELECT state FROM {PAUSED_CONSTRAINTS} WHERE rel = %s AND name = %s", (rel, name)
+            ).fetchone()
+            if row is None or row[0] != "not valid":
+                continue
+            target.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(sql.SQL(rel), sql.Identifier(name)))
+            target.execute(f"DELETE FROM {PAUSED_CONSTRAINTS} WHERE rel = %s AND name = %s", (rel, name))
+    return len(pending)
