@@ -119,3 +119,37 @@ def test_a_schema_of_that_name_that_is_not_ours_is_never_dropped(source_db: Data
     removed = ferry("pg", "capture", "remove", "--source", source_db.url)
     assert_one_line_error(removed, "source:", "not ferry's change capture")
     assert source_db.scalar("SELECT v FROM ferry_capture.precious") == 1
+
+
+def test_another_role_s_search_path_cannot_run_its_own_code_inside_ours(source_db: Database) -> None:
+    """The trigger functions run as their owner (SECURITY DEFINER) without a SET search_path of
+    their own: every name in them is qualified, so functions, operators and types a writer puts
+    first on its search_path are never called with the owner's rights."""
+    source_db.execute(
+        "CREATE TABLE items (id int PRIMARY KEY, v text); CREATE ROLE capture_intruder LOGIN PASSWORD 'ci-pw';"
+        "GRANT INSERT, UPDATE, DELETE, SELECT ON items TO capture_intruder; CREATE SCHEMA evil;"
+        "GRANT ALL ON SCHEMA evil TO capture_intruder; CREATE TABLE evil.calls (who text);"
+        "GRANT ALL ON evil.calls TO capture_intruder;"
+        "CREATE FUNCTION evil.left(text, int) RETURNS text LANGUAGE sql AS "
+        "$$ INSERT INTO evil.calls VALUES (current_user) RETURNING 'X' $$;"
+        "CREATE FUNCTION evil.jsonb_build_object(text, int) RETURNS jsonb LANGUAGE sql AS "
+        "$$ INSERT INTO evil.calls VALUES (current_user) RETURNING '{}'::jsonb $$;"
+        "CREATE FUNCTION evil.text_eq(text, text) RETURNS bool LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO evil.calls VALUES (current_user); RETURN true; END $$;"
+        "CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.text_eq);"
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA evil TO capture_intruder;"
+    )
+    try:
+        assert ferry("pg", "capture", "install", "--source", source_db.url).code == 0
+        intruder = source_db.cluster.url(source_db.name, user="capture_intruder", password="ci-pw")
+        with psycopg.connect(intruder, autocommit=True) as conn:
+            conn.execute("SET search_path = evil, pg_catalog, public")
+            conn.execute("INSERT INTO public.items VALUES (1, 'a')")
+            conn.execute("UPDATE public.items SET id = 2 WHERE id = 1")
+            conn.execute("DELETE FROM public.items")
+        assert source_db.scalar("SELECT count(*) FROM evil.calls") == 0
+        logged = source_db.execute("SELECT op::text, old_key, new_key FROM ferry_capture.log ORDER BY id")
+        assert logged == [("I", None, {"id": 1}), ("U", {"id": 1}, {"id": 2}), ("D", {"id": 2}, None)]
+    finally:
+        ferry("pg", "capture", "remove", "--source", source_db.url)
+        source_db.execute("DROP SCHEMA evil CASCADE; DROP OWNED BY capture_intruder; DROP ROLE capture_intruder")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from migration.postgres import verify_databases
 from migration.postgres.capture.apply import apply_batch, prepare_target, sync_sequences
@@ -152,18 +153,53 @@ def test_copy_follow_carries_writes_made_during_and_after_the_copy(
     _sequences_only(source_db, target_db)
 
 
-def test_a_follow_killed_after_the_target_committed_goes_on(source_db: Database, target_db: Database) -> None:
+@pytest.mark.parametrize(
+    "step",
+    ["follow-batch-applying", "follow-batch-committed", "follow-batch-cleared", "follow-batch-committed:3"],
+)
+def test_a_follow_killed_at_any_step_goes_on(step: str, source_db: Database, target_db: Database) -> None:
     source_db.execute(SCHEMA)
     assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
     source_db.execute("UPDATE parent SET name = 'killed' WHERE id < 20; DELETE FROM child WHERE id > 150")
-    env = {**os.environ, "FERRY_CRASH_AT": "follow-batch-committed"}
+    source_db.execute("UPDATE users SET email = 'swap@x' WHERE id = 1; UPDATE users SET email = 'u1@x' WHERE id = 2")
+    source_db.execute("UPDATE users SET email = 'u2@x' WHERE id = 1; TRUNCATE plain")
+    env = {**os.environ, "FERRY_CRASH_AT": step}
     killed = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--batch", "10",
                    "--seconds", "0", env=env)  # fmt: skip
     assert killed.code == -9
-    assert source_db.scalar("SELECT count(*) FROM ferry_capture.log") > 0  # the batch was not cleared
+    assert source_db.scalar("SELECT count(*) FROM ferry_capture.log") > 0  # more batches were left
     again = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--seconds", "0")
     assert again.code == 0, again.output
     _sequences_only(source_db, target_db)
+
+
+@pytest.mark.parametrize("step", ["constraints-pausing", "constraints-restoring", "constraint-validated"])
+def test_a_follow_killed_while_it_takes_foreign_keys_off_or_puts_them_back_goes_on(
+    step: str, source_db: Database, target_db: Database
+) -> None:
+    """A role without replica mode: the keys' record and the catalog change commit together."""
+    source_db.execute(SCHEMA + "CREATE TABLE second_child (id int PRIMARY KEY, parent_id int REFERENCES parent);")
+    assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
+    target_db.execute(
+        "DROP SCHEMA _ferry_follow CASCADE; DROP ROLE IF EXISTS follow_kill; CREATE ROLE follow_kill LOGIN PASSWORD 'fk';"
+        f'GRANT CREATE ON DATABASE "{target_db.name}" TO follow_kill; GRANT USAGE, CREATE ON SCHEMA public TO follow_kill;'
+        + "".join(f"ALTER TABLE {t} OWNER TO follow_kill;"
+                  for t in ("parent", "child", "users", "plain", '"Odd Name"', "second_child"))
+    )  # fmt: skip
+    plain = target_db.cluster.url(target_db.name, user="follow_kill", password="fk")
+    try:
+        source_db.execute("UPDATE child SET note = 'x' WHERE id = 1")
+        source_db.execute("INSERT INTO parent VALUES (100, 'new'); INSERT INTO child VALUES (1000, 100, 'new child')")
+        env = {**os.environ, "FERRY_CRASH_AT": step}
+        killed = ferry("pg", "follow", "--source", source_db.url, "--target", plain, "--seconds", "0", env=env)
+        assert killed.code == -9
+        again = ferry("pg", "follow", "--source", source_db.url, "--target", plain, "--seconds", "0")
+        assert again.code == 0, again.output
+        keys = target_db.execute("SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY 1")
+        assert keys == [("child_parent_id_fkey", True), ("second_child_parent_id_fkey", True)]
+        _sequences_only(source_db, target_db)
+    finally:
+        target_db.execute("REASSIGN OWNED BY follow_kill TO CURRENT_USER; DROP OWNED BY follow_kill")
 
 
 def test_ddl_on_the_source_stops_the_follow_naming_the_change(source_db: Database, target_db: Database) -> None:

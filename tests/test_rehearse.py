@@ -67,3 +67,19 @@ def test_the_app_log_gives_the_write_gap(tmp_path: Path) -> None:
     assert parsed.acknowledged == {1: "web", 2: "worker", 3: "web", 4: "web"}
     assert parsed.unavailable == [(100.5, 103.25)] and parsed.longest_unavailable == 2.75
     assert parsed.failed == 1
+
+
+def test_rehearse_with_the_fence_stops_every_write_without_maintenance_mode(tmp_path: Path) -> None:
+    run = ferry("rehearse", "--report-dir", str(tmp_path), "--customers", "2000", "--freeze", "fence", "--json",
+                timeout=600)  # fmt: skip
+    assert run.code == 0, run.output
+    result = run.json
+    assert result["lost_writes"] == 0 and result["lost_cache_writes"] == 0 and result["verified"] is True
+    assert result["freeze"]["mode"] == "fence"
+    assert set(result["verification"]) == {"postgres", "redis"}  # only maintenance mode stops S3 writes
+    details = {phase["name"]: phase["detail"] for phase in result["phases"]}
+    assert "fenced for every role" in details["freeze"] and "maintenance" not in details["freeze"]
+    # No drain of requests in flight: the window is the drain of the log, the verify and the switch.
+    assert 0 < result["write_unavailable_seconds"] < 5
+    refused = ferry("rehearse", "--report-dir", str(tmp_path), "--freeze", "fence", "--no-capture")
+    assert refused.code == 2 and "--freeze fence needs --capture" in refused.stderr

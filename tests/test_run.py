@@ -490,6 +490,11 @@ def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> No
     assert live.code == 0, live.output
     assert "following the change log" in world.state()["phases"]["copy"]["detail"]
     assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000  # copied while the app is live
+    # The follower killed between two runs: catch-up starts it again, and the log kept every change.
+    follower = world.state()["stores"]["postgres"]["follower"]["pid"]
+    os.kill(follower, signal.SIGKILL)
+    while _alive(follower):
+        time.sleep(0.05)
     world.source_db.execute("UPDATE orders SET note = 'written while live' WHERE id <= 100")
     world.source_db.execute("INSERT INTO orders VALUES (5001, 'new while live')")
     # A transaction open across the fence: ended after its grace, its write never acknowledged anywhere.
@@ -516,3 +521,20 @@ def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> No
     assert "change capture removed" in phases["record"]["detail"]
     assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
     assert world.source_db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ferry_capture%'") == 0
+    # The fence went with capture, but the old database stays closed to a dyno still on its URL ...
+    with (
+        psycopg.connect(world.source_db.url, autocommit=True) as stale,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        stale.execute("INSERT INTO orders VALUES (7000, 'a stale dyno')")
+    # ... until rollback opens it again.
+    assert world.ferry("rollback").code == 0
+    world.source_db.execute("INSERT INTO orders VALUES (7000, 'after the rollback')")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")

@@ -27,15 +27,28 @@ from migration.cli.common import handle_errors, json_option, print_json
     show_default=True,
     help="PostgreSQL followed by change capture (the freeze only drains), or copied inside the freeze.",
 )
+@click.option(
+    "--freeze",
+    type=click.Choice(["maintenance", "fence"]),
+    default="maintenance",
+    show_default=True,
+    help="maintenance mode, or capture's fence (reads go on; S3 is then not moved: only maintenance stops its writes).",
+)
 @json_option
 @handle_errors
-def rehearse(report_dir: Path, customers: int, jobs: int, keep: bool, capture: bool, as_json: bool) -> None:
+def rehearse(
+    report_dir: Path, customers: int, jobs: int, keep: bool, capture: bool, freeze: str, as_json: bool
+) -> None:
     """Rehearse the migration locally: servers, data, a writing app, the whole runbook, a report."""
     from migration.rehearse.rehearsal import RehearsalOptions
     from migration.rehearse.rehearsal import rehearse as run_rehearsal
 
+    if freeze == "fence" and not capture:
+        raise click.UsageError("--freeze fence needs --capture (the fence is capture's triggers refusing writes)")
     result = run_rehearsal(
-        RehearsalOptions(report_dir=report_dir, customers=customers, jobs=jobs, keep=keep, capture=capture),
+        RehearsalOptions(
+            report_dir=report_dir, customers=customers, jobs=jobs, keep=keep, capture=capture, fence=freeze == "fence"
+        ),
         say=lambda line: click.echo(line, err=True),
     )
     if as_json:

@@ -56,9 +56,11 @@ class RehearsalOptions:
     keep: bool = False
     #: PostgreSQL copied and followed while the app writes; the freeze only drains the change log.
     capture: bool = True
+    #: Freeze with capture's fence instead of maintenance mode (S3 is then not moved).
+    fence: bool = False
 
 
-def _stack_file(root: Path, app_port: int, capture: bool = True) -> None:
+def _stack_file(root: Path, app_port: int, capture: bool = True, fence: bool = False) -> None:
     """What ``Pulumi.rehearsal.yaml`` would say; the target exists already, so nothing is provisioned."""
     config = {
         "aws:region": "us-east-1",
@@ -71,9 +73,10 @@ def _stack_file(root: Path, app_port: int, capture: bool = True) -> None:
         "ferry:migration": {
             "postgres": True,
             "redis": True,
-            "s3": True,
+            "s3": not fence,  # nothing but maintenance mode stops S3 writes
             "jobs": 2,
             "capture": capture,
+            "freeze": "fence" if fence else "maintenance",
             "drainSeconds": 1,
             "smokeUrls": [f"http://127.0.0.1:{app_port}/health"],
         },
@@ -193,7 +196,7 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
         )
         (platform_dir / "formation.json").write_text('{"web": 1, "worker": 1}')
         app_port = free_port()
-        _stack_file(work, app_port, options.capture)
+        _stack_file(work, app_port, options.capture, options.fence)
 
         say("starting the app: it writes and reads through DATABASE_URL and REDIS_URL")
         app = stack.enter_context(_app(platform_dir, log, app_port))

@@ -34,6 +34,7 @@ class FollowerStatus:
         or ``failed``.
     :param queued: changes seen and not yet on the target.
     :param consistent: nothing queued or in flight: the target has every change seen so far.
+    :param applied: changes applied since it started (where the follower counts them).
     """
 
     phase: str
@@ -41,6 +42,7 @@ class FollowerStatus:
     seconds_behind: float
     consistent: bool
     at: float
+    applied: int = 0
 
     @classmethod
     def read(cls, path: Path) -> FollowerStatus | None:
@@ -53,6 +55,7 @@ class FollowerStatus:
                 seconds_behind=float(data["seconds_behind"]),
                 consistent=bool(data["consistent"]),
                 at=float(data["at"]),
+                applied=int(data.get("applied", 0)),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None

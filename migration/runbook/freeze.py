@@ -32,7 +32,11 @@ def freeze(ctx: RunContext) -> PhaseOutcome:
     for store in moved_stores(ctx, ctx.sources()):
         # How far behind each live copy was as writes stopped: what the final sync has left to drain.
         if (status := store.live_status(ctx)) is not None:
-            store.state(ctx).lag_at_freeze = {"queued": status.queued, "seconds_behind": status.seconds_behind}
+            store.state(ctx).lag_at_freeze = {
+                "queued": status.queued,
+                "seconds_behind": status.seconds_behind,
+                "applied": status.applied,
+            }
     ctx.save()
     if mode in ("read-only", "fence"):
         sources = ctx.sources()

@@ -154,6 +154,7 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
                 f"INSERT INTO {FOLLOW_SCHEMA}.batches (entries, max_id) VALUES (%s, %s)",
                 (len(entries), max(int(e[0]) for e in entries)),
             )
+            crashpoint("follow-batch-applying")  # written on the target, not committed
         source.execute("COMMIT")
     except BaseException:
         if source.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -162,6 +163,7 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
     # Cleared only once the target committed: a crash before this line re-applies the batch.
     crashpoint("follow-batch-committed")
     source.execute(sql.SQL("DELETE FROM {}.log WHERE id = ANY(%s)").format(s), ([int(e[0]) for e in entries],))
+    crashpoint("follow-batch-cleared")
     return ApplyResult(len(entries), rows, truncated)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from migration.crashpoints import crashpoint
 from migration.postgres.capture.apply import FOLLOW_SCHEMA
 from migration.postgres.catalog import Conn
 
@@ -89,6 +90,7 @@ def pause_constraints(target: Conn) -> int:
                 f"INSERT INTO {_PAUSED_TRIGGERS} (rel, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (rel, name)
             )
             target.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.SQL(rel), sql.Identifier(name)))
+        crashpoint("constraints-pausing")
     return len(keys) + len(triggers)
 
 
@@ -110,6 +112,7 @@ def restore_constraints(target: Conn) -> int:
                 )
             )
         target.execute(f"UPDATE {PAUSED_CONSTRAINTS} SET state = 'not valid' WHERE state = 'dropped'")
+        crashpoint("constraints-restoring")
     return len(dropped)
 
 
@@ -140,4 +143,5 @@ def validate_constraints(target: Conn) -> int:
                 continue
             target.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(sql.SQL(rel), sql.Identifier(name)))
             target.execute(f"DELETE FROM {PAUSED_CONSTRAINTS} WHERE rel = %s AND name = %s", (rel, name))
+        crashpoint("constraint-validated")
     return len(pending)

@@ -2,8 +2,10 @@
 
 Setting a role read-only (what pg_easy_replicate does) stops that role only, and any client
 may override ``default_transaction_read_only``. The triggers capture already has on every
-table can refuse writes for everyone instead: once the fence row exists, each of them raises
-(tables without a key carry a fence-only trigger). A transaction opened before the fence
+table can refuse writes for everyone instead: the fence replaces their functions with ones
+that raise (tables without a key carry a fence-only trigger), and records itself in the
+fence row. No table lock is taken: every session sees a function's new body at its next
+statement, even inside a transaction that began before. A transaction opened before the fence
 may still hold a snapshot that does not see it: those get a short grace and are then ended.
 Then a marker entry is written to the log; when the follower has applied and cleared it,
 every write acknowledged before the fence is on the target.
@@ -18,7 +20,7 @@ from psycopg import sql
 
 from migration.errors import PreconditionError
 from migration.postgres.capture.apply import apply_batch
-from migration.postgres.capture.install import CaptureSettings, schema_state
+from migration.postgres.capture.install import CaptureSettings, schema_state, set_functions_fenced
 from migration.postgres.catalog import Conn
 from migration.postgres.sessions import end_sessions
 
@@ -51,7 +53,9 @@ def raise_fence(source: Conn, settings: CaptureSettings | None = None, *, grace_
     s = sql.Identifier(settings.schema)
     if schema_state(source, settings.schema) != "ours":
         raise PreconditionError("change capture is not installed: the fence needs its triggers", side="source")
-    source.execute(sql.SQL("INSERT INTO {}.fence DEFAULT VALUES ON CONFLICT (id) DO NOTHING").format(s))
+    with source.transaction():
+        source.execute(sql.SQL("INSERT INTO {}.fence DEFAULT VALUES ON CONFLICT (id) DO NOTHING").format(s))
+        set_functions_fenced(source, settings.schema, True)
     # Transactions that began before this moment may hold a snapshot without the fence in it.
     row = source.execute(
         "SELECT pg_catalog.clock_timestamp(), extract(epoch FROM pg_catalog.clock_timestamp())"
@@ -95,4 +99,6 @@ def lower_fence(source: Conn, settings: CaptureSettings | None = None) -> None:
     """Let writes go on again (rollback, or a run that did not switch)."""
     settings = settings or CaptureSettings()
     if schema_state(source, settings.schema) == "ours":
-        source.execute(sql.SQL("DELETE FROM {}.fence").format(sql.Identifier(settings.schema)))
+        with source.transaction():
+            source.execute(sql.SQL("DELETE FROM {}.fence").format(sql.Identifier(settings.schema)))
+            set_functions_fenced(source, settings.schema, False)

@@ -98,11 +98,11 @@ def _ddl_change(before: dict[str, str], now: dict[str, str]) -> str | None:
     return None
 
 
-def _write_status(path: Path | None, phase: str, queued: int, behind: float, rate: float) -> None:
+def _write_status(path: Path | None, phase: str, queued: int, behind: float, rate: float, applied: int = 0) -> None:
     if path is None:
         return
     data = {"phase": phase, "queued": queued, "seconds_behind": round(behind, 3), "consistent": queued == 0,
-            "rows_per_second": round(rate, 1), "at": time.time()}  # fmt: skip
+            "rows_per_second": round(rate, 1), "applied": applied, "at": time.time()}  # fmt: skip
     replace_file(path, json.dumps(data))
 
 
@@ -131,7 +131,7 @@ def follow_changes(
                 # Batches cannot pause the target's foreign keys and triggers: they come off until the end.
                 pause_constraints(dst)
         deadline = None if options.seconds is None else started + options.seconds
-        last_report, rows_at_report, stopping = 0.0, 0, False
+        last_report, rows_at_report, stopping, rate = 0.0, 0, False, 0.0
         progress.phase("follow")
         shape_checked = time.monotonic()
 
@@ -174,8 +174,13 @@ def follow_changes(
                     )
                 if now - last_report >= 1.0:
                     rate = (result.rows - rows_at_report) / max(now - last_report, 1e-6) if last_report else 0.0
+                if batch.entries or now - last_report >= 1.0:
+                    # After every batch too: the freeze reads how far the follow had got as writes stopped.
+                    _write_status(
+                        options.status_file, "live", result.queued, result.seconds_behind, rate, result.entries
+                    )
+                if now - last_report >= 1.0:
                     last_report, rows_at_report = now, result.rows
-                    _write_status(options.status_file, "live", result.queued, result.seconds_behind, rate)
                     progress.message(
                         f"follow: {result.entries} entries applied, {result.queued} waiting, "
                         f"{result.seconds_behind:.1f} s behind"
@@ -185,5 +190,5 @@ def follow_changes(
             if batch.entries == 0:
                 time.sleep(0.1)
     result.seconds = time.monotonic() - started
-    _write_status(options.status_file, "stopped", result.queued, result.seconds_behind, 0.0)
+    _write_status(options.status_file, "stopped", result.queued, result.seconds_behind, 0.0, result.entries)
     return result

@@ -1,7 +1,7 @@
 """``ferry pg capture install|remove``: put change capture on a live source, and take it off again.
 
-Safe on a busy database: the schema, log and function are created first, touching no
-table. Then each table gets its triggers in a transaction of its own under a short
+Safe on a busy database: the schema, log and statement function are created first, touching
+no table. Then each table gets its row function and triggers in a transaction of its own under a short
 ``lock_timeout``: ``CREATE TRIGGER`` needs a SHARE ROW EXCLUSIVE lock, and behind a long
 transaction or an anti-wraparound vacuum it would otherwise wait while the app's queries
 queue behind it. A table that cannot be locked is tried again with backoff; when it still
@@ -26,7 +26,9 @@ from migration.postgres.capture.sql import (
     TRIGGERS,
     create_schema,
     fence_trigger,
+    row_function,
     row_trigger,
+    statement_function,
     truncate_trigger,
 )
 from migration.postgres.capture.tables import CaptureTable, capture_tables
@@ -34,7 +36,14 @@ from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
 
-__all__ = ["CaptureSettings", "InstallResult", "install_capture", "remove_capture", "schema_state"]
+__all__ = [
+    "CaptureSettings",
+    "InstallResult",
+    "install_capture",
+    "remove_capture",
+    "schema_state",
+    "set_functions_fenced",
+]
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,8 @@ def _install_table(conn: Conn, settings: CaptureSettings, table: CaptureTable) -
     schema = sql.Identifier(settings.schema)
 
     def work() -> None:
-        conn.execute(row_trigger(settings.schema, table.name, list(table.key)))
+        conn.execute(row_function(settings.schema, table.oid, list(table.key), fenced=False))
+        conn.execute(row_trigger(settings.schema, table.name, table.oid))
         conn.execute(truncate_trigger(settings.schema, table.name))
         conn.execute(
             sql.SQL("INSERT INTO {}.captured (rel, name, key_columns) VALUES (%s, %s, %s)").format(schema),
@@ -162,6 +172,16 @@ def _install_fence_only(conn: Conn, settings: CaptureSettings, table: CaptureTab
         conn.execute(fence_trigger(settings.schema, table.name))
 
     _with_lock_retries(conn, settings, table.name, "install its fence trigger", work)
+
+
+def set_functions_fenced(conn: Conn, schema: str, fenced: bool) -> None:
+    """Every trigger function of ours replaced by one that refuses writes (*fenced*) or logs them.
+
+    Run inside the caller's transaction; no table is locked."""
+    conn.execute(statement_function(schema, fenced=fenced))
+    rows = conn.execute(sql.SQL("SELECT rel, key_columns FROM {}.captured").format(sql.Identifier(schema)))
+    for rel, key_columns in rows.fetchall():
+        conn.execute(row_function(schema, int(rel), list(key_columns), fenced=fenced))
 
 
 def remove_capture(source_url: str, settings: CaptureSettings | None = None) -> int:

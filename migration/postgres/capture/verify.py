@@ -354,9 +354,19 @@ def verify_changes(
     present = {t.name for t in tables}
     ranges = [item for item in deferred if item.table in present and item.table not in {t.name for t in whole}]
 
-    def count(table: DataTable) -> tuple[list[Difference], int, int]:
+    def whole_table(table: DataTable) -> tuple[list[Difference], int, int]:
         with SnapshotPair(source, target) as (s, d):
-            return check_table(s, d, source, target, table, "full" if table in whole else "quick")
+            return check_table(s, d, source, target, table, "full")
+
+    def count(side: PgEndpoint, table: DataTable) -> int:
+        # Writes are stopped and drained: each side is counted on its own, both at once.
+        conn = open_snapshot(side)
+        try:
+            with pg_errors(side.side, side):
+                row = conn.execute(f"SELECT count(*) FROM ONLY {table.name}").fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            conn.close()
 
     def compare_rows(name: str) -> list[Difference]:
         return [
@@ -364,13 +374,19 @@ def verify_changes(
             for k, a, b in _differing_keys(source, target, name, keys[name], by_key[name])
         ]
 
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        counted = pool.map(count, tables)
+    counted = [t for t in tables if t not in whole]
+    with ThreadPoolExecutor(max(1, jobs) * 2) as pool:
+        copied = pool.map(whole_table, whole)
+        source_counts = pool.map(partial(count, source), counted)
+        target_counts = pool.map(partial(count, target), counted)
         compared = pool.map(compare_rows, sorted(by_key))
         checked_ranges = pool.map(lambda item: _differing_ranges(source, target, [item]), ranges)
-        for diffs, _rows, n in counted:
+        for diffs, _rows, n in copied:
             report.add_all(diffs)
             report.ranges_checked += n
+        for table, in_source, in_target in zip(counted, source_counts, target_counts, strict=True):
+            if in_source != in_target:
+                report.add(Difference("row count", table.name, str(in_source), str(in_target)))
         for diffs in compared:
             report.add_all(diffs)
         for differing, rows in checked_ranges:

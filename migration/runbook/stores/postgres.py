@@ -71,11 +71,7 @@ class PostgresStore(Store):
         ctx.save()
         options = CopyOptions(sources.database_url, targets.database_url, jobs=_jobs(ctx))
         _copy(options, PlainProgress(unit="bytes"), resume=resume)
-        env = {**os.environ, "FERRY_SOURCE_URL": sources.database_url, "FERRY_TARGET_URL": targets.database_url}
-        command = [sys.executable, "-m", "migration", "pg", "follow", "--status-file", str(follower.status_file),
-                   "--leave-constraints-paused"]  # fmt: skip
-        pid = follower.start(command, env, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
-        return f"postgres: copied, following the change log (pid {pid})"
+        return f"postgres: copied, following the change log (pid {_start_follower(follower, sources, targets)})"
 
     def live_status(self, ctx: RunContext) -> FollowerStatus | None:
         return self.follower(ctx).status() if ctx.config.migration.capture else None
@@ -85,6 +81,9 @@ class PostgresStore(Store):
         if not ctx.config.migration.capture:
             return ""
         follower = self.follower(ctx)
+        if not follower.alive():
+            # It died since the copy (a crash of the machine, a kill): the log kept every change; go on.
+            _start_follower(follower, sources, targets)
         deadline = time.monotonic() + ctx.config.migration.catch_up_seconds
         while (status := follower.status()) is None or not _caught_up(status):
             if not follower.alive():
@@ -121,6 +120,8 @@ class PostgresStore(Store):
 
     def unfreeze_writes(self, ctx: RunContext, sources: Sources) -> str:
         if ctx.state.freeze_mode == "fence":
+            # After a recorded run the fence went with capture and the role was made read-only instead.
+            set_read_only(sources.database_url, False)
             with connect_source(sources.database_url) as conn:
                 lower_fence(conn)
             return "postgres fence lowered"
@@ -176,6 +177,9 @@ class PostgresStore(Store):
         follower = self.follower(ctx)
         follower.drain(_FOLLOW_READY_SECONDS)
         state = self.state(ctx)
+        last = follower.status()
+        # What the follower applied after the freeze began is drained inside it too.
+        by_follower = max(0, last.applied - int(state.lag_at_freeze.get("applied", last.applied))) if last else 0
         with (
             connect_source(sources.database_url) as src,
             connect_target(targets.database_url) as dst,
@@ -190,7 +194,7 @@ class PostgresStore(Store):
             sequences = sync_sequences(src, dst)
             keyless = copy_keyless_tables(src, dst)
             restored = restore_constraints(dst)
-        state.drained = applied
+        state.drained = applied + by_follower
         ctx.save()
         back = f", {restored} foreign keys back NOT VALID" if restored else ""
         return (
@@ -211,6 +215,11 @@ class PostgresStore(Store):
         if not ctx.config.migration.capture:
             return ""
         tables = remove_capture(sources.database_url)
+        if ctx.state.frozen and ctx.state.freeze_mode == "fence":
+            # The fence went with capture; the old database must stay closed to a dyno still on its
+            # URL (as in the read-only freeze) until rollback reopens it.
+            set_read_only(sources.database_url, True)
+            return f"change capture removed from the source ({tables} tables); the app's role is read-only there now"
         return f"change capture removed from the source ({tables} tables)"
 
     def forget_copy(self, ctx: RunContext) -> None:
@@ -227,6 +236,14 @@ _CAUGHT_UP_ENTRIES = 2000
 
 def _caught_up(status: FollowerStatus) -> bool:
     return status.phase == "live" and status.queued <= _CAUGHT_UP_ENTRIES
+
+
+def _start_follower(follower: Follower, sources: Sources, targets: Targets) -> int:
+    """``ferry pg follow`` as a detached child (URLs through its environment); returns its pid once live."""
+    env = {**os.environ, "FERRY_SOURCE_URL": sources.database_url, "FERRY_TARGET_URL": targets.database_url}
+    command = [sys.executable, "-m", "migration", "pg", "follow", "--status-file", str(follower.status_file),
+               "--leave-constraints-paused"]  # fmt: skip
+    return follower.start(command, env, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
 
 
 def _copy(options: CopyOptions, progress: ProgressSink, *, resume: bool) -> CopyResult | None:
