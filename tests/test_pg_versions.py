@@ -74,3 +74,61 @@ def test_copy_between_majors_verifies_identical(
     assert [n for n in report.notes if "pg_stat_statements" in n] == expected
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone() == (1,)
+
+
+CAPTURED = """
+CREATE TABLE parent (id int PRIMARY KEY, name text);
+CREATE TABLE child (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, parent_id int REFERENCES parent ON UPDATE CASCADE,
+                    code text NOT NULL UNIQUE);
+CREATE TABLE no_key (v text);
+INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 200) g;
+INSERT INTO child (parent_id, code) SELECT 1 + g % 200, 'c' || g FROM generate_series(1, 1000) g;
+INSERT INTO no_key VALUES ('a');
+"""
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_capture_follow_fence_and_verify_on_every_major(major: int, clusters: dict[int, Cluster]) -> None:
+    """Change capture on a source of each major, into a target of the same major."""
+    from migration.postgres.capture import (
+        FollowOptions,
+        copy_keyless_tables,
+        drain_to_marker,
+        follow_changes,
+        raise_fence,
+        remove_capture,
+        sync_sequences,
+        verify_changes,
+        verify_live,
+    )
+    from migration.progress import PlainProgress
+
+    source, target = _database(clusters[major]), _database(clusters[major])
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(CAPTURED)
+    copied = ferry("pg", "copy", "--source", source, "--target", target, "--follow-seconds", "0")
+    assert copied.code == 0, copied.output
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("UPDATE parent SET id = id + 1000 WHERE id = 5")  # a key update
+        conn.execute("UPDATE child SET code = 'swap' WHERE id = 1; UPDATE child SET code = 'c1' WHERE id = 2")
+        conn.execute("INSERT INTO child (parent_id, code) VALUES (7, 'new'); DELETE FROM child WHERE id = 3")
+        conn.execute("INSERT INTO no_key VALUES ('b')")
+    follow_changes(FollowOptions(source, target, seconds=0), PlainProgress(unit="rows"))
+    live = verify_live(source, target, jobs=2)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("UPDATE child SET code = 'c2' WHERE id = 1")
+    with psycopg.connect(source, autocommit=True) as src, psycopg.connect(target, autocommit=True) as dst:
+        fence = raise_fence(src, grace_seconds=0.2)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="ferry fence"):
+            src.execute("INSERT INTO parent VALUES (9999, 'refused')")
+        drain_to_marker(src, dst, fence.marker)
+        sync_sequences(src, dst)
+        copy_keyless_tables(src, dst)
+    changes = verify_changes(source, target, through=live.through, deferred=live.deferred, jobs=2)
+    assert changes.identical and changes.rows_checked >= 1, [str(d) for d in changes.differences]
+    full = verify_databases(source, target, mode="full")
+    assert full.identical, [str(d) for d in full.differences]
+    remove_capture(source)
+    with psycopg.connect(source) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'log_row_%'").fetchone() == (0,)
