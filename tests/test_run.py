@@ -521,6 +521,8 @@ def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> No
     assert "change capture removed" in phases["record"]["detail"]
     assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
     assert world.source_db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ferry_capture%'") == 0
+    # The follow's record on the target goes too: the app's new database holds nothing of ferry's.
+    assert world.target_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE '\\_ferry%'") == 0
     # The fence went with capture, but the old database stays closed to a dyno still on its URL ...
     with (
         psycopg.connect(world.source_db.url, autocommit=True) as stale,
@@ -538,3 +540,27 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+
+
+def test_ddl_on_the_source_while_following_stops_the_run_before_the_freeze(world: World) -> None:
+    _stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    assert world.ferry("run", "--yes", "--until", "copy").code == 0
+    world.source_db.execute("ALTER TABLE orders ADD COLUMN extra int")
+    stopped = world.ferry("run", "--yes")
+    assert_one_line_error(
+        stopped,
+        "phase catch-up failed",
+        "column public.orders.extra differs",
+        "changed on the source since the copy",
+        code=2,
+    )
+    assert "freeze" not in world.state()["phases"]  # the app was never frozen
+    assert world.writes() == []
+
+
+def test_the_fence_is_refused_where_large_objects_would_escape_it(world: World) -> None:
+    _stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])  # freeze: fence by default
+    world.source_db.execute("SELECT lo_from_bytea(0, 'an attachment')")
+    refused = world.ferry("run", "--yes")
+    assert_one_line_error(refused, "phase preflight failed", "1 large objects", "use migration.freeze: read-only")
+    assert world.writes() == []

@@ -387,6 +387,14 @@ def test_redis_stays_on_heroku_when_not_moved() -> None:
             {"ferry:migration": {"s3": True, "freeze": "read-only"}},
             "ferry:migration: freeze: read-only cannot stop the app's S3 writes",
         ),
+        (
+            {"ferry:migration": {"capture": True, "catchUpSeconds": 0}},
+            "ferry:migration.catchUpSeconds: Input should be greater than or equal to 1",
+        ),
+        (
+            {"ferry:migration": {"freeze": "fence"}},
+            "ferry:migration: freeze: fence needs capture: true",
+        ),
     ],
 )
 def test_invalid_config_fails_before_any_resource_naming_the_key(overrides: dict[str, Any], message: str) -> None:

@@ -14,10 +14,11 @@ from migration.postgres.capture.apply import (
     prepare_target,
     sync_sequences,
 )
-from migration.postgres.capture.constraints import restore_constraints, validate_constraints
+from migration.postgres.capture.constraints import forget_follow, restore_constraints, validate_constraints
 from migration.postgres.capture.fence import FenceResult, drain_to_marker, lower_fence, raise_fence
 from migration.postgres.capture.follow import FollowOptions, FollowResult, follow_changes
 from migration.postgres.capture.install import CaptureSettings, InstallResult, install_capture, remove_capture
+from migration.postgres.capture.largeobjects import large_object_count, sync_large_objects
 from migration.postgres.capture.status import CaptureStatus, capture_status
 from migration.postgres.capture.tables import CaptureTable, capture_tables
 from migration.postgres.capture.verify import DeferredRange, LiveVerifyResult, verify_changes, verify_live
@@ -39,12 +40,15 @@ __all__ = [
     "copy_keyless_tables",
     "drain_to_marker",
     "follow_changes",
+    "forget_follow",
     "install_capture",
+    "large_object_count",
     "lower_fence",
     "prepare_target",
     "raise_fence",
     "remove_capture",
     "restore_constraints",
+    "sync_large_objects",
     "sync_sequences",
     "validate_constraints",
     "verify_changes",

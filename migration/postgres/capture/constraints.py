@@ -23,6 +23,7 @@ from migration.postgres.catalog import Conn
 __all__ = [
     "PAUSED_CONSTRAINTS",
     "can_pause_per_batch",
+    "forget_follow",
     "pause_constraints",
     "pending_validation",
     "restore_constraints",
@@ -145,3 +146,20 @@ def validate_constraints(target: Conn) -> int:
             target.execute(f"DELETE FROM {PAUSED_CONSTRAINTS} WHERE rel = %s AND name = %s", (rel, name))
         crashpoint("constraint-validated")
     return len(pending)
+
+
+def forget_follow(target: Conn) -> bool:
+    """Drop the follow's record on the target once nothing in it is needed (every key validated).
+
+    Returns whether it was dropped."""
+    if pending_validation(target) or _dropped_keys(target):
+        return False
+    target.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(FOLLOW_SCHEMA)))
+    return True
+
+
+def _dropped_keys(target: Conn) -> bool:
+    if not _recorded(target):
+        return False
+    row = target.execute(f"SELECT EXISTS (SELECT FROM {PAUSED_CONSTRAINTS} WHERE state = 'dropped')").fetchone()
+    return bool(row and row[0])

@@ -26,6 +26,7 @@ from typing import Any
 
 from psycopg import sql
 
+from migration.errors import SourceChangedError
 from migration.postgres.capture.apply import CHANGED_TABLE, prepare_target, record_changes
 from migration.postgres.capture.install import CaptureSettings
 from migration.postgres.catalog import Conn
@@ -233,6 +234,21 @@ class _Pending:
                 time.sleep(0.1)
 
 
+def _refuse_schema_changes(source: PgEndpoint, target: PgEndpoint) -> None:
+    """The catalogs must already match while live (sequences aside: the fence copies them); a
+    difference is DDL on the source since the copy, which the follow does not carry."""
+    scratch = DatabaseVerifyReport(mode="live")
+    compare_objects(source, target, scratch, large_object_contents=False)
+    changed = [d for d in scratch.differences if d.kind != "sequence"]
+    if changed:
+        first = changed[0]
+        raise SourceChangedError(
+            f"{first.kind} {first.name} differs: {first.source} on the source, {first.target} on the target "
+            f"({len(changed)} differences): changed on the source since the copy? copy again, then follow",
+            side="source",
+        )
+
+
 def verify_live(
     source_url: str,
     target_url: str,
@@ -253,6 +269,7 @@ def verify_live(
     schema = (capture or CaptureSettings()).schema
     source, target = parse_url(source_url, "source"), parse_url(target_url, "target")
     report = DatabaseVerifyReport(mode="live")
+    _refuse_schema_changes(source, target)
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as dst:
         with pg_errors("target", target):
             prepare_target(dst)
@@ -342,7 +359,8 @@ def verify_changes(
     schema = (capture or CaptureSettings()).schema
     source, target = parse_url(source_url, "source"), parse_url(target_url, "target")
     report = DatabaseVerifyReport(mode="changes")
-    tables = compare_objects(source, target, report, large_object_contents=False)
+    # Large objects are not captured (no trigger sees them): their contents are compared whole.
+    tables = compare_objects(source, target, report, large_object_contents=True)
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as dst:
         with pg_errors("source", source):
             keys = _captured_keys(src, schema)

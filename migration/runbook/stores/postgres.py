@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import replace
 
-from migration.errors import FollowerError, ResumeError
+from migration.errors import FollowerError, PreconditionError, ResumeError
 from migration.postgres import (
     CaptureSettings,
     CopyOptions,
@@ -22,13 +22,16 @@ from migration.postgres import (
     copy_database,
     copy_keyless_tables,
     drain_to_marker,
+    forget_follow,
     install_capture,
+    large_object_count,
     lower_fence,
     preflight_database,
     raise_fence,
     remove_capture,
     restore_constraints,
     set_read_only,
+    sync_large_objects,
     sync_sequences,
     target_is_empty,
     validate_constraints,
@@ -53,6 +56,17 @@ class PostgresStore(Store):
 
     def preflight(self, ctx: RunContext, sources: Sources, targets: Targets) -> PreflightReport:
         return preflight_database(sources.database_url, targets.database_url, jobs=_jobs(ctx))
+
+    def check_freeze(self, ctx: RunContext, sources: Sources) -> None:
+        if ctx.config.migration.freeze != "fence":
+            return
+        count = large_object_count(sources.database_url)
+        if count:
+            raise PreconditionError(
+                f"freeze fence: the source holds {count} large objects, whose writes no trigger sees and the "
+                "fence cannot stop; use migration.freeze: read-only or maintenance",
+                side="source",
+            )
 
     def follower(self, ctx: RunContext) -> Follower:
         return Follower(self.name, ctx.settings.state_dir, self.state(ctx).follower, ctx.save)
@@ -193,10 +207,12 @@ class PostgresStore(Store):
                     applied += batch
             sequences = sync_sequences(src, dst)
             keyless = copy_keyless_tables(src, dst)
+            large_objects = sync_large_objects(src, dst)
             restored = restore_constraints(dst)
         state.drained = applied + by_follower
         ctx.save()
         back = f", {restored} foreign keys back NOT VALID" if restored else ""
+        back += f", {large_objects} large objects copied again" if large_objects else ""
         return (
             f"postgres: {applied} changes drained, {sequences} sequences, {keyless} tables without a key copied{back}"
         )
@@ -209,6 +225,7 @@ class PostgresStore(Store):
             return ""
         with connect_target(targets.database_url) as dst, capture_errors():
             validated = validate_constraints(dst)
+            forget_follow(dst)  # its record of applied batches and keys: the run is over
         return f"{validated} foreign keys validated on the target" if validated else ""
 
     def cleanup(self, ctx: RunContext, sources: Sources) -> str:

@@ -40,11 +40,12 @@ class RedisStore(Store):
         return preflight_redis(sources.redis_url, targets.redis_url, tls_skip_verify=False)
 
     def check_freeze(self, ctx: RunContext, sources: Sources) -> None:
-        if ctx.config.migration.freeze != "read-only" or not sources.redis_url:
+        freeze = ctx.config.migration.freeze
+        if freeze not in ("read-only", "fence") or not sources.redis_url:
             return
         reason = can_pause_writes(sources.redis_url)
         if reason is not None:
-            raise PreconditionError(f"freeze read-only: {reason}; use migration.freeze: maintenance", side="source")
+            raise PreconditionError(f"freeze {freeze}: {reason}; use migration.freeze: maintenance", side="source")
 
     def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
         follower = self.follower(ctx)
