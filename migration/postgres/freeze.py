@@ -20,6 +20,8 @@ def set_read_only(url: str, on: bool) -> None:
     endpoint = parse_url(url, "source")
     with connect(endpoint, autocommit=True) as conn, pg_errors("source", endpoint):
         database = sql.Identifier(endpoint.dbname)
+        # This session may start read-only by the very setting (a run done before a crash): not for ferry.
+        conn.execute("SET default_transaction_read_only = off")
         if on:
             # Scoped to this database: the role may reach others that must stay writable.
             conn.execute(
@@ -33,8 +35,6 @@ def set_read_only(url: str, on: bool) -> None:
                 "WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()"
             )
         else:
-            # This session started read-only too, by the very setting it is about to remove.
-            conn.execute("SET default_transaction_read_only = off")
             conn.execute(
                 sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} RESET default_transaction_read_only").format(database)
             )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from migration.crashpoints import crashpoint
 from migration.errors import DifferencesFoundError, FerryError, RunbookError
 from migration.runbook.context import RunContext, RunSettings
 from migration.runbook.copy import catch_up, copy_live, final_sync, stop_live_copies
@@ -126,6 +127,7 @@ def _run_phase(ctx: RunContext, phase: Phase) -> None:
     started = time.monotonic()
     try:
         outcome = phase.action(ctx)
+        crashpoint(f"phase-{phase.name}")  # done, not yet recorded: the next run does it again
     except FerryError as exc:
         ctx.state.finish(phase.name, "failed", str(exc), time.monotonic() - started)
         ctx.save()
