@@ -593,3 +593,23 @@ def test_a_capture_run_killed_after_any_phase_resumes_to_an_identical_target(wor
     assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
     follower = world.state()["stores"]["postgres"]["follower"]["pid"]
     assert follower is None
+
+
+@pytest.mark.parametrize("freeze", ["maintenance", "read-only"])
+@pytest.mark.parametrize("phase", ["copy", "freeze", "final-sync", "verify", "alias", "switch", "unfreeze", "record"])
+def test_a_run_killed_after_any_phase_resumes_and_switches_once(world: World, phase: str, freeze: str) -> None:
+    """kill -9 of ``ferry run`` (no capture) as each phase finished its work but before it was recorded."""
+    _stack_file(world.root, "http://127.0.0.1:9", freeze=freeze, smokeUrls=[])
+    killed = ferry("run", "--stack", "test", "--root", str(world.root), "--yes",
+                   env={**world.env, "FERRY_CRASH_AT": f"phase-{phase}"})  # fmt: skip
+    assert killed.code == -9, killed.output
+    resumed = world.ferry("run", "--yes")
+    assert resumed.code == 0, resumed.output
+    assert world.state()["phases"][phase]["attempts"] == 2
+    assert world.state()["verify"]["postgres"]["identical"] is True
+    assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000
+    app = world.fake.apps["shop"]
+    assert app.config["DATABASE_URL"].endswith(f"/{world.target_db.name}")
+    assert app.maintenance is False and app.formation == {"web": 2, "worker": 3, "clock": 1}
+    # Each change the app sees happened once, however often its phase ran.
+    assert [w for w in world.writes() if w.startswith("config")] == ["config DATABASE_URL=set REDIS_URL=set"]

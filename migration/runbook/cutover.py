@@ -33,6 +33,10 @@ def switch(ctx: RunContext) -> PhaseOutcome:
         # synchronous_commit off and no autovacuum suit the copy, not the app: the same update ends them.
         ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))
     else:
+        current = ctx.platform.config_vars()
+        if all(current.get(name) == url for name, url in urls.items()):
+            # Set already by a run that crashed before recording it: setting them again restarts every dyno.
+            return done(f"{', '.join(sorted(urls))} already point at the target")
         ctx.platform.switch(urls)
     return done(f"{', '.join(sorted(urls))} point at the target")
 
