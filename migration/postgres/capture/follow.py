@@ -188,7 +188,11 @@ def follow_changes(
             if stopping and batch.entries < options.batch:
                 break
             if batch.entries == 0:
-                time.sleep(0.1)
+                # Idle: wait a tenth of a second, but answer a stop at once (the freeze waits on it).
+                for _ in range(5):
+                    if not stopping and should_stop():
+                        break
+                    time.sleep(0.02)
     result.seconds = time.monotonic() - started
     _write_status(options.status_file, "stopped", result.queued, result.seconds_behind, 0.0, result.entries)
     return result
