@@ -28,7 +28,7 @@ from psycopg import sql
 
 from migration.errors import SourceChangedError
 from migration.postgres.capture.apply import CHANGED_TABLE, prepare_target, record_changes
-from migration.postgres.capture.install import CaptureSettings
+from migration.postgres.capture.install import CaptureSettings, schema_state
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
@@ -43,6 +43,7 @@ from migration.postgres.verify import (
     open_snapshot,
     present_data_tables,
     range_checksum,
+    verify_databases,
 )
 
 __all__ = ["DeferredRange", "LiveVerifyResult", "verify_changes", "verify_live"]
@@ -341,6 +342,16 @@ def verify_live(
     return LiveVerifyResult(report, through, tuple(suspects))
 
 
+def _records_kept(source: PgEndpoint, target: PgEndpoint, schema: str) -> bool:
+    """Capture still on the source and the follow's record of rewritten keys still on the target."""
+    with connect(source, autocommit=True) as src, pg_errors("source", source):
+        if schema_state(src, schema) != "ours":
+            return False
+    with connect(target, autocommit=True) as dst, pg_errors("target", target):
+        row = dst.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (CHANGED_TABLE,)).fetchone()
+    return bool(row and row[0])
+
+
 def verify_changes(
     source_url: str,
     target_url: str,
@@ -358,6 +369,10 @@ def verify_changes(
     started = time.monotonic()
     schema = (capture or CaptureSettings()).schema
     source, target = parse_url(source_url, "source"), parse_url(target_url, "target")
+    if not _records_kept(source, target, schema):
+        full = verify_databases(source_url, target_url, mode="full", jobs=jobs)
+        full.notes.append("the record of what changed since the live pass is gone (capture removed): compared in full")
+        return full
     report = DatabaseVerifyReport(mode="changes")
     # Large objects are not captured (no trigger sees them): their contents are compared whole.
     tables = compare_objects(source, target, report, large_object_contents=True)
