@@ -39,6 +39,8 @@ def test_the_fence_refuses_every_role_ends_old_transactions_and_drains(
         ):
             fence = raise_fence(src, CaptureSettings(), grace_seconds=0.5)
             assert fence.ended == 1
+            status = ferry("pg", "capture", "status", "--source", source_db.url)
+            assert status.code == 0 and "the FENCE IS UP" in status.stdout
             with pytest.raises(psycopg.OperationalError):
                 across.execute("UPDATE orders SET note = 'lost?' WHERE id = 50")  # its session was ended
             for url in (source_db.url, other):  # the owner and another role alike
@@ -55,6 +57,7 @@ def test_the_fence_refuses_every_role_ends_old_transactions_and_drains(
             report = verify_databases(source_db.url, target_db.url, mode="full")
             assert report.identical, [str(d) for d in report.differences]
             lower_fence(src)
+            assert ferry("pg", "capture", "status", "--source", source_db.url, "--json").json["fenced"] is False
         with psycopg.connect(other, autocommit=True) as conn:
             conn.execute("UPDATE orders SET note = 'after the fence was lowered' WHERE id = 1")
     finally:

@@ -223,6 +223,7 @@ def capture_status_command(source_url: str, capture_schema: str, as_json: bool) 
         f"{len(status.captured)} tables captured, {len(status.uncaptured)} not; log: {status.log_entries} entries, "
         f"{status.log_bytes} bytes"
         + (f", oldest {status.oldest_seconds:.1f} s" if status.oldest_seconds is not None else "")
+        + ("; the FENCE IS UP: every write is refused (ferry rollback, or the run, lowers it)" if status.fenced else "")
     )
     for name in status.uncaptured:
         click.echo(f"  not captured: {name}")

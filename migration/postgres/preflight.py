@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 
-from psycopg import sql
-
 from migration.errors import FerryError
 from migration.postgres.capture.install import schema_state
 from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
-from migration.postgres.capture.status import log_stats
+from migration.postgres.capture.status import is_fenced, log_stats
 from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn, server_major
 from migration.postgres.checks import available_extensions, installed_extensions
@@ -111,9 +109,7 @@ def _capture_checks(report: PreflightReport, conn: Conn) -> None:
         )
         return
     entries, log_bytes, _ = log_stats(conn, CAPTURE_SCHEMA)
-    fenced = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}.fence)").format(sql.Identifier(CAPTURE_SCHEMA)))
-    row = fenced.fetchone()
-    fence = " and its FENCE IS UP: every write to the source is refused" if row is not None and row[0] else ""
+    fence = " and its FENCE IS UP: every write to the source is refused" if is_fenced(conn, CAPTURE_SCHEMA) else ""
     report.add(
         "change capture",
         "warn",

@@ -12,7 +12,7 @@ from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
 
-__all__ = ["CaptureStatus", "capture_status", "log_stats"]
+__all__ = ["CaptureStatus", "capture_status", "is_fenced", "log_stats"]
 
 
 @dataclass
@@ -30,6 +30,8 @@ class CaptureStatus:
     log_entries: int = 0
     log_bytes: int = 0
     oldest_seconds: float | None = None
+    #: The fence is up: every write to a table of the source is refused.
+    fenced: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -40,6 +42,7 @@ class CaptureStatus:
             "log_entries": self.log_entries,
             "log_bytes": self.log_bytes,
             "oldest_seconds": None if self.oldest_seconds is None else round(self.oldest_seconds, 3),
+            "fenced": self.fenced,
         }
 
 
@@ -61,7 +64,14 @@ def capture_status(source_url: str, settings: CaptureSettings | None = None) -> 
         )
         status.uncaptured = sorted(tables - set(status.captured))
         status.log_entries, status.log_bytes, status.oldest_seconds = log_stats(conn, settings.schema)
+        status.fenced = is_fenced(conn, settings.schema)
     return status
+
+
+def is_fenced(conn: Conn, schema: str) -> bool:
+    """Whether the fence row of an installed capture is there (its functions refuse writes)."""
+    row = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}.fence)").format(sql.Identifier(schema))).fetchone()
+    return bool(row and row[0])
 
 
 def log_stats(conn: Conn, schema: str) -> tuple[int, int, float | None]:
