@@ -56,7 +56,9 @@ def raise_fence(source: Conn, settings: CaptureSettings | None = None, *, grace_
     with source.transaction():
         source.execute(sql.SQL("INSERT INTO {}.fence DEFAULT VALUES ON CONFLICT (id) DO NOTHING").format(s))
         set_functions_fenced(source, settings.schema, True)
-    # Transactions that began before this moment may hold a snapshot without the fence in it.
+    # Transactions that began before this moment are all ended, readers too: one that already holds
+    # a table's lock (an UPDATE that matched nothing takes it without writing) may go on calling the
+    # function it loaded before the fence, and commit a logged write after the marker.
     row = source.execute(
         "SELECT pg_catalog.clock_timestamp(), extract(epoch FROM pg_catalog.clock_timestamp())"
     ).fetchone()
