@@ -123,3 +123,14 @@ def test_an_empty_target_with_only_a_publication_is_not_empty(source_db: Databas
     target_db.execute("CREATE PUBLICATION precious_pub")
     run = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url)
     assert_one_line_error(run, "target:", "not empty", "publication precious_pub")
+
+
+def test_follow_with_table_filters_is_refused_before_anything_is_installed(
+    source_db: Database, target_db: Database
+) -> None:
+    """Capture logs every table: a follow would apply changes to tables the filtered copy left out."""
+    source_db.execute("CREATE TABLE kept (id int PRIMARY KEY); CREATE TABLE left_out (id int PRIMARY KEY)")
+    run = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "-t", "kept", "--follow")
+    assert run.code == 2 and "--follow copies and follows the whole database" in run.stderr
+    assert source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
+    assert target_db.scalar("SELECT count(*) FROM pg_class WHERE relname = 'kept'") == 0

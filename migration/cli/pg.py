@@ -125,6 +125,9 @@ def copy(
         maintenance_work_mem=maintenance_work_mem,
     )
     follow = follow or follow_seconds is not None
+    if follow and (schema or exclude_schema or table or exclude_table):
+        # Capture logs every table's changes; the follow would apply them to tables the copy left out.
+        raise click.UsageError("--follow copies and follows the whole database: leave out -n/-N/-t/-T")
     if follow and capture_status(source_url).installed is False:
         # Before the snapshot is exported: every change after it is then in the log.
         install_capture(source_url)
