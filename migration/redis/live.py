@@ -131,7 +131,7 @@ class LiveTail:
     def _listen(self) -> None:
         try:
             while not self._stop.is_set():
-                message = self._conn.poll(0.2)
+                message = self._conn.poll(0.05)  # a stop waits for this, inside the freeze
                 if not message or message[0] != b"pmessage":
                     continue
                 channel: bytes = message[2]
