@@ -313,3 +313,31 @@ def test_keys_of_every_common_type_survive_the_log_and_the_apply(source_db: Data
         'public.k_bytea key {"id": "\\\\x000200ff"}',
         'public.k_composite key {"day": "2024-03-01", "region": "r0", "seq": 2}',
     ]
+
+
+def test_a_row_policy_that_would_hide_rows_from_the_follow_stops_it(source_db: Database, target_db: Database) -> None:
+    """Forced row security on the source: the follow's role sees only some rows. Filtered reads would
+    delete the hidden rows on the target; with row security off the follow stops with one line instead."""
+    source_db.execute(
+        "DROP ROLE IF EXISTS rls_owner; CREATE ROLE rls_owner LOGIN PASSWORD 'ro-pw';"
+        "CREATE TABLE tenants_data (id int PRIMARY KEY, tenant text, v text);"
+        "INSERT INTO tenants_data SELECT g, 't' || (g % 2), 'v' FROM generate_series(1, 10) g;"
+        "ALTER TABLE tenants_data OWNER TO rls_owner; ALTER TABLE tenants_data ENABLE ROW LEVEL SECURITY;"
+        "ALTER TABLE tenants_data FORCE ROW LEVEL SECURITY;"
+        "CREATE POLICY own_tenant ON tenants_data USING (tenant = current_setting('app.tenant', true));"
+    )
+    try:
+        assert (
+            ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
+        )
+        source_db.execute(
+            "GRANT USAGE ON SCHEMA ferry_capture TO rls_owner; GRANT ALL ON ALL TABLES IN SCHEMA ferry_capture TO rls_owner"
+        )
+        source_db.execute("UPDATE tenants_data SET v = 'changed' WHERE id IN (1, 2)")  # one row of each tenant
+        as_owner = source_db.cluster.url(source_db.name, user="rls_owner", password="ro-pw")
+        run = ferry("pg", "follow", "--source", as_owner, "--target", target_db.url, "--seconds", "0")
+        assert_one_line_error(run, "source:", "row-level security")
+        assert target_db.scalar("SELECT count(*) FROM tenants_data") == 10  # nothing deleted on the target
+    finally:
+        ferry("pg", "capture", "remove", "--source", source_db.url)
+        source_db.execute("DROP TABLE tenants_data; DROP OWNED BY rls_owner; DROP ROLE rls_owner")

@@ -25,6 +25,7 @@ from migration.errors import SourceChangedError
 from migration.postgres.capture.sql import DEFAULT_SCHEMA
 from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn
+from migration.postgres.connection import pg_errors
 
 __all__ = [
     "CHANGED_TABLE",
@@ -105,8 +106,9 @@ def _rows_by_keys(source: Conn, table: _Table, keys: list[dict[str, Any]]) -> st
 
 
 def _copy_out(conn: Conn, query: sql.Composed) -> str:
+    """Rows read from the source (its errors name the source, though the batch runs under the target's)."""
     chunks: list[bytes] = []
-    with conn.cursor().copy(query) as copy:
+    with pg_errors("source"), conn.cursor().copy(query) as copy:
         for chunk in copy:
             chunks.append(bytes(chunk))
     return b"".join(chunks).decode()
@@ -124,10 +126,14 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
     """
     s = sql.Identifier(schema)
     source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    # A row policy must never hide rows from the apply (it would delete them on the target and bring
+    # nothing back): with row security off, a role a policy applies to gets an error instead.
+    source.execute("SET LOCAL row_security = off")
     try:
-        entries = source.execute(
-            sql.SQL("SELECT id, rel, op, old_key, new_key FROM {}.log ORDER BY id LIMIT %s").format(s), (limit,)
-        ).fetchall()
+        with pg_errors("source"):
+            entries = source.execute(
+                sql.SQL("SELECT id, rel, op, old_key, new_key FROM {}.log ORDER BY id LIMIT %s").format(s), (limit,)
+            ).fetchall()
         if not entries:
             source.execute("COMMIT")
             return ApplyResult(0, 0, 0)
@@ -162,7 +168,8 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
         raise
     # Cleared only once the target committed: a crash before this line re-applies the batch.
     crashpoint("follow-batch-committed")
-    source.execute(sql.SQL("DELETE FROM {}.log WHERE id = ANY(%s)").format(s), ([int(e[0]) for e in entries],))
+    with pg_errors("source"):
+        source.execute(sql.SQL("DELETE FROM {}.log WHERE id = ANY(%s)").format(s), ([int(e[0]) for e in entries],))
     crashpoint("follow-batch-cleared")
     return ApplyResult(len(entries), rows, truncated)
 
@@ -191,7 +198,9 @@ def record_changes(target: Conn, table: str, keys: list[dict[str, Any]] | None) 
 
 
 def _relaxed(target: Conn) -> None:
-    """Foreign keys and the target's own triggers pause for the batch where the role may ask for it."""
+    """Foreign keys and the target's own triggers pause for the batch where the role may ask for it;
+    row policies never filter what it deletes and writes (an error instead)."""
+    target.execute("SET LOCAL row_security = off")
     try:
         with target.transaction():
             target.execute("SET LOCAL session_replication_role = replica")
