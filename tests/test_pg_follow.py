@@ -247,7 +247,8 @@ def test_a_parent_table_s_changes_leave_its_children_alone(source_db: Database, 
 KEY_TYPES = '''
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN positive AS int CHECK (VALUE > 0);
-CREATE TABLE k_uuid (id uuid PRIMARY KEY, v text);
+CREATE DOMAIN required_text AS text NOT NULL;
+CREATE TABLE k_uuid (id uuid PRIMARY KEY, v text, r required_text DEFAULT 'r');
 CREATE TABLE k_numeric (id numeric(20, 6) PRIMARY KEY, v text);
 CREATE TABLE k_time (id timestamptz PRIMARY KEY, v text);
 CREATE TABLE k_bytea (id bytea PRIMARY KEY, v text);

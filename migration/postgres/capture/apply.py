@@ -33,6 +33,8 @@ __all__ = [
     "ApplyResult",
     "apply_batch",
     "copy_keyless_tables",
+    "key_rows",
+    "key_types",
     "prepare_target",
     "record_changes",
     "sync_sequences",
@@ -57,7 +59,8 @@ class ApplyResult:
 @dataclass(frozen=True)
 class _Table:
     name: str
-    key: tuple[str, ...]
+    key: tuple[str, ...]  # quoted
+    key_types: tuple[str, ...]
     columns: tuple[str, ...]  # what INSERT may write (generated columns left out)
     uniques: tuple[tuple[str, ...], ...]  # other unique keys, whose values may collide
     identity_always: bool
@@ -87,20 +90,55 @@ def _table(source: Conn, schema: str, rel: int) -> _Table:
     assert info is not None
     key = tuple(sql.Identifier(c).as_string() for c in row[1])
     uniques = tuple(tuple(u) for u in info[1] if tuple(u) != key)
-    return _Table(str(row[0]), key, tuple(info[0]), uniques, bool(info[2]))
+    types = key_types(source, str(row[0]), list(row[1]))
+    return _Table(str(row[0]), key, types, tuple(info[0]), uniques, bool(info[2]))
+
+
+_KEY_TYPES = """
+SELECT pg_catalog.format('%%I.%%I', n.nspname, t.typname) FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+ WHERE a.attrelid = %(table)s::regclass AND a.attname = %(column)s
+"""
+
+
+def key_types(conn: Conn, table: str, key: list[str]) -> tuple[str, ...]:
+    """Each key column's type, schema-qualified (the same text on both sides)."""
+    types = []
+    for column in key:
+        row = conn.execute(_KEY_TYPES, {"table": table, "column": column}).fetchone()
+        if row is None:
+            raise LookupError(f"{table}.{column}")
+        types.append(str(row[0]))
+    return tuple(types)
+
+
+def key_rows(key: list[str], types: tuple[str, ...], keys: sql.Composable) -> sql.Composed:
+    """``SELECT <key columns>`` of the JSON array *keys*, typed as the table's key, for ``(key) IN (...)``.
+
+    Not ``jsonb_populate_recordset(NULL::table, …)``: that builds whole rows, and a column of a
+    NOT NULL domain outside the key refuses the NULLs it would be given."""
+    return sql.SQL("SELECT {cols} FROM pg_catalog.jsonb_to_recordset({keys}) AS __ferry_k({defs})").format(
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in key),
+        keys=keys,
+        defs=sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(key, types, strict=True)
+        ),
+    )
+
+
+def _key_rows(table: _Table, keys: list[dict[str, Any]]) -> sql.Composed:
+    names = [_unquote(c) for c in table.key]
+    return key_rows(names, table.key_types, sql.SQL("{}::jsonb").format(sql.Literal(json.dumps(keys))))
 
 
 def _rows_by_keys(source: Conn, table: _Table, keys: list[dict[str, Any]]) -> str:
     """The source's current rows for *keys*, as COPY text (within the caller's snapshot)."""
     key_list = sql.SQL(", ").join(sql.SQL(c) for c in table.key)
-    query = sql.SQL(
-        "COPY (SELECT {cols} FROM ONLY {t} WHERE ({key}) IN (SELECT {key} FROM jsonb_populate_recordset(NULL::{t}, {keys}))) "
-        "TO STDOUT"
-    ).format(
+    query = sql.SQL("COPY (SELECT {cols} FROM ONLY {t} WHERE ({key}) IN ({keys})) TO STDOUT").format(
         cols=sql.SQL(", ").join(sql.SQL(c) for c in table.columns),
         t=sql.SQL(table.name),
         key=key_list,
-        keys=sql.Literal(json.dumps(keys)),
+        keys=_key_rows(table, keys),
     )
     return _copy_out(source, query)
 
@@ -224,9 +262,7 @@ def _replace_rows(source: Conn, target: Conn, table: _Table, keys: list[dict[str
         if not pending:
             break
         target.execute(
-            sql.SQL(
-                "DELETE FROM ONLY {t} WHERE ({key}) IN (SELECT {key} FROM jsonb_populate_recordset(NULL::{t}, {k}))"
-            ).format(t=t, key=key, k=sql.Literal(json.dumps(pending)))
+            sql.SQL("DELETE FROM ONLY {t} WHERE ({key}) IN ({k})").format(t=t, key=key, k=_key_rows(table, pending))
         )
         data = _rows_by_keys(source, table, pending)
         incoming.append(data)
@@ -319,7 +355,7 @@ def copy_keyless_tables(source: Conn, target: Conn, schema: str = DEFAULT_SCHEMA
         assert info is not None
         if not info[0]:
             continue  # a table with no columns: its rows are all alike and none can differ
-        table = _Table(found.name, (), tuple(info[0]), (), bool(info[2]))
+        table = _Table(found.name, (), (), tuple(info[0]), (), bool(info[2]))
         with source.transaction(), target.transaction():
             # As in a batch: no row policy may hide rows from the copy (an error instead).
             source.execute("SET LOCAL row_security = off")

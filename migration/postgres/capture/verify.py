@@ -22,12 +22,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
+import psycopg
 from psycopg import sql
 
 from migration.errors import SourceChangedError
-from migration.postgres.capture.apply import CHANGED_TABLE, prepare_target, record_changes
+from migration.postgres.capture.apply import CHANGED_TABLE, key_rows, key_types, prepare_target, record_changes
 from migration.postgres.capture.install import CaptureSettings, schema_state
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
@@ -70,9 +71,22 @@ class LiveVerifyResult:
     deferred: tuple[DeferredRange, ...]
 
 
-def _captured_keys(src: Conn, schema: str) -> dict[str, tuple[str, ...]]:
+class _Key(NamedTuple):
+    """A captured table's key: its columns and their types (schema-qualified)."""
+
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+
+
+def _captured_keys(src: Conn, schema: str) -> dict[str, _Key]:
     rows = src.execute(sql.SQL("SELECT name, key_columns FROM {}.captured").format(sql.Identifier(schema)))
-    return {str(r[0]): tuple(r[1]) for r in rows}
+    keys = {}
+    for name, columns in rows.fetchall():
+        try:
+            keys[str(name)] = _Key(tuple(columns), key_types(src, str(name), list(columns)))
+        except (LookupError, psycopg.errors.UndefinedTable):
+            continue  # captured once, dropped or renamed since: not there to compare
+    return keys
 
 
 def _in_flux(
@@ -123,14 +137,13 @@ def _changed(dst: Conn, after: int, through: int | None) -> dict[str, list[dict[
     return {name: None if keys is None else list(keys.values()) for name, keys in found.items()}
 
 
-def _row_hashes(conn: Conn, table: str, key: tuple[str, ...], keys: list[dict[str, Any]]) -> dict[str, str]:
+def _row_hashes(conn: Conn, table: str, key: _Key, keys: list[dict[str, Any]]) -> dict[str, str]:
     """``{key as JSON text: hash of the row}`` for those of *keys* that exist."""
-    columns = sql.SQL(", ").join(sql.SQL("__ferry_r.{}").format(sql.Identifier(c)) for c in key)
+    columns = sql.SQL(", ").join(sql.SQL("__ferry_r.{}").format(sql.Identifier(c)) for c in key.columns)
     query = sql.SQL(
         "SELECT pg_catalog.json_build_array({cols})::text, pg_catalog.hashtextextended(__ferry_r::text, 0)::text "
-        "FROM ONLY {t} AS __ferry_r WHERE ({cols}) IN "
-        "(SELECT {plain} FROM pg_catalog.jsonb_populate_recordset(NULL::{t}, %s::jsonb))"
-    ).format(cols=columns, t=sql.SQL(table), plain=sql.SQL(", ").join(sql.Identifier(c) for c in key))
+        "FROM ONLY {t} AS __ferry_r WHERE ({cols}) IN ({rows})"
+    ).format(cols=columns, t=sql.SQL(table), rows=key_rows(list(key.columns), key.types, sql.SQL("%s::jsonb")))
     out: dict[str, str] = {}
     for start in range(0, len(keys), _KEYS_PER_QUERY):
         chunk = json.dumps(keys[start : start + _KEYS_PER_QUERY])
@@ -139,7 +152,7 @@ def _row_hashes(conn: Conn, table: str, key: tuple[str, ...], keys: list[dict[st
 
 
 def _differing_keys(
-    source: PgEndpoint, target: PgEndpoint, table: str, key: tuple[str, ...], keys: list[dict[str, Any]]
+    source: PgEndpoint, target: PgEndpoint, table: str, key: _Key, keys: list[dict[str, Any]]
 ) -> list[tuple[dict[str, Any], str, str]]:
     """``(key, source state, target state)`` of every one of *keys* whose rows differ.
 
@@ -153,25 +166,25 @@ def _differing_keys(
     out = []
     for text in sorted(a.keys() | b.keys()):
         if a.get(text) != b.get(text):
-            found = dict(zip(key, json.loads(text), strict=True))
+            found = dict(zip(key.columns, json.loads(text), strict=True))
             out.append((found, "present" if text in a else "(missing)", "present" if text in b else "(missing)"))
     return out
 
 
-def _without(where: str, table: str, key: tuple[str, ...], keys: list[dict[str, Any]]) -> str:
+def _without(where: str, key: _Key, keys: list[dict[str, Any]]) -> str:
     """*where*, leaving out the rows of *keys*."""
     if not keys:
         return where
-    cols = ", ".join(sql.Identifier(c).as_string() for c in key)
-    literal = "'" + json.dumps(keys).replace("'", "''") + "'::jsonb"
-    return f"({where}) AND ({cols}) NOT IN (SELECT {cols} FROM pg_catalog.jsonb_populate_recordset(NULL::{table}, {literal}))"
+    cols = ", ".join(sql.Identifier(c).as_string() for c in key.columns)
+    literal = sql.SQL("{}::jsonb").format(sql.Literal(json.dumps(keys)))
+    return f"({where}) AND ({cols}) NOT IN ({key_rows(list(key.columns), key.types, literal).as_string()})"
 
 
 def _differing_ranges(
     source: PgEndpoint,
     target: PgEndpoint,
     ranges: list[DeferredRange],
-    leave_out: Callable[[], tuple[tuple[str, ...], list[dict[str, Any]]] | None] | None = None,
+    leave_out: Callable[[], tuple[_Key, list[dict[str, Any]]] | None] | None = None,
 ) -> tuple[list[tuple[DeferredRange, str, str]], int]:
     """The ranges whose checksums differ, with each side's ``count, sum``; and the rows read.
 
@@ -189,7 +202,7 @@ def _differing_ranges(
             if excluded is None:
                 return [(item, "in flux", "in flux") for item in ranges], 0
         for item in ranges:
-            where = item.where if excluded is None else _without(item.where, item.table, *excluded)
+            where = item.where if excluded is None else _without(item.where, *excluded)
             with pg_errors("source", source):
                 a = range_checksum(src, item.table, where)
             with pg_errors("target", target):
@@ -297,7 +310,7 @@ def verify_live(
             ]
         return suspects, rows, len(ranges)
 
-    def flux(name: str) -> tuple[tuple[str, ...], list[dict[str, Any]]] | None:
+    def flux(name: str) -> tuple[_Key, list[dict[str, Any]]] | None:
         found = _in_flux(source, target, schema, name, start)
         return None if found is None else (keys[name], found)
 
