@@ -116,6 +116,27 @@ def test_unique_values_swapped_across_batches_arrive(source_db: Database, target
     assert target_db.execute("SELECT id, email FROM users WHERE id <= 2 ORDER BY id") == [(1, "u2@x"), (2, "u1@x")]
 
 
+def test_ranges_an_exclusion_constraint_keeps_apart_swapped_across_batches_arrive(
+    source_db: Database, target_db: Database
+) -> None:
+    """As for unique values: two bookings of one room trade their time slots through a third."""
+    source_db.execute(
+        "CREATE EXTENSION IF NOT EXISTS btree_gist;"
+        "CREATE TABLE bookings (id int PRIMARY KEY, room int NOT NULL, during tstzrange NOT NULL,"
+        " EXCLUDE USING gist (room WITH =, during WITH &&));"
+        "INSERT INTO bookings VALUES (1, 7, '[2024-01-01 10:00, 2024-01-01 11:00)'),"
+        " (2, 7, '[2024-01-01 12:00, 2024-01-01 13:00)'), (3, 8, '[2024-01-01 10:00, 2024-01-01 11:00)')"
+    )
+    assert ferry("pg", "capture", "install", "--source", source_db.url).code == 0
+    assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url).code == 0
+    source_db.execute("UPDATE bookings SET during = '[2024-01-02 00:00, 2024-01-02 01:00)' WHERE id = 1")
+    source_db.execute("UPDATE bookings SET during = '[2024-01-01 10:00, 2024-01-01 11:00)' WHERE id = 2")
+    source_db.execute("UPDATE bookings SET during = '[2024-01-01 12:00, 2024-01-01 13:00)' WHERE id = 1")
+    assert _drain(source_db, target_db, limit=1) == 3
+    report = verify_databases(source_db.url, target_db.url, mode="full")
+    assert report.identical, [str(d) for d in report.differences]
+
+
 def _write_while(source: Database, stop: threading.Event) -> None:
     with psycopg.connect(source.url, autocommit=True) as conn:
         i = 0

@@ -62,7 +62,8 @@ class _Table:
     key: tuple[str, ...]  # quoted
     key_types: tuple[str, ...]
     columns: tuple[str, ...]  # what INSERT may write (generated columns left out)
-    uniques: tuple[tuple[str, ...], ...]  # other unique keys, whose values may collide
+    #: other unique keys and exclusion constraints, whose values may collide: ``(column, operator)`` pairs
+    uniques: tuple[tuple[tuple[str, str], ...], ...]
     identity_always: bool
 
 
@@ -76,7 +77,16 @@ SELECT
        JOIN pg_catalog.pg_attribute a ON a.attrelid = %(rel)s AND a.attnum = k.attnum
       WHERE i.indrelid = %(rel)s AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
       GROUP BY i.indexrelid) u),
-  EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = %(rel)s AND a.attidentity = 'a')
+  EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = %(rel)s AND a.attidentity = 'a'),
+  (SELECT coalesce(json_agg(pairs), '[]') FROM (
+     SELECT json_agg(json_build_array(quote_ident(a.attname),
+                                      pg_catalog.format('OPERATOR(%%I.%%s)', n.nspname, o.oprname)) ORDER BY k.ord) AS pairs
+       FROM pg_catalog.pg_constraint c,
+            unnest(c.conkey, c.conexclop) WITH ORDINALITY AS k(attnum, opoid, ord)
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = %(rel)s AND a.attnum = k.attnum
+       JOIN pg_catalog.pg_operator o ON o.oid = k.opoid JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+      WHERE c.conrelid = %(rel)s AND c.contype = 'x' AND NOT (0 = ANY(c.conkey))
+      GROUP BY c.oid) x)
 """
 
 
@@ -89,7 +99,9 @@ def _table(source: Conn, schema: str, rel: int) -> _Table:
     info = source.execute(_TABLE_INFO, {"rel": rel}).fetchone()
     assert info is not None
     key = tuple(sql.Identifier(c).as_string() for c in row[1])
-    uniques = tuple(tuple(u) for u in info[1] if tuple(u) != key)
+    # Rows of two keys may trade unique values, or ranges an exclusion constraint keeps apart.
+    uniques = tuple(tuple((c, "=") for c in u) for u in info[1] if tuple(u) != key)
+    uniques += tuple(tuple((str(c), str(op)) for c, op in x) for x in info[3])
     types = key_types(source, str(row[0]), list(row[1]))
     return _Table(str(row[0]), key, types, tuple(info[0]), uniques, bool(info[2]))
 
@@ -279,19 +291,20 @@ def _collisions(target: Conn, table: _Table, data: str) -> list[dict[str, Any]]:
     _load_incoming(target, table, data)
     found: list[dict[str, Any]] = []
     for unique in table.uniques:
-        match = sql.SQL(" AND ").join(sql.SQL("t.{c} = i.{c}").format(c=sql.SQL(c)) for c in unique)
-        returned = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.SQL(c)) for c in table.key)
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t.{c} {op} i.{c}").format(c=sql.SQL(c), op=sql.SQL(op)) for c, op in unique
+        )
+        # The keys as the log holds them (jsonb), whatever their type.
+        returned = sql.SQL(", ").join(
+            sql.SQL("{}, t.{}").format(sql.Literal(_unquote(c)), sql.SQL(c)) for c in table.key
+        )
         rows = target.execute(
-            sql.SQL("DELETE FROM ONLY {t} t USING _ferry_incoming i WHERE {m} RETURNING {r}").format(
-                t=t, m=match, r=returned
-            )
+            sql.SQL(
+                "DELETE FROM ONLY {t} t USING _ferry_incoming i WHERE {m} RETURNING pg_catalog.jsonb_build_object({r})"
+            ).format(t=t, m=match, r=returned)
         ).fetchall()
-        found += [dict(zip([_unquote(c) for c in table.key], r, strict=True)) for r in rows]
-    return [{k: _jsonable(v) for k, v in f.items()} for f in found]
-
-
-def _jsonable(value: Any) -> Any:
-    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+        found += [dict(r[0]) for r in rows]
+    return found
 
 
 def _load_incoming(target: Conn, table: _Table, data: str) -> None:
