@@ -5,10 +5,11 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from migration.errors import PreconditionError
 from migration.postgres import verify_databases
 from migration.postgres.capture import CaptureSettings, drain_to_marker, lower_fence, raise_fence, sync_sequences
 from tests.conftest import Database
-from tests.helpers import ferry
+from tests.helpers import assert_one_line_error, ferry
 
 SCHEMA = """
 CREATE TABLE orders (id int PRIMARY KEY, note text);
@@ -93,5 +94,26 @@ def test_large_objects_written_while_live_are_copied_again_inside_the_freeze(
             assert sync_large_objects(src, dst) == 0
         report = verify_databases(source_db.url, target_db.url, mode="full")
         assert report.identical, [str(d) for d in report.differences]
+    finally:
+        ferry("pg", "capture", "remove", "--source", source_db.url)
+
+
+def test_capture_installed_by_an_earlier_ferry_is_refused_before_following_and_fencing(
+    source_db: Database, target_db: Database
+) -> None:
+    """Its triggers call one shared function this fence does not replace: writes would pass the fence."""
+    source_db.execute(SCHEMA.split("CREATE ROLE")[0])
+    try:
+        copied = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0")
+        assert copied.code == 0, copied.output
+        source_db.execute(  # what the earlier layout left: one generic function
+            "CREATE FUNCTION ferry_capture.log_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+        )
+        followed = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--seconds", "0")
+        assert_one_line_error(followed, "source:", "installed by an earlier ferry", "ferry pg capture remove")
+        with psycopg.connect(source_db.url, autocommit=True) as src:
+            with pytest.raises(PreconditionError, match="earlier ferry"):
+                raise_fence(src)
+            assert src.execute("SELECT count(*) FROM ferry_capture.fence").fetchone() == (0,)
     finally:
         ferry("pg", "capture", "remove", "--source", source_db.url)

@@ -20,7 +20,12 @@ from psycopg import sql
 
 from migration.errors import PreconditionError
 from migration.postgres.capture.apply import apply_batch
-from migration.postgres.capture.install import CaptureSettings, schema_state, set_functions_fenced
+from migration.postgres.capture.install import (
+    CaptureSettings,
+    require_current_layout,
+    schema_state,
+    set_functions_fenced,
+)
 from migration.postgres.catalog import Conn
 from migration.postgres.sessions import end_sessions
 
@@ -53,6 +58,7 @@ def raise_fence(source: Conn, settings: CaptureSettings | None = None, *, grace_
     s = sql.Identifier(settings.schema)
     if schema_state(source, settings.schema) != "ours":
         raise PreconditionError("change capture is not installed: the fence needs its triggers", side="source")
+    require_current_layout(source, settings.schema)
     with source.transaction():
         source.execute(sql.SQL("INSERT INTO {}.fence DEFAULT VALUES ON CONFLICT (id) DO NOTHING").format(s))
         set_functions_fenced(source, settings.schema, True)

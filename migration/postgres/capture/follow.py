@@ -23,7 +23,7 @@ from migration.errors import FerryError, PreconditionError, SourceChangedError
 from migration.files import replace_file
 from migration.postgres.capture.apply import apply_batch, prepare_target
 from migration.postgres.capture.constraints import can_pause_per_batch, pause_constraints
-from migration.postgres.capture.install import CaptureSettings, remove_capture, schema_state
+from migration.postgres.capture.install import CaptureSettings, remove_capture, require_current_layout, schema_state
 from migration.postgres.capture.status import log_stats
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
@@ -124,6 +124,7 @@ def follow_changes(
                 raise PreconditionError(
                     "change capture is not installed: ferry pg capture install (before the copy)", side="source"
                 )
+            require_current_layout(src, schema)  # before a long follow, not at the fence
             shape = _fingerprint(src, schema)
         with pg_errors("target", target):
             prepare_target(dst)

@@ -41,6 +41,7 @@ __all__ = [
     "InstallResult",
     "install_capture",
     "remove_capture",
+    "require_current_layout",
     "schema_state",
     "set_functions_fenced",
 ]
@@ -172,6 +173,22 @@ def _install_fence_only(conn: Conn, settings: CaptureSettings, table: CaptureTab
         conn.execute(fence_trigger(settings.schema, table.name))
 
     _with_lock_retries(conn, settings, table.name, "install its fence trigger", work)
+
+
+def require_current_layout(conn: Conn, schema: str) -> None:
+    """:raises PreconditionError: capture was installed by an earlier ferry (one shared trigger function),
+    which this fence could not close."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = %s AND p.proname = 'log_change')",
+        (schema,),
+    ).fetchone()
+    if row and row[0]:
+        raise PreconditionError(
+            "change capture here was installed by an earlier ferry, whose triggers this one's fence cannot "
+            "close: ferry pg capture remove, then copy and follow again",
+            side="source",
+        )
 
 
 def set_functions_fenced(conn: Conn, schema: str, fenced: bool) -> None:
