@@ -613,3 +613,22 @@ def test_a_run_killed_after_any_phase_resumes_and_switches_once(world: World, ph
     assert app.maintenance is False and app.formation == {"web": 2, "worker": 3, "clock": 1}
     # Each change the app sees happened once, however often its phase ran.
     assert [w for w in world.writes() if w.startswith("config")] == ["config DATABASE_URL=set REDIS_URL=set"]
+
+
+def test_a_rollback_stands_when_capture_cannot_come_off_yet(world: World) -> None:
+    """A table locked by another session: the app is back on the old database all the same, and the
+    one line says how to take capture off later."""
+    _stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    assert world.ferry("run", "--yes", "--until", "switch").code == 0
+    locker = psycopg.connect(world.source_db.url)
+    locker.execute("LOCK TABLE orders IN SHARE MODE")  # as a long transaction would
+    try:
+        rolled = world.ferry("rollback", "--json")
+        assert rolled.code == 0, rolled.output
+        detail = world.state()["phases"]["rollback"]["detail"]
+        assert "change capture is still on the source" in detail and "ferry pg capture remove" in detail
+    finally:
+        locker.close()
+    world.source_db.execute("INSERT INTO orders VALUES (8000, 'written after the rollback')")  # open again
+    assert ferry("pg", "capture", "remove", "--source", world.source_db.url).code == 0
+    assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0

@@ -235,10 +235,11 @@ def capture_status_command(source_url: str, capture_schema: str, as_json: bool) 
 @capture.command("remove")
 @_source
 @_capture_schema
+@click.option("--lock-timeout", default=500, show_default=True, type=click.IntRange(10, 60_000), help="ms per try.")
 @handle_errors
-def capture_remove(source_url: str, capture_schema: str) -> None:
+def capture_remove(source_url: str, capture_schema: str, lock_timeout: int) -> None:
     """Take every trigger, function, log and schema of ours off the source."""
-    tables = remove_capture(source_url, CaptureSettings(schema=capture_schema))
+    tables = remove_capture(source_url, CaptureSettings(schema=capture_schema, lock_timeout_ms=lock_timeout))
     click.echo(f"change capture removed ({tables} tables had triggers)")
 
 

@@ -81,6 +81,9 @@ def fill_postgres(url: str, customers: int) -> int:
     with connect(endpoint, autocommit=True) as conn, pg_errors("source", endpoint):
         conn.execute(_SCHEMA)
         conn.execute(sql.SQL(_FILL).format(customers=sql.Literal(customers), orders=sql.Literal(customers * 3)))
+        # As a long-lived database would be: vacuumed, so no autovacuum of freshly loaded tables holds
+        # their locks when capture is installed (a real source's tables were loaded long ago).
+        conn.execute("VACUUM")
         row = conn.execute(
             "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_items)"
         ).fetchone()

@@ -231,7 +231,17 @@ class PostgresStore(Store):
     def cleanup(self, ctx: RunContext, sources: Sources) -> str:
         if not ctx.config.migration.capture:
             return ""
-        tables = remove_capture(sources.database_url)
+        rolling_back = "rollback" in ctx.state.phases
+        # After the switch nobody writes to the old database: waiting on its locks holds no one up, and
+        # a wait past deadlock_timeout makes an autovacuum of a big table give way (a short one never does).
+        patient = CaptureSettings(lock_timeout_ms=5000, attempts=10)
+        try:
+            tables = remove_capture(sources.database_url, CaptureSettings() if rolling_back else patient)
+        except PreconditionError as exc:
+            if not rolling_back:
+                raise
+            # The app is back on the source: the rollback stands; capture comes off later.
+            return f"change capture is still on the source ({exc.message}); `ferry pg capture remove` takes it off"
         if ctx.state.frozen and ctx.state.freeze_mode == "fence":
             # The fence went with capture; the old database must stay closed to a dyno still on its
             # URL (as in the read-only freeze) until rollback reopens it.
