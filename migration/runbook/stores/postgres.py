@@ -98,17 +98,7 @@ class PostgresStore(Store):
         if not follower.alive():
             # It died since the copy (a crash of the machine, a kill): the log kept every change; go on.
             _start_follower(follower, sources, targets)
-        deadline = time.monotonic() + ctx.config.migration.catch_up_seconds
-        while (status := follower.status()) is None or not _caught_up(status):
-            if not follower.alive():
-                raise FollowerError(f"postgres follow stopped: {follower.last_line()}")
-            if time.monotonic() > deadline:
-                behind = f"{status.queued} changes waiting" if status else "no status"
-                raise FollowerError(
-                    f"postgres follow did not catch up in {ctx.config.migration.catch_up_seconds:g} s ({behind}); "
-                    "the app writes faster than the target applies: run again later, or raise catchUpSeconds"
-                )
-            time.sleep(0.2)
+        status = _wait_caught_up(ctx, follower)
         detail = f"postgres: caught up ({status.queued} changes waiting, {status.seconds_behind:.1f} s behind)"
         if ctx.settings.verify_mode != "full":
             return detail
@@ -117,9 +107,12 @@ class PostgresStore(Store):
         state.verified_through = live.through
         state.deferred_ranges = [[r.table, r.label, r.where] for r in live.deferred]
         ctx.save()
+        # The pass may take minutes on a big database: what the app wrote meanwhile is applied now, not
+        # drained inside the freeze.
+        status = _wait_caught_up(ctx, follower)
         return (
             f"{detail}; verified live: {live.report.rows_checked} rows in {live.report.ranges_checked} key ranges, "
-            f"{len(live.deferred)} ranges left to the freeze"
+            f"{len(live.deferred)} ranges left to the freeze; {status.queued} changes waiting after it"
         )
 
     def freeze_writes(self, ctx: RunContext, sources: Sources) -> str:
@@ -263,6 +256,22 @@ _CAUGHT_UP_ENTRIES = 2000
 
 def _caught_up(status: FollowerStatus) -> bool:
     return status.phase == "live" and status.queued <= _CAUGHT_UP_ENTRIES
+
+
+def _wait_caught_up(ctx: RunContext, follower: Follower) -> FollowerStatus:
+    """The follower's status once it has caught up; :raises FollowerError: it died, or did not in time."""
+    deadline = time.monotonic() + ctx.config.migration.catch_up_seconds
+    while (status := follower.status()) is None or not _caught_up(status):
+        if not follower.alive():
+            raise FollowerError(f"postgres follow stopped: {follower.last_line()}")
+        if time.monotonic() > deadline:
+            behind = f"{status.queued} changes waiting" if status else "no status"
+            raise FollowerError(
+                f"postgres follow did not catch up in {ctx.config.migration.catch_up_seconds:g} s ({behind}); "
+                "the app writes faster than the target applies: run again later, or raise catchUpSeconds"
+            )
+        time.sleep(0.2)
+    return status
 
 
 def _start_follower(follower: Follower, sources: Sources, targets: Targets) -> int:
