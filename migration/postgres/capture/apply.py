@@ -59,10 +59,11 @@ class ApplyResult:
 @dataclass(frozen=True)
 class _Table:
     name: str
-    key: tuple[str, ...]  # quoted
+    key: tuple[str, ...]  # column names, as they are (not quoted)
     key_types: tuple[str, ...]
     columns: tuple[str, ...]  # what INSERT may write (generated columns left out)
-    #: other unique keys and exclusion constraints, whose values may collide: ``(column, operator)`` pairs
+    #: other unique keys and exclusion constraints, whose values may collide: ``(column, operator)`` pairs,
+    #: column names as they are
     uniques: tuple[tuple[tuple[str, str], ...], ...]
     identity_always: bool
 
@@ -72,14 +73,14 @@ SELECT
   (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
     WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
   (SELECT coalesce(json_agg(cols), '[]') FROM (
-     SELECT array_agg(quote_ident(a.attname) ORDER BY k.ord) AS cols
+     SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols
        FROM pg_catalog.pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
        JOIN pg_catalog.pg_attribute a ON a.attrelid = %(rel)s AND a.attnum = k.attnum
       WHERE i.indrelid = %(rel)s AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
       GROUP BY i.indexrelid) u),
   EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = %(rel)s AND a.attidentity = 'a'),
   (SELECT coalesce(json_agg(pairs), '[]') FROM (
-     SELECT json_agg(json_build_array(quote_ident(a.attname),
+     SELECT json_agg(json_build_array(a.attname::text,
                                       pg_catalog.format('OPERATOR(%%I.%%s)', n.nspname, o.oprname)) ORDER BY k.ord) AS pairs
        FROM pg_catalog.pg_constraint c,
             unnest(c.conkey, c.conexclop) WITH ORDINALITY AS k(attnum, opoid, ord)
@@ -98,11 +99,11 @@ def _table(source: Conn, schema: str, rel: int) -> _Table:
         raise LookupError(rel)
     info = source.execute(_TABLE_INFO, {"rel": rel}).fetchone()
     assert info is not None
-    key = tuple(sql.Identifier(c).as_string() for c in row[1])
+    key = tuple(str(c) for c in row[1])
     # Rows of two keys may trade unique values, or ranges an exclusion constraint keeps apart.
     uniques = tuple(tuple((c, "=") for c in u) for u in info[1] if tuple(u) != key)
     uniques += tuple(tuple((str(c), str(op)) for c, op in x) for x in info[3])
-    types = key_types(source, str(row[0]), list(row[1]))
+    types = key_types(source, str(row[0]), list(key))
     return _Table(str(row[0]), key, types, tuple(info[0]), uniques, bool(info[2]))
 
 
@@ -139,13 +140,12 @@ def key_rows(key: list[str], types: tuple[str, ...], keys: sql.Composable) -> sq
 
 
 def _key_rows(table: _Table, keys: list[dict[str, Any]]) -> sql.Composed:
-    names = [_unquote(c) for c in table.key]
-    return key_rows(names, table.key_types, sql.SQL("{}::jsonb").format(sql.Literal(json.dumps(keys))))
+    return key_rows(list(table.key), table.key_types, sql.SQL("{}::jsonb").format(sql.Literal(json.dumps(keys))))
 
 
 def _rows_by_keys(source: Conn, table: _Table, keys: list[dict[str, Any]]) -> str:
     """The source's current rows for *keys*, as COPY text (within the caller's snapshot)."""
-    key_list = sql.SQL(", ").join(sql.SQL(c) for c in table.key)
+    key_list = sql.SQL(", ").join(sql.Identifier(c) for c in table.key)
     query = sql.SQL("COPY (SELECT {cols} FROM ONLY {t} WHERE ({key}) IN ({keys})) TO STDOUT").format(
         cols=sql.SQL(", ").join(sql.SQL(c) for c in table.columns),
         t=sql.SQL(table.name),
@@ -162,10 +162,6 @@ def _copy_out(conn: Conn, query: sql.Composed) -> str:
         for chunk in copy:
             chunks.append(bytes(chunk))
     return b"".join(chunks).decode()
-
-
-def _unquote(name: str) -> str:
-    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -> ApplyResult:
@@ -267,7 +263,7 @@ def _copy_whole(source: Conn, target: Conn, table: _Table) -> int:
 
 def _replace_rows(source: Conn, target: Conn, table: _Table, keys: list[dict[str, Any]]) -> int:
     t = sql.SQL(table.name)
-    key = sql.SQL(", ").join(sql.SQL(c) for c in table.key)
+    key = sql.SQL(", ").join(sql.Identifier(c) for c in table.key)
     pending = keys
     incoming: list[str] = []
     for _ in range(_MAX_ROUNDS):
@@ -292,12 +288,10 @@ def _collisions(target: Conn, table: _Table, data: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for unique in table.uniques:
         match = sql.SQL(" AND ").join(
-            sql.SQL("t.{c} {op} i.{c}").format(c=sql.SQL(c), op=sql.SQL(op)) for c, op in unique
+            sql.SQL("t.{c} {op} i.{c}").format(c=sql.Identifier(c), op=sql.SQL(op)) for c, op in unique
         )
         # The keys as the log holds them (jsonb), whatever their type.
-        returned = sql.SQL(", ").join(
-            sql.SQL("{}, t.{}").format(sql.Literal(_unquote(c)), sql.SQL(c)) for c in table.key
-        )
+        returned = sql.SQL(", ").join(sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c)) for c in table.key)
         rows = target.execute(
             sql.SQL(
                 "DELETE FROM ONLY {t} t USING _ferry_incoming i WHERE {m} RETURNING pg_catalog.jsonb_build_object({r})"
