@@ -12,11 +12,11 @@ from __future__ import annotations
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
+from migration.postgres.largeobjects import write_large_object
 
 __all__ = ["large_object_count", "sync_large_objects"]
 
 _DIGESTS = "SELECT oid, pg_catalog.md5(pg_catalog.lo_get(oid)) FROM pg_catalog.pg_largeobject_metadata"
-_CHUNK = 1 << 20
 
 
 def large_object_count(source_url: str) -> int:
@@ -41,14 +41,5 @@ def sync_large_objects(source: Conn, target: Conn) -> int:
         for oid in stale:
             if oid in present:
                 target.execute("SELECT pg_catalog.lo_unlink(%s)", (oid,))
-            target.execute("SELECT pg_catalog.lo_create(%s)", (oid,))
-            offset = 0
-            while True:
-                row = source.execute("SELECT pg_catalog.lo_get(%s, %s, %s)", (oid, offset, _CHUNK)).fetchone()
-                data = bytes(row[0]) if row and row[0] is not None else b""
-                if data:
-                    target.execute("SELECT pg_catalog.lo_put(%s, %s, %s)", (oid, offset, data))
-                    offset += len(data)
-                if len(data) < _CHUNK:
-                    break
+            write_large_object(source, target, oid)
     return len(stale) + len(gone)
