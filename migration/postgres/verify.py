@@ -36,6 +36,7 @@ __all__ = [
     "open_snapshot",
     "present_data_tables",
     "range_checksum",
+    "row_count",
     "verify_databases",
 ]
 
@@ -342,15 +343,19 @@ class SnapshotPair:
             conn.close()
 
 
+def row_count(conn: Conn, table: str) -> int:
+    """Exact rows of *table* itself (``ONLY``: not its children's)."""
+    row = conn.execute(f"SELECT count(*) FROM ONLY {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
 def check_table(
     src: Conn, dst: Conn, source: PgEndpoint, target: PgEndpoint, table: DataTable, mode: Mode
 ) -> tuple[list[Difference], int, int]:
     with pg_errors("source", source):
-        row = src.execute(f"SELECT count(*) FROM ONLY {table.name}").fetchone()
+        rows_s = row_count(src, table.name)
     with pg_errors("target", target):
-        row_t = dst.execute(f"SELECT count(*) FROM ONLY {table.name}").fetchone()
-    assert row is not None and row_t is not None
-    rows_s, rows_t = int(row[0]), int(row_t[0])
+        rows_t = row_count(dst, table.name)
     if rows_s != rows_t:
         return [Difference("row count", table.name, str(rows_s), str(rows_t))], rows_s, 0
     if mode == "quick":

@@ -2,15 +2,15 @@
 
 While the follow runs, every captured table is checksummed by key range, as ``ferry pg verify``
 does. Source and target are read at slightly different moments, so a range that differs is
-checked again once the log entries pending at that moment are applied, a few times; one that
-still differs (a range the app keeps writing to) is deferred to the freeze. The keys the
-follow rewrote during that pass are then compared row by row, the same way.
+compared again leaving out the keys in flux (still in the source's log, or rewritten on the
+target since the pass began), a few times; one that still differs is deferred to the freeze.
+The keys the follow rewrote during that pass are then compared row by row, the same way.
 
 A row found equal while live, and not rewritten on the target since, is still equal: the follow
 records the keys of every batch it applies (``_ferry_follow.changed`` on the target). So inside
 the freeze only these are compared again: the rows rewritten since the live pass, the deferred
-ranges, the tables copied whole (no key, or truncated), every table's row count, the catalogs
-and the sequences. The time that takes follows the writes made during the live pass, not the
+ranges, the tables copied whole (no key, or truncated), the row counts of tables up to
+:data:`COUNT_UP_TO` rows, the catalogs, the sequences and the large objects. The time that takes follows the writes made during the live pass, not the
 database's size.
 """
 
@@ -44,6 +44,7 @@ from migration.postgres.verify import (
     open_snapshot,
     present_data_tables,
     range_checksum,
+    row_count,
     verify_databases,
 )
 
@@ -116,11 +117,10 @@ def _in_flux(
             return None
         keys.update((json.dumps(k, sort_keys=True), k) for k in (old, new) if k is not None)
     with connect(target, autocommit=True) as dst, pg_errors("target", target):
-        rewritten = dst.execute(f"SELECT key FROM {CHANGED_TABLE} WHERE id > %s AND rel = %s", (since, table))
-        for (key,) in rewritten:
-            if key is None:
-                return None
-            keys[json.dumps(key, sort_keys=True)] = key
+        rewritten = _changed(dst, since, None, table).get(table, [])
+    if rewritten is None:
+        return None
+    keys.update((json.dumps(k, sort_keys=True), k) for k in rewritten)
     return list(keys.values())
 
 
@@ -129,10 +129,17 @@ def _changed_through(dst: Conn) -> int:
     return int(row[0]) if row else 0
 
 
-def _changed(dst: Conn, after: int, through: int | None) -> dict[str, list[dict[str, Any]] | None]:
-    """Keys rewritten in ``(after, through]``, by table; ``None`` when the whole table was copied again."""
-    query = f"SELECT rel, key FROM {CHANGED_TABLE} WHERE id > %s" + (" AND id <= %s" if through is not None else "")
-    params = (after,) if through is None else (after, through)
+def _changed(
+    dst: Conn, after: int, through: int | None, table: str | None = None
+) -> dict[str, list[dict[str, Any]] | None]:
+    """Keys rewritten in ``(after, through]`` (of *table* only, if given), by table; ``None`` when the
+    whole table was copied again."""
+    query = f"SELECT rel, key FROM {CHANGED_TABLE} WHERE id > %s"
+    params: list[object] = [after]
+    if through is not None:
+        query, params = query + " AND id <= %s", [*params, through]
+    if table is not None:
+        query, params = query + " AND rel = %s", [*params, table]
     found: dict[str, dict[str, dict[str, Any]] | None] = {}
     for rel, key in dst.execute(query, params):
         name = str(rel)
@@ -228,8 +235,7 @@ def _table_ranges(source: PgEndpoint, table: DataTable) -> list[DeferredRange]:
             ).fetchone()
             rows = int(row[0]) if row else -1
             if rows <= 0:  # never analyzed: count
-                counted = src.execute(f"SELECT count(*) FROM ONLY {table.name}").fetchone()
-                rows = int(counted[0]) if counted else 0
+                rows = row_count(src, table.name)
             return [DeferredRange(table.name, label, where) for label, where in key_ranges(src, table, rows)]
     finally:
         src.close()
@@ -418,8 +424,7 @@ def verify_changes(
         conn = open_snapshot(side)
         try:
             with pg_errors(side.side, side):
-                row = conn.execute(f"SELECT count(*) FROM ONLY {table.name}").fetchone()
-            return int(row[0]) if row else 0
+                return row_count(conn, table.name)
         finally:
             conn.close()
 
