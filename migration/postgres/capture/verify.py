@@ -261,11 +261,11 @@ class _Pending:
 
 
 def _refuse_schema_changes(source: PgEndpoint, target: PgEndpoint) -> None:
-    """The catalogs must already match while live (sequences aside: the fence copies them); a
-    difference is DDL on the source since the copy, which the follow does not carry."""
+    """The catalogs must already match while live; a difference is DDL on the source since the copy,
+    which the follow does not carry. Sequences and large objects may differ: the freeze copies them."""
     scratch = DatabaseVerifyReport(mode="live")
     compare_objects(source, target, scratch, large_object_contents=False)
-    changed = [d for d in scratch.differences if d.kind != "sequence"]
+    changed = [d for d in scratch.differences if d.kind not in ("sequence", "large object")]
     if changed:
         first = changed[0]
         raise SourceChangedError(
