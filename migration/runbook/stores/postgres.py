@@ -207,7 +207,8 @@ class PostgresStore(Store):
         back = f", {restored} foreign keys back NOT VALID" if restored else ""
         back += f", {large_objects} large objects copied again" if large_objects else ""
         return (
-            f"postgres: {applied} changes drained, {sequences} sequences, {keyless} tables without a key copied{back}"
+            f"postgres: {state.drained} changes drained, {sequences} sequences, {keyless} tables without a key "
+            f"copied{back}"
         )
 
     def stop_following(self, ctx: RunContext) -> str:
