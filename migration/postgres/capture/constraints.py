@@ -149,17 +149,11 @@ def validate_constraints(target: Conn) -> int:
 
 
 def forget_follow(target: Conn) -> bool:
-    """Drop the follow's record on the target once nothing in it is needed (every key validated).
-
-    Returns whether it was dropped."""
-    if pending_validation(target) or _dropped_keys(target):
-        return False
+    """Drop the follow's record on the target once nothing in it is needed (no foreign key left to put
+    back or to validate). Returns whether it was dropped."""
+    if _recorded(target):
+        row = target.execute(f"SELECT EXISTS (SELECT FROM {PAUSED_CONSTRAINTS})").fetchone()
+        if row and row[0]:
+            return False
     target.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(FOLLOW_SCHEMA)))
     return True
-
-
-def _dropped_keys(target: Conn) -> bool:
-    if not _recorded(target):
-        return False
-    row = target.execute(f"SELECT EXISTS (SELECT FROM {PAUSED_CONSTRAINTS} WHERE state = 'dropped')").fetchone()
-    return bool(row and row[0])
