@@ -108,21 +108,20 @@ def _table(source: Conn, schema: str, rel: int) -> _Table:
 
 
 _KEY_TYPES = """
-SELECT pg_catalog.format('%%I.%%I', n.nspname, t.typname) FROM pg_catalog.pg_attribute a
+SELECT pg_catalog.format('%%I.%%I', n.nspname, t.typname)
+  FROM unnest(%(columns)s::text[]) WITH ORDINALITY AS k(name, ord)
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = %(table)s::regclass AND a.attname = k.name
   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
- WHERE a.attrelid = %(table)s::regclass AND a.attname = %(column)s
+ ORDER BY k.ord
 """
 
 
 def key_types(conn: Conn, table: str, key: list[str]) -> tuple[str, ...]:
-    """Each key column's type, schema-qualified (the same text on both sides)."""
-    types = []
-    for column in key:
-        row = conn.execute(_KEY_TYPES, {"table": table, "column": column}).fetchone()
-        if row is None:
-            raise LookupError(f"{table}.{column}")
-        types.append(str(row[0]))
-    return tuple(types)
+    """Each key column's type, schema-qualified (the same text on both sides), in one query."""
+    types = tuple(str(r[0]) for r in conn.execute(_KEY_TYPES, {"table": table, "columns": key}))
+    if len(types) != len(key):
+        raise LookupError(f"{table}: key columns {key}")
+    return types
 
 
 def key_rows(key: list[str], types: tuple[str, ...], keys: sql.Composable) -> sql.Composed:
