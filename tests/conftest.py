@@ -18,12 +18,15 @@ import pytest
 from migration.rehearse.pgcluster import Cluster, running_cluster
 
 SQL_DIR = Path(__file__).parent / "sql"
+#: The runbook tests' world (fake Heroku, Redis servers, a stack file), shared by every file that needs it.
+pytest_plugins = ["tests.support.world"]
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def source_cluster() -> Iterator[Cluster]:
-    with running_cluster() as cluster:
+    # Prepared transactions allowed: one left open across the fence must be seen and refused.
+    with running_cluster(settings={"max_prepared_transactions": "10"}) as cluster:
         yield cluster
 
 

@@ -243,3 +243,32 @@ def test_heroku_layout(source_db: Database, target_db: Database) -> None:
     assert target_db.scalar("SELECT count(*) FROM pg_event_trigger") == 0
     assert "heroku_ext" in str(target_db.scalar("SHOW search_path"))
     assert target_db.scalar("SELECT length(encode(gen_random_bytes(4), 'hex'))") == 8
+
+
+def test_attribute_options_the_target_does_not_know_are_left_out(source_db: Database, target_db: Database) -> None:
+    """Debian's 15.20 stamps every column with ``pg_attver=…``, which stock servers refuse: an option the
+    target does not know is left out with a note, and the options it knows (n_distinct) stay."""
+    source_db.execute(
+        "CREATE TABLE stamped (id int PRIMARY KEY, a int, b text); INSERT INTO stamped SELECT g, g, 'x' FROM "
+        "generate_series(1, 50) g; ALTER TABLE stamped ALTER COLUMN b SET (n_distinct = 100)"
+    )
+    # Straight into the catalog, as a patched server does (the test source's user is a superuser): several
+    # options in one SET with the known one among them, and a column holding the unknown one alone.
+    source_db.execute(
+        "UPDATE pg_catalog.pg_attribute SET attoptions = array_remove(attoptions, NULL) || CASE attname WHEN 'a' "
+        "THEN '{n_distinct=-0.5,ferry_unknown_opt=15}'::text[] ELSE '{ferry_unknown_opt=15}'::text[] END "
+        "WHERE attrelid = 'stamped'::regclass AND attname IN ('a', 'id')"
+    )
+    run = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url)
+    assert run.code == 0, run.stderr
+    notes = [line for line in run.stderr.splitlines() if "ferry_unknown_opt" in line]
+    assert len(notes) == 1 and "left out" in notes[0], run.stderr
+    assert "public.stamped.a" in notes[0] and "public.stamped.id" in notes[0] and "2 columns" in notes[0], notes
+    options = {
+        str(name): [o for o in (opts or []) if not str(o).startswith("pg_attver=")]  # type: ignore[attr-defined]
+        for name, opts in target_db.execute(
+            "SELECT attname, attoptions FROM pg_attribute WHERE attrelid = 'stamped'::regclass AND attnum > 0"
+        )
+    }
+    assert options == {"id": [], "a": ["n_distinct=-0.5"], "b": ["n_distinct=100"]}
+    assert target_db.scalar("SELECT count(*) FROM stamped") == 50

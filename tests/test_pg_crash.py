@@ -11,6 +11,8 @@ exactly as empty as it was.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -19,6 +21,7 @@ import pytest
 from migration.postgres import verify_databases
 from tests.conftest import Database
 from tests.helpers import assert_one_line_error, ferry
+from tests.test_pg_resume import SLOW_SOURCE
 
 STEPS = [
     "preflight",
@@ -110,19 +113,43 @@ def test_sessions_of_a_killed_copy_are_ended_before_the_resume(kitchen_sink: Dat
         orphan.close()
 
 
-def test_the_resume_hint_appears_only_when_there_is_something_to_resume(
-    kitchen_sink: Database, target_db: Database
-) -> None:
+def test_the_resume_hint_appears_only_when_a_resume_can_finish(kitchen_sink: Database, target_db: Database) -> None:
     # Fails before anything is on the target: no hint.
     early = ferry("pg", "copy", "--source", kitchen_sink.url, "--target", target_db.url, "-t", "no_such_table")
     assert_one_line_error(early, "source:")
     assert "--resume" not in early.stderr
-    # Fails after the schema and resume state are in (a CHECK that only the source's rows meet):
-    # the hint, and --resume indeed finds the copy to continue.
+    # Fails after the schema and resume state are in, on a CHECK that only the source's rows meet: a
+    # resume would run the same rows into the same check. No hint; and indeed the resume fails alike.
     kitchen_sink.execute("CREATE TABLE guarded (v int CHECK (current_database() LIKE 'src%'))")
     kitchen_sink.execute("INSERT INTO guarded VALUES (1)")
     late = ferry("pg", "copy", "--source", kitchen_sink.url, "--target", target_db.url)
-    assert_one_line_error(late, "target:", "guarded_check", "(ferry pg copy --resume continues from here)")
+    assert_one_line_error(late, "target:", "guarded_check")
+    assert "--resume" not in late.stderr and _has_state(target_db)
     resumed = ferry("pg", "copy", "--source", kitchen_sink.url, "--target", target_db.url, "--resume")
     assert_one_line_error(resumed, "guarded_check")
-    assert "no unfinished copy" not in resumed.stderr
+    assert "no unfinished copy" not in resumed.stderr and "--resume" not in resumed.stderr
+
+
+def test_the_resume_hint_appears_when_the_copy_lost_its_sessions(source_db: Database, target_db: Database) -> None:
+    """The target ended the copy's sessions mid-copy (a restart, an operator): the hint, and the resume finishes."""
+    source_db.execute(SLOW_SOURCE)
+    args = ["pg", "copy", "--source", source_db.url, "--target", target_db.url, "--jobs", "1",
+            "--split-tables-larger-than", "512kB"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "migration", *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _has_state(target_db) and target_db.scalar("SELECT count(*) FROM _ferry.part"):
+            break
+        time.sleep(0.02)
+    ended = target_db.scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name LIKE 'ferry copy %%'"
+    )
+    _, err = proc.communicate(timeout=60)
+    assert ended and proc.returncode == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("ferry: error: ")]
+    assert len(errors) == 1 and errors[0].endswith("(ferry pg copy --resume continues from here)"), err
+    assert errors[0].startswith("ferry: error: target: "), errors
+    resumed = ferry(*args, "--resume")
+    assert resumed.code == 0, resumed.output
+    assert verify_databases(source_db.url, target_db.url, mode="full").identical

@@ -108,13 +108,14 @@ def test_capture_installed_by_an_earlier_ferry_is_refused_before_following_and_f
     try:
         copied = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0")
         assert copied.code == 0, copied.output
-        source_db.execute(  # what the earlier layout left: one generic function
+        source_db.execute(  # what the earlier layouts left: no record of their layout (one had a generic function)
+            "DROP TABLE ferry_capture.layout;"
             "CREATE FUNCTION ferry_capture.log_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
         )
         followed = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--seconds", "0")
-        assert_one_line_error(followed, "source:", "installed by an earlier ferry", "ferry pg capture remove")
+        assert_one_line_error(followed, "source:", "installed by another version of ferry", "ferry pg capture remove")
         with psycopg.connect(source_db.url, autocommit=True) as src:
-            with pytest.raises(PreconditionError, match="earlier ferry"):
+            with pytest.raises(PreconditionError, match="another version of ferry"):
                 raise_fence(src)
             assert src.execute("SELECT count(*) FROM ferry_capture.fence").fetchone() == (0,)
     finally:

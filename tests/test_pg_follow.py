@@ -202,7 +202,9 @@ def test_a_follow_killed_while_it_takes_foreign_keys_off_or_puts_them_back_goes_
     source_db.execute(SCHEMA + "CREATE TABLE second_child (id int PRIMARY KEY, parent_id int REFERENCES parent);")
     assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
     target_db.execute(
-        "DROP SCHEMA _ferry_follow CASCADE; DROP ROLE IF EXISTS follow_kill; CREATE ROLE follow_kill LOGIN PASSWORD 'fk';"
+        "DROP TABLE _ferry_follow.batches, _ferry_follow.changed, _ferry_follow.foreign_keys, _ferry_follow.triggers;"
+        "DROP ROLE IF EXISTS follow_kill; CREATE ROLE follow_kill LOGIN PASSWORD 'fk';"
+        "ALTER SCHEMA _ferry_follow OWNER TO follow_kill; ALTER TABLE _ferry_follow.copied OWNER TO follow_kill; ALTER TABLE _ferry_follow.views OWNER TO follow_kill;"
         f'GRANT CREATE ON DATABASE "{target_db.name}" TO follow_kill; GRANT USAGE, CREATE ON SCHEMA public TO follow_kill;'
         + "".join(f"ALTER TABLE {t} OWNER TO follow_kill;"
                   for t in ("parent", "child", "users", "plain", '"Odd Name"', "second_child"))

@@ -33,9 +33,11 @@ ROLE = "follow_plain"
 def _plain_owner(target: Database) -> str:
     """The target's tables owned by a role that is no superuser (cannot set session_replication_role)."""
     target.execute(
-        # The copy's zero-second follow made its record as the superuser; the plain role makes its own.
-        "DROP SCHEMA _ferry_follow CASCADE;"
+        # The copy's zero-second follow made its record as the superuser; the plain role makes its own
+        # (the copy's own note of where it began stays, handed to the plain role).
+        "DROP TABLE _ferry_follow.batches, _ferry_follow.changed, _ferry_follow.foreign_keys, _ferry_follow.triggers;"
         f"DROP ROLE IF EXISTS {ROLE}; CREATE ROLE {ROLE} LOGIN PASSWORD 'fp-pw';"
+        f"ALTER SCHEMA _ferry_follow OWNER TO {ROLE}; ALTER TABLE _ferry_follow.copied OWNER TO {ROLE}; ALTER TABLE _ferry_follow.views OWNER TO {ROLE};"
         f'GRANT CREATE ON DATABASE "{target.name}" TO {ROLE}; GRANT USAGE, CREATE ON SCHEMA public TO {ROLE};'
         f"ALTER TABLE parent OWNER TO {ROLE}; ALTER TABLE child OWNER TO {ROLE}; ALTER TABLE audit OWNER TO {ROLE};"
         f"ALTER SEQUENCE audit_id_seq OWNER TO {ROLE}; ALTER FUNCTION audit_child() OWNER TO {ROLE}"
@@ -85,6 +87,34 @@ def test_foreign_keys_and_triggers_come_off_for_the_follow_and_back_validated(
         assert run.code == 0, run.output
         assert _validated(target_db)
         assert target_db.scalar("SELECT count(*) FROM child WHERE id = 101") == 1
+    finally:
+        remove_capture(source_db.url)
+        target_db.execute(f"REASSIGN OWNED BY {ROLE} TO CURRENT_USER; DROP OWNED BY {ROLE}")
+
+
+def test_a_foreign_key_of_a_partitioned_table_comes_back_valid(source_db: Database, target_db: Database) -> None:
+    """A partitioned table takes no NOT VALID foreign key before PostgreSQL 18: it is added valid."""
+    source_db.execute(
+        SCHEMA + "CREATE TABLE events (id int, day date, parent_id int REFERENCES parent ON DELETE CASCADE,"
+        " PRIMARY KEY (id, day)) PARTITION BY RANGE (day);"
+        "CREATE TABLE events_a PARTITION OF events FOR VALUES FROM ('2000-01-01') TO ('2100-01-01');"
+        "INSERT INTO events SELECT g, date '2024-01-01' + g, 1 + g % 20 FROM generate_series(1, 40) g"
+    )
+    copied = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0")
+    assert copied.code == 0, copied.output
+    plain = _plain_owner(target_db)
+    target_db.execute(f"ALTER TABLE events OWNER TO {ROLE}; ALTER TABLE events_a OWNER TO {ROLE}")
+    try:
+        source_db.execute(
+            "INSERT INTO events VALUES (100, '2024-06-01', 3); UPDATE events SET parent_id = 5 WHERE id = 1"
+        )
+        run = ferry("pg", "follow", "--source", source_db.url, "--target", plain, "--seconds", "0")
+        assert run.code == 0, run.output
+        keys = target_db.execute("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'events'::regclass"
+                                 " AND contype = 'f'")  # fmt: skip
+        assert keys == [("events_parent_id_fkey", True)]
+        report = verify_databases(source_db.url, target_db.url, mode="full")
+        assert {d.kind for d in report.differences} <= {"sequence"}, [str(d) for d in report.differences]
     finally:
         remove_capture(source_db.url)
         target_db.execute(f"REASSIGN OWNED BY {ROLE} TO CURRENT_USER; DROP OWNED BY {ROLE}")

@@ -19,7 +19,7 @@ import pytest
 
 from migration.postgres import verify_databases
 from migration.rehearse.pgcluster import Cluster, running_cluster
-from tests.conftest import SQL_DIR
+from tests.conftest import SQL_DIR, Database
 from tests.helpers import ferry
 from tests.support.pgservers import VERSIONS, server_bindir
 
@@ -74,6 +74,26 @@ def test_copy_between_majors_verifies_identical(
     assert [n for n in report.notes if "pg_stat_statements" in n] == expected
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone() == (1,)
+
+
+def test_a_debian_source_stamping_every_column_copies_into_a_stock_17(
+    source_db: Database, clusters: dict[int, Cluster]
+) -> None:
+    """Debian's own 15 (the suite's default cluster) stamps every column with ``pg_attver=…``; a stock 17
+    refuses that option: left out, with one note line, and the data arrives."""
+    source_db.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 9) g"
+    )
+    stamped = source_db.scalar(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attoptions::text LIKE '%pg_attver=%'"
+    )
+    if not stamped:
+        pytest.skip("this machine's PostgreSQL does not stamp pg_attver")
+    target = _database(clusters[17])
+    run = ferry("pg", "copy", "--source", source_db.url, "--target", target)
+    assert run.code == 0, run.output
+    assert [line for line in run.stderr.splitlines() if "pg_attver" in line and "left out" in line], run.stderr
+    assert verify_databases(source_db.url, target, mode="full").identical
 
 
 CAPTURED = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -338,6 +339,42 @@ def test_keys_expiring_during_the_check_are_not_differences(servers: tuple[Redis
     src.set("missing:real", "v", ex=600)
     report = verify_redis(source.url(), target.url())
     assert ("missing on target", "db0:missing:real") in [(d.kind, d.name) for d in report.differences]
+
+
+def test_tens_of_thousands_of_keys_expiring_during_verify_runs_are_never_differences(
+    servers: tuple[RedisServer, RedisServer],
+) -> None:
+    """Keys expire between a side's TYPE, PTTL and DUMP, and between the two sides' reads: verify after
+    verify runs while 30 000 copied keys expire, and only the keys really missing are ever reported."""
+    source, target = servers
+    src, dst = client(source), client(target)
+    rng = random.Random(13)
+    runs = 0
+    for _round in range(2):
+        src.flushall()
+        dst.flushall()
+        pipe = src.pipeline(transaction=False)
+        for i in range(30_000):
+            pipe.set(f"expiring:{i}", "x" * rng.randint(1, 40), px=rng.randint(300, 3000))
+        pipe.execute()
+        with (
+            RespConn(parse_redis_url(source.url(), "source")) as s,
+            RespConn(parse_redis_url(target.url(), "target")) as d,
+        ):
+            keys = list(src.scan_iter(count=1000))
+            for i in range(0, len(keys), 500):
+                copy_keys(s, d, keys[i : i + 500], CopySettings())
+        # Really missing on the target: no TTL, and a TTL far from its end.
+        src.set("missing:forever", "v")
+        src.set("missing:later", "v", ex=600)
+        while src.dbsize() > 2:
+            report = verify_redis(source.url(), target.url())
+            runs += 1
+            assert sorted((d.kind, d.name) for d in report.differences) == [
+                ("missing on target", "db0:missing:forever"),
+                ("missing on target", "db0:missing:later"),
+            ], (report.keys_checked, report.differences[:5])
+    assert runs >= 10, runs  # the verify runs overlapped the expiries, again and again
 
 
 def test_ctrl_c_during_the_live_scan_stops_at_once(servers: tuple[RedisServer, RedisServer]) -> None:

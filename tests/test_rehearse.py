@@ -24,7 +24,11 @@ def test_rehearse_runs_every_phase_without_losing_a_write(tmp_path: Path) -> Non
     assert result["lost_writes"] == 0 and result["lost_cache_writes"] == 0
     assert result["acknowledged_writes"] > 40
     assert result["verified"] is True
-    assert set(result["verification"]) == {"postgres", "redis", "s3:shop-uploads-heroku"}
+    assert set(result["verification"]) == {
+        "postgres", "postgres:witness", "postgres:witness before the switch", "redis", "s3:shop-uploads-heroku"
+    }  # fmt: skip
+    # The freeze's witness, which reads no log, found nothing written past it: at the verify and at the switch.
+    assert all(v["identical"] for k, v in result["verification"].items() if k.startswith("postgres:witness"))
     # Every row checksummed while the app wrote; inside the freeze only what changed since, and the counts.
     details = {phase["name"]: phase["detail"] for phase in result["phases"]}
     live_rows = int(details["catch-up"].split("verified live: ")[1].split(" rows")[0])
@@ -76,7 +80,13 @@ def test_rehearse_with_the_fence_stops_every_write_without_maintenance_mode(tmp_
     result = run.json
     assert result["lost_writes"] == 0 and result["lost_cache_writes"] == 0 and result["verified"] is True
     assert result["freeze"]["mode"] == "fence"
-    assert set(result["verification"]) == {"postgres", "redis"}  # only maintenance mode stops S3 writes
+    # Only maintenance mode stops S3 writes.
+    assert set(result["verification"]) == {
+        "postgres",
+        "postgres:witness",
+        "postgres:witness before the switch",
+        "redis",
+    }
     details = {phase["name"]: phase["detail"] for phase in result["phases"]}
     assert "fenced for every role" in details["freeze"] and "maintenance" not in details["freeze"]
     # No drain of requests in flight: the window is the drain of the log, the verify and the switch.

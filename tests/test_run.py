@@ -2,181 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 import redis
-import yaml
 
 from migration.redis.connection import RespConn
 from migration.redis.url import parse_redis_url
-from migration.rehearse.redisserver import RedisServer, running_redis
-from tests.conftest import Database
-from tests.helpers import Run, assert_one_line_error, ferry
-from tests.support.fake_heroku import FakeHeroku, running_fake_heroku
-
-ROOT = Path(__file__).resolve().parents[1]
-PG_ADDON, REDIS_ADDON = "postgresql-curly-12345", "redis-round-67890"
-
-
-class _Smoke(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/health" else 500)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-@pytest.fixture(scope="module")
-def smoke_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Smoke)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def redis_servers() -> Iterator[tuple[RedisServer, RedisServer]]:
-    with running_redis(password="src-pw-1") as source, running_redis(password="dst-pw-2") as target:
-        yield source, target
-
-
-@dataclass
-class World:
-    fake: FakeHeroku
-    root: Path
-    source_db: Database
-    target_db: Database
-    source_redis: RedisServer
-    target_redis: RedisServer
-    env: dict[str, str]
-
-    def ferry(self, command: str, *args: str) -> Run:
-        return ferry(command, "--stack", "test", "--root", str(self.root), *args, env=self.env)
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        command = [
-            sys.executable,
-            "-m",
-            "migration",
-            "run",
-            "--stack",
-            "test",
-            "--root",
-            str(self.root),
-            "--yes",
-            *args,
-        ]
-        return subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def state(self) -> dict[str, Any]:
-        path = self.root / ".ferry" / "test" / "state.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def writes(self) -> list[str]:
-        """The fake's successful writes, in order, in words."""
-        described = []
-        for method, path, body in self.fake.calls():
-            if path.endswith("/config-vars"):
-                described.append(
-                    "config " + " ".join(f"{k}={'unset' if v is None else 'set'}" for k, v in sorted(body.items()))
-                )
-            elif path.endswith("/formation"):
-                updates = sorted(body["updates"], key=lambda update: update["type"])
-                described.append("scale " + " ".join(f"{u['type']}={u['quantity']}" for u in updates))
-            elif method == "PATCH":
-                described.append(f"maintenance {'on' if body['maintenance'] else 'off'}")
-            elif method == "POST":
-                described.append(f"attach {body['name']}")
-            else:
-                described.append("detach")
-        return described
-
-
-def _stack_file(root: Path, smoke: str, **migration: Any) -> None:
-    document = yaml.safe_load((ROOT / "Pulumi.ci.yaml").read_text())
-    config = document["config"]
-    config["ferry:heroku"] = {"app": "shop", "databaseAddon": PG_ADDON, "redisAddon": REDIS_ADDON}
-    config["ferry:migration"] = {
-        "postgres": True,
-        "redis": True,
-        "s3": False,
-        "jobs": 2,
-        "drainSeconds": 0,
-        "smokeUrls": [f"{smoke}/health"],
-        **migration,
-    }
-    (root / "Pulumi.test.yaml").write_text(yaml.safe_dump(document))
-
-
-@pytest.fixture
-def world(
-    tmp_path: Path,
-    source_db: Database,
-    target_db: Database,
-    redis_servers: tuple[RedisServer, RedisServer],
-    smoke_server: str,
-) -> Iterator[World]:
-    source_redis, target_redis = redis_servers
-    for server in redis_servers:
-        # A run an earlier test left switched keeps its old Redis paused (until a rollback it never ran).
-        redis.Redis(port=server.port, password=server.password).execute_command("CLIENT", "UNPAUSE")
-        redis.Redis(port=server.port, password=server.password).flushall()
-    source_db.execute("CREATE TABLE orders (id bigint PRIMARY KEY, note text)")
-    source_db.execute("INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 5000) g")
-    cache = redis.Redis(port=source_redis.port, password=source_redis.password)
-    cache.set("session:1", "alice", ex=3600)
-    cache.hset("cart:1", mapping={"sku": "42", "qty": "2"})
-    _stack_file(tmp_path, smoke_server)
-    with running_fake_heroku() as (fake, api_url):
-        fake.add_app("shop", config={"RAILS_ENV": "production"}, formation={"web": 2, "worker": 3, "clock": 1})
-        fake.add_addon("shop", PG_ADDON, "heroku-postgresql", source_db.url, attach_as="DATABASE")
-        fake.add_addon("shop", REDIS_ADDON, "heroku-redis", source_redis.url(), attach_as="REDIS")
-        env = {
-            **os.environ,
-            "HEROKU_API_KEY": fake.token,
-            "HEROKU_API_URL": api_url,
-            "FERRY_TARGET_URL": target_db.url,
-            "FERRY_TARGET_REDIS_URL": target_redis.url(),
-            "PATH": os.environ["PATH"],
-        }
-        world = World(fake, tmp_path, source_db, target_db, source_redis, target_redis, env)
-        try:
-            yield world
-        finally:
-            # A run stopped before final-sync leaves its live Redis copy running, on purpose: stop it.
-            pid = world.state().get("stores", {}).get("redis", {}).get("follower", {}).get("pid")
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        assert fake.violations == []
-
-
-CUTOVER = [
-    "maintenance on",
-    "scale clock=0 worker=0",
-    "attach HEROKU_POSTGRES_DB",
-    "detach",
-    "attach HEROKU_REDIS_OLD",
-    "detach",
-    "config DATABASE_URL=set REDIS_URL=set",
-    "scale clock=1 worker=3",
-    "maintenance off",
-]
+from migration.rehearse.redisserver import running_redis
+from tests.helpers import assert_one_line_error, ferry
+from tests.support.world import CUTOVER, World, stack_file
 
 
 def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None:
@@ -185,7 +26,7 @@ def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None
     phases = {p["name"]: p for p in run.json["phases"]}
     assert list(phases) == [
         "preflight", "provision", "copy", "catch-up", "freeze", "final-sync", "verify",
-        "alias", "switch", "unfreeze", "smoke", "record",
+        "alias", "switch", "unfreeze", "smoke", "record", "cleanup",
     ]  # fmt: skip
     assert phases["provision"]["status"] == "skipped"
     assert all(p["status"] == "done" for name, p in phases.items() if name != "provision")
@@ -291,7 +132,7 @@ def test_a_second_run_on_the_same_stack_is_refused(world: World) -> None:
 
 
 def test_failed_smoke_rolls_back_when_configured(world: World, smoke_server: str) -> None:
-    _stack_file(world.root, smoke_server, smokeUrls=[f"{smoke_server}/broken"], rollbackOnSmokeFailure=True)
+    stack_file(world.root, smoke_server, smokeUrls=[f"{smoke_server}/broken"], rollbackOnSmokeFailure=True)
     failed = world.ferry("run", "--yes")
     assert_one_line_error(failed, "phase smoke failed", "/broken: HTTP 500", "rolled back to the old database")
     assert world.writes()[: len(CUTOVER)] == CUTOVER
@@ -303,7 +144,7 @@ def test_failed_smoke_rolls_back_when_configured(world: World, smoke_server: str
 
 
 def test_read_only_freeze_keeps_reads_and_stops_writes(world: World) -> None:
-    _stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", smokeUrls=[])
     stopped = world.ferry("run", "--yes", "--until", "freeze")
     assert stopped.code == 0, stopped.output
     assert world.writes() == []  # no maintenance mode, no scaling
@@ -323,7 +164,7 @@ def test_read_only_freeze_keeps_reads_and_stops_writes(world: World) -> None:
 
 def test_read_only_freeze_leaves_the_old_stores_closed_after_the_switch(world: World) -> None:
     """A dyno still on the old URLs after the switch must not write where nobody reads any more."""
-    _stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", smokeUrls=[])
     done = world.ferry("run", "--yes")
     assert done.code == 0, done.output
     with pytest.raises(Exception, match="read-only transaction"):
@@ -338,7 +179,7 @@ def test_read_only_freeze_leaves_the_old_stores_closed_after_the_switch(world: W
 
 
 def test_read_only_freeze_with_s3_is_refused_before_anything_moves(world: World) -> None:
-    _stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", s3=True, smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", s3=True, smokeUrls=[])
     refused = world.ferry("run", "--yes")
     assert_one_line_error(refused, "ferry:migration", "read-only cannot stop the app's S3 writes")
     assert world.writes() == [] and not (world.root / ".ferry" / "test" / "state.json").exists()
@@ -349,7 +190,7 @@ def test_bad_stack_file_and_missing_pulumi_are_one_line_errors(world: World) -> 
         (world.root / "Pulumi.test.yaml").read_text().replace("instanceClass", "instanceKlass")
     )
     assert_one_line_error(world.ferry("run", "--yes"), "Pulumi.test.yaml: ferry:database.instanceClass: Field required")
-    _stack_file(world.root, "http://127.0.0.1:9")
+    stack_file(world.root, "http://127.0.0.1:9")
     env = {**world.env, "PATH": "/usr/bin:/bin"}
     env.pop("FERRY_TARGET_URL")
     no_pulumi = ferry("run", "--stack", "test", "--root", str(world.root), "--yes", env=env)
@@ -487,7 +328,7 @@ def test_a_state_file_of_the_earlier_shape_still_loads(tmp_path: Path) -> None:
 
 def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> None:
     """migration.capture with freeze: fence: copied and followed before the freeze, drained inside it."""
-    _stack_file(world.root, "http://127.0.0.1:9", capture=True, freeze="fence", smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, freeze="fence", smokeUrls=[])
     live = world.ferry("run", "--yes", "--until", "copy")
     assert live.code == 0, live.output
     assert "following the change log" in world.state()["phases"]["copy"]["detail"]
@@ -520,7 +361,7 @@ def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> No
     assert world.target_db.scalar("SELECT count(*) FROM orders WHERE note = 'written while live'") == 100
     assert world.target_db.scalar("SELECT note FROM orders WHERE id = 5001") == "new while live"
     # After the run capture is gone from the source, and the run's record holds a verified copy.
-    assert "change capture removed" in phases["record"]["detail"]
+    assert "change capture removed" in phases["cleanup"]["detail"]
     assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
     assert world.source_db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ferry_capture%'") == 0
     # The follow's record on the target goes too: the app's new database holds nothing of ferry's.
@@ -545,7 +386,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_ddl_on_the_source_while_following_stops_the_run_before_the_freeze(world: World) -> None:
-    _stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
     assert world.ferry("run", "--yes", "--until", "copy").code == 0
     world.source_db.execute("ALTER TABLE orders ADD COLUMN extra int")
     stopped = world.ferry("run", "--yes")
@@ -561,7 +402,7 @@ def test_ddl_on_the_source_while_following_stops_the_run_before_the_freeze(world
 
 
 def test_the_fence_is_refused_where_large_objects_would_escape_it(world: World) -> None:
-    _stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])  # freeze: fence by default
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])  # freeze: fence by default
     world.source_db.execute("SELECT lo_from_bytea(0, 'an attachment')")
     refused = world.ferry("run", "--yes")
     assert_one_line_error(refused, "phase preflight failed", "1 large objects", "use migration.freeze: read-only")
@@ -569,11 +410,11 @@ def test_the_fence_is_refused_where_large_objects_would_escape_it(world: World) 
 
 
 @pytest.mark.parametrize(
-    "phase", ["copy", "catch-up", "freeze", "final-sync", "verify", "switch", "unfreeze", "record"]
+    "phase", ["copy", "catch-up", "freeze", "final-sync", "verify", "switch", "unfreeze", "record", "cleanup"]
 )
 def test_a_capture_run_killed_after_any_phase_resumes_to_an_identical_target(world: World, phase: str) -> None:
     """kill -9 of ``ferry run`` as each phase finished its work but before it was recorded."""
-    _stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
     world.source_db.execute("UPDATE orders SET note = 'before the run' WHERE id <= 10")
     killed = ferry("run", "--stack", "test", "--root", str(world.root), "--yes",
                    env={**world.env, "FERRY_CRASH_AT": f"phase-{phase}"})  # fmt: skip
@@ -596,10 +437,12 @@ def test_a_capture_run_killed_after_any_phase_resumes_to_an_identical_target(wor
 
 
 @pytest.mark.parametrize("freeze", ["maintenance", "read-only"])
-@pytest.mark.parametrize("phase", ["copy", "freeze", "final-sync", "verify", "alias", "switch", "unfreeze", "record"])
+@pytest.mark.parametrize(
+    "phase", ["copy", "freeze", "final-sync", "verify", "alias", "switch", "unfreeze", "record", "cleanup"]
+)
 def test_a_run_killed_after_any_phase_resumes_and_switches_once(world: World, phase: str, freeze: str) -> None:
     """kill -9 of ``ferry run`` (no capture) as each phase finished its work but before it was recorded."""
-    _stack_file(world.root, "http://127.0.0.1:9", freeze=freeze, smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", freeze=freeze, smokeUrls=[])
     killed = ferry("run", "--stack", "test", "--root", str(world.root), "--yes",
                    env={**world.env, "FERRY_CRASH_AT": f"phase-{phase}"})  # fmt: skip
     assert killed.code == -9, killed.output
@@ -618,7 +461,7 @@ def test_a_run_killed_after_any_phase_resumes_and_switches_once(world: World, ph
 def test_a_rollback_stands_when_capture_cannot_come_off_yet(world: World) -> None:
     """A table locked by another session: the app is back on the old database all the same, and the
     one line says how to take capture off later."""
-    _stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
     assert world.ferry("run", "--yes", "--until", "switch").code == 0
     locker = psycopg.connect(world.source_db.url)
     locker.execute("LOCK TABLE orders IN SHARE MODE")  # as a long transaction would

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -76,6 +78,48 @@ def finish_preflight(report: PreflightReport, as_json: bool) -> NoReturn:
     sys.exit(0 if report.ok else 1)
 
 
+#: What a shell reports for a process killed by SIGPIPE (128 + 13), as ``yes | head -1`` ends.
+CLOSED_STDOUT_EXIT = 141
+
+
+def stdout_closed() -> bool:
+    """Whether nobody reads stdout any more (``ferry … | head -1`` after head exited).
+
+    A BrokenPipeError may also come from another pipe (a child's stdin): only a pipe on stdout whose
+    reader is gone (poll says POLLERR) ends the command quietly.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _fd, events in poller.poll(0))
+
+
+def end_on_closed_stdout() -> NoReturn:
+    """End quietly, as a Unix tool killed by SIGPIPE does: no traceback, no message.
+
+    stdout is pointed at /dev/null first, or Python's own flush at exit would fail on the closed
+    pipe again and print "Exception ignored … BrokenPipeError".
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    sys.exit(CLOSED_STDOUT_EXIT)
+
+
+def flush_stdout() -> None:
+    """Flush stdout now, while a closed pipe can still end the command quietly (see above)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        end_on_closed_stdout()
+
+
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn a :class:`FerryError` into one line on stderr and its exit code."""
 
@@ -95,6 +139,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except (click.ClickException, click.exceptions.Exit, SystemExit):
             raise
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and stdout_closed():
+                end_on_closed_stdout()
             if debug:
                 traceback.print_exc()
             first = (str(exc).strip().splitlines() or [""])[0]

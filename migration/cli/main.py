@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from migration.cli.common import end_on_closed_stdout, flush_stdout, stdout_closed
 from migration.redact import redact
 
 # A URL's password, or a libpq keyword string's: never echoed back, even by the argument parser.
@@ -42,7 +43,31 @@ class _LazyGroup(click.Group):
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
-        """Click's own error handling, with passwords masked and Ctrl-C exiting 130 wherever it lands."""
+        """Click's own error handling, with passwords masked and Ctrl-C exiting 130 wherever it lands;
+        a closed stdout (``| head``) ends any command quietly with 141, as SIGPIPE ends a Unix tool."""
+        try:
+            self._main(args, prog_name, **extra)
+        except SystemExit:
+            flush_stdout()  # what is still buffered fails here, not in Python's exit handler
+            raise
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        # ``ferry --help`` writes while the context is made (click would exit 1 on a closed pipe).
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            end_on_closed_stdout()
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Every subcommand (and its --help) runs inside: a closed stdout ends here, before click's handler.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            if not stdout_closed():
+                raise
+            end_on_closed_stdout()
+
+    def _main(self, args: Sequence[str] | None, prog_name: str | None, **extra: Any) -> Any:
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
         except (click.exceptions.Abort, KeyboardInterrupt):

@@ -24,10 +24,12 @@ from migration.postgres import (
     DumpFilters,
     FollowOptions,
     FollowResult,
+    await_validation,
     capture_errors,
     capture_status,
     connect_target,
     copy_database,
+    ensure_capture,
     follow_changes,
     install_capture,
     preflight_database,
@@ -128,11 +130,15 @@ def copy(
     if follow and (schema or exclude_schema or table or exclude_table):
         # Capture logs every table's changes; the follow would apply them to tables the copy left out.
         raise click.UsageError("--follow copies and follows the whole database: leave out -n/-N/-t/-T")
-    if follow and capture_status(source_url).installed is False:
-        # Before the snapshot is exported: every change after it is then in the log.
-        install_capture(source_url)
+    if follow:
+        # Before the snapshot is exported: every change after it is then in the log (an install that
+        # was interrupted is finished, tables created since get their triggers).
+        ensure_capture(source_url)
     with progress_display() as progress:
         result = copy_database(options, progress)
+    if follow and result.not_valid_foreign_keys:
+        with connect_target(target_url) as target, capture_errors():
+            await_validation(target, result.not_valid_foreign_keys)  # validated once the follow ends
     if follow:
         followed = _follow(FollowOptions(source_url, target_url, status_file=status_file, seconds=follow_seconds))
     if as_json:
@@ -201,11 +207,16 @@ def capture_install(source_url: str, capture_schema: str, dry_run: bool, lock_ti
         print_json(result.to_json())
         return
     verb = "would capture" if dry_run else "captured"
-    click.echo(f"{verb} {len(result.captured)} tables in schema {result.schema}")
+    again = " (finishing an install that was interrupted)" if result.resumed else ""
+    click.echo(f"{verb} {len(result.captured)} tables in schema {result.schema}{again}")
     for table in result.captured if dry_run else []:
         click.echo(f"  {table.name} (key: {', '.join(table.key)})")
     for table in result.not_capturable:
         click.echo(f"not capturable (no primary key or non-null unique key): {table.name}, {table.bytes} bytes")
+    for name in result.not_always:
+        click.echo(
+            f"warning: {name}: not owned by this role, so session_replication_role = replica writes pass capture"
+        )
 
 
 @capture.command("status")
@@ -230,6 +241,8 @@ def capture_status_command(source_url: str, capture_schema: str, as_json: bool) 
     )
     for name in status.uncaptured:
         click.echo(f"  not captured: {name}")
+    for problem in status.problems:
+        click.echo(f"  problem: {problem}")
 
 
 @capture.command("remove")
@@ -244,10 +257,17 @@ def capture_remove(source_url: str, capture_schema: str, lock_timeout: int) -> N
 
 
 def _follow(options: FollowOptions, *, leave_constraints_paused: bool = False) -> FollowResult:
-    """Follow until Ctrl-C/SIGTERM (or the options' seconds), then one last batch; then the
-    target's foreign keys and triggers, if the follow took them off, come back and are validated."""
+    """Follow until Ctrl-C/SIGTERM (or the options' seconds), then at most one more batch; then the
+    target's foreign keys and triggers, if the follow took them off, come back and are validated.
+    A second Ctrl-C/SIGTERM stops at once (the batch in flight rolls back; the log keeps it)."""
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with progress_display(unit="rows") as progress:
             result = follow_changes(options, progress, stop.is_set)

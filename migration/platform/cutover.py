@@ -58,11 +58,17 @@ def switch(client: HerokuClient, app: str, urls: dict[str, str]) -> None:
 
 
 def rollback(client: HerokuClient, app: str, moves: Sequence[MovedAddon]) -> None:
-    """Unset the switched config vars, then attach each old add-on under its old name again."""
+    """Unset the switched config vars, then attach each old add-on under its old name again.
+
+    Only the vars that are set are unset: after the alias and before the switch there are none (the
+    detach removed them), and every config change is a release that restarts every dyno."""
     attached = {attachment.name for attachment in client.attachments(app)}
     pending = [move for move in moves if move.attachment not in attached]
     if not pending:
         return
-    client.set_config_vars(app, {move.config_var: None for move in pending})
+    present = client.config_vars(app)
+    switched = {move.config_var: None for move in pending if move.config_var in present}
+    if switched:
+        client.set_config_vars(app, switched)
     for move in pending:
         client.attach(app, move.addon, move.attachment)

@@ -86,4 +86,20 @@ def connect(
     """
     with pg_errors(endpoint.side, endpoint):
         conn = psycopg.connect(endpoint.conninfo(application_name=application_name), autocommit=autocommit)
+        _no_timeouts(conn)
     return conn
+
+
+def _no_timeouts(conn: psycopg.Connection[TupleRow]) -> None:
+    """A database or role may set ``statement_timeout`` and the idle timeouts (Heroku suggests it): a COPY
+    of a big table, or the snapshot a copy holds open while its workers read, would be cut short on every
+    attempt. ferry's own sessions do without them (pg_dump does the same for itself)."""
+    version = conn.info.server_version
+    settings = ["statement_timeout"]
+    if version >= 90600:
+        settings.append("idle_in_transaction_session_timeout")
+    if version >= 140000:
+        settings.append("idle_session_timeout")
+    conn.execute("SELECT " + ", ".join(f"pg_catalog.set_config('{name}', '0', false)" for name in settings))
+    if not conn.autocommit:
+        conn.commit()

@@ -8,7 +8,6 @@ materialized views. Each phase is its own module; this one puts them in order.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,9 @@ import psycopg
 from migration.crashpoints import crashpoint
 from migration.errors import ExtensionMissingError, FerryError
 from migration.postgres import catalog
+from migration.postgres.attoptions import leave_out_unknown_attribute_options
+from migration.postgres.capture.inventory import capture_schemas
+from migration.postgres.capture.origin import record_copy_origin
 from migration.postgres.catalog import Conn, TableInfo
 from migration.postgres.checks import (
     available_extensions,
@@ -35,11 +37,18 @@ from migration.postgres.copylock import COPY_APPLICATION_NAME, end_orphan_sessio
 from migration.postgres.data import open_target_session
 from migration.postgres.filters import needs_of, support_entries
 from migration.postgres.identity import refuse_same_database
-from migration.postgres.matviews import refresh_matviews
+from migration.postgres.matviews import matview_identities, refresh_matviews
 from migration.postgres.model import CopyOptions, CopyResult
 from migration.postgres.plan import Part, plan_parts
-from migration.postgres.platform import copy_database_settings, platform_event_triggers, platform_filters, skip_entry
+from migration.postgres.platform import LeftBehind, copy_database_settings, left_behind, platform_filters, skip_entry
 from migration.postgres.restore import apply_entries, restore_script
+from migration.postgres.resume import (
+    not_valid_foreign_keys,
+    relaxed_foreign_key,
+    restart_partial_groups,
+    resume_can_succeed,
+    validated_foreign_keys,
+)
 from migration.postgres.scheduler import DataPhase
 from migration.postgres.schema import PG_CONSTRAINT, DumpFilters, SchemaDump, TocEntry, dump_schema
 from migration.postgres.snapshot import SourceSnapshot, exported_snapshot
@@ -54,6 +63,7 @@ from migration.postgres.state import (
 )
 from migration.postgres.target import clean_target
 from migration.postgres.tools import ClientTools, find_client_tools
+from migration.postgres.workdir import schema_workdir
 from migration.progress import ProgressSink
 
 __all__ = ["copy_database"]
@@ -118,17 +128,14 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
         with pg_errors("target", target):
             state = check_target(control, source, resume=options.resume, clean=options.clean)
         crashpoint("preflight")
-        with (
-            tempfile.TemporaryDirectory(prefix="ferry-schema-") as tmp,
-            exported_snapshot(source) as (snapshot, holder),
-        ):
+        with schema_workdir() as workdir, exported_snapshot(source) as (snapshot, holder):
             run = _CopyRun(
                 options, progress, phase, tools, source, target, snapshot, holder, control, admin, state, target_major
             )
             try:
-                result = run.run(Path(tmp), source_major, binary=source_major == target_major)
+                result = run.run(workdir, source_major, binary=source_major == target_major)
             except FerryError as exc:
-                if _resumable(target):
+                if resume_can_succeed(exc) and _resumable(target):
                     exc.message += " (ferry pg copy --resume continues from here)"
                 raise
     finally:
@@ -168,9 +175,11 @@ class _CopyRun:
     admin: Conn
     state: CopyState | None
     target_major: int
-    platform_triggers: set[int] = field(default_factory=set)
+    left_behind: LeftBehind = field(default_factory=LeftBehind)
     #: Sequences a filtered copy brings because its tables use them.
     extra_sequences: list[int] = field(default_factory=list)
+    #: On resume, the large objects all copied before it (kept as they are), else ``None``.
+    lo_kept: int | None = None
 
     def run(self, workdir: Path, source_major: int, *, binary: bool) -> CopyResult:
         result = CopyResult(self.source.display, self.target.display, self.snapshot, resumed=self.state is not None)
@@ -178,20 +187,20 @@ class _CopyRun:
             dump, tables, parts, done = self._schema(workdir, source_major)
         with self.phase("data"):
             with pg_errors("source", self.source):
-                lo_oids = catalog.read_large_objects(self.holder)
+                lo_oids = catalog.read_large_objects(self.holder) if self.lo_kept is None else []
             self.progress.set_total(sum(p.est_bytes for p in parts if p.key not in done))
             scheduler = DataPhase(
                 self.options, self.source, self.target, self.snapshot, tables, self.progress, self.tools.psql, binary
             )
             scheduler.run(parts, done, lo_oids)
             result.tables = sorted(scheduler.results.values(), key=lambda t: -t.bytes)
-            result.large_objects = len(lo_oids)
+            result.large_objects = len(lo_oids) if self.lo_kept is None else self.lo_kept
         crashpoint("data")
         with self.phase("sequences"):
             result.sequences = self._sequences(dump)
         crashpoint("sequences")
         with self.phase("post-data"):
-            self._post_data(dump, tables, workdir)
+            result.not_valid_foreign_keys = self._post_data(dump, tables, workdir)
         crashpoint("post-data")
         with self.phase("materialized views"):
             with pg_errors("source", self.source):
@@ -199,7 +208,14 @@ class _CopyRun:
             refresh_matviews(self.control, matviews, self.target)
             result.materialized_views = len(matviews)
         crashpoint("materialized-views")
-        with pg_errors("target", self.target):
+        with pg_errors("source", self.source):
+            followed = bool(capture_schemas(self.holder))  # as the copy's snapshot sees it
+            views = matview_identities(self.holder) if followed else {}
+        with pg_errors("target", self.target), self.control.transaction():
+            if followed:
+                # The first snapshot the copy read from: a follow checks capture was in place before it.
+                first = self.state.snapshot.get("txid_snapshot") if self.state is not None else None
+                record_copy_origin(self.control, str(first or self.snapshot.txid_snapshot), views)
             drop_state(self.control)
         return result
 
@@ -208,8 +224,8 @@ class _CopyRun:
     ) -> tuple[SchemaDump, list[TableInfo], list[Part], dict[str, tuple[int, int, float]]]:
         with pg_errors("source", self.source):
             self.holder.execute("SELECT pg_catalog.set_config('search_path', '', true)")
-            self.platform_triggers = platform_event_triggers(self.holder)
-        filters = platform_filters(self.options.filters)
+            self.left_behind = left_behind(self.holder)
+        filters = platform_filters(self.options.filters, self.left_behind)
         # The dump comes first: a filter that matches nothing fails here, before --clean empties the target.
         dump = dump_schema(self.tools, self.source, self.snapshot.snapshot_id, filters, workdir)
         support: list[TocEntry] = []
@@ -218,7 +234,7 @@ class _CopyRun:
             with pg_errors("source", self.source):
                 needs = needs_of(self.holder, dump)
             if needs.objects:
-                unfiltered = platform_filters(DumpFilters())
+                unfiltered = platform_filters(DumpFilters(), self.left_behind)
                 full = dump_schema(self.tools, self.source, self.snapshot.snapshot_id, unfiltered, workdir, "full")
                 support = support_entries(full, dump, needs)
                 self.extra_sequences = needs.sequence_oids
@@ -228,15 +244,28 @@ class _CopyRun:
         crashpoint("schema-dumped")
         if self.state is not None:
             parts = [Part.from_json(p) for p in self.state.plan["parts"]]
-            self.progress.message(f"resuming: {len(self.state.done_parts)} of {len(parts)} parts already copied")
-            return dump, tables, parts, self.state.done_parts
-        pre_data = [e for e in dump.pre_data if not skip_entry(e, self.platform_triggers)]
+            with pg_errors("target", self.target):
+                restart = restart_partial_groups(self.control, parts, self.state)
+            self.lo_kept = restart.large_objects_kept
+            kept = sum(1 for p in parts if p.key in restart.done)
+            self.progress.message(f"resuming: {kept} of {len(parts)} parts already copied")
+            for name in restart.tables + (["the large objects"] if restart.large_objects_again else []):
+                # Its parts would come from two snapshots: a row changed in between could be in two or none.
+                self.progress.message(f"resuming: {name} copied again whole, from the resume's snapshot")
+            return dump, tables, parts, restart.done
+        pre_data = [e for e in dump.pre_data if not skip_entry(e, self.left_behind)]
         scripts = [restore_script(self.tools, dump, pre_data, workdir, "pre-data", self.target_major)]
         if full is not None and support:
             # What the chosen tables need goes first: their schemas, types, functions and sequences.
             scripts.insert(0, restore_script(self.tools, full, support, workdir, "support", self.target_major))
+        with pg_errors("target", self.target):
+            scripts, left_out = leave_out_unknown_attribute_options(self.control, scripts)
+        if note := left_out.note():
+            self.progress.message(note)
         with pg_errors("source", self.source):
             parts = plan_parts(self.holder, tables, self.options.split_bytes, source_major, self.options.jobs)
+            # How many large objects the snapshot holds: a resume tells whether all their batches were done.
+            large_objects = len(catalog.read_large_objects(self.holder))
         # Emptying the target (--clean), the schema and the resume state commit together:
         # after a crash the target holds either all of them or what it held before.
         with pg_errors("target", self.target), self.control.transaction():
@@ -248,9 +277,8 @@ class _CopyRun:
                     for item in script.entries:
                         self.control.execute(item.sql)
             self.control.execute("SELECT pg_catalog.set_config('search_path', '', false)")
-            create_state(
-                self.control, self.source.display, self.snapshot.as_dict(), {"parts": [p.to_json() for p in parts]}
-            )
+            plan = {"parts": [p.to_json() for p in parts], "large_objects": large_objects}
+            create_state(self.control, self.source.display, self.snapshot.as_dict(), plan)
             crashpoint("pre-data")
         crashpoint("pre-data-committed")
         with pg_errors("source", self.source):
@@ -265,11 +293,29 @@ class _CopyRun:
                 self.control.execute("SELECT pg_catalog.setval(%s, %s, %s)", (name, value, called))
         return len(sequences)
 
-    def _post_data(self, dump: SchemaDump, tables: list[TableInfo], workdir: Path) -> None:
+    def _post_data(self, dump: SchemaDump, tables: list[TableInfo], workdir: Path) -> list[tuple[str, str]]:
+        """Apply post-data; returns the foreign keys a resumed copy added ``NOT VALID``."""
         with pg_errors("target", self.target):
             state_now = load_state(self.control)
-        if state_now is not None and "post-data" in state_now.done_steps:
-            return
+        if state_now is None or "post-data" not in state_now.done_steps:
+            self._apply_post_data(dump, tables, workdir, state_now)
+        if self.state is None:
+            return []  # one snapshot: every foreign key holds as on the source
+        with pg_errors("source", self.source):
+            validated = validated_foreign_keys(self.holder, dump.oids("FK CONSTRAINT", dump.post_data))
+        with pg_errors("target", self.target):
+            relaxed = not_valid_foreign_keys(self.control, validated)
+        for table, name in relaxed:
+            self.progress.message(
+                f"warning: foreign key {name} on {table} added NOT VALID (it holds for new writes, reads no row): "
+                "rows copied before and after the resume disagree; the follow brings the changes, "
+                "or copy again inside the write freeze"
+            )
+        return relaxed
+
+    def _apply_post_data(
+        self, dump: SchemaDump, tables: list[TableInfo], workdir: Path, state_now: CopyState | None
+    ) -> None:
         built = {(1259, i.oid) for t in tables for i in t.indexes} | {
             (2606, i.constraint_oid) for t in tables for i in t.indexes if i.constraint_oid is not None
         }
@@ -281,7 +327,7 @@ class _CopyRun:
             e
             for e in dump.post_data
             if (e.catalog, e.oid) not in built
-            and not skip_entry(e, self.platform_triggers)
+            and not skip_entry(e, self.left_behind)
             and not (e.catalog == PG_CONSTRAINT and e.oid in dangling)
         ]
         script = restore_script(self.tools, dump, entries, workdir, "post-data", self.target_major)
@@ -292,6 +338,8 @@ class _CopyRun:
             jobs=self.options.index_jobs or self.options.jobs,
             done=state_now.done_entries if state_now is not None else set(),
             mark=mark_entry,
+            # Parts from two snapshots: a foreign key may not hold (see migration.postgres.resume).
+            relax=relaxed_foreign_key if self.state is not None else None,
         )
         with pg_errors("target", self.target):
             mark_step(self.control, "post-data")

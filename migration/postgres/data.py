@@ -223,6 +223,7 @@ def _psql_chunks(conns: WorkerConnections, select_sql: str) -> Iterator[bytes]:
     assert conns.psql is not None
     args = [
         str(conns.psql), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+        "-c", "SET statement_timeout = 0",  # as every session of ferry's (connection.py says why)
         "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         "-c", f"SET TRANSACTION SNAPSHOT '{conns.snapshot.snapshot_id}'",
         "-c", "SET row_security = off",

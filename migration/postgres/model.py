@@ -53,7 +53,12 @@ class TableResult:
 
 @dataclass
 class CopyResult:
-    """What ``copy_database`` did; ``to_json()`` is the ``--json`` summary."""
+    """What ``copy_database`` did; ``to_json()`` is the ``--json`` summary.
+
+    :param not_valid_foreign_keys: ``(qualified table, constraint name)`` of the foreign keys a
+        resumed copy added ``NOT VALID``: rows copied before and after the resume disagree (see
+        :mod:`migration.postgres.resume`); empty for a copy never interrupted.
+    """
 
     source: str
     target: str
@@ -63,6 +68,7 @@ class CopyResult:
     large_objects: int = 0
     sequences: int = 0
     materialized_views: int = 0
+    not_valid_foreign_keys: list[tuple[str, str]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -87,6 +93,7 @@ class CopyResult:
             "large_objects": self.large_objects,
             "sequences": self.sequences,
             "materialized_views": self.materialized_views,
+            "not_valid_foreign_keys": [{"table": t, "name": n} for t, n in self.not_valid_foreign_keys],
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "tables": [
                 {

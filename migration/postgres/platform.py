@@ -2,48 +2,66 @@
 
 Heroku: the ``_heroku`` schema and its event triggers belong to the platform and stay
 behind; extensions live in ``heroku_ext``, which the database's ``search_path`` names.
+ferry's own change capture stays behind too: every schema carrying capture's mark, whatever it
+is called, and every trigger whose function lives in one (found by identity, not by name).
 RDS and other managed targets: ``COMMENT ON EXTENSION`` needs a superuser.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import psycopg
 
-from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
-from migration.postgres.capture.sql import TRIGGERS as CAPTURE_TRIGGERS
+from migration.postgres.capture.inventory import capture_schemas, our_trigger_oids
 from migration.postgres.catalog import Conn
 from migration.postgres.conninfo import PgEndpoint
 from migration.postgres.schema import DumpFilters, TocEntry
 from migration.progress import ProgressSink
 
-__all__ = ["PLATFORM_SCHEMAS", "copy_database_settings", "platform_event_triggers", "platform_filters", "skip_entry"]
+__all__ = ["PLATFORM_SCHEMAS", "LeftBehind", "copy_database_settings", "left_behind", "platform_filters", "skip_entry"]
 
-#: Schemas never copied: the platform's, and ferry's own change capture on the source.
-PLATFORM_SCHEMAS = ("_heroku", CAPTURE_SCHEMA)
-
-
-def platform_filters(filters: DumpFilters) -> DumpFilters:
-    return DumpFilters(
-        filters.schemas, tuple(filters.exclude_schemas) + PLATFORM_SCHEMAS, filters.tables, filters.exclude_tables
-    )
+#: The platform's schemas, never copied.
+PLATFORM_SCHEMAS = ("_heroku",)
 
 
-def skip_entry(entry: TocEntry, platform_event_triggers: set[int]) -> bool:
-    # RDS and other managed targets refuse COMMENT ON EXTENSION unless superuser.
-    if entry.desc == "COMMENT" and entry.rest.startswith("- EXTENSION "):
-        return True
-    if entry.desc == "TRIGGER" and entry.rest.split(" ")[-2:-1] and entry.rest.split(" ")[-2] in CAPTURE_TRIGGERS:
-        return True  # change capture's triggers stay on the source
-    return entry.desc == "EVENT TRIGGER" and entry.oid in platform_event_triggers
+@dataclass(frozen=True)
+class LeftBehind:
+    """What stays on the source: schemas (the platform's, every change capture's), and the oids of the
+    triggers and event triggers of theirs that sit on the app's tables or the database."""
+
+    schemas: tuple[str, ...] = PLATFORM_SCHEMAS
+    oids: frozenset[int] = frozenset()
 
 
-def platform_event_triggers(holder: Conn) -> set[int]:
+def left_behind(holder: Conn) -> LeftBehind:
+    """Read in the copy's snapshot (*holder*)."""
+    captures = capture_schemas(holder)
     rows = holder.execute(
         "SELECT e.oid FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid "
         "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ANY(%s)",
         (list(PLATFORM_SCHEMAS),),
     ).fetchall()
-    return {int(r[0]) for r in rows}
+    oids = {int(r[0]) for r in rows} | our_trigger_oids(holder)
+    return LeftBehind((*PLATFORM_SCHEMAS, *captures), frozenset(oids))
+
+
+def _exact(schema: str) -> str:
+    """A pg_dump pattern matching exactly *schema*."""
+    return '"' + schema.replace('"', '""') + '"'
+
+
+def platform_filters(filters: DumpFilters, behind: LeftBehind) -> DumpFilters:
+    excluded = tuple(filters.exclude_schemas) + tuple(_exact(s) for s in behind.schemas)
+    return DumpFilters(filters.schemas, excluded, filters.tables, filters.exclude_tables)
+
+
+def skip_entry(entry: TocEntry, behind: LeftBehind) -> bool:
+    # RDS and other managed targets refuse COMMENT ON EXTENSION unless superuser.
+    if entry.desc == "COMMENT" and entry.rest.startswith("- EXTENSION "):
+        return True
+    # The platform's event triggers and change capture's triggers stay on the source.
+    return entry.desc in ("TRIGGER", "EVENT TRIGGER") and entry.oid in behind.oids
 
 
 def copy_database_settings(holder: Conn, control: Conn, target: PgEndpoint, progress: ProgressSink) -> None:

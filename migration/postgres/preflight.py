@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from migration.errors import FerryError
-from migration.postgres.capture.install import schema_state
+from migration.postgres.capture.inventory import schema_state
 from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
 from migration.postgres.capture.status import is_fenced, log_stats
 from migration.postgres.capture.tables import capture_tables
@@ -99,6 +99,16 @@ def _capture_checks(report: PreflightReport, conn: Conn) -> None:
         )
     else:
         report.add("tables capture cannot follow", "ok", "none: every table has a key")
+    prepared = conn.execute(
+        "SELECT count(*), min(gid) FROM pg_catalog.pg_prepared_xacts WHERE database = current_database()"
+    ).fetchone()
+    if prepared and prepared[0]:
+        report.add(
+            "prepared transactions",
+            "warn",
+            f"{prepared[0]} open (first gid {prepared[1]!r}): the fence refuses to go up while one is, since it "
+            "commits whenever someone says COMMIT PREPARED",
+        )
     state = schema_state(conn, CAPTURE_SCHEMA)
     if state == "absent":
         report.add("change capture", "ok", "not installed")

@@ -107,12 +107,16 @@ def apply_entries(
     jobs: int,
     done: set[str],
     mark: Callable[[Conn, str], None],
+    relax: Callable[[EntrySQL, psycopg.Error], str | None] | None = None,
 ) -> int:
     """Apply every entry not in *done*, each in its own transaction with its marker.
 
     Entries run on up to *jobs* sessions, an entry only once the entries it depends on
     are in. Two ``ALTER TABLE`` on tables that reference each other may deadlock: the
     loser is rolled back whole and tried again. Returns how many entries were applied.
+
+    :param relax: given an entry that failed and its error, the SQL to apply instead (in a
+        new transaction, with the same marker), or ``None`` to fail.
     """
     pending = {e.entry.dump_id: e for e in script.entries if e.key not in done}
     if not pending:
@@ -134,16 +138,23 @@ def apply_entries(
 
     def apply(item: EntrySQL) -> None:
         conn = session()
-        for attempt in range(_DEADLOCK_RETRIES):
+        sql, deadlocks = item.sql, 0
+        while True:
             try:
                 with pg_errors("target", target), conn.transaction():
-                    conn.execute(item.sql)
+                    conn.execute(sql)
                     mark(conn, item.key)
                     crashpoint("post-data-entry")
                 return
             except FerryError as exc:
-                if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected) or attempt == _DEADLOCK_RETRIES - 1:
+                cause = exc.__cause__
+                if isinstance(cause, psycopg.errors.DeadlockDetected) and deadlocks < _DEADLOCK_RETRIES - 1:
+                    deadlocks += 1
+                    continue
+                instead = relax(item, cause) if relax is not None and isinstance(cause, psycopg.Error) else None
+                if instead is None or instead == sql:
                     raise
+                sql = instead
 
     running: dict[Future[None], int] = {}
     finished: set[int] = set()

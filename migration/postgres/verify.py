@@ -3,7 +3,8 @@
 quick: catalog diff (tables, columns, indexes, constraints, triggers, policies,
 extensions), exact row counts, sequences not behind the source, large object count.
 full: also order-independent checksums per table, split into key ranges so that a
-mismatch is located, and large object contents.
+mismatch is located, and large object contents. Materialized views are compared as
+:mod:`migration.postgres.matviews` says (a view stale on the source is a note).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any, Literal
 
 from migration.postgres.capture.apply import FOLLOW_SCHEMA
 from migration.postgres.capture.constraints import pending_validation
-from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
-from migration.postgres.capture.sql import TRIGGERS as CAPTURE_TRIGGERS
+from migration.postgres.capture.sql import NOT_OUR_SCHEMA, NOT_OUR_TRIGGER
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.matviews import compare_matview
 from migration.postgres.state import STATE_SCHEMA
 from migration.verify import Difference, VerifyReport
 
@@ -40,12 +41,13 @@ __all__ = [
     "verify_databases",
 ]
 
-Mode = Literal["quick", "full", "live", "changes"]
+Mode = Literal["quick", "full", "live", "changes", "witness"]
 _ROWS_PER_RANGE = 250_000
-# ferry's own schemas: the copy's resume state, change capture on the source, the follow's batches.
+# ferry's own schemas: the copy's resume state, the follow's batches, and change capture on the source
+# (every capture, whatever its schema is called: found by its mark).
 _USER_SCHEMAS = (
-    f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}', '{CAPTURE_SCHEMA}', '{FOLLOW_SCHEMA}') "
-    "AND n.nspname NOT LIKE 'pg\\_%'"
+    f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}', '{FOLLOW_SCHEMA}') "
+    f"AND n.nspname NOT LIKE 'pg\\_%' AND {NOT_OUR_SCHEMA}"
 )
 
 
@@ -93,13 +95,42 @@ _CATALOG_QUERIES: dict[str, str] = {
              AND o.contype <> 'n'""",
     "trigger": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, t.tgname), pg_get_triggerdef(t.oid)
             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}
-             AND t.tgname NOT IN ({", ".join(f"'{name}'" for name in CAPTURE_TRIGGERS)})""",
+           WHERE NOT t.tgisinternal AND n.nspname {_USER_SCHEMAS} AND {_own("c.oid")} AND {NOT_OUR_TRIGGER}""",
     "policy": f"""SELECT format('%I.%I.%I', n.nspname, c.relname, p.polname),
                    p.polcmd::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname {_USER_SCHEMAS} AND {_own("c.oid")}""",
 }
+# What the row checksums cannot see: DDL that changes what rows mean or what the app gets, while the
+# tables' columns stay as they were (an enum label renamed, a function a generated column or a
+# default calls replaced, a sequence's increment). Function bodies as written (prosrc), so servers of
+# two majors print them alike.
+_DEFINITION_QUERIES: dict[str, str] = {
+    "type": f"""SELECT format('%I.%I', n.nspname, t.typname),
+                   CASE t.typtype WHEN 'e' THEN 'enum ' || (SELECT string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)
+                                                           FROM pg_enum e WHERE e.enumtypid = t.oid)
+                   ELSE 'domain ' || format_type(t.typbasetype, t.typtypmod)
+                        || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END
+                        || coalesce(' default ' || t.typdefault, '')
+                        || coalesce(' ' || (SELECT string_agg(pg_get_constraintdef(o.oid), ' ' ORDER BY o.conname)
+                                              FROM pg_constraint o WHERE o.contypid = t.oid), '') END
+              FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE t.typtype IN ('e', 'd') AND n.nspname {_USER_SCHEMAS}
+               AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_type'::regclass AND x.objid = t.oid
+                               AND x.deptype = 'e')""",
+    "function": f"""SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+                   format_type(p.prorettype, NULL) || ' ' || p.provolatile::text || ' ' || md5(p.prosrc)
+              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname {_USER_SCHEMAS} AND n.nspname <> '_heroku'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass AND x.objid = p.oid
+                               AND x.deptype = 'e')""",
+}
+# PostgreSQL 10 and later keep a sequence's definition in pg_sequence.
+_SEQUENCE_DEFINITIONS = f"""SELECT format('%I.%I', n.nspname, c.relname),
+       format_type(s.seqtypid, NULL) || ' increment ' || s.seqincrement || ' min ' || s.seqmin || ' max ' || s.seqmax
+       || ' start ' || s.seqstart || ' cache ' || s.seqcache || CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname {_USER_SCHEMAS}"""
 _EXTENSION_VERSIONS = "SELECT extname, extversion FROM pg_extension"
 
 _SESSION = (
@@ -109,6 +140,7 @@ _SESSION = (
     "SET IntervalStyle = 'postgres'",
     "SET extra_float_digits = 1",
     "SET bytea_output = 'hex'",
+    "SET lc_monetary = 'C'",
     "SET row_security = off",
 )
 
@@ -144,7 +176,11 @@ def open_snapshot(endpoint: PgEndpoint) -> Conn:
 
 
 def _catalog(conn: Conn) -> dict[str, dict[str, str]]:
-    return {kind: {str(r[0]): str(r[1]) for r in conn.execute(q).fetchall()} for kind, q in _CATALOG_QUERIES.items()}
+    """Each kind of object this server can describe (``sequence definition`` from PostgreSQL 10)."""
+    queries = {**_CATALOG_QUERIES, **_DEFINITION_QUERIES}
+    if conn.info.server_version >= 100000:
+        queries["sequence definition"] = _SEQUENCE_DEFINITIONS
+    return {kind: {str(r[0]): str(r[1]) for r in conn.execute(q).fetchall()} for kind, q in queries.items()}
 
 
 def _extension_notes(src: Conn, dst: Conn) -> list[str]:
@@ -159,7 +195,7 @@ def _extension_notes(src: Conn, dst: Conn) -> list[str]:
 
 def _diff_catalogs(src: dict[str, dict[str, str]], dst: dict[str, dict[str, str]]) -> list[Difference]:
     out: list[Difference] = []
-    for kind in _CATALOG_QUERIES:
+    for kind in [k for k in src if k in dst]:  # a kind one side cannot describe is not compared
         a, b = src[kind], dst[kind]
         for name in sorted(a.keys() | b.keys()):
             if a.get(name) != b.get(name):
@@ -169,8 +205,14 @@ def _diff_catalogs(src: dict[str, dict[str, str]], dst: dict[str, dict[str, str]
 
 @dataclass(frozen=True)
 class DataTable:
+    """A table whose rows verify compares, or a materialized view (populated or not).
+
+    :param int_key: the single-column integer primary key that splits it into ranges, if any.
+    """
+
     name: str
     int_key: str | None
+    matview: bool = False
 
 
 def _data_tables(conn: Conn) -> list[DataTable]:
@@ -179,12 +221,12 @@ def _data_tables(conn: Conn) -> list[DataTable]:
                    (SELECT quote_ident(a.attname) FROM pg_index i
                       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                      WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
-                       AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype))
+                       AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)),
+                   c.relkind = 'm'
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'm') AND (c.relkind = 'r' OR c.relispopulated)
-               AND n.nspname {_USER_SCHEMAS} ORDER BY 1"""
+             WHERE c.relkind IN ('r', 'm') AND n.nspname {_USER_SCHEMAS} ORDER BY 1"""
     ).fetchall()
-    return [DataTable(str(r[0]), str(r[1]) if r[1] else None) for r in rows]
+    return [DataTable(str(r[0]), str(r[1]) if r[1] else None, bool(r[2])) for r in rows]
 
 
 def key_ranges(conn: Conn, table: DataTable, rows: int) -> list[tuple[str, str]]:
@@ -282,7 +324,7 @@ def compare_objects(
 
 
 def present_data_tables(source: PgEndpoint, target: PgEndpoint) -> list[DataTable]:
-    """The source's tables (and populated materialized views) the target has too."""
+    """The source's tables (and materialized views) the target has too."""
     with SnapshotPair(source, target) as (src, dst):
         with pg_errors("source", source):
             tables = _data_tables(src)
@@ -311,11 +353,13 @@ def verify_databases(
     report = DatabaseVerifyReport(mode=mode)
     checked = compare_objects(source, target, report, large_object_contents=mode == "full")
 
+    notes: list[str] = []
+
     def check(table: DataTable) -> tuple[list[Difference], int, int]:
         if on_table:
             on_table(table.name)
         with SnapshotPair(source, target) as (s, d):
-            return check_table(s, d, source, target, table, mode)
+            return check_table(s, d, source, target, table, mode, notes=notes)
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         for diffs, rows, ranges in pool.map(check, checked):
@@ -323,6 +367,7 @@ def verify_databases(
             report.rows_checked += rows
             report.ranges_checked += ranges
     report.tables_checked = len(checked)
+    report.notes += sorted(notes)
     report.seconds = time.monotonic() - started
     return report
 
@@ -350,8 +395,28 @@ def row_count(conn: Conn, table: str) -> int:
 
 
 def check_table(
-    src: Conn, dst: Conn, source: PgEndpoint, target: PgEndpoint, table: DataTable, mode: Mode
+    src: Conn,
+    dst: Conn,
+    source: PgEndpoint,
+    target: PgEndpoint,
+    table: DataTable,
+    mode: Mode,
+    *,
+    notes: list[str] | None = None,
 ) -> tuple[list[Difference], int, int]:
+    """Row counts, and in every mode but ``quick`` checksums by key range, of one table.
+
+    A materialized view is compared as :func:`migration.postgres.matviews.compare_matview` says
+    (populated or not; a view stale on the source, refreshed on the target, is a note).
+
+    :param notes: receives such notes (left out when ``None``).
+    :returns: the differences, the source's rows, the ranges compared.
+    """
+    if table.matview:
+        found, rows, note = compare_matview(src, dst, source, target, table.name, full=mode != "quick")
+        if note is not None and notes is not None:
+            notes.append(note)
+        return found, rows, 0 if mode == "quick" or not rows else 1
     with pg_errors("source", source):
         rows_s = row_count(src, table.name)
     with pg_errors("target", target):

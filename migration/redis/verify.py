@@ -1,7 +1,11 @@
 """``ferry redis verify``: same keys, types, TTLs (within a tolerance) and values on both sides.
 
-Keys that expire while the check runs are not differences: a key missing on one side is
-looked up again on the other before it counts.
+Keys that expire while the check runs are not differences. Each side's ``TYPE``, ``PTTL`` and
+``DUMP`` of a key are three commands, and the key may expire between any two of them (``PTTL``
+then says -2, ``DUMP`` nil): such a key is gone from that side, not a key without a TTL. A key
+gone from one side only counts when the other side's copy, asked again with one ``PTTL`` (never
+``EXISTS`` then ``PTTL``: it may expire between the two), still lives and has no TTL or one past
+the tolerance. The same holds for values read after the probe.
 """
 
 from __future__ import annotations
@@ -111,6 +115,11 @@ def _keys(conn: RespConn, sample: int | None, batch: int) -> Iterator[list[bytes
             return
 
 
+def _gone(kind: bytes, pttl: int, dump: bytes | None) -> bool:
+    """The key was not there for the whole probe: missing, or expired between its commands."""
+    return kind == b"none" or pttl == -2 or dump is None
+
+
 def _compare_batch(
     src: RespConn, dst: RespConn, db: int, keys: list[bytes], tolerance_ms: int, report: RedisVerifyReport,
     types: tuple[Counter[str], Counter[str]],
@@ -118,13 +127,13 @@ def _compare_batch(
     for key, (s_kind, s_ttl, s_dump), (d_kind, d_ttl, d_dump) in zip(
         keys, _probe(src, keys), _probe(dst, keys), strict=True
     ):
-        if s_kind == b"none":
+        if _gone(s_kind, s_ttl, s_dump):
             continue  # expired or deleted since it was listed
         report.keys_checked += 1
         types[0][s_kind.decode()] += 1
-        if d_kind == b"none":
+        if _gone(d_kind, d_ttl, d_dump):
             # A copy keeps the absolute expiry, so the target's may end a few milliseconds first.
-            if src.call("EXISTS", key) and not _expiring(src, key, tolerance_ms):
+            if _lasting(src, key, tolerance_ms):
                 report.add(_difference("missing on target", db, key, s_kind.decode(), "-"))
             continue
         types[1][d_kind.decode()] += 1
@@ -133,14 +142,24 @@ def _compare_batch(
             continue
         if (s_ttl < 0) != (d_ttl < 0) or abs(s_ttl - d_ttl) > tolerance_ms:
             report.add(_difference("ttl", db, key, _describe(s_kind, s_ttl), _describe(d_kind, d_ttl)))
-        if s_dump != d_dump and _value(src, s_kind, key) != _value(dst, d_kind, key):
+        # Values are read after the probe: a source key that expired since (or is about to, its
+        # copy with it) reads nothing on one side or both, which is no difference.
+        if (
+            s_dump != d_dump
+            and _value(src, s_kind, key) != _value(dst, d_kind, key)
+            and _lasting(src, key, tolerance_ms)
+        ):
             report.add(_difference("value", db, key, "differs", "differs"))
 
 
-def _expiring(conn: RespConn, key: bytes, tolerance_ms: int) -> bool:
-    """The key expires within the TTL tolerance (its copy on the other side may be gone already)."""
+def _lasting(conn: RespConn, key: bytes, tolerance_ms: int) -> bool:
+    """The key is there and stays past the TTL tolerance (no TTL, or a longer one).
+
+    One ``PTTL`` answers both: -2 is a key gone (expired since it was last read), 0 up to the
+    tolerance one that is about to go, whose copy on the other side may be gone already.
+    """
     pttl = int(conn.call("PTTL", key))
-    return 0 <= pttl <= tolerance_ms
+    return pttl == -1 or pttl > tolerance_ms
 
 
 def _extra_keys(
@@ -150,7 +169,7 @@ def _extra_keys(
     for keys in _keys(dst, None, batch):
         exists = src.pipeline([encode("EXISTS", k) for k in keys])
         for key, present in zip(keys, exists, strict=True):
-            if not present and dst.call("EXISTS", key) and not _expiring(dst, key, tolerance_ms):
+            if not present and _lasting(dst, key, tolerance_ms):
                 report.add(_difference("extra on target", db, key, "-", "present"))
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from migration.errors import LocalServerError
+from migration.errors import LocalServerError, UsageError
 from migration.platform.local import write_env_file
 from migration.redis.connection import RespConn, encode
 from migration.redis.url import parse_redis_url
@@ -152,6 +152,17 @@ def _lost(target_db: str, target_redis: str, acknowledged: dict[int, str]) -> tu
     return lost_rows, sum(1 for found in exists if not found)
 
 
+def _require_writable(directory: Path) -> None:
+    """The reports are written last, after the servers, the data and the whole run: a directory
+    that cannot take them must fail now, not after all that."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".ferry-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"report directory {directory} is not writable: {exc.strerror or exc}") from exc
+
+
 def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal:
     """Run the whole rehearsal and write its reports to ``options.report_dir``.
 
@@ -159,6 +170,7 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
     :raises FerryError: a local server could not start, or a phase failed.
     """
     started = time.time()
+    _require_writable(options.report_dir)
     shutil.rmtree(options.report_dir / "run", ignore_errors=True)  # a previous rehearsal's run state
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="ferry-rehearsal-"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
+from migration.runbook.verify import prove_frozen
 
 __all__ = ["alias", "rollback_cutover", "switch"]
 
@@ -29,12 +30,15 @@ def switch(ctx: RunContext) -> PhaseOutcome:
     urls = {"DATABASE_URL": targets.app_database_url}
     if ctx.moves_redis and targets.redis_url:
         urls["REDIS_URL"] = targets.redis_url
+    already = not ctx.settings.uses_stack and all(ctx.platform.config_vars().get(n) == u for n, u in urls.items())
+    if not already:
+        # The last word before the app moves: the witnesses again, as late as they can be asked.
+        prove_frozen(ctx)
     if ctx.settings.uses_stack:
         # synchronous_commit off and no autovacuum suit the copy, not the app: the same update ends them.
         ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))
     else:
-        current = ctx.platform.config_vars()
-        if all(current.get(name) == url for name, url in urls.items()):
+        if already:
             # Set already by a run that crashed before recording it: setting them again restarts every dyno.
             return done(f"{', '.join(sorted(urls))} already point at the target")
         ctx.platform.switch(urls)

@@ -99,9 +99,10 @@ class Follower:
         return FollowerStatus.read(self.status_file)
 
     def last_line(self) -> str:
+        """The child's last word, without its own ``ferry: error:`` (the run's line says that once)."""
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
         lines = [line for line in text.splitlines() if line.strip()]
-        return lines[-1] if lines else "no output"
+        return lines[-1].removeprefix("ferry: error: ") if lines else "no output"
 
     def start(self, command: Sequence[str], env: Mapping[str, str], *, ready_phase: str, timeout: float) -> int:
         """Start the child detached (its own session) and wait until its status says *ready_phase*.

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import time
 
-from migration.runbook.context import RunContext
+from migration.runbook.context import RunContext, Sources
 from migration.runbook.outcome import PhaseOutcome, done
-from migration.runbook.stores import moved_stores
+from migration.runbook.stores import Store, moved_stores
 
 __all__ = ["freeze", "unfreeze"]
 
@@ -38,9 +38,9 @@ def freeze(ctx: RunContext) -> PhaseOutcome:
                 "applied": status.applied,
             }
     ctx.save()
+    sources = ctx.sources()
     if mode in ("read-only", "fence"):
-        sources = ctx.sources()
-        detail = "; ".join(d for d in (s.freeze_writes(ctx, sources) for s in moved_stores(ctx, sources)) if d)
+        detail = "; ".join(d for d in _freeze_each(ctx, sources) if d)
     else:
         if not ctx.state.formation:
             ctx.state.formation = ctx.platform.formation()
@@ -55,7 +55,26 @@ def freeze(ctx: RunContext) -> PhaseOutcome:
         )
     ctx.state.frozen = True
     ctx.save()
+    # Taken once writes stopped, whatever stopped them: what shows later that nothing moved since.
+    for store in moved_stores(ctx, sources):
+        store.writes_stopped(ctx, sources)
     return done(detail)
+
+
+def _freeze_each(ctx: RunContext, sources: Sources) -> list[str]:
+    """Each store's own write stop; when one fails, those already stopped go on again (the app must not
+    stay half frozen by a freeze that did not happen)."""
+    stopped: list[Store] = []
+    details = []
+    try:
+        for store in moved_stores(ctx, sources):
+            details.append(store.freeze_writes(ctx, sources))
+            stopped.append(store)
+    except BaseException:
+        for store in reversed(stopped):
+            store.unfreeze_writes(ctx, sources)
+        raise
+    return details
 
 
 def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> PhaseOutcome:

@@ -1,4 +1,11 @@
-"""Phase ``record`` (and ``ferry record``): endpoints, timings and a stack export, for the run's records."""
+"""Phases ``record`` (and ``ferry record``) and ``cleanup``.
+
+``record`` writes endpoints, timings and a stack export for the run's records, and changes nothing
+anywhere: it may be run at any moment of a migration. ``cleanup`` is the run's last step, after the
+switch and the unfreeze: what the copy left on either side comes off (change capture on the
+source, the follow's record on the target), and foreign keys put back ``NOT VALID`` are validated.
+It refuses while the run is not finished, since capture is what the rest of the run stands on.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from migration.errors import RunbookError
 from migration.redact import redact
 from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
 from migration.runbook.stores import moved_stores
 
-__all__ = ["record"]
+__all__ = ["cleanup", "record"]
 
 
 def _endpoint(url: str | None) -> str | None:
@@ -45,11 +53,22 @@ def record(ctx: RunContext) -> PhaseOutcome:
         data["stack_outputs"] = outputs.masked()
         written[0] = _write(ctx.settings.state_dir / "record.json", data)
         written.append(_write(ctx.settings.state_dir / "stack-export.json", ctx.infra.export()))
-    sources = ctx.sources()
+    return done("written: " + ", ".join(str(path) for path in written))
+
+
+def cleanup(ctx: RunContext) -> PhaseOutcome:
+    """:raises RunbookError: the app has not been switched and unfrozen yet."""
+    unfinished = [name for name in ("switch", "unfreeze") if not ctx.state.done(name)]
+    if unfinished:
+        raise RunbookError(
+            f"cleanup comes after {' and '.join(unfinished)}: the run is not finished, and what cleanup removes "
+            "(change capture on the source) is what the rest of it stands on"
+        )
+    sources, targets = ctx.sources(), ctx.targets()
     stores = moved_stores(ctx, sources)
     cleaned = [d for d in (store.finish_target(ctx, targets) for store in stores) if d]
     cleaned += [d for d in (store.cleanup(ctx, sources) for store in stores) if d]
-    return done("written: " + ", ".join(str(path) for path in written) + "".join(f"; {d}" for d in cleaned))
+    return done("; ".join(cleaned) or "nothing to remove")
 
 
 def _write(path: Path, data: dict[str, Any]) -> Path:

@@ -1,6 +1,7 @@
 """``ferry run`` and ``ferry rollback``: the runbook as ordered, timed, checkpointed phases.
 
-preflight → provision → copy → catch-up → freeze → final-sync → verify → alias → switch → unfreeze → smoke → record
+preflight → provision → copy → catch-up → freeze → final-sync → verify → alias → switch → unfreeze → smoke →
+record → cleanup
 
 Each phase's start and end are written to the state file before and after it runs, so a run
 started again after a crash continues with the first phase not done (phases are written to be
@@ -24,7 +25,7 @@ from migration.runbook.lock import RunLock
 from migration.runbook.outcome import PhaseOutcome
 from migration.runbook.preflight import preflight
 from migration.runbook.provision import provision
-from migration.runbook.record import record
+from migration.runbook.record import cleanup, record
 from migration.runbook.smoke import SmokeFailedError, smoke
 from migration.runbook.state import RunState
 from migration.runbook.stores import moved_stores
@@ -55,6 +56,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("unfreeze", unfreeze),
     Phase("smoke", smoke),
     Phase("record", record),
+    Phase("cleanup", cleanup),
 )
 PHASE_NAMES = tuple(phase.name for phase in PHASES)
 
@@ -109,6 +111,11 @@ def _selected(state: RunState, start: str | None, until: str | None) -> list[Pha
             raise RunbookError(f"no phase {name!r}; the phases are: {' '.join(PHASE_NAMES)}")
     first = PHASE_NAMES.index(start) if start else 0
     last = PHASE_NAMES.index(until) if until else len(PHASES) - 1
+    if first > last:
+        # An empty selection would exit 0 having done nothing, which reads as success.
+        raise RunbookError(
+            f"--from {start} comes after --until {until}: nothing to run (the phases: {' '.join(PHASE_NAMES)})"
+        )
     return [phase for phase in PHASES[first : last + 1] if start == phase.name or not state.done(phase.name)]
 
 
@@ -196,8 +203,11 @@ def _after_differences(ctx: RunContext) -> bool:
     """
     if not ctx.state.frozen or ctx.state.done("switch"):
         return False
+    if ctx.state.phases.get("alias"):
+        # The proof failed right before the switch: the old stores are the app's again first.
+        ctx.say(f"putting the app back: {rollback_cutover(ctx)}")
     ctx.say(f"unfreezing: {unfreeze(ctx, rolling_back=True).detail}")
-    for name in ("freeze", "final-sync"):
+    for name in ("freeze", "final-sync", "alias"):
         ctx.state.phases.pop(name, None)
     sources = ctx.sources()
     for store in moved_stores(ctx, sources):

@@ -62,6 +62,8 @@ class StoreState:
     lag_at_freeze: dict[str, float] = field(default_factory=dict)
     #: Changes the final sync drained inside the freeze.
     drained: int | None = None
+    #: What the source looked like as its writes stopped (change capture's witness, as JSON).
+    witness: dict[str, Any] | None = None
 
 
 @dataclass
@@ -104,6 +106,7 @@ class RunState:
                     deferred_ranges=[list(r) for r in section.get("deferred_ranges", [])],
                     lag_at_freeze=dict(section.get("lag_at_freeze", {})),
                     drained=section.get("drained"),
+                    witness=section.get("witness"),
                 )
                 for name, section in data.pop("stores", {}).items()
             }

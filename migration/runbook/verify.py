@@ -1,4 +1,5 @@
-"""Phase ``verify``: every moved store compared with its source, inside the freeze."""
+"""Phase ``verify``: every moved store compared with its source, inside the freeze; and the proof,
+asked again right before the switch, that no write reached the source since its writes stopped."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from migration.runbook.outcome import PhaseOutcome, done
 from migration.runbook.parallel import side_by_side
 from migration.runbook.stores import StoreVerify, moved_stores
 
-__all__ = ["verify"]
+__all__ = ["prove_frozen", "verify"]
 
 
 def verify(ctx: RunContext) -> PhaseOutcome:
@@ -28,3 +29,22 @@ def verify(ctx: RunContext) -> PhaseOutcome:
             f"verify found {len(differences)} differences (first: {differences[0]}); nothing was switched"
         )
     return done("identical: " + ", ".join(item.name for item in checked) if checked else "nothing to verify")
+
+
+def prove_frozen(ctx: RunContext) -> str:
+    """Each store's witness, checked once more (the switch asks this first).
+
+    :raises DifferencesFoundError: a store's source took a write its copy cannot account for.
+    """
+    sources, targets = ctx.sources(), ctx.targets()
+    checked = [item for store in moved_stores(ctx, sources) for item in store.prove_frozen(ctx, sources, targets)]
+    for item in checked:
+        ctx.state.verify[f"{item.name} before the switch"] = item.report
+    ctx.save()
+    differences = [line for item in checked for line in item.differences]
+    if differences:
+        raise DifferencesFoundError(
+            f"the source changed during the freeze where its copy cannot see ({len(differences)}; first: "
+            f"{differences[0]}); nothing was switched"
+        )
+    return ", ".join(item.name for item in checked)

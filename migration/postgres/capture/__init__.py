@@ -1,10 +1,12 @@
 """Change capture on a PostgreSQL source: triggers that log which keys changed.
 
 Heroku Postgres offers no logical replication to customers, so capture is trigger-based:
-``install`` puts a row trigger and a TRUNCATE trigger on every table with a key, ``status``
-reports the log, ``remove`` leaves the source as it was; ``apply_batch`` brings one batch of
-the log to the target, ``sync_sequences`` every sequence's state; ``verify_live`` checks the
-whole target while the app writes and ``verify_changes`` what changed since, inside the freeze.
+``install`` puts a row trigger on every table with a key and a statement trigger on every
+table (TRUNCATE logged, the fence's refusal), ``status`` reports the log and whether capture
+still covers every table, ``remove`` leaves the source as it was; ``apply_batch`` brings one
+batch of the log to the target, ``sync_sequences`` every sequence's state; ``verify_live``
+checks the whole target while the app writes, ``verify_changes`` what changed since, inside the
+freeze, and ``verify_frozen`` the witness the fence took: that nothing changed past the log.
 """
 
 from migration.postgres.capture.apply import (
@@ -14,14 +16,34 @@ from migration.postgres.capture.apply import (
     prepare_target,
     sync_sequences,
 )
-from migration.postgres.capture.constraints import forget_follow, restore_constraints, validate_constraints
+from migration.postgres.capture.constraints import (
+    await_validation,
+    forget_follow,
+    restore_constraints,
+    validate_constraints,
+)
 from migration.postgres.capture.fence import FenceResult, drain_to_marker, lower_fence, raise_fence
 from migration.postgres.capture.follow import FollowOptions, FollowResult, follow_changes
-from migration.postgres.capture.install import CaptureSettings, InstallResult, install_capture, remove_capture
+from migration.postgres.capture.install import (
+    CaptureSettings,
+    InstallResult,
+    ensure_capture,
+    install_capture,
+    remove_capture,
+)
+from migration.postgres.capture.inventory import capture_problems, capture_schemas, our_trigger_oids
 from migration.postgres.capture.largeobjects import large_object_count, sync_large_objects
+from migration.postgres.capture.proof import verify_frozen
 from migration.postgres.capture.status import CaptureStatus, capture_status
 from migration.postgres.capture.tables import CaptureTable, capture_tables
-from migration.postgres.capture.verify import DeferredRange, LiveVerifyResult, verify_changes, verify_live
+from migration.postgres.capture.verify import (
+    DeferredRange,
+    LiveVerifyResult,
+    refuse_schema_changes,
+    verify_changes,
+    verify_live,
+)
+from migration.postgres.capture.witness import Witness, read_identity, take_witness
 
 __all__ = [
     "ApplyResult",
@@ -34,23 +56,33 @@ __all__ = [
     "FollowResult",
     "InstallResult",
     "LiveVerifyResult",
+    "Witness",
     "apply_batch",
+    "await_validation",
+    "capture_problems",
+    "capture_schemas",
     "capture_status",
     "capture_tables",
     "copy_keyless_tables",
     "drain_to_marker",
+    "ensure_capture",
     "follow_changes",
     "forget_follow",
     "install_capture",
     "large_object_count",
     "lower_fence",
+    "our_trigger_oids",
     "prepare_target",
     "raise_fence",
+    "read_identity",
+    "refuse_schema_changes",
     "remove_capture",
     "restore_constraints",
     "sync_large_objects",
     "sync_sequences",
+    "take_witness",
     "validate_constraints",
     "verify_changes",
+    "verify_frozen",
     "verify_live",
 ]

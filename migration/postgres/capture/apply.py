@@ -5,10 +5,13 @@ never "entries above the highest id applied": an entry that commits late with a 
 is simply still in the log for the next batch. For each table of the batch, the rows of
 the keys it names are read again from the same snapshot, and on the target the rows of
 those keys are deleted and the current ones inserted (a TRUNCATE entry copies the whole
-table again). Rows on the target that collide with incoming ones on another unique key
-(two rows that swapped values) are taken out too and re-read by their own key. The
-batch's changes and a marker commit in one target transaction; only then are the
-entries cleared on the source, so a crash re-applies a batch (harmless) and never skips one.
+table again). Rows on the target that collide with incoming ones on another unique index or
+exclusion constraint (two rows that swapped values; see :mod:`.collisions`) are taken out too
+and re-read by their own key. The batch's changes and a marker commit in one target
+transaction; only then are the entries cleared on the source, in the very source transaction
+that read them, so a crash re-applies a batch (harmless) and never skips one. The target's
+record of the batch names that source transaction, so a witness can tell ferry's own
+transactions on the source from anyone else's.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from psycopg import sql
 
 from migration.crashpoints import crashpoint
 from migration.errors import SourceChangedError
-from migration.postgres.capture.sql import DEFAULT_SCHEMA
+from migration.postgres.capture.collisions import Conflict, conflicts_of, take_out_colliders
+from migration.postgres.capture.sql import DEFAULT_SCHEMA, KEY_SETTINGS
 from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import pg_errors
@@ -40,7 +44,6 @@ __all__ = [
     "sync_sequences",
 ]
 
-_MAX_ROUNDS = 20
 #: On the target: the record of applied batches (verify leaves it out).
 FOLLOW_SCHEMA = "_ferry_follow"
 #: On the target: every key a batch rewrote, in the order applied (``key`` NULL: the whole table).
@@ -62,9 +65,8 @@ class _Table:
     key: tuple[str, ...]  # column names, as they are (not quoted)
     key_types: tuple[str, ...]
     columns: tuple[str, ...]  # what INSERT may write (generated columns left out)
-    #: other unique keys and exclusion constraints, whose values may collide: ``(column, operator)`` pairs,
-    #: column names as they are
-    uniques: tuple[tuple[tuple[str, str], ...], ...]
+    #: other unique indexes and exclusion constraints, whose values may collide
+    conflicts: tuple[Conflict, ...]
     identity_always: bool
 
 
@@ -72,22 +74,7 @@ _TABLE_INFO = """
 SELECT
   (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
     WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
-  (SELECT coalesce(json_agg(cols), '[]') FROM (
-     SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols
-       FROM pg_catalog.pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-       JOIN pg_catalog.pg_attribute a ON a.attrelid = %(rel)s AND a.attnum = k.attnum
-      WHERE i.indrelid = %(rel)s AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
-      GROUP BY i.indexrelid) u),
-  EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = %(rel)s AND a.attidentity = 'a'),
-  (SELECT coalesce(json_agg(pairs), '[]') FROM (
-     SELECT json_agg(json_build_array(a.attname::text,
-                                      pg_catalog.format('OPERATOR(%%I.%%s)', n.nspname, o.oprname)) ORDER BY k.ord) AS pairs
-       FROM pg_catalog.pg_constraint c,
-            unnest(c.conkey, c.conexclop) WITH ORDINALITY AS k(attnum, opoid, ord)
-       JOIN pg_catalog.pg_attribute a ON a.attrelid = %(rel)s AND a.attnum = k.attnum
-       JOIN pg_catalog.pg_operator o ON o.oid = k.opoid JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-      WHERE c.conrelid = %(rel)s AND c.contype = 'x' AND NOT (0 = ANY(c.conkey))
-      GROUP BY c.oid) x)
+  EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = %(rel)s AND a.attidentity = 'a')
 """
 
 
@@ -97,14 +84,14 @@ def _table(source: Conn, schema: str, rel: int) -> _Table:
     ).fetchone()
     if row is None:
         raise LookupError(rel)
+    key = tuple(str(c) for c in row[1])
+    if not key:
+        raise LookupError(rel)  # a table without a key: copied whole inside the freeze, never applied
     info = source.execute(_TABLE_INFO, {"rel": rel}).fetchone()
     assert info is not None
-    key = tuple(str(c) for c in row[1])
-    # Rows of two keys may trade unique values, or ranges an exclusion constraint keeps apart.
-    uniques = tuple(tuple((c, "=") for c in u) for u in info[1] if tuple(u) != key)
-    uniques += tuple(tuple((str(c), str(op)) for c, op in x) for x in info[3])
     types = key_types(source, str(row[0]), list(key))
-    return _Table(str(row[0]), key, types, tuple(info[0]), uniques, bool(info[2]))
+    # Rows of two keys may trade values of another unique index, or ranges an exclusion constraint keeps apart.
+    return _Table(str(row[0]), key, types, tuple(info[0]), conflicts_of(source, rel, key), bool(info[1]))
 
 
 _KEY_TYPES = """
@@ -170,10 +157,14 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
     :param target: autocommit connection to the target.
     """
     s = sql.Identifier(schema)
-    source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    # Not READ ONLY: the entries are cleared in this same transaction once the target committed.
+    source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
     # A row policy must never hide rows from the apply (it would delete them on the target and bring
     # nothing back): with row security off, a role a policy applies to gets an error instead.
     source.execute("SET LOCAL row_security = off")
+    # Index expressions and predicates are read with every name qualified: they run on the target.
+    source.execute("SET LOCAL search_path = ''")
+    _settle(source)
     try:
         with pg_errors("source"):
             entries = source.execute(
@@ -201,20 +192,23 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
                 keys = {json.dumps(k, sort_keys=True): k for e in table_entries for k in (e[3], e[4]) if k is not None}
                 rows += _replace_rows(source, target, table, list(keys.values()))
                 record_changes(target, table.name, list(keys.values()))
+            with pg_errors("source"):
+                xid = source.execute("SELECT pg_catalog.txid_current()").fetchone()
+            assert xid is not None
             target.execute(
-                f"INSERT INTO {FOLLOW_SCHEMA}.batches (entries, max_id) VALUES (%s, %s)",
-                (len(entries), max(int(e[0]) for e in entries)),
+                f"INSERT INTO {FOLLOW_SCHEMA}.batches (entries, max_id, source_xid) VALUES (%s, %s, %s)",
+                (len(entries), max(int(e[0]) for e in entries), int(xid[0])),
             )
             crashpoint("follow-batch-applying")  # written on the target, not committed
-        source.execute("COMMIT")
+        # Cleared only once the target committed: a crash before the commit below re-applies the batch.
+        crashpoint("follow-batch-committed")
+        with pg_errors("source"):
+            source.execute(sql.SQL("DELETE FROM {}.log WHERE id = ANY(%s)").format(s), ([int(e[0]) for e in entries],))
+            source.execute("COMMIT")
     except BaseException:
         if source.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             source.execute("ROLLBACK")
         raise
-    # Cleared only once the target committed: a crash before this line re-applies the batch.
-    crashpoint("follow-batch-committed")
-    with pg_errors("source"):
-        source.execute(sql.SQL("DELETE FROM {}.log WHERE id = ANY(%s)").format(s), ([int(e[0]) for e in entries],))
     crashpoint("follow-batch-cleared")
     return ApplyResult(len(entries), rows, truncated)
 
@@ -225,6 +219,8 @@ def prepare_target(target: Conn) -> None:
         f"CREATE SCHEMA IF NOT EXISTS {FOLLOW_SCHEMA}; "
         f"CREATE TABLE IF NOT EXISTS {FOLLOW_SCHEMA}.batches (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
         "entries int NOT NULL, max_id bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); "
+        # The source transaction that cleared the batch: one of ferry's own, for the freeze's witness.
+        f"ALTER TABLE {FOLLOW_SCHEMA}.batches ADD COLUMN IF NOT EXISTS source_xid bigint; "
         f"CREATE TABLE IF NOT EXISTS {CHANGED_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
         "rel text NOT NULL, key jsonb)"
     )
@@ -242,10 +238,19 @@ def record_changes(target: Conn, table: str, keys: list[dict[str, Any]] | None) 
     )
 
 
+_SETTLE = "SELECT " + ", ".join(f"pg_catalog.set_config('{k}', '{v}', true)" for k, v in KEY_SETTINGS)
+
+
+def _settle(conn: Conn) -> None:
+    """The settings keys are logged under (where their text depends on them): read back the same way."""
+    conn.execute(_SETTLE)
+
+
 def _relaxed(target: Conn) -> None:
     """Foreign keys and the target's own triggers pause for the batch where the role may ask for it;
     row policies never filter what it deletes and writes (an error instead)."""
     target.execute("SET LOCAL row_security = off")
+    _settle(target)
     try:
         with target.transaction():
             target.execute("SET LOCAL session_replication_role = replica")
@@ -265,46 +270,31 @@ def _replace_rows(source: Conn, target: Conn, table: _Table, keys: list[dict[str
     key = sql.SQL(", ").join(sql.Identifier(c) for c in table.key)
     pending = keys
     incoming: list[str] = []
-    for _ in range(_MAX_ROUNDS):
-        if not pending:
-            break
+    # Each round takes rows off the target, so the rounds end: the target holds finitely many.
+    while pending:
         target.execute(
             sql.SQL("DELETE FROM ONLY {t} WHERE ({key}) IN ({k})").format(t=t, key=key, k=_key_rows(table, pending))
         )
         data = _rows_by_keys(source, table, pending)
         incoming.append(data)
-        # Rows still on the target that hold a unique value an incoming row brings: they changed too
-        # (their own entries may not be in this batch); take them out and read them by their key.
-        pending = _collisions(target, table, data) if table.uniques else []
+        pending = []
+        if data and table.conflicts:
+            # Rows still on the target that hold a value an incoming row brings: they changed too
+            # (their own entries may be in a later batch); take them out and read them by their key.
+            _load_incoming(target, table, data)
+            pending = take_out_colliders(target, table.name, table.key, table.conflicts)
     return _insert(target, table, "".join(incoming))
 
 
-def _collisions(target: Conn, table: _Table, data: str) -> list[dict[str, Any]]:
-    if not data:
-        return []
-    t = sql.SQL(table.name)
-    _load_incoming(target, table, data)
-    found: list[dict[str, Any]] = []
-    for unique in table.uniques:
-        match = sql.SQL(" AND ").join(
-            sql.SQL("t.{c} {op} i.{c}").format(c=sql.Identifier(c), op=sql.SQL(op)) for c, op in unique
-        )
-        # The keys as the log holds them (jsonb), whatever their type.
-        returned = sql.SQL(", ").join(sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c)) for c in table.key)
-        rows = target.execute(
-            sql.SQL(
-                "DELETE FROM ONLY {t} t USING _ferry_incoming i WHERE {m} RETURNING pg_catalog.jsonb_build_object({r})"
-            ).format(t=t, m=match, r=returned)
-        ).fetchall()
-        found += [dict(r[0]) for r in rows]
-    return found
-
-
 def _load_incoming(target: Conn, table: _Table, data: str) -> None:
-    """*data* in a temporary table shaped like *table* (made anew for each table and round)."""
+    """*data* in a temporary table shaped like *table* (made anew for each table and round); its generated
+    columns computed, since an index may be built on one."""
     cols = sql.SQL(", ").join(sql.SQL(c) for c in table.columns)
+    generated = sql.SQL(" INCLUDING GENERATED") if target.info.server_version >= 120000 else sql.SQL("")
     target.execute("DROP TABLE IF EXISTS pg_temp._ferry_incoming")
-    target.execute(sql.SQL("CREATE TEMP TABLE _ferry_incoming (LIKE {}) ON COMMIT DROP").format(sql.SQL(table.name)))
+    target.execute(
+        sql.SQL("CREATE TEMP TABLE _ferry_incoming (LIKE {}{}) ON COMMIT DROP").format(sql.SQL(table.name), generated)
+    )
     with target.cursor().copy(sql.SQL("COPY _ferry_incoming ({}) FROM STDIN").format(cols)) as copy:
         copy.write(data)
 
@@ -361,7 +351,7 @@ def copy_keyless_tables(source: Conn, target: Conn, schema: str = DEFAULT_SCHEMA
         assert info is not None
         if not info[0]:
             continue  # a table with no columns: its rows are all alike and none can differ
-        table = _Table(found.name, (), (), tuple(info[0]), (), bool(info[2]))
+        table = _Table(found.name, (), (), tuple(info[0]), (), bool(info[1]))
         with source.transaction(), target.transaction():
             # As in a batch: no row policy may hide rows from the copy (an error instead).
             source.execute("SET LOCAL row_security = off")

@@ -4,53 +4,81 @@ One schema (``ferry_capture`` by default) holding the change log, the list of ca
 tables, a row trigger function per table and one statement trigger function. They log
 *which keys* changed, never values: apply re-reads the current row from the source, so the
 log stays small, carries no re-encoded values, and applying an entry twice is harmless. A
-key update logs the old and the new key; TRUNCATE is logged by a statement trigger. The
-functions are SECURITY DEFINER (owned by the installer) so every role's writes are logged
-without granting the log to anyone. The fence replaces every one of them with a function
-that refuses the write (no table lock: a function's new body is seen by every session at
-its next statement), so the row path checks no fence flag while writes go on.
+key update logs the old and the new key. Every table also gets a ``BEFORE`` statement
+trigger: it logs a TRUNCATE, and under the fence it refuses the statement before a single
+row is touched (so a refused write moves no write counter and takes no transaction id).
+The functions are SECURITY DEFINER (owned by the installer) so every role's writes are
+logged without granting the log to anyone, and the triggers are enabled ``ALWAYS``: a
+session with ``session_replication_role = replica`` (a superuser, a role granted ``SET`` on
+it, a logical replication worker) is logged and fenced like any other. The fence replaces
+every function with one that refuses the write (no table lock: a function's new body is seen
+by every session at its next statement), so the row path checks no fence flag while writes go on.
+
+What is ours is found by identity, never by name: a schema is capture's when it carries
+:data:`MARK` as its comment, and a trigger is capture's when its function lives in such a schema.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from psycopg import sql
 
 __all__ = [
     "DEFAULT_SCHEMA",
-    "FENCE_TRIGGER",
+    "KEY_SETTINGS",
+    "LAYOUT",
     "MARK",
-    "ROW_TRIGGER",
-    "TRIGGERS",
-    "TRUNCATE_TRIGGER",
+    "NOT_OUR_SCHEMA",
+    "NOT_OUR_TRIGGER",
+    "SETTLED_TYPES",
     "create_schema",
-    "fence_trigger",
+    "enable_always",
     "row_function",
     "row_function_name",
+    "row_source",
     "row_trigger",
     "statement_function",
-    "truncate_trigger",
+    "statement_source",
+    "statement_trigger",
+    "trigger_names",
 ]
 
 #: Where capture lives on the source unless told otherwise (``--capture-schema``).
 DEFAULT_SCHEMA = "ferry_capture"
-#: The schema's comment: only a schema carrying it is ever dropped by ``remove``.
+#: The schema's comment: only a schema carrying it is ever taken for ours, or dropped by ``remove``.
 MARK = "ferry change capture; ferry pg capture remove takes it off"
-ROW_TRIGGER = "ferry_capture_row"
-FENCE_TRIGGER = "ferry_capture_fence"
-TRUNCATE_TRIGGER = "ferry_capture_truncate"
-#: Every trigger of ours: left behind by the copy, ignored by verify, dropped by ``remove``.
-TRIGGERS = (ROW_TRIGGER, TRUNCATE_TRIGGER, FENCE_TRIGGER)
-
+#: The layout this ferry installs (``ferry_capture.layout``); another one is refused, not guessed at.
+LAYOUT = 2
+_MARK_SQL = "'" + MARK.replace("'", "''") + "'"
+#: A condition on ``pg_namespace n``: not a schema of capture's (any capture, whatever its name).
+NOT_OUR_SCHEMA = f"coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace'), '') OPERATOR(pg_catalog.<>) {_MARK_SQL}"
+#: A condition on ``pg_trigger t``: not a trigger of capture's (its function lives in no capture schema).
+NOT_OUR_TRIGGER = (
+    "NOT EXISTS (SELECT FROM pg_catalog.pg_proc ours WHERE ours.oid = t.tgfoid "
+    f"AND pg_catalog.obj_description(ours.pronamespace, 'pg_namespace') = {_MARK_SQL})"
+)
 
 _FENCED = """
     RAISE EXCEPTION 'writes are stopped: this database is moving (ferry fence on %)', TG_TABLE_NAME
         USING ERRCODE = 'read_only_sql_transaction';"""
 
 
+def trigger_names(schema: str) -> tuple[str, str]:
+    """The row and statement triggers' names for a capture living in *schema*: two captures (two
+    schemas) may be on one table at once. ``ferry_capture`` gives ``ferry_capture_row``."""
+    if len(f"{schema}_statement".encode()) <= 63:
+        return f"{schema}_row", f"{schema}_statement"
+    short = "ferry_" + hashlib.sha1(schema.encode()).hexdigest()[:12]
+    return f"{short}_row", f"{short}_statement"
+
+
 def create_schema(schema: str) -> sql.Composed:
     s = sql.Identifier(schema)
     return sql.SQL("""
 CREATE SCHEMA {s};
+CREATE TABLE {s}.layout (version int NOT NULL);
+INSERT INTO {s}.layout VALUES ({layout});
 CREATE TABLE {s}.log (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     rel oid NOT NULL,
@@ -64,46 +92,62 @@ CREATE TABLE {s}.fence (
     id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     since timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+-- Every table of the source as capture found it: its key (empty: no key, fenced only), whether its
+-- triggers fire ALWAYS, and the installing transaction (its id is the triggers' own xmin, so a trigger
+-- disabled, enabled again or replaced since is told apart; and a copy's snapshot says whether it
+-- was in place before the copy began).
 CREATE TABLE {s}.captured (
     rel oid PRIMARY KEY,
     name text NOT NULL,
     key_columns text[] NOT NULL,
+    always boolean NOT NULL,
+    -- The key holds a type whose text depends on the writer's settings: its function pins them.
+    pinned boolean NOT NULL DEFAULT false,
+    xid bigint NOT NULL,
+    -- Its storage as the follow last saw it: rewritten by DDL that fires no row trigger, it is copied again.
+    storage oid,
     installed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 {statement}
 COMMENT ON SCHEMA {s} IS {mark};
-""").format(s=s, statement=statement_function(schema, fenced=False), mark=sql.Literal(MARK))
+""").format(s=s, layout=sql.Literal(LAYOUT), statement=statement_function(schema, fenced=False), mark=sql.Literal(MARK))
+
+
+def statement_source(schema: str, *, fenced: bool) -> sql.Composable:
+    """The statement trigger function's source (``prosrc``): a TRUNCATE logged (``TG_ARGV[0]``: the
+    table has a key); fenced, every statement refused before it touches a row."""
+    body = (
+        sql.SQL(_FENCED)
+        if fenced
+        else sql.SQL("""
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' AND TG_NARGS OPERATOR(pg_catalog.>) 0 THEN
+        INSERT INTO {s}.log (rel, op) VALUES (TG_RELID, 'T');
+    END IF;
+    RETURN NULL;""").format(s=sql.Identifier(schema))
+    )
+    return sql.Composed([sql.SQL("\nBEGIN"), body, sql.SQL("\nEND\n")])
 
 
 def statement_function(schema: str, *, fenced: bool) -> sql.Composed:
-    """The statement triggers' function: logs a TRUNCATE; on a table without a key only the fence
-    has a say. Fenced, it refuses every statement."""
     s = sql.Identifier(schema)
-    body = (
-        _FENCED
-        if fenced
-        else """
-    IF TG_WHEN OPERATOR(pg_catalog.=) 'BEFORE' THEN
-        RETURN NULL;  -- a table without a key: fenced, not logged
-    END IF;
-    INSERT INTO {s}.log (rel, op) VALUES (TG_RELID, 'T');
-    RETURN NULL;"""
-    )
     return sql.SQL(
-        "CREATE OR REPLACE FUNCTION {s}.log_statement() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $body$\n"
-        "BEGIN" + body + "\nEND\n$body$;\nREVOKE ALL ON FUNCTION {s}.log_statement() FROM PUBLIC;"
-    ).format(s=s)
+        "CREATE OR REPLACE FUNCTION {s}.log_statement() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        "$body${source}$body$;\nREVOKE ALL ON FUNCTION {s}.log_statement() FROM PUBLIC;"
+    ).format(s=s, source=statement_source(schema, fenced=fenced))
 
 
 def row_function_name(rel: int) -> str:
     return f"log_row_{int(rel)}"
 
 
-def row_function(schema: str, rel: int, key_columns: list[str], *, fenced: bool) -> sql.Composed:
-    """One table's row trigger function, written for its key: it reads the key's columns from the
-    row, with no whole-row conversion, and checks no fence (the fence replaces it with one that
-    refuses). Every name in it is qualified, so it needs no ``SET search_path`` (which costs each
-    call a settings save and restore) to be safe as SECURITY DEFINER."""
+def row_source(schema: str, key_columns: list[str], *, fenced: bool) -> sql.Composable:
+    """One table's row trigger function's source (``prosrc``), written for its key: it reads the key's
+    columns from the row, with no whole-row conversion, and checks no fence (the fence replaces it
+    with one that refuses)."""
+    head = sql.SQL("\nDECLARE\n    old_key pg_catalog.jsonb;\n    new_key pg_catalog.jsonb;\nBEGIN")
+    tail = sql.SQL("\nEND\n")
+    if fenced:
+        return sql.Composed([head, sql.SQL(_FENCED), tail])
     s = sql.Identifier(schema)
 
     def key_of(row: str) -> sql.Composed:
@@ -112,10 +156,7 @@ def row_function(schema: str, rel: int, key_columns: list[str], *, fenced: bool)
         )
         return sql.SQL("pg_catalog.jsonb_build_object({})").format(pairs)
 
-    body: sql.Composable = (
-        sql.SQL(_FENCED)
-        if fenced
-        else sql.SQL("""
+    body = sql.SQL("""
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         new_key := {new};
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
@@ -130,35 +171,71 @@ def row_function(schema: str, rel: int, key_columns: list[str], *, fenced: bool)
     INSERT INTO {s}.log (rel, op, old_key, new_key)
         VALUES (TG_RELID, pg_catalog.left(TG_OP, 1), old_key, new_key);
     RETURN NULL;""").format(s=s, new=key_of("NEW"), old=key_of("OLD"))
-    )
+    return sql.Composed([head, body, tail])
+
+
+#: Written into the function of a table whose key holds a type whose text is the writer's settings' (a
+#: range of dates, an interval, money, a float): the key is logged the same way whoever writes it,
+#: and apply reads it back under the same settings (:data:`KEY_SETTINGS`).
+KEY_SETTINGS = (
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("TimeZone", "UTC"),
+    ("extra_float_digits", "3"),
+    ("bytea_output", "hex"),
+    ("lc_monetary", "C"),
+)
+#: Key types whose JSON never depends on a session's settings (dates and times are always ISO in JSON).
+SETTLED_TYPES = (
+    "int2", "int4", "int8", "numeric", "oid", "text", "varchar", "bpchar", "name", "char", "uuid", "bool",
+    "date", "timestamp", "timestamptz", "time", "timetz", "inet", "cidr", "macaddr", "macaddr8", "bit", "varbit",
+)  # fmt: skip
+
+
+def row_function(schema: str, rel: int, key_columns: list[str], *, fenced: bool, pinned: bool = False) -> sql.Composed:
+    """Every name in the function is qualified, so it needs no ``SET search_path`` (which costs each
+    call a settings save and restore) to be safe as SECURITY DEFINER. *pinned*: the key's text depends
+    on session settings, and the function fixes them (:data:`KEY_SETTINGS`; only such tables pay for it)."""
+    s = sql.Identifier(schema)
     name = sql.Identifier(row_function_name(rel))
+    settings = sql.SQL("").join(
+        sql.SQL(" SET {} TO {}").format(sql.Identifier(k.lower()), sql.Literal(v)) for k, v in KEY_SETTINGS
+    )
     return sql.SQL(
-        "CREATE OR REPLACE FUNCTION {s}.{name}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $body$\n"
-        "DECLARE\n    old_key pg_catalog.jsonb;\n    new_key pg_catalog.jsonb;\nBEGIN{body}\nEND\n$body$;\n"
-        "REVOKE ALL ON FUNCTION {s}.{name}() FROM PUBLIC;"
-    ).format(s=s, name=name, body=body)
+        "CREATE OR REPLACE FUNCTION {s}.{name}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER{settings} AS "
+        "$body${source}$body$;\nREVOKE ALL ON FUNCTION {s}.{name}() FROM PUBLIC;"
+    ).format(
+        s=s,
+        name=name,
+        settings=settings if pinned else sql.SQL(""),
+        source=row_source(schema, key_columns, fenced=fenced),
+    )
 
 
 def row_trigger(schema: str, table: str, rel: int) -> sql.Composed:
     return sql.SQL(
         "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {s}.{f}()"
     ).format(
-        trigger=sql.Identifier(ROW_TRIGGER),
+        trigger=sql.Identifier(trigger_names(schema)[0]),
         table=sql.SQL(table),
         s=sql.Identifier(schema),
         f=sql.Identifier(row_function_name(rel)),
     )
 
 
-def truncate_trigger(schema: str, table: str) -> sql.Composed:
-    return sql.SQL(
-        "CREATE TRIGGER {trigger} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_statement()"
-    ).format(trigger=sql.Identifier(TRUNCATE_TRIGGER), table=sql.SQL(table), s=sql.Identifier(schema))
-
-
-def fence_trigger(schema: str, table: str) -> sql.Composed:
-    """On a table without a key: nothing is logged, but the fence stops its writes too."""
+def statement_trigger(schema: str, table: str, *, logs_truncate: bool) -> sql.Composed:
+    """Before every write statement: the fence's say, and a TRUNCATE logged where the table has a key."""
     return sql.SQL(
         "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_statement()"
-    ).format(trigger=sql.Identifier(FENCE_TRIGGER), table=sql.SQL(table), s=sql.Identifier(schema))
+        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_statement({arg})"
+    ).format(
+        trigger=sql.Identifier(trigger_names(schema)[1]),
+        table=sql.SQL(table),
+        s=sql.Identifier(schema),
+        arg=sql.SQL("'log'" if logs_truncate else ""),
+    )
+
+
+def enable_always(table: str, trigger: str) -> sql.Composed:
+    """Fire whatever the session's ``session_replication_role``: no role can write past capture by it."""
+    return sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(sql.SQL(table), sql.Identifier(trigger))

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-from migration.postgres.capture.install import CaptureSettings, schema_state
+from migration.postgres.capture.install import CaptureSettings
+from migration.postgres.capture.inventory import capture_problems, recorded_tables, schema_state
 from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
@@ -19,7 +20,12 @@ __all__ = ["CaptureStatus", "capture_status", "is_fenced", "log_stats"]
 class CaptureStatus:
     """The source's capture, as it stands.
 
-    :param uncaptured: tables with no triggers of ours: without a key, or created since install.
+    :param captured: tables whose changes are logged: capture's row trigger is on them (read from the
+        catalog, not from capture's own list).
+    :param uncaptured: tables whose changes are not logged: without a key, created since install, or
+        whose trigger is gone.
+    :param problems: what no longer holds since install (a trigger disabled or gone, a table rebuilt,
+        renamed or created): each is a way writes escape capture, and the follow and the fence refuse.
     :param log_entries: changes logged and not yet cleared.
     """
 
@@ -32,6 +38,7 @@ class CaptureStatus:
     oldest_seconds: float | None = None
     #: The fence is up: every write to a table of the source is refused.
     fenced: bool = False
+    problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -43,6 +50,7 @@ class CaptureStatus:
             "log_bytes": self.log_bytes,
             "oldest_seconds": None if self.oldest_seconds is None else round(self.oldest_seconds, 3),
             "fenced": self.fenced,
+            "problems": self.problems,
         }
 
 
@@ -51,21 +59,26 @@ def capture_status(source_url: str, settings: CaptureSettings | None = None) -> 
     source = parse_url(source_url, "source")
     with connect(source, autocommit=True) as conn, pg_errors("source", source):
         status = CaptureStatus(settings.schema, schema_state(conn, settings.schema) == "ours")
-        tables = {t.name for t in capture_tables(conn, settings.schema)}
+        tables = capture_tables(conn, settings.schema)
         if not status.installed:
-            status.uncaptured = sorted(tables)
+            status.uncaptured = sorted(t.name for t in tables)
             return status
-        s = sql.Identifier(settings.schema)
-        status.captured = sorted(
-            str(r[0])
-            for r in conn.execute(
-                sql.SQL("SELECT name FROM {}.captured WHERE pg_catalog.to_regclass(name) = rel").format(s)
-            )
-        )
-        status.uncaptured = sorted(tables - set(status.captured))
+        keyed = {r.oid for r in recorded_tables(conn, settings.schema) if r.key}
+        logging = {int(r[0]) for r in conn.execute(_LOGGING, (settings.schema,))}
+        status.captured = sorted(t.name for t in tables if t.oid in keyed and t.oid in logging)
+        status.uncaptured = sorted({t.name for t in tables} - set(status.captured))
+        status.problems = capture_problems(conn, settings.schema, tables)
         status.log_entries, status.log_bytes, status.oldest_seconds = log_stats(conn, settings.schema)
         status.fenced = is_fenced(conn, settings.schema)
     return status
+
+
+# Tables carrying capture's row trigger, enabled: their changes reach the log.
+_LOGGING = """
+SELECT t.tgrelid FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+ WHERE p.pronamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %s)
+   AND p.proname LIKE 'log\\_row\\_%%' AND t.tgenabled <> 'D'
+"""
 
 
 def is_fenced(conn: Conn, schema: str) -> bool:

@@ -29,7 +29,8 @@ from psycopg import sql
 
 from migration.errors import SourceChangedError
 from migration.postgres.capture.apply import CHANGED_TABLE, key_rows, key_types, prepare_target, record_changes
-from migration.postgres.capture.install import CaptureSettings, schema_state
+from migration.postgres.capture.install import CaptureSettings
+from migration.postgres.capture.inventory import schema_state
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
@@ -48,7 +49,7 @@ from migration.postgres.verify import (
     verify_databases,
 )
 
-__all__ = ["DeferredRange", "LiveVerifyResult", "verify_changes", "verify_live"]
+__all__ = ["DeferredRange", "LiveVerifyResult", "refuse_schema_changes", "verify_changes", "verify_live"]
 
 _KEYS_PER_QUERY = 5000
 #: Inside the freeze, tables up to this many rows (estimated) are counted again on both sides.
@@ -260,7 +261,7 @@ class _Pending:
                 time.sleep(0.1)
 
 
-def _refuse_schema_changes(source: PgEndpoint, target: PgEndpoint) -> None:
+def refuse_schema_changes(source: PgEndpoint, target: PgEndpoint) -> None:
     """The catalogs must already match while live; a difference is DDL on the source since the copy,
     which the follow does not carry. Sequences and large objects may differ: the freeze copies them."""
     scratch = DatabaseVerifyReport(mode="live")
@@ -295,7 +296,7 @@ def verify_live(
     schema = (capture or CaptureSettings()).schema
     source, target = parse_url(source_url, "source"), parse_url(target_url, "target")
     report = DatabaseVerifyReport(mode="live")
-    _refuse_schema_changes(source, target)
+    refuse_schema_changes(source, target)
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as dst:
         with pg_errors("target", target):
             prepare_target(dst)

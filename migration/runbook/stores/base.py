@@ -77,6 +77,10 @@ class Store:
         """Stop the app's writes to this source store, reads going on (the read-only freeze)."""
         return ""
 
+    def writes_stopped(self, ctx: RunContext, sources: Sources) -> str:
+        """The freeze has taken hold, whatever its mode: take what will show later that it held."""
+        return ""
+
     def unfreeze_writes(self, ctx: RunContext, sources: Sources) -> str:
         """Let the app write to this source store again."""
         return ""
@@ -87,6 +91,11 @@ class Store:
 
     def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
         raise NotImplementedError
+
+    def prove_frozen(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
+        """Inside the freeze, after the verify and again right before the switch: evidence that owes
+        nothing to the copy's own machinery that the source took no write since its writes stopped."""
+        return []
 
     def stop_following(self, ctx: RunContext) -> str:
         """Stop a background copy without draining it (rollback)."""

@@ -14,7 +14,9 @@ from migration.postgres import (
     CopyOptions,
     CopyResult,
     DeferredRange,
+    Witness,
     apply_batch,
+    await_validation,
     capture_errors,
     capture_status,
     connect_source,
@@ -22,21 +24,28 @@ from migration.postgres import (
     copy_database,
     copy_keyless_tables,
     drain_to_marker,
+    ensure_capture,
     forget_follow,
-    install_capture,
     large_object_count,
     lower_fence,
+    parse_url,
     preflight_database,
+    prepare_target,
     raise_fence,
+    read_identity,
+    refuse_schema_changes,
     remove_capture,
     restore_constraints,
     set_read_only,
     sync_large_objects,
+    sync_matviews,
     sync_sequences,
+    take_witness,
     target_is_empty,
     validate_constraints,
     verify_changes,
     verify_databases,
+    verify_frozen,
     verify_live,
 )
 from migration.preflight import PreflightReport
@@ -79,12 +88,16 @@ class PostgresStore(Store):
             return f"postgres: following the change log (pid {follower.pid})"
         state = self.state(ctx)
         resume, state.copy_started = state.copy_started, True
-        if not resume and not capture_status(sources.database_url).installed:
-            # Capture goes in before the copy's snapshot: every later change is then in the log.
-            install_capture(sources.database_url)
+        if not resume:
+            # Capture goes in before the copy's snapshot: every later change is then in the log (an
+            # install that was interrupted is finished, tables created since get their triggers).
+            ensure_capture(sources.database_url)
         ctx.save()
         options = CopyOptions(sources.database_url, targets.database_url, jobs=_jobs(ctx))
-        _copy(options, PlainProgress(unit="bytes"), resume=resume)
+        copied = _copy(options, PlainProgress(unit="bytes"), resume=resume)
+        if copied is not None and copied.not_valid_foreign_keys:
+            with connect_target(targets.database_url) as dst, capture_errors():
+                await_validation(dst, copied.not_valid_foreign_keys)  # validated at cleanup, the changes followed
         return f"postgres: copied, following the change log (pid {_start_follower(follower, sources, targets)})"
 
     def live_status(self, ctx: RunContext) -> FollowerStatus | None:
@@ -117,13 +130,28 @@ class PostgresStore(Store):
 
     def freeze_writes(self, ctx: RunContext, sources: Sources) -> str:
         if ctx.config.migration.freeze == "fence":
-            with connect_source(sources.database_url) as conn:
+            if self.state(ctx).recopy:
+                # The copy comes again inside this freeze, so capture only has to fence: broken (a trigger
+                # taken off, a table rebuilt or created), it is put on anew before the fence needs it.
+                _repair_capture(sources.database_url)
+            with connect_source(sources.database_url) as conn, capture_errors():
                 fence = raise_fence(conn)
-            self.state(ctx).marker = fence.marker
+            state = self.state(ctx)
+            state.marker, state.witness = fence.marker, fence.witness.to_json()
             ctx.save()
             return f"postgres fenced for every role ({fence.ended} transactions open across it ended)"
         set_read_only(sources.database_url, True)
         return "app's database role set read-only; its sessions ended"
+
+    def writes_stopped(self, ctx: RunContext, sources: Sources) -> str:
+        """With capture, the witness of the source as its writes stopped (the fence takes its own)."""
+        if not ctx.config.migration.capture or ctx.state.freeze_mode == "fence":
+            return ""
+        with connect_source(sources.database_url) as conn, capture_errors():
+            witness = take_witness(conn, read_identity(conn))
+        self.state(ctx).witness = witness.to_json()
+        ctx.save()
+        return ""
 
     def unfreeze_writes(self, ctx: RunContext, sources: Sources) -> str:
         if ctx.state.freeze_mode == "fence":
@@ -148,6 +176,8 @@ class PostgresStore(Store):
                 # The app wrote to the source after an earlier final copy (a failed verify unfroze it):
                 # that copy is stale, and the target holds nothing but it.
                 again = copy_database(replace(options, clean=True), progress)
+                if ctx.config.migration.capture:
+                    self._empty_log(state.marker, sources, targets)
                 state.recopy = False
                 ctx.save()
                 return f"postgres: {again.rows} rows in {len(again.tables)} tables (copied again)"
@@ -160,6 +190,14 @@ class PostgresStore(Store):
 
     def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
         state = self.state(ctx)
+        if ctx.config.migration.capture:
+            # nextval() takes no write the fence could refuse: a sequence the app moved since the drain comes again.
+            with (
+                connect_source(sources.database_url) as src,
+                connect_target(targets.database_url) as dst,
+                capture_errors(),
+            ):
+                sync_sequences(src, dst)
         if ctx.config.migration.capture and state.verified_through is not None:
             # The live pass checked everything; what changed since is compared (the module says why that is enough).
             deferred = tuple(DeferredRange(*r) for r in state.deferred_ranges)
@@ -170,7 +208,7 @@ class PostgresStore(Store):
                 deferred=deferred,
                 jobs=_jobs(ctx),
             )
-            return [StoreVerify.of("postgres", changes)]
+            return [StoreVerify.of("postgres", changes), *self.prove_frozen(ctx, sources, targets)]
         report = verify_databases(
             sources.database_url,
             targets.database_url,
@@ -178,6 +216,17 @@ class PostgresStore(Store):
             jobs=_jobs(ctx),
         )
         return [StoreVerify.of("postgres", report)]
+
+    def prove_frozen(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
+        """The verify of what changed trusts the change log; the witness the freeze took does not."""
+        state = self.state(ctx)
+        if not ctx.config.migration.capture or state.witness is None:
+            return []
+        with connect_source(sources.database_url) as src, connect_target(targets.database_url) as dst, capture_errors():
+            # nextval() takes no write the fence could refuse: a sequence the app moved meanwhile comes again.
+            sync_sequences(src, dst)
+        report = verify_frozen(sources.database_url, targets.database_url, Witness.from_json(state.witness))
+        return [StoreVerify.of("postgres:witness", report)]
 
     def _drain(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
         """Inside the freeze: the follower's last batch, the log to the fence's marker, sequences, keyless tables."""
@@ -201,15 +250,31 @@ class PostgresStore(Store):
             sequences = sync_sequences(src, dst)
             keyless = copy_keyless_tables(src, dst)
             large_objects = sync_large_objects(src, dst)
+            refreshed = sync_matviews(src, dst)  # after the tables: a view's query reads them
             restored = restore_constraints(dst)
         state.drained = applied + by_follower
         ctx.save()
         back = f", {restored} foreign keys back NOT VALID" if restored else ""
         back += f", {large_objects} large objects copied again" if large_objects else ""
+        back += f", materialized views refreshed: {', '.join(refreshed)}" if refreshed else ""
         return (
             f"postgres: {state.drained} changes drained, {sequences} sequences, {keyless} tables without a key "
             f"copied{back}"
         )
+
+    def _empty_log(self, marker: int | None, sources: Sources, targets: Targets) -> None:
+        """After a copy made inside the freeze: what the log holds is in the copy already; applied again
+        (harmless), it leaves the log empty, as the witness expects it before the switch."""
+        with (
+            connect_source(sources.database_url) as src,
+            connect_target(targets.database_url) as dst,
+            capture_errors(),
+        ):
+            prepare_target(dst)
+            if marker is not None:
+                drain_to_marker(src, dst, marker)
+            while apply_batch(src, dst, CaptureSettings().schema).entries:
+                pass
 
     def stop_following(self, ctx: RunContext) -> str:
         return "postgres follow stopped" if self.follower(ctx).stop() else ""
@@ -246,8 +311,9 @@ class PostgresStore(Store):
     def forget_copy(self, ctx: RunContext) -> None:
         state = self.state(ctx)
         state.recopy, state.copy_started = state.copy_started, False
-        # The next final sync copies anew: the live verify's position says nothing about that copy.
-        state.verified_through, state.deferred_ranges = None, []
+        # The next final sync copies anew: the live verify's position says nothing about that copy, and
+        # the next freeze takes its own witness.
+        state.verified_through, state.deferred_ranges, state.witness = None, [], None
 
 
 _FOLLOW_READY_SECONDS = 600
@@ -264,6 +330,9 @@ def _wait_caught_up(ctx: RunContext, follower: Follower) -> FollowerStatus:
     deadline = time.monotonic() + ctx.config.migration.catch_up_seconds
     while (status := follower.status()) is None or not _caught_up(status):
         if not follower.alive():
+            # Died of DDL on the source? The catalogs say so the same way the live pass would.
+            refuse_schema_changes(parse_url(ctx.sources().database_url, "source"),
+                                  parse_url(ctx.targets().database_url, "target"))  # fmt: skip
             raise FollowerError(f"postgres follow stopped: {follower.last_line()}")
         if time.monotonic() > deadline:
             behind = f"{status.queued} changes waiting" if status else "no status"
@@ -273,6 +342,12 @@ def _wait_caught_up(ctx: RunContext, follower: Follower) -> FollowerStatus:
             )
         time.sleep(0.2)
     return status
+
+
+def _repair_capture(source_url: str) -> None:
+    if capture_status(source_url).problems:
+        remove_capture(source_url)
+    ensure_capture(source_url)
 
 
 def _start_follower(follower: Follower, sources: Sources, targets: Targets) -> int:
