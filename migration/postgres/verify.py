@@ -33,6 +33,7 @@ __all__ = [
     "SnapshotPair",
     "check_table",
     "compare_objects",
+    "compare_objects_in",
     "key_ranges",
     "open_snapshot",
     "present_data_tables",
@@ -278,23 +279,34 @@ def compare_objects(
     source: PgEndpoint, target: PgEndpoint, report: DatabaseVerifyReport, *, large_object_contents: bool
 ) -> list[DataTable]:
     """Catalogs, sequences and large objects into *report*; returns the data tables both sides have."""
-    src, dst = open_snapshot(source), open_snapshot(target)
-    try:
+    with SnapshotPair(source, target) as (src, dst):
+        return compare_objects_in(src, dst, source, target, report, large_object_contents=large_object_contents)
+
+
+def compare_objects_in(
+    src: Conn,
+    dst: Conn,
+    source: PgEndpoint,
+    target: PgEndpoint,
+    report: DatabaseVerifyReport,
+    *,
+    large_object_contents: bool,
+) -> list[DataTable]:
+    """:func:`compare_objects` on snapshots already open (*src*, *dst*: from :class:`SnapshotPair`)."""
+
+    def read_target() -> tuple[dict[str, dict[str, str]], set[str], dict[str, int], dict[int, str]]:
+        with pg_errors("target", target):
+            return _catalog(dst), pending_validation(dst), _sequences(dst), _large_objects(dst, large_object_contents)
+
+    # Inside the freeze every millisecond is the app's: the two sides are read at once.
+    with ThreadPoolExecutor(1) as pool:
+        target_read = pool.submit(read_target)
         with pg_errors("source", source):
-            src_catalog = _catalog(src)
-            tables = _data_tables(src)
-            src_seq = _sequences(src)
-            src_lo = _large_objects(src, large_object_contents)
-        with pg_errors("target", target):
-            dst_catalog = _catalog(dst)
-            validating = pending_validation(dst)
-            dst_seq = _sequences(dst)
-            dst_lo = _large_objects(dst, large_object_contents)
-        with pg_errors("target", target):
-            report.notes = _extension_notes(src, dst)
-    finally:
-        src.close()
-        dst.close()
+            src_catalog, tables = _catalog(src), _data_tables(src)
+            src_seq, src_lo = _sequences(src), _large_objects(src, large_object_contents)
+        dst_catalog, validating, dst_seq, dst_lo = target_read.result()
+    with pg_errors("target", target):
+        report.notes = _extension_notes(src, dst)
     for diff in _diff_catalogs(src_catalog, dst_catalog):
         if (
             diff.kind == "constraint"
@@ -380,7 +392,13 @@ class SnapshotPair:
         self.conns: list[Conn] = []
 
     def __enter__(self) -> tuple[Conn, Conn]:
-        self.conns = [open_snapshot(self.source), open_snapshot(self.target)]
+        with ThreadPoolExecutor(2) as pool:  # a connection takes milliseconds: both are opened at once
+            opening = [pool.submit(open_snapshot, side) for side in (self.source, self.target)]
+        self.conns = [future.result() for future in opening if future.exception() is None]
+        if len(self.conns) < 2:
+            self.__exit__()
+            for future in opening:
+                future.result()  # the source's error first, as when they were opened one after the other
         return self.conns[0], self.conns[1]
 
     def __exit__(self, *exc: object) -> None:

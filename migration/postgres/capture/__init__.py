@@ -16,6 +16,7 @@ from migration.postgres.capture.apply import (
     prepare_target,
     sync_sequences,
 )
+from migration.postgres.capture.changes import verify_changes
 from migration.postgres.capture.constraints import (
     await_validation,
     forget_follow,
@@ -40,7 +41,6 @@ from migration.postgres.capture.verify import (
     DeferredRange,
     LiveVerifyResult,
     refuse_schema_changes,
-    verify_changes,
     verify_live,
 )
 from migration.postgres.capture.witness import Witness, read_identity, take_witness

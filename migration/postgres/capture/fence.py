@@ -128,9 +128,11 @@ def _end_older(source: Conn, older: list[tuple[int, str]], grace_seconds: float)
     def params() -> tuple[list[int], list[str]]:
         return [pid for pid, _ in older], [vxid for _, vxid in older]
 
-    deadline = time.monotonic() + grace_seconds
+    deadline, pause = time.monotonic() + grace_seconds, 0.002
+    # The app's transactions last milliseconds, and the app waits for every one of these: poll often at first.
     while source.execute(_STILL_OPEN, params()).fetchone() is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
     left = [int(r[0]) for r in source.execute(_STILL_OPEN, params())]
     for pid in left:
         try:

@@ -12,6 +12,7 @@ server since the freeze — tables whose write counters moved, are compared in f
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from psycopg import sql
 
@@ -61,13 +62,19 @@ def verify_frozen(
     schema = (capture or CaptureSettings()).schema
     source, target = parse_url(source_url, "source"), parse_url(target_url, "target")
     report = DatabaseVerifyReport(mode="witness")
-    with connect(target, autocommit=True) as dst, pg_errors("target", target):
-        ours = _our_transactions(dst)
-        target_objects = {int(r[0]): str(r[1]) for r in dst.execute(_DIGESTS)}
-    with connect(source, autocommit=True) as src, pg_errors("source", source):
-        findings = check_witness(src, witness, ours, schema)
-        source_objects = {int(r[0]): str(r[1]) for r in src.execute(_DIGESTS)}
-        late = _logged(src, schema)
+
+    def read_target() -> tuple[set[int], dict[int, str]]:
+        with connect(target, autocommit=True) as dst, pg_errors("target", target):
+            return _our_transactions(dst), {int(r[0]): str(r[1]) for r in dst.execute(_DIGESTS)}
+
+    # Inside the freeze: the target is read while the source's connection opens.
+    with ThreadPoolExecutor(1) as pool:
+        target_read = pool.submit(read_target)
+        with connect(source, autocommit=True) as src, pg_errors("source", source):
+            ours, target_objects = target_read.result()
+            findings = check_witness(src, witness, ours, schema)
+            source_objects = {int(r[0]): str(r[1]) for r in src.execute(_DIGESTS)}
+            late = _logged(src, schema)
     if late:
         # The drain emptied the log; only a transaction open across the freeze, committed since, logs more.
         report.add(Difference("freeze", f"{late} changes logged after the final sync", "on the source", "(missing)"))

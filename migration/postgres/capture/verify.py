@@ -9,9 +9,9 @@ The keys the follow rewrote during that pass are then compared row by row, the s
 A row found equal while live, and not rewritten on the target since, is still equal: the follow
 records the keys of every batch it applies (``_ferry_follow.changed`` on the target). So inside
 the freeze only these are compared again: the rows rewritten since the live pass, the deferred
-ranges, the tables copied whole (no key, or truncated), the row counts of tables up to
-:data:`COUNT_UP_TO` rows, the catalogs, the sequences and the large objects. The time that takes follows the writes made during the live pass, not the
-database's size.
+ranges, the tables copied whole (no key, or truncated), the row counts of the tables not too big to
+count, the catalogs, the sequences and the large objects (:mod:`.changes`). The time that takes
+follows the writes made during the live pass, not the database's size.
 """
 
 from __future__ import annotations
@@ -30,34 +30,24 @@ from psycopg import sql
 from migration.errors import SourceChangedError
 from migration.postgres.capture.apply import CHANGED_TABLE, key_rows, key_types, prepare_target, record_changes
 from migration.postgres.capture.install import CaptureSettings
-from migration.postgres.capture.inventory import schema_state
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.verify import (
     DatabaseVerifyReport,
     DataTable,
-    Difference,
     SnapshotPair,
-    check_table,
     compare_objects,
     key_ranges,
     open_snapshot,
     present_data_tables,
     range_checksum,
     row_count,
-    verify_databases,
 )
 
-__all__ = ["DeferredRange", "LiveVerifyResult", "refuse_schema_changes", "verify_changes", "verify_live"]
+__all__ = ["DeferredRange", "LiveVerifyResult", "refuse_schema_changes", "verify_live"]
 
 _KEYS_PER_QUERY = 5000
-#: Inside the freeze, tables up to this many rows (estimated) are counted again on both sides.
-COUNT_UP_TO = 2_000_000
-_ESTIMATED_ROWS = (
-    "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), greatest(c.reltuples, 0)::bigint "
-    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm')"
-)
 
 
 @dataclass(frozen=True)
@@ -366,108 +356,3 @@ def verify_live(
         )
     report.seconds = time.monotonic() - started
     return LiveVerifyResult(report, through, tuple(suspects))
-
-
-def _records_kept(source: PgEndpoint, target: PgEndpoint, schema: str) -> bool:
-    """Capture still on the source and the follow's record of rewritten keys still on the target."""
-    with connect(source, autocommit=True) as src, pg_errors("source", source):
-        if schema_state(src, schema) != "ours":
-            return False
-    with connect(target, autocommit=True) as dst, pg_errors("target", target):
-        row = dst.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (CHANGED_TABLE,)).fetchone()
-    return bool(row and row[0])
-
-
-def verify_changes(
-    source_url: str,
-    target_url: str,
-    *,
-    through: int,
-    deferred: tuple[DeferredRange, ...] = (),
-    capture: CaptureSettings | None = None,
-    jobs: int = 4,
-    count_up_to: int | None = COUNT_UP_TO,
-) -> DatabaseVerifyReport:
-    """Inside the freeze, after the drain: what changed since the live pass (see the module's text).
-
-    :param through: :attr:`LiveVerifyResult.through` of the live pass.
-    :param deferred: :attr:`LiveVerifyResult.deferred` of the live pass.
-    :param count_up_to: tables with more rows (estimated) are not counted again (``None``: all are).
-    """
-    started = time.monotonic()
-    schema = (capture or CaptureSettings()).schema
-    source, target = parse_url(source_url, "source"), parse_url(target_url, "target")
-    if not _records_kept(source, target, schema):
-        full = verify_databases(source_url, target_url, mode="full", jobs=jobs)
-        full.notes.append("the record of what changed since the live pass is gone (capture removed): compared in full")
-        return full
-    report = DatabaseVerifyReport(mode="changes")
-    # Large objects are not captured (no trigger sees them): their contents are compared whole.
-    tables = compare_objects(source, target, report, large_object_contents=True)
-    with connect(source, autocommit=True) as src, connect(target, autocommit=True) as dst:
-        with pg_errors("source", source):
-            keys = _captured_keys(src, schema)
-            sizes = {str(r[0]): int(r[1]) for r in src.execute(_ESTIMATED_ROWS)}
-        with pg_errors("target", target):
-            rewritten = _changed(dst, through, None)
-    # Whole tables: those without a key (copied again inside the freeze) and those truncated since.
-    whole = [t for t in tables if t.name not in keys or (t.name in rewritten and rewritten[t.name] is None)]
-    by_key = {name: k for name, k in rewritten.items() if k is not None and name in keys}
-    present = {t.name for t in tables}
-    ranges = [item for item in deferred if item.table in present and item.table not in {t.name for t in whole}]
-
-    def whole_table(table: DataTable) -> tuple[list[Difference], int, int]:
-        with SnapshotPair(source, target) as (s, d):
-            return check_table(s, d, source, target, table, "full")
-
-    def count(side: PgEndpoint, table: DataTable) -> int:
-        # Writes are stopped and drained: each side is counted on its own, both at once.
-        conn = open_snapshot(side)
-        try:
-            with pg_errors(side.side, side):
-                return row_count(conn, table.name)
-        finally:
-            conn.close()
-
-    def compare_rows(name: str) -> list[Difference]:
-        return [
-            Difference("row", f"{name} key {json.dumps(k, sort_keys=True)}", a, b)
-            for k, a, b in _differing_keys(source, target, name, keys[name], by_key[name])
-        ]
-
-    # Counting is the one check whose time grows with the data: tables past *count_up_to* rows keep
-    # the counts their ranges had in the live pass, every change since compared key by key.
-    counted = [t for t in tables if t not in whole and (count_up_to is None or sizes.get(t.name, 0) <= count_up_to)]
-    with ThreadPoolExecutor(max(1, jobs) * 2) as pool:
-        copied = pool.map(whole_table, whole)
-        source_counts = pool.map(partial(count, source), counted)
-        target_counts = pool.map(partial(count, target), counted)
-        compared = pool.map(compare_rows, sorted(by_key))
-        checked_ranges = pool.map(lambda item: _differing_ranges(source, target, [item]), ranges)
-        for diffs, _rows, n in copied:
-            report.add_all(diffs)
-            report.ranges_checked += n
-        for table, in_source, in_target in zip(counted, source_counts, target_counts, strict=True):
-            if in_source != in_target:
-                report.add(Difference("row count", table.name, str(in_source), str(in_target)))
-        for diffs in compared:
-            report.add_all(diffs)
-        for differing, rows in checked_ranges:
-            report.rows_checked += rows
-            for item, a, b in differing:
-                report.add(Difference("checksum", f"{item.table} {item.label}", a, b))
-    report.rows_checked += sum(len(k) for k in by_key.values())
-    report.ranges_checked += len(ranges)
-    report.tables_checked = len(tables)
-    report.notes.append(
-        f"compared since the live pass: {sum(len(k) for k in by_key.values())} rewritten rows, "
-        f"{len(ranges)} key ranges, {len(whole)} whole tables; row counts of {len(counted)} of {len(tables)} tables"
-        + (
-            f" (the {len(tables) - len(whole) - len(counted)} with more than {count_up_to} rows were counted range by "
-            "range in the live pass)"
-            if len(tables) - len(whole) > len(counted)
-            else ""
-        )
-    )
-    report.seconds = time.monotonic() - started
-    return report

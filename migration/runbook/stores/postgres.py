@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 
 from migration.errors import FollowerError, PreconditionError, ResumeError
 from migration.postgres import (
@@ -52,6 +54,7 @@ from migration.preflight import PreflightReport
 from migration.progress import PlainProgress, ProgressSink
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.follower import Follower, FollowerStatus
+from migration.runbook.state import StoreState
 from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
 
 __all__ = ["PostgresStore"]
@@ -191,24 +194,22 @@ class PostgresStore(Store):
     def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
         state = self.state(ctx)
         if ctx.config.migration.capture:
-            # nextval() takes no write the fence could refuse: a sequence the app moved since the drain comes again.
-            with (
-                connect_source(sources.database_url) as src,
-                connect_target(targets.database_url) as dst,
-                capture_errors(),
-            ):
-                sync_sequences(src, dst)
+            _sync_sequences(sources, targets)
         if ctx.config.migration.capture and state.verified_through is not None:
             # The live pass checked everything; what changed since is compared (the module says why that is enough).
             deferred = tuple(DeferredRange(*r) for r in state.deferred_ranges)
-            changes = verify_changes(
+            changes = partial(
+                verify_changes,
                 sources.database_url,
                 targets.database_url,
                 through=state.verified_through,
                 deferred=deferred,
                 jobs=_jobs(ctx),
             )
-            return [StoreVerify.of("postgres", changes), *self.prove_frozen(ctx, sources, targets)]
+            # Both only read, and the witness does not trust the log the other relies on: side by side.
+            with ThreadPoolExecutor(1) as pool:
+                proof = pool.submit(self._proof, state, sources, targets)
+                return [StoreVerify.of("postgres", changes()), *proof.result()]
         report = verify_databases(
             sources.database_url,
             targets.database_url,
@@ -222,9 +223,17 @@ class PostgresStore(Store):
         state = self.state(ctx)
         if not ctx.config.migration.capture or state.witness is None:
             return []
-        with connect_source(sources.database_url) as src, connect_target(targets.database_url) as dst, capture_errors():
-            # nextval() takes no write the fence could refuse: a sequence the app moved meanwhile comes again.
-            sync_sequences(src, dst)
+        # The sequences are written on the target and the proof only reads: side by side.
+        with ThreadPoolExecutor(1) as pool:
+            synced = pool.submit(_sync_sequences, sources, targets)
+            proof = self._proof(state, sources, targets)
+            synced.result()
+        return proof
+
+    @staticmethod
+    def _proof(state: StoreState, sources: Sources, targets: Targets) -> list[StoreVerify]:
+        if state.witness is None:
+            return []
         report = verify_frozen(sources.database_url, targets.database_url, Witness.from_json(state.witness))
         return [StoreVerify.of("postgres:witness", report)]
 
@@ -319,6 +328,12 @@ class PostgresStore(Store):
 _FOLLOW_READY_SECONDS = 600
 #: Close enough to freeze: the drain inside the freeze applies what is left in well under a second.
 _CAUGHT_UP_ENTRIES = 2000
+
+
+def _sync_sequences(sources: Sources, targets: Targets) -> None:
+    # nextval() takes no write the fence could refuse: a sequence the app moved since comes again.
+    with connect_source(sources.database_url) as src, connect_target(targets.database_url) as dst, capture_errors():
+        sync_sequences(src, dst)
 
 
 def _caught_up(status: FollowerStatus) -> bool:
