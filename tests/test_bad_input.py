@@ -93,7 +93,13 @@ def test_ctrl_c_exits_130(source_db: Database, target_db: Database) -> None:
          "--jobs", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(2.5)
+    # Interrupted mid-copy, whatever the machine's load: once the data step has begun.
+    assert proc.stderr is not None
+    seen = [proc.stderr.readline()]
+    while seen[-1] and not seen[-1].endswith("== data\n"):
+        seen.append(proc.stderr.readline())
+    assert seen[-1], seen  # the copy reached its data step
+    time.sleep(0.3)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
