@@ -1,9 +1,12 @@
 """The layering rules, checked on the source: which package may import which.
 
-    cli ──▶ runbook ──▶ stores (postgres, redis, s3) ──▶ errors, progress, redact, …
+    cli ──▶ runbook ──▶ worker ──▶ stores (postgres, redis, s3) ──▶ errors, progress, redact, …
      │         │
      │         └──▶ platform, infra, stackconfig
      └──▶ rehearse
+
+The runbook starts its background workers through ``python -m migration.worker`` and a typed job,
+never through a user-facing command (``python -m migration …``).
     stacks (the Pulumi program) ──▶ migration.stackconfig, migration.platform
 
 A store never imports the runbook, the CLI or the platform; ``migration`` never imports
@@ -91,5 +94,26 @@ def test_the_runbook_and_the_cli_use_stores_through_their_public_names() -> None
         for path in sorted((ROOT / "migration" / package).rglob("*.py"))
         for name in sorted(_imports(path))
         if name.startswith(inside)
+    ]
+    assert found == []
+
+
+def test_the_worker_imports_neither_the_runbook_nor_the_cli() -> None:
+    forbidden = ("migration.runbook", "migration.cli", "migration.platform", "migration.rehearse", "stacks")
+    assert _violations(ROOT / "migration" / "worker", forbidden) == []
+
+
+def _strings(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_the_runbook_starts_no_user_command() -> None:
+    """No ``python -m migration pg follow …``: a worker's options are a typed job, not argv."""
+    found = [
+        f"{path.relative_to(ROOT)} names {text!r}"
+        for path in sorted((ROOT / "migration" / "runbook").rglob("*.py"))
+        for text in sorted(_strings(path))
+        if text == "migration" or (text.startswith("--") and " " not in text)
     ]
     assert found == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +36,7 @@ from migration.postgres import (
     validate_constraints,
     verify_databases,
 )
+from migration.worker import stop_on_signals
 
 _source = click.option(
     "--source",
@@ -256,28 +255,15 @@ def capture_remove(source_url: str, capture_schema: str, lock_timeout: int) -> N
     click.echo(f"change capture removed ({tables} tables had triggers)")
 
 
-def _follow(options: FollowOptions, *, leave_constraints_paused: bool = False) -> FollowResult:
+def _follow(options: FollowOptions) -> FollowResult:
     """Follow until Ctrl-C/SIGTERM (or the options' seconds), then at most one more batch; then the
     target's foreign keys and triggers, if the follow took them off, come back and are validated.
     A second Ctrl-C/SIGTERM stops at once (the batch in flight rolls back; the log keeps it)."""
-    stop = threading.Event()
-
-    def on_signal(*_: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with progress_display(unit="rows") as progress:
-            result = follow_changes(options, progress, stop.is_set)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if not leave_constraints_paused:
-        with connect_target(options.target_url) as target, capture_errors():
-            restore_constraints(target)
-            validate_constraints(target)
+    with stop_on_signals() as stop, progress_display(unit="rows") as progress:
+        result = follow_changes(options, progress, stop)
+    with connect_target(options.target_url) as target, capture_errors():
+        restore_constraints(target)
+        validate_constraints(target)
     return result
 
 
@@ -289,20 +275,18 @@ def _follow(options: FollowOptions, *, leave_constraints_paused: bool = False) -
 @click.option("--batch", default=5000, show_default=True, type=click.IntRange(1, 1_000_000), help="Entries a batch.")
 @click.option("--max-log-size", default="10GB", show_default=True, help="Over this, capture is removed and it stops.")
 @click.option("--status-file", type=click.Path(path_type=Path), help="The lag, as JSON, every second.")
-# The runbook's follower: the final sync drains after it and puts the foreign keys back itself.
-@click.option("--leave-constraints-paused", is_flag=True, hidden=True)
 @json_option
 @handle_errors
 def follow_command(
     source_url: str, target_url: str, capture_schema: str, seconds: float | None, batch: int, max_log_size: str,
-    status_file: Path | None, leave_constraints_paused: bool, as_json: bool,
+    status_file: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Apply the source's change log to a copied target until stopped (resumes where a killed one left)."""
     options = FollowOptions(
         source_url, target_url, CaptureSettings(schema=capture_schema), batch=batch, status_file=status_file,
         seconds=seconds, max_log_bytes=parse_size(max_log_size),
     )  # fmt: skip
-    result = _follow(options, leave_constraints_paused=leave_constraints_paused)
+    result = _follow(options)
     if as_json:
         print_json(result.to_json())
     else:

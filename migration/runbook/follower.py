@@ -1,7 +1,7 @@
 """Background copies that outlive the phase that starts them, and the runs that check on them.
 
-A store's live copy (``ferry redis copy --live``, ``ferry pg follow`` with change capture) runs
-as a detached child: it keeps following writes between ``ferry run --until copy`` and
+A store's live copy (a :mod:`migration.worker` job: the live Redis copy, the PostgreSQL follow)
+runs as a detached worker process: it keeps following writes between ``ferry run --until copy`` and
 the next run, and survives a crash of the run. Its pid is kept in the store's section
 of the run state; it reports through a status file (:class:`FollowerStatus`, written
 atomically every second) and a log. ``final-sync`` asks it to stop, waits for it to drain,
@@ -11,17 +11,19 @@ again inside the freeze.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from migration.errors import FollowerError
 from migration.runbook.state import FollowerState
+from migration.worker import WORKER_COMMAND, Job, job_to_json
 
 __all__ = ["Follower", "FollowerStatus"]
 
@@ -104,17 +106,21 @@ class Follower:
         lines = [line for line in text.splitlines() if line.strip()]
         return lines[-1].removeprefix("ferry: error: ") if lines else "no output"
 
-    def start(self, command: Sequence[str], env: Mapping[str, str], *, ready_phase: str, timeout: float) -> int:
-        """Start the child detached (its own session) and wait until its status says *ready_phase*.
+    def start(self, job: Job, *, ready_phase: str, timeout: float) -> int:
+        """Start a worker for *job*, detached (its own session), and wait until its status says *ready_phase*.
 
-        Secrets go through *env*, never *command*. :raises FollowerError: it died or never got ready.
+        The job, secrets and all, goes through the worker's stdin, never its command line or environment.
+        :raises FollowerError: it died or never got ready.
         """
         self.status_file.unlink(missing_ok=True)
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             child = subprocess.Popen(
-                list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                WORKER_COMMAND, stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True, text=True
             )
+        assert child.stdin is not None
+        with contextlib.suppress(BrokenPipeError), child.stdin:  # a worker that died at once says why below
+            child.stdin.write(job_to_json(job))
         self._state.pid = child.pid
         self._save()
         deadline = time.monotonic() + timeout

@@ -3,8 +3,6 @@ followed while the app writes (the freeze then only drains the change log)."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -56,6 +54,7 @@ from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.follower import Follower, FollowerStatus
 from migration.runbook.state import StoreState
 from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
+from migration.worker import PostgresFollowJob
 
 __all__ = ["PostgresStore"]
 
@@ -366,11 +365,9 @@ def _repair_capture(source_url: str) -> None:
 
 
 def _start_follower(follower: Follower, sources: Sources, targets: Targets) -> int:
-    """``ferry pg follow`` as a detached child (URLs through its environment); returns its pid once live."""
-    env = {**os.environ, "FERRY_SOURCE_URL": sources.database_url, "FERRY_TARGET_URL": targets.database_url}
-    command = [sys.executable, "-m", "migration", "pg", "follow", "--status-file", str(follower.status_file),
-               "--leave-constraints-paused"]  # fmt: skip
-    return follower.start(command, env, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
+    """The follow as a detached worker; returns its pid once live. The final sync puts the foreign keys back."""
+    job = PostgresFollowJob(sources.database_url, targets.database_url, follower.status_file)
+    return follower.start(job, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
 
 
 def _copy(options: CopyOptions, progress: ProgressSink, *, resume: bool) -> CopyResult | None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 from migration.errors import PreconditionError
 from migration.preflight import PreflightReport
 from migration.redis import (
@@ -19,6 +16,7 @@ from migration.redis import (
 from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.follower import Follower, FollowerStatus
 from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
+from migration.worker import RedisLiveCopyJob
 
 __all__ = ["RedisStore"]
 
@@ -52,21 +50,11 @@ class RedisStore(Store):
         if follower.alive():
             return f"redis: live copy already running (pid {follower.pid})"
         assert sources.redis_url is not None and targets.redis_url is not None
-        command = [
-            sys.executable,
-            "-m",
-            "migration",
-            "redis",
-            "copy",
-            "--live",
-            "--status-file",
-            str(follower.status_file),
-        ]
-        if ctx.state.phases["copy"].attempts > 1:
-            command.append("--merge")  # a crashed earlier attempt may have copied part of it
-        # URLs through the environment: never on a command line other users can read.
-        env = {**os.environ, "FERRY_REDIS_SOURCE_URL": sources.redis_url, "FERRY_REDIS_TARGET_URL": targets.redis_url}
-        pid = follower.start(command, env, ready_phase="live", timeout=_SCAN_TIMEOUT_SECONDS)
+        # A crashed earlier attempt may have copied part of it: same-named keys are replaced.
+        job = RedisLiveCopyJob(
+            sources.redis_url, targets.redis_url, follower.status_file, merge=ctx.state.phases["copy"].attempts > 1
+        )
+        pid = follower.start(job, ready_phase="live", timeout=_SCAN_TIMEOUT_SECONDS)
         return f"redis: scan done, following live writes (pid {pid})"
 
     def live_status(self, ctx: RunContext) -> FollowerStatus | None:

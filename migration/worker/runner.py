@@ -1,0 +1,72 @@
+"""Running one job in this process: the library calls the job names, stopped by SIGTERM or Ctrl-C.
+
+The first signal asks the job to end as it would choose (the follow: at most one more batch; the
+live Redis copy: drain); a second one stops at once (what is in flight rolls back, the log keeps it).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from migration.postgres import CaptureSettings, FollowOptions, follow_changes
+from migration.progress import make_progress
+from migration.redis import RedisCopyOptions, copy_redis
+from migration.worker.jobs import Job, PostgresFollowJob, RedisLiveCopyJob
+
+__all__ = ["run_job", "stop_on_signals"]
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """Yields ``stop()``: true once SIGINT or SIGTERM came; a second one raises KeyboardInterrupt."""
+    stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop.is_set
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_job(job: Job, stop: Callable[[], bool]) -> str:
+    """Run *job* until *stop* says so (or it fails); a line saying what it did."""
+    if isinstance(job, PostgresFollowJob):
+        options = FollowOptions(
+            job.source_url,
+            job.target_url,
+            CaptureSettings(schema=job.capture_schema),
+            batch=job.batch,
+            status_file=job.status_file,
+            max_log_bytes=job.max_log_bytes,
+        )
+        progress = make_progress(unit="rows")
+        try:
+            followed = follow_changes(options, progress, stop)
+        finally:
+            progress.close()
+        return f"postgres follow: applied {followed.entries} entries in {followed.batches} batches"
+    assert isinstance(job, RedisLiveCopyJob)
+    copy_options = RedisCopyOptions(
+        source_url=job.source_url,
+        target_url=job.target_url,
+        jobs=job.jobs,
+        batch=job.batch,
+        live=True,
+        merge=job.merge,
+        status_file=job.status_file,
+    )
+    progress = make_progress(unit="keys")
+    try:
+        copied = copy_redis(copy_options, progress, stop)
+    finally:
+        progress.close()
+    return f"redis live copy: {copied.keys.copied} keys, then {copied.live_copied} re-copied live"
