@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +26,12 @@ class Run:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+def with_default_sigint() -> None:
+    """``preexec_fn``: Ctrl-C reaches the child even when the suite runs with SIGINT ignored (a background
+    job of a shell without job control ignores it, and every child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def ferry(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Run:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Database
-from tests.helpers import assert_one_line_error, ferry
+from tests.helpers import assert_one_line_error, ferry, with_default_sigint
 from tests.test_pg_resume import SLOW_SOURCE
 
 
@@ -91,7 +91,7 @@ def test_ctrl_c_exits_130(source_db: Database, target_db: Database) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "migration", "pg", "copy", "--source", source_db.url, "--target", target_db.url,
          "--jobs", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_default_sigint,
     )  # fmt: skip
     # Interrupted mid-copy, whatever the machine's load: once the data step has begun.
     assert proc.stderr is not None
