@@ -117,3 +117,17 @@ def test_the_runbook_starts_no_user_command() -> None:
         if text == "migration" or (text.startswith("--") and " " not in text)
     ]
     assert found == []
+
+
+def test_a_store_adapter_reads_its_strategy_flag_in_one_place() -> None:
+    """``ctx.config.migration.capture`` is read where the PostgreSQL strategy is chosen, and nowhere else."""
+    reads = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in sorted((ROOT / "migration" / "runbook" / "stores").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute)
+        and node.attr == "capture"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "migration"
+    ]
+    assert len(reads) == 1 and reads[0].startswith("migration/runbook/stores/postgres.py:"), reads

@@ -25,6 +25,7 @@ from migration.postgres.capture.constraints import (
 )
 from migration.postgres.capture.fence import FenceResult, drain_to_marker, lower_fence, raise_fence
 from migration.postgres.capture.follow import FollowOptions, FollowResult, follow_changes
+from migration.postgres.capture.handover import FrozenDrain, await_copied_constraints, drain_frozen
 from migration.postgres.capture.install import (
     CaptureSettings,
     InstallResult,
@@ -54,16 +55,19 @@ __all__ = [
     "FenceResult",
     "FollowOptions",
     "FollowResult",
+    "FrozenDrain",
     "InstallResult",
     "LiveVerifyResult",
     "Witness",
     "apply_batch",
+    "await_copied_constraints",
     "await_validation",
     "capture_problems",
     "capture_schemas",
     "capture_status",
     "capture_tables",
     "copy_keyless_tables",
+    "drain_frozen",
     "drain_to_marker",
     "ensure_capture",
     "follow_changes",

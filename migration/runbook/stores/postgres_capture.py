@@ -1,0 +1,268 @@
+"""PostgreSQL copied while the app writes, and followed by change capture (``migration.capture``).
+
+Capture goes on the source before the copy's snapshot; the copy runs; a worker follows the log
+into the target; ``catch-up`` waits for it and checksums everything while live; inside the freeze
+the follower stops, the log is drained to the fence's marker with what no trigger sees
+(:func:`~migration.postgres.drain_frozen`), only what changed since the live pass is compared, and
+the witness taken as writes stopped is proved before the switch.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
+
+from migration.errors import FollowerError, PreconditionError
+from migration.postgres import (
+    CaptureSettings,
+    CopyOptions,
+    DeferredRange,
+    Witness,
+    apply_batch,
+    await_copied_constraints,
+    capture_errors,
+    capture_status,
+    connect_source,
+    connect_target,
+    copy_database,
+    drain_frozen,
+    drain_to_marker,
+    ensure_capture,
+    forget_follow,
+    parse_url,
+    prepare_target,
+    read_identity,
+    refuse_schema_changes,
+    remove_capture,
+    set_read_only,
+    take_witness,
+    validate_constraints,
+    verify_changes,
+    verify_frozen,
+    verify_live,
+)
+from migration.progress import PlainProgress
+from migration.runbook.context import RunContext, Sources, Targets
+from migration.runbook.follower import Follower, FollowerStatus
+from migration.runbook.state import StoreState
+from migration.runbook.stores.base import ProgressFor, StoreVerify
+from migration.runbook.stores.postgres_strategy import (
+    PostgresStrategy,
+    copy_resuming,
+    jobs_of,
+    sync_sequences_between,
+)
+from migration.worker import PostgresFollowJob
+
+__all__ = ["CaptureAndFollow", "repair_capture"]
+
+_FOLLOW_READY_SECONDS = 600
+#: Close enough to freeze: the drain inside the freeze applies what is left in well under a second.
+_CAUGHT_UP_ENTRIES = 2000
+
+
+class CaptureAndFollow(PostgresStrategy):
+    """Copy and follow while live; inside the freeze, drain and compare what changed."""
+
+    def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+        follower = self.store.follower(ctx)
+        if follower.alive():
+            return f"postgres: following the change log (pid {follower.pid})"
+        state = self.store.state(ctx)
+        resume, state.copy_started = state.copy_started, True
+        if not resume:
+            # Capture goes in before the copy's snapshot: every later change is then in the log (an
+            # install that was interrupted is finished, tables created since get their triggers).
+            ensure_capture(sources.database_url)
+        ctx.save()
+        options = CopyOptions(sources.database_url, targets.database_url, jobs=jobs_of(ctx))
+        copied = copy_resuming(options, PlainProgress(unit="bytes"), resume=resume)
+        if copied is not None and copied.not_valid_foreign_keys:
+            with connect_target(targets.database_url) as dst, capture_errors():
+                await_copied_constraints(dst, copied.not_valid_foreign_keys)  # validated at cleanup
+        return f"postgres: copied, following the change log (pid {_start_follower(follower, sources, targets)})"
+
+    def live_status(self, ctx: RunContext) -> FollowerStatus | None:
+        return self.store.follower(ctx).status()
+
+    def catch_up(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+        """Wait until the follow has caught up, then the full checksum pass while the app writes."""
+        follower = self.store.follower(ctx)
+        if not follower.alive():
+            # It died since the copy (a crash of the machine, a kill): the log kept every change; go on.
+            _start_follower(follower, sources, targets)
+        status = _wait_caught_up(ctx, follower)
+        detail = f"postgres: caught up ({status.queued} changes waiting, {status.seconds_behind:.1f} s behind)"
+        if ctx.settings.verify_mode != "full":
+            return detail
+        live = verify_live(sources.database_url, targets.database_url, jobs=jobs_of(ctx))
+        state = self.store.state(ctx)
+        state.verified_through = live.through
+        state.deferred_ranges = [[r.table, r.label, r.where] for r in live.deferred]
+        ctx.save()
+        # The pass may take minutes on a big database: what the app wrote meanwhile is applied now, not
+        # drained inside the freeze.
+        status = _wait_caught_up(ctx, follower)
+        return (
+            f"{detail}; verified live: {live.report.rows_checked} rows in {live.report.ranges_checked} key ranges, "
+            f"{len(live.deferred)} ranges left to the freeze; {status.queued} changes waiting after it"
+        )
+
+    def writes_stopped(self, ctx: RunContext, sources: Sources) -> str:
+        """The witness of the source as its writes stopped (the fence takes its own)."""
+        if ctx.state.freeze_mode == "fence":
+            return ""
+        with connect_source(sources.database_url) as conn, capture_errors():
+            witness = take_witness(conn, read_identity(conn))
+        self.store.state(ctx).witness = witness.to_json()
+        ctx.save()
+        return ""
+
+    def final_sync(self, ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
+        state = self.store.state(ctx)
+        if not state.recopy:
+            return self._drain(ctx, sources, targets)
+        # The app wrote to the source after an earlier final copy (a failed verify unfroze it, and the
+        # follower was not there to follow): copied again, and the log emptied of what the copy holds.
+        state.copy_started = True
+        ctx.save()
+        options = CopyOptions(source_url=sources.database_url, target_url=targets.database_url, jobs=jobs_of(ctx))
+        progress = progress_for("bytes")
+        try:
+            again = copy_database(replace(options, clean=True), progress)
+        finally:
+            progress.close()
+        _empty_log(state.marker, sources, targets)
+        state.recopy = False
+        ctx.save()
+        return f"postgres: {again.rows} rows in {len(again.tables)} tables (copied again)"
+
+    def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
+        state = self.store.state(ctx)
+        sync_sequences_between(sources, targets)
+        if state.verified_through is None:
+            return super().verify(ctx, sources, targets)
+        # The live pass checked everything; what changed since is compared (the module says why that is enough).
+        changes = partial(
+            verify_changes,
+            sources.database_url,
+            targets.database_url,
+            through=state.verified_through,
+            deferred=tuple(DeferredRange(*r) for r in state.deferred_ranges),
+            jobs=jobs_of(ctx),
+        )
+        # Both only read, and the witness does not trust the log the other relies on: side by side.
+        with ThreadPoolExecutor(1) as pool:
+            proof = pool.submit(_proof, state, sources, targets)
+            return [StoreVerify.of("postgres", changes()), *proof.result()]
+
+    def prove_frozen(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
+        """The verify of what changed trusts the change log; the witness the freeze took does not."""
+        state = self.store.state(ctx)
+        if state.witness is None:
+            return []
+        # The sequences are written on the target and the proof only reads: side by side.
+        with ThreadPoolExecutor(1) as pool:
+            synced = pool.submit(sync_sequences_between, sources, targets)
+            proof = _proof(state, sources, targets)
+            synced.result()
+        return proof
+
+    def finish_target(self, ctx: RunContext, targets: Targets) -> str:
+        with connect_target(targets.database_url) as dst, capture_errors():
+            validated = validate_constraints(dst)
+            forget_follow(dst)  # its record of applied batches and keys: the run is over
+        return f"{validated} foreign keys validated on the target" if validated else ""
+
+    def cleanup(self, ctx: RunContext, sources: Sources) -> str:
+        rolling_back = "rollback" in ctx.state.phases
+        # After the switch nobody writes to the old database: waiting on its locks holds no one up, and
+        # a wait past deadlock_timeout makes an autovacuum of a big table give way (a short one never does).
+        patient = CaptureSettings(lock_timeout_ms=5000, attempts=10)
+        try:
+            tables = remove_capture(sources.database_url, CaptureSettings() if rolling_back else patient)
+        except PreconditionError as exc:
+            if not rolling_back:
+                raise
+            # The app is back on the source: the rollback stands; capture comes off later.
+            return f"change capture is still on the source ({exc.message}); `ferry pg capture remove` takes it off"
+        if ctx.state.frozen and ctx.state.freeze_mode == "fence":
+            # The fence went with capture; the old database must stay closed to a dyno still on its
+            # URL (as in the read-only freeze) until rollback reopens it.
+            set_read_only(sources.database_url, True)
+            return f"change capture removed from the source ({tables} tables); the app's role is read-only there now"
+        return f"change capture removed from the source ({tables} tables)"
+
+    def _drain(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+        """Inside the freeze: the follower's last batch, then the log to the fence's marker and the rest."""
+        follower = self.store.follower(ctx)
+        follower.drain(_FOLLOW_READY_SECONDS)
+        state = self.store.state(ctx)
+        last = follower.status()
+        # What the follower applied after the freeze began is drained inside it too.
+        by_follower = max(0, last.applied - int(state.lag_at_freeze.get("applied", last.applied))) if last else 0
+        with (
+            connect_source(sources.database_url) as src,
+            connect_target(targets.database_url) as dst,
+            capture_errors(),
+        ):
+            drained = drain_frozen(src, dst, state.marker)  # no marker: maintenance mode, the app is stopped
+        state.drained = drained.applied + by_follower
+        ctx.save()
+        return "postgres: " + replace(drained, applied=state.drained).summary()
+
+
+def repair_capture(source_url: str) -> None:
+    """Capture made whole again (taken off first when broken): the fence needs every table's triggers."""
+    if capture_status(source_url).problems:
+        remove_capture(source_url)
+    ensure_capture(source_url)
+
+
+def _proof(state: StoreState, sources: Sources, targets: Targets) -> list[StoreVerify]:
+    if state.witness is None:
+        return []
+    report = verify_frozen(sources.database_url, targets.database_url, Witness.from_json(state.witness))
+    return [StoreVerify.of("postgres:witness", report)]
+
+
+def _empty_log(marker: int | None, sources: Sources, targets: Targets) -> None:
+    """After a copy made inside the freeze: what the log holds is in the copy already; applied again
+    (harmless), it leaves the log empty, as the witness expects it before the switch."""
+    with connect_source(sources.database_url) as src, connect_target(targets.database_url) as dst, capture_errors():
+        prepare_target(dst)
+        if marker is not None:
+            drain_to_marker(src, dst, marker)
+        while apply_batch(src, dst, CaptureSettings().schema).entries:
+            pass
+
+
+def _caught_up(status: FollowerStatus) -> bool:
+    return status.phase == "live" and status.queued <= _CAUGHT_UP_ENTRIES
+
+
+def _wait_caught_up(ctx: RunContext, follower: Follower) -> FollowerStatus:
+    """The follower's status once it has caught up; :raises FollowerError: it died, or did not in time."""
+    deadline = time.monotonic() + ctx.config.migration.catch_up_seconds
+    while (status := follower.status()) is None or not _caught_up(status):
+        if not follower.alive():
+            # Died of DDL on the source? The catalogs say so the same way the live pass would.
+            refuse_schema_changes(parse_url(ctx.sources().database_url, "source"),
+                                  parse_url(ctx.targets().database_url, "target"))  # fmt: skip
+            raise FollowerError(f"postgres follow stopped: {follower.last_line()}")
+        if time.monotonic() > deadline:
+            behind = f"{status.queued} changes waiting" if status else "no status"
+            raise FollowerError(
+                f"postgres follow did not catch up in {ctx.config.migration.catch_up_seconds:g} s ({behind}); "
+                "the app writes faster than the target applies: run again later, or raise catchUpSeconds"
+            )
+        time.sleep(0.2)
+    return status
+
+
+def _start_follower(follower: Follower, sources: Sources, targets: Targets) -> int:
+    """The follow as a detached worker; returns its pid once live. The final sync puts the foreign keys back."""
+    job = PostgresFollowJob(sources.database_url, targets.database_url, follower.status_file)
+    return follower.start(job, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
