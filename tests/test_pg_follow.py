@@ -243,6 +243,31 @@ def test_ddl_on_the_source_stops_the_follow_naming_the_change(source_db: Databas
     assert "the columns of public.plain changed on the source" in err.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    ("ddl", "said"),
+    [
+        ("ALTER TABLE plain ADD COLUMN extra int", "the columns of public.plain changed on the source ("),
+        ("ALTER TABLE plain ALTER COLUMN v SET DEFAULT 'x'", "the columns of public.plain changed on the source"),
+        ("ALTER TABLE parent RENAME TO parents", "public.parent was renamed to public.parents since capture"),
+        (
+            "CREATE TABLE plain_new (LIKE plain INCLUDING ALL); INSERT INTO plain_new (id, v) SELECT id, v FROM plain; "
+            "DROP TABLE plain; ALTER TABLE plain_new RENAME TO plain",
+            "public.plain was rebuilt since capture was installed",
+        ),
+    ],
+)
+def test_ddl_while_no_follower_ran_stops_the_next_follow(
+    source_db: Database, target_db: Database, ddl: str, said: str
+) -> None:
+    """Between the copy and the follow (or while a killed follower was down) no follower saw the DDL:
+    the shape the copy recorded does."""
+    source_db.execute(SCHEMA)
+    assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0
+    source_db.execute(ddl)
+    run = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--seconds", "5")
+    assert_one_line_error(run, said, "copy and follow again" if "capture" in said else "copy again, then follow")
+
+
 def test_a_log_over_its_cap_removes_capture(source_db: Database, target_db: Database) -> None:
     source_db.execute(SCHEMA)
     assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0").code == 0

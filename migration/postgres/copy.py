@@ -21,7 +21,7 @@ from migration.errors import ExtensionMissingError, FerryError
 from migration.postgres import catalog
 from migration.postgres.attoptions import leave_out_unknown_attribute_options
 from migration.postgres.capture.inventory import capture_schemas
-from migration.postgres.capture.origin import record_copy_origin
+from migration.postgres.capture.origin import record_copy_origin, source_shape
 from migration.postgres.catalog import Conn, TableInfo
 from migration.postgres.checks import (
     available_extensions,
@@ -211,11 +211,12 @@ class _CopyRun:
         with pg_errors("source", self.source):
             followed = bool(capture_schemas(self.holder))  # as the copy's snapshot sees it
             views = matview_identities(self.holder) if followed else {}
+            shape = source_shape(self.holder) if followed else {}
         with pg_errors("target", self.target), self.control.transaction():
             if followed:
                 # The first snapshot the copy read from: a follow checks capture was in place before it.
                 first = self.state.snapshot.get("txid_snapshot") if self.state is not None else None
-                record_copy_origin(self.control, str(first or self.snapshot.txid_snapshot), views)
+                record_copy_origin(self.control, str(first or self.snapshot.txid_snapshot), views, shape)
             drop_state(self.control)
         return result
 

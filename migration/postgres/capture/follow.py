@@ -37,7 +37,13 @@ from migration.postgres.capture.inventory import (
     require_current_layout,
     schema_state,
 )
-from migration.postgres.capture.origin import copied_views, record_views, require_copied_after_install
+from migration.postgres.capture.origin import (
+    copied_shape,
+    copied_views,
+    record_views,
+    require_copied_after_install,
+    source_shape,
+)
 from migration.postgres.capture.status import log_stats
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
@@ -51,23 +57,6 @@ __all__ = ["FollowOptions", "FollowResult", "follow_changes"]
 # Keyed by oid: a table renamed, moved to another schema or rebuilt under its own name is a change too.
 # Each column by its position too (dropped and added again under its name is a change), its collation,
 # and its default or generation expression.
-_FINGERPRINT = r"""
-SELECT c.oid::int, format('%%I.%%I', n.nspname, c.relname),
-       string_agg(a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
-                  || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-                  || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-                          THEN ' collate ' || a.attcollation::regcollation::text ELSE '' END
-                  || coalesce(' = ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
-                  || ' #' || a.attnum, ', ' ORDER BY a.attnum)
-  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-  LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE c.relkind IN ('r', 'p', 'S') AND c.relpersistence <> 't'
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', '_heroku', '_ferry', %(schema)s)
-   AND n.nspname NOT LIKE 'pg\_%%'
- GROUP BY 1, 2
-"""
 
 
 @dataclass(frozen=True)
@@ -106,10 +95,6 @@ class FollowResult:
             "consistent": self.queued == 0,
             "seconds": round(self.seconds, 3),
         }
-
-
-def _fingerprint(conn: Conn, schema: str) -> dict[int, tuple[str, str]]:
-    return {int(r[0]): (str(r[1]), str(r[2] or "")) for r in conn.execute(_FINGERPRINT, {"schema": schema})}
 
 
 def _ddl_change(before: dict[int, tuple[str, str]], now: dict[int, tuple[str, str]]) -> str | None:
@@ -166,8 +151,11 @@ def follow_changes(
         with pg_errors("target", target), claimed(src, dst, schema):
             with pg_errors("source", source):
                 require_complete(src, schema, "following")
-                shape = _fingerprint(src, schema)
+                shape = source_shape(src)
             require_copied_after_install(src, dst, schema)
+            # DDL while no follower ran (after the copy, or while a killed one was down) counts as DDL under it.
+            if (copied := copied_shape(dst)) is not None and (change := _ddl_change(copied, shape)) is not None:
+                raise SourceChangedError(f"{change} since the copy: copy again, then follow", side="source")
             prepare_target(dst)
             if not can_pause_per_batch(dst):
                 # Batches cannot pause the target's foreign keys and triggers: they come off until the end.
@@ -205,7 +193,7 @@ class _Loop:
     def check_source(self) -> None:
         """:raises SourceChangedError: a table's identity or shape changed, or capture no longer covers one."""
         with pg_errors("source", self.source):
-            change = _ddl_change(self.shape, _fingerprint(self.src, self.schema))
+            change = _ddl_change(self.shape, source_shape(self.src))
             problems = [] if change else capture_problems(self.src, self.schema)
             views = matview_identities(self.src)
         if change is None and problems:

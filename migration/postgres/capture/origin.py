@@ -6,37 +6,110 @@ capture leaves, on the target, the snapshot it (first) read from; the follow che
 table's triggers were committed before that snapshot (the installing transaction of each table
 is recorded on the source). A copy that began before capture was installed — or while an install
 was still going — is refused, with one line saying to copy again.
+
+The copy also leaves the shape of every table as its snapshot saw it (:func:`source_shape`): a
+follow started later compares the source with it first, so DDL made while no follower ran (between
+the copy and the follow, or while a killed follower was down) stops the follow as DDL under it does.
 """
 
 from __future__ import annotations
 
+import json
+
+import psycopg
 from psycopg import sql
 
 from migration.errors import PreconditionError
 from migration.postgres.capture.apply import FOLLOW_SCHEMA
+from migration.postgres.capture.inventory import capture_schemas
 from migration.postgres.catalog import Conn
 
-__all__ = ["copied_views", "record_copy_origin", "record_views", "require_copied_after_install"]
+__all__ = [
+    "copied_shape",
+    "copied_views",
+    "record_copy_origin",
+    "record_views",
+    "require_copied_after_install",
+    "source_shape",
+]
 
 _ORIGIN = f"{FOLLOW_SCHEMA}.copied"
 #: The source's materialized views as the target's copy of each was made (``relfilenode``, populated):
 #: one refreshed on the source since has another relfilenode, and the follow refreshes the target's.
 _VIEWS = f"{FOLLOW_SCHEMA}.views"
 
+_SHAPE = r"""
+SELECT c.oid::int, format('%%I.%%I', n.nspname, c.relname),
+       string_agg(a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+                  || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                  || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                          THEN ' collate ' || a.attcollation::regcollation::text ELSE '' END
+                  || coalesce(' = ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+                  || ' #' || a.attnum, ', ' ORDER BY a.attnum)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE c.relkind IN ('r', 'p', 'S') AND c.relpersistence <> 't'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', '_heroku', '_ferry')
+   AND n.nspname <> ALL(%(capture)s::text[])
+   AND n.nspname NOT LIKE 'pg\_%%'
+ GROUP BY 1, 2
+"""
 
-def record_copy_origin(target: Conn, txid_snapshot: str, views: dict[str, tuple[int, bool]]) -> None:
+
+#: ``{table oid: (name, its columns as text)}``: what a follow compares to notice DDL.
+Shape = dict[int, tuple[str, str]]
+
+
+def source_shape(conn: Conn) -> Shape:
+    """Every table's (and sequence's) name and columns on the source, by oid (capture's own left out)."""
+    capture = capture_schemas(conn)
+    # Type names print schema-qualified or not by search_path: read under an empty one, in whichever
+    # session (the copy's snapshot, a follower's), so that the same table prints the same.
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        with conn.transaction():
+            conn.execute("SET LOCAL search_path = ''")
+            rows = conn.execute(_SHAPE, {"capture": capture}).fetchall()
+    else:
+        row = conn.execute("SELECT pg_catalog.current_setting('search_path')").fetchone()
+        conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+        rows = conn.execute(_SHAPE, {"capture": capture}).fetchall()
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (str(row[0]) if row else "",))
+    return {int(r[0]): (str(r[1]), str(r[2] or "")) for r in rows}
+
+
+def record_copy_origin(target: Conn, txid_snapshot: str, views: dict[str, tuple[int, bool]], shape: Shape) -> None:
     """In the last target transaction of a copy whose source carries capture (as its snapshot saw it):
-    the first snapshot it read from, and the source's materialized views as that snapshot saw them."""
+    the first snapshot it read from, the source's tables' shape and its materialized views as that
+    snapshot saw them."""
     target.execute(
         f"CREATE SCHEMA IF NOT EXISTS {FOLLOW_SCHEMA}; "
-        f"CREATE TABLE IF NOT EXISTS {_ORIGIN} (id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), snapshot text NOT NULL)"
+        f"CREATE TABLE IF NOT EXISTS {_ORIGIN} (id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), snapshot text NOT NULL); "
+        f"ALTER TABLE {_ORIGIN} ADD COLUMN IF NOT EXISTS shape jsonb"
     )
     target.execute(
-        f"INSERT INTO {_ORIGIN} (snapshot) VALUES (%s) ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot",
-        (txid_snapshot,),
+        f"INSERT INTO {_ORIGIN} (snapshot, shape) VALUES (%s, %s::jsonb) "
+        "ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, shape = excluded.shape",
+        (txid_snapshot, json.dumps({str(oid): list(entry) for oid, entry in shape.items()})),
     )
     target.execute(f"DROP TABLE IF EXISTS {_VIEWS}")
     record_views(target, views)
+
+
+def copied_shape(target: Conn) -> Shape | None:
+    """The source's shape as the target's copy saw it (``None``: a copy that recorded none)."""
+    row = target.execute(
+        "SELECT pg_catalog.to_regclass(%s) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute "
+        "WHERE attrelid = pg_catalog.to_regclass(%s) AND attname = 'shape' AND NOT attisdropped)",
+        (_ORIGIN, _ORIGIN),
+    ).fetchone()
+    if not (row and row[0]):
+        return None
+    found = target.execute(f"SELECT shape FROM {_ORIGIN}").fetchone()
+    if found is None or found[0] is None:
+        return None
+    return {int(oid): (str(entry[0]), str(entry[1])) for oid, entry in found[0].items()}
 
 
 def record_views(target: Conn, views: dict[str, tuple[int, bool]]) -> None:
