@@ -10,13 +10,16 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from migration.postgres import CaptureSettings, FollowOptions, follow_changes
-from migration.progress import make_progress
+from migration.progress import ProgressSink, make_progress
 from migration.redis import RedisCopyOptions, copy_redis
 from migration.worker.jobs import Job, PostgresFollowJob, RedisLiveCopyJob
 
 __all__ = ["run_job", "stop_on_signals"]
+
+R = TypeVar("R")
 
 
 @contextmanager
@@ -48,11 +51,7 @@ def run_job(job: Job, stop: Callable[[], bool]) -> str:
             status_file=job.status_file,
             max_log_bytes=job.max_log_bytes,
         )
-        progress = make_progress(unit="rows")
-        try:
-            followed = follow_changes(options, progress, stop)
-        finally:
-            progress.close()
+        followed = _with_progress("rows", lambda progress: follow_changes(options, progress, stop))
         return f"postgres follow: applied {followed.entries} entries in {followed.batches} batches"
     assert isinstance(job, RedisLiveCopyJob)
     copy_options = RedisCopyOptions(
@@ -64,9 +63,13 @@ def run_job(job: Job, stop: Callable[[], bool]) -> str:
         merge=job.merge,
         status_file=job.status_file,
     )
-    progress = make_progress(unit="keys")
+    copied = _with_progress("keys", lambda progress: copy_redis(copy_options, progress, stop))
+    return f"redis live copy: {copied.keys.copied} keys, then {copied.live_copied} re-copied live"
+
+
+def _with_progress(unit: str, work: Callable[[ProgressSink], R]) -> R:
+    progress = make_progress(unit=unit)
     try:
-        copied = copy_redis(copy_options, progress, stop)
+        return work(progress)
     finally:
         progress.close()
-    return f"redis live copy: {copied.keys.copied} keys, then {copied.live_copied} re-copied live"
