@@ -28,7 +28,7 @@ import psycopg
 from migration.crashpoints import crashpoint
 from migration.errors import FerryError, ResumeError, SourceChangedError, UsageError
 from migration.postgres.catalog import Conn
-from migration.postgres.largeobjects import LO_BATCH
+from migration.postgres.large_object_copy import LO_BATCH
 from migration.postgres.plan import Part
 from migration.postgres.restore import EntrySQL
 from migration.postgres.state import STATE_SCHEMA, CopyState

@@ -22,7 +22,7 @@ from migration.postgres.connection import pg_errors
 from migration.postgres.conninfo import PgEndpoint
 from migration.postgres.data import PartResult, WorkerConnections, copy_part, open_target_session
 from migration.postgres.indexes import analyze_table, build_index
-from migration.postgres.largeobjects import copy_large_object_batch, large_object_batches
+from migration.postgres.large_object_copy import copy_large_object_batch, large_object_batches
 from migration.postgres.model import CopyOptions, TableResult
 from migration.postgres.plan import Part
 from migration.postgres.snapshot import SourceSnapshot

@@ -34,7 +34,7 @@ from migration.postgres.capture.install import (
     remove_capture,
 )
 from migration.postgres.capture.inventory import capture_problems, capture_schemas, our_trigger_oids
-from migration.postgres.capture.largeobjects import large_object_count, sync_large_objects
+from migration.postgres.capture.large_object_sync import large_object_count, sync_large_objects
 from migration.postgres.capture.proof import verify_frozen
 from migration.postgres.capture.status import CaptureStatus, capture_status
 from migration.postgres.capture.tables import CaptureTable, capture_tables

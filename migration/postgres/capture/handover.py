@@ -16,7 +16,7 @@ from migration.postgres.capture.apply import apply_batch, copy_keyless_tables, s
 from migration.postgres.capture.constraints import await_validation, restore_constraints
 from migration.postgres.capture.fence import drain_to_marker
 from migration.postgres.capture.install import CaptureSettings
-from migration.postgres.capture.largeobjects import sync_large_objects
+from migration.postgres.capture.large_object_sync import sync_large_objects
 from migration.postgres.catalog import Conn
 from migration.postgres.matviews import sync_matviews
 
