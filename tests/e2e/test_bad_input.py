@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Database
 from tests.helpers import assert_one_line_error, ferry, with_default_sigint
-from tests.test_pg_resume import SLOW_SOURCE
+from tests.postgres.test_resume import SLOW_SOURCE
 
 
 def test_a_bad_maintenance_work_mem_stops_the_copy_before_it_starts(source_db: Database, target_db: Database) -> None:

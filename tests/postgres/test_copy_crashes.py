@@ -1,6 +1,6 @@
 """kill -9 of ``ferry redis copy`` and ``ferry s3 sync`` at many points, then the next run: identical.
 
-The PostgreSQL copy has its own, longer list (tests/test_pg_crash.py). Here each named
+The PostgreSQL copy has its own, longer list (tests/postgres/test_crash.py). Here each named
 crash point (``FERRY_CRASH_AT``) is hit at several of its passages: after a batch of
 keys reached the target, halfway through a key copied element by element (its temporary
 key left behind), after a live batch, after an object, after one part of a multipart

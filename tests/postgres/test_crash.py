@@ -21,7 +21,7 @@ import pytest
 from migration.postgres import verify_databases
 from tests.conftest import Database
 from tests.helpers import assert_one_line_error, ferry
-from tests.test_pg_resume import SLOW_SOURCE
+from tests.postgres.test_resume import SLOW_SOURCE
 
 STEPS = [
     "preflight",

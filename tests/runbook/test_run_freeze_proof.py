@@ -1,6 +1,6 @@
 """``ferry run`` with the fence: every write that gets past it stops the run before the switch, app unfrozen.
 
-The bypasses of ``tests/test_pg_witness.py``, made while a real run is frozen (after its final
+The bypasses of ``tests/postgres/capture/test_witness.py``, made while a real run is frozen (after its final
 sync, or after its verify, right before the switch): the run must end with exit code 1, nothing
 switched, the old add-on attached as ``DATABASE`` again, and the old database writable.
 """
