@@ -91,7 +91,9 @@ class CaptureAndFollow(PostgresStrategy):
         """Wait until the follow has caught up, then the full checksum pass while the app writes."""
         follower = self.store.follower(ctx)
         if not follower.alive():
-            # It died since the copy (a crash of the machine, a kill): the log kept every change; go on.
+            # It died since the copy (a crash of the machine, a kill, DDL on the source). DDL is named the
+            # way the live pass names it, whichever saw it first; otherwise the log kept every change: go on.
+            _refuse_schema_changes(ctx)
             _start_follower(follower, sources, targets)
         status = _wait_caught_up(ctx, follower)
         detail = f"postgres: caught up ({status.queued} changes waiting, {status.seconds_behind:.1f} s behind)"
@@ -248,9 +250,7 @@ def _wait_caught_up(ctx: RunContext, follower: Follower) -> FollowerStatus:
     deadline = time.monotonic() + ctx.config.migration.catch_up_seconds
     while (status := follower.status()) is None or not _caught_up(status):
         if not follower.alive():
-            # Died of DDL on the source? The catalogs say so the same way the live pass would.
-            refuse_schema_changes(parse_url(ctx.sources().database_url, "source"),
-                                  parse_url(ctx.targets().database_url, "target"))  # fmt: skip
+            _refuse_schema_changes(ctx)  # died of DDL on the source? The catalogs say so.
             raise FollowerError(f"postgres follow stopped: {follower.last_line()}")
         if time.monotonic() > deadline:
             behind = f"{status.queued} changes waiting" if status else "no status"
@@ -260,6 +260,12 @@ def _wait_caught_up(ctx: RunContext, follower: Follower) -> FollowerStatus:
             )
         time.sleep(0.2)
     return status
+
+
+def _refuse_schema_changes(ctx: RunContext) -> None:
+    """:raises SourceChangedError: the source's catalogs differ from the target's (the live pass's words)."""
+    refuse_schema_changes(parse_url(ctx.sources().database_url, "source"),
+                          parse_url(ctx.targets().database_url, "target"))  # fmt: skip
 
 
 def _start_follower(follower: Follower, sources: Sources, targets: Targets) -> int:
