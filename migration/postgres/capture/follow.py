@@ -5,7 +5,8 @@ between them the follower reports its lag (entries waiting, the oldest one's age
 second) on the progress display and, every second, in a status file shaped like the live
 Redis copy's (``consistent`` when no entry waits). Asked to stop, it applies at most one more
 batch and ends (what is left stays in the log, for the drain or the next follower); at the end
-of its ``seconds`` it applies what is waiting, then ends (``seconds=0``: catch up once).
+of its ``seconds`` it applies what is waiting (for at most as long again, at least 5 s), then ends
+(``seconds=0``: catch up once).
 It also stops, with one line, when a table's identity or shape changes on the source (no event
 triggers on Heroku: once a second every table's oid, name and columns are compared, and
 capture's own triggers are checked to be the ones install made, enabled), and when the log
@@ -268,7 +269,12 @@ class _Loop:
                         f"follow: {result.entries} entries applied, {result.queued} waiting, "
                         f"{result.seconds_behind:.1f} s behind"
                     )
-            if stopping or (finishing and batch.entries < options.batch):
+            # Past the deadline, what waits is applied while it lasts, but for no longer than as long again
+            # (at least 5 s): against a writer faster than the apply, "what waits" never runs out.
+            overtime = (
+                finishing and deadline is not None and time.monotonic() >= deadline + max(5.0, options.seconds or 0)
+            )
+            if stopping or (finishing and batch.entries < options.batch) or overtime:
                 return
             if batch.entries == 0:
                 # Idle: wait a tenth of a second, but answer a stop at once (the freeze waits on it).
