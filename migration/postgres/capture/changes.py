@@ -112,10 +112,9 @@ def verify_changes(
     source, target = parse_url(source_url, "source"), parse_url(target_url, "target")
     report = DatabaseVerifyReport(mode="changes")
     with SnapshotPair(source, target) as (src, dst):
-        if not _records_kept(src, dst, source, target, schema):
-            kept = False
-        else:
-            kept = True
+        # Without the records, the full compare runs after these snapshots are closed.
+        kept = _records_kept(src, dst, source, target, schema)
+        if kept:
             with pg_errors("source", source):
                 keys = _captured_keys(src, schema)
                 sizes = {str(r[0]): int(r[1]) for r in src.execute(_ESTIMATED_ROWS)}
