@@ -275,6 +275,9 @@ class MigrationConfig(_Model):
     freeze: Literal["maintenance", "read-only", "fence"] = "maintenance"
     #: PostgreSQL change capture: copy and follow while the app writes, so the freeze only drains.
     capture: bool = False
+    #: How Redis moves: ``live`` (copied and followed from the copy phase on, drained inside the freeze)
+    #: or ``scan`` (copied whole inside the freeze: no keyspace notifications needed, a longer freeze).
+    redis_copy: Literal["live", "scan"] = "live"
     #: How long ``catch-up`` waits for the live copies to catch up with the app's writes.
     catch_up_seconds: float = Field(default=1800.0, ge=1, le=86400)
     #: After maintenance mode and the scale-down: requests in flight finish (Heroku's router allows
@@ -366,7 +369,9 @@ class StackConfig(_Model):
     def moved_addons(self) -> list[MovedAddon]:
         """The add-ons the app leaves: its database, and its Redis when ``migration.redis`` is on."""
         heroku = self.heroku
-        moves = [MovedAddon(heroku.database_addon, "DATABASE", heroku.rollback_alias)]
+        moves = (
+            [MovedAddon(heroku.database_addon, "DATABASE", heroku.rollback_alias)] if self.migration.postgres else []
+        )
         if self.migration.redis and heroku.redis_addon:  # the validator makes redis imply both
             moves.append(MovedAddon(heroku.redis_addon, "REDIS", heroku.redis_rollback_alias))
         return moves

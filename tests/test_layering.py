@@ -119,15 +119,50 @@ def test_the_runbook_starts_no_user_command() -> None:
     assert found == []
 
 
-def test_a_store_adapter_reads_its_strategy_flag_in_one_place() -> None:
-    """``ctx.config.migration.capture`` is read where the PostgreSQL strategy is chosen, and nowhere else."""
-    reads = [
-        f"{path.relative_to(ROOT)}:{node.lineno}"
-        for path in sorted((ROOT / "migration" / "runbook" / "stores").glob("*.py"))
+_ADAPTERS = sorted(p for p in (ROOT / "migration" / "runbook" / "stores").glob("*.py") if p.name != "__init__.py")
+#: What only a store's declarations (``configure``, ``moves``, ``endpoint``, ``addons``) may ask of the run.
+_WHEREABOUTS = {"heroku", "settings", "platform", "old_url", "stack_output", "stack_outputs"}
+_DECLARATIONS = {"configure", "moves", "endpoint", "addons", "_old_url", "strategy"}
+
+
+def test_store_adapters_are_handed_a_narrow_view_not_the_run() -> None:
+    """No adapter sees the run's whole context: its config and state sections, its sides and the freeze."""
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {name}"
+        for path in _ADAPTERS
         for node in ast.walk(ast.parse(path.read_text(), str(path)))
-        if isinstance(node, ast.Attribute)
-        and node.attr == "capture"
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "migration"
+        for name in [node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""]
+        if name in ("RunContext", "ctx")
     ]
-    assert len(reads) == 1 and reads[0].startswith("migration/runbook/stores/postgres.py:"), reads
+    assert found == []
+
+
+def test_a_stores_phases_never_ask_where_its_sides_are() -> None:
+    """Only a store's declarations know which side is the app's host (Heroku) and which the stack's: the
+    phases work on ``run.from_side`` and ``run.to_side``, so the same code runs in either direction."""
+    found = []
+    for path in _ADAPTERS:
+        for function in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(function, ast.FunctionDef) or function.name in _DECLARATIONS:
+                continue
+            for node in ast.walk(function):
+                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+                if name in _WHEREABOUTS or (isinstance(node, ast.Name) and name == "where"):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {function.name} uses {name}")
+    assert found == []
+
+
+def test_a_store_reads_how_it_moves_in_its_strategy_method_only() -> None:
+    """``run.config.capture`` (PostgreSQL) and ``run.config.copy`` (Redis) pick a strategy, in one place each."""
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno} in {function.name}"
+        for path in _ADAPTERS
+        for function in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(function, ast.FunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Attribute)
+        and node.attr in ("capture", "copy")
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "config"
+    ]
+    assert [line.split(" in ")[1] for line in found] == ["strategy", "strategy"], found

@@ -269,12 +269,13 @@ def _freeze_summary(state: RunState) -> dict[str, Any]:
     if "freeze" not in inside or "unfreeze" not in inside:
         return {}
     unfrozen = inside["unfreeze"].started_at + inside["unfreeze"].seconds
+    sections = state.sections()
     return {
         "mode": state.freeze_mode,
         "seconds": round(unfrozen - inside["freeze"].started_at, 3),
         "phases": {name: record.seconds for name, record in inside.items()},
-        "lag_before": {name: store.lag_at_freeze for name, store in state.stores.items() if store.lag_at_freeze},
-        "drained": sum(store.drained or 0 for store in state.stores.values()),
+        "lag_before": {name: lag for name, section in sections.items() if (lag := section.get("lag_at_freeze"))},
+        "drained": sum(section.get("drained") or 0 for section in sections.values()),
     }
 
 

@@ -7,14 +7,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from migration.errors import ConfigError, PlatformError, UsageError
+from migration.errors import ConfigError, UsageError
 from migration.infra import Infra, StackOutputs
 from migration.platform.base import Platform
 from migration.runbook.state import RunState
 from migration.stackconfig import MovedAddon, StackConfig
 
-__all__ = ["RunContext", "RunSettings", "Sources", "Targets"]
+__all__ = ["RunContext", "RunSettings"]
 
 
 @dataclass(frozen=True)
@@ -51,20 +52,6 @@ class RunSettings:
     @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
-
-
-@dataclass(frozen=True)
-class Sources:
-    database_url: str
-    redis_url: str | None
-
-
-@dataclass(frozen=True)
-class Targets:
-    database_url: str
-    app_database_url: str
-    redis_url: str | None
-    buckets: dict[str, str] = field(default_factory=dict)  # source bucket → target bucket
 
 
 @dataclass
@@ -108,80 +95,21 @@ class RunContext:
         if self._platform is not None:
             self._platform.close()
 
-    # -- what moves where ---------------------------------------------------------------------------
-    def moves(self) -> list[MovedAddon]:
-        return self.config.moved_addons()
-
-    @property
-    def moves_redis(self) -> bool:
-        return any(move.attachment == "REDIS" for move in self.moves())
-
-    def sources(self) -> Sources:
-        """The old stores' URLs, wherever the cutover has left them (main name or rollback alias)."""
+    # -- where the stores are (what a store asks to find its sides) -----------------------------------
+    def old_url(self, move: MovedAddon) -> str | None:
+        """The old add-on's URL on the app, wherever the cutover has left it (main name or rollback alias)."""
         config = self.platform.config_vars()
-        urls = {move.attachment: _source_url(config, move, aliased=self.state.done("alias")) for move in self.moves()}
-        database = urls["DATABASE"]
-        if database is None:
-            raise PlatformError(f"{self.platform.description}: DATABASE_URL is not set", side="source")
-        redis = urls.get("REDIS")
-        if redis and self.settings.tls_skip_verify:
-            redis = _without_certificate_check(redis)
-        return Sources(database_url=database, redis_url=redis)
+        primary, alias = config.get(move.config_var), config.get(f"{move.rollback_alias}_URL")
+        return (alias or primary) if self.state.done("alias") else (primary or alias)
 
-    def targets(self) -> Targets:
-        settings, config = self.settings, self.config
-        buckets = self.bucket_pairs()
-        if not settings.uses_stack:
-            assert settings.target_url is not None
-            if self.moves_redis and not settings.target_redis_url:
-                raise UsageError("migration.redis is on: give --target-redis-url too", side="target")
-            return Targets(
-                database_url=settings.target_url,
-                app_database_url=settings.target_app_url or settings.target_url,
-                redis_url=settings.target_redis_url,
-                buckets=buckets,
-            )
-        if settings.target_app_url:
-            raise UsageError(
-                "--target-app-url needs --target-url; with a stack, ferry:migration.appRole picks the role",
-                side="target",
-            )
-        outputs = self.stack_outputs().values
-        database = config.database.databases[0]
-        app_urls = "databaseUrls" if config.migration.app_role == "app" else "databaseOwnerUrls"
+    def stack_output(self, name: str) -> Any:
+        """:raises ConfigError: the stack has no output *name* (it was not provisioned yet)."""
         try:
-            return Targets(
-                database_url=outputs["databaseOwnerUrls"][database],
-                app_database_url=outputs[app_urls][database],
-                redis_url=outputs.get("redisUrl") if self.moves_redis else None,
-                buckets=buckets,
-            )
-        except KeyError as exc:
-            raise ConfigError(f"stack {settings.stack} has no output {exc}: run the provision phase first") from None
-
-    def bucket_pairs(self) -> dict[str, str]:
-        """Source bucket → target bucket, for each bucket the stack file moves."""
-        storage = self.config.storage
-        if not self.config.migration.s3 or storage is None:
-            return {}
-        return {
-            bucket.source: storage.bucket_name(self.config.app, self.config.stack, bucket)
-            for bucket in storage.buckets
-            if bucket.source
-        }
-
-
-def _without_certificate_check(url: str) -> str:
-    """The source's own URL told to accept any certificate: Heroku Redis presents a self-signed
-    one. Only the source: the target's certificate is still verified."""
-    if not url.startswith("rediss://"):
-        return url
-    return url + ("&" if "?" in url else "?") + "ssl_cert_reqs=none"
-
-
-def _source_url(config: dict[str, str], move: MovedAddon, *, aliased: bool) -> str | None:
-    primary, alias = config.get(move.config_var), config.get(f"{move.rollback_alias}_URL")
-    return (alias or primary) if aliased else (primary or alias)
+            return self.stack_outputs().values[name]
+        except KeyError:
+            raise ConfigError(
+                f"stack {self.settings.stack} has no output {name!r}: run the provision phase first"
+            ) from None
 
 
 def _open_platform(spec: str, app: str) -> Platform:

@@ -33,33 +33,26 @@ def copy_live(ctx: RunContext) -> PhaseOutcome:
     if not ctx.state.targets_checked:
         # A target the stack built a moment ago is checked here, while the app still runs.
         check_targets(ctx, copying_began=ctx.state.phases["copy"].attempts > 1)
-    sources, targets = ctx.sources(), ctx.targets()
-    stores = moved_stores(ctx, sources)
     tasks: dict[str, Callable[[], str]] = {
-        store.name: partial(store.copy_live, ctx, sources, targets) for store in stores
+        store.name: partial(store.copy_live, run) for store, run in moved_stores(ctx)
     }
     return done("; ".join(d for d in side_by_side(tasks).values() if d) or "nothing to copy while live")
 
 
 def catch_up(ctx: RunContext) -> PhaseOutcome:
-    sources, targets = ctx.sources(), ctx.targets()
-    tasks: dict[str, Callable[[], str]] = {
-        store.name: partial(store.catch_up, ctx, sources, targets) for store in moved_stores(ctx, sources)
-    }
+    tasks: dict[str, Callable[[], str]] = {store.name: partial(store.catch_up, run) for store, run in moved_stores(ctx)}
     return done("; ".join(d for d in side_by_side(tasks).values() if d) or "no background copy")
 
 
 def final_sync(ctx: RunContext) -> PhaseOutcome:
-    sources, targets = ctx.sources(), ctx.targets()
-    stores = moved_stores(ctx, sources)
+    stores = moved_stores(ctx)
     progress_for = _progress_for(len(stores))
     tasks: dict[str, Callable[[], str]] = {
-        store.name: partial(store.final_sync, ctx, sources, targets, progress_for) for store in stores
+        store.name: partial(store.final_sync, run, progress_for) for store, run in stores
     }
     return done("; ".join(side_by_side(tasks).values()) or "nothing to copy")
 
 
 def stop_live_copies(ctx: RunContext) -> str:
     """Stop every background copy without draining it (rollback)."""
-    sources = ctx.sources()
-    return "; ".join(d for d in (store.stop_following(ctx) for store in moved_stores(ctx, sources)) if d)
+    return "; ".join(d for d in (store.stop_following(run) for store, run in moved_stores(ctx)) if d)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
+from migration.runbook.stores import moved_addons, moved_stores
 from migration.runbook.verify import prove_frozen
 
 __all__ = ["alias", "rollback_cutover", "switch"]
 
 
 def alias(ctx: RunContext) -> PhaseOutcome:
-    moves = ctx.moves()
+    moves = moved_addons(ctx)
     if ctx.settings.uses_stack:
         ctx.stack_outputs(ctx.infra.set_cutover("aliased"))
     else:
@@ -26,10 +27,7 @@ def alias(ctx: RunContext) -> PhaseOutcome:
 
 
 def switch(ctx: RunContext) -> PhaseOutcome:
-    targets = ctx.targets()
-    urls = {"DATABASE_URL": targets.app_database_url}
-    if ctx.moves_redis and targets.redis_url:
-        urls["REDIS_URL"] = targets.redis_url
+    urls = {name: url for store, run in moved_stores(ctx) for name, url in store.switched_config(run).items()}
     already = not ctx.settings.uses_stack and all(ctx.platform.config_vars().get(n) == u for n, u in urls.items())
     if not already:
         # The last word before the app moves: the witnesses again, as late as they can be asked.
@@ -46,7 +44,7 @@ def switch(ctx: RunContext) -> PhaseOutcome:
 
 
 def rollback_cutover(ctx: RunContext) -> str:
-    moves = ctx.moves()
+    moves = moved_addons(ctx)
     if ctx.settings.uses_stack:
         ctx.stack_outputs(ctx.infra.set_cutover("rolled_back"))
     else:

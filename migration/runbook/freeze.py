@@ -18,10 +18,11 @@ closed (a dyno still on the old URLs must not write where nobody reads any more)
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from migration.runbook.context import RunContext, Sources
+from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
-from migration.runbook.stores import Store, moved_stores
+from migration.runbook.stores import AnyStore, StoreRun, moved_stores
 
 __all__ = ["freeze", "unfreeze"]
 
@@ -29,18 +30,18 @@ __all__ = ["freeze", "unfreeze"]
 def freeze(ctx: RunContext) -> PhaseOutcome:
     mode = ctx.config.migration.freeze
     ctx.state.freeze_mode = mode
-    for store in moved_stores(ctx, ctx.sources()):
+    stores = moved_stores(ctx)
+    for store, run in stores:
         # How far behind each live copy was as writes stopped: what the final sync has left to drain.
-        if (status := store.live_status(ctx)) is not None:
-            store.state(ctx).lag_at_freeze = {
+        if (status := store.live_status(run)) is not None:
+            run.state.lag_at_freeze = {
                 "queued": status.queued,
                 "seconds_behind": status.seconds_behind,
                 "applied": status.applied,
             }
     ctx.save()
-    sources = ctx.sources()
     if mode in ("read-only", "fence"):
-        detail = "; ".join(d for d in _freeze_each(ctx, sources) if d)
+        detail = "; ".join(d for d in _freeze_each(stores) if d)
     else:
         if not ctx.state.formation:
             ctx.state.formation = ctx.platform.formation()
@@ -56,23 +57,23 @@ def freeze(ctx: RunContext) -> PhaseOutcome:
     ctx.state.frozen = True
     ctx.save()
     # Taken once writes stopped, whatever stopped them: what shows later that nothing moved since.
-    for store in moved_stores(ctx, sources):
-        store.writes_stopped(ctx, sources)
+    for store, run in stores:
+        store.writes_stopped(run)
     return done(detail)
 
 
-def _freeze_each(ctx: RunContext, sources: Sources) -> list[str]:
+def _freeze_each(stores: list[tuple[AnyStore, StoreRun[Any, Any, Any]]]) -> list[str]:
     """Each store's own write stop; when one fails, those already stopped go on again (the app must not
     stay half frozen by a freeze that did not happen)."""
-    stopped: list[Store] = []
+    stopped: list[tuple[AnyStore, StoreRun[Any, Any, Any]]] = []
     details = []
     try:
-        for store in moved_stores(ctx, sources):
-            details.append(store.freeze_writes(ctx, sources))
-            stopped.append(store)
+        for store, run in stores:
+            details.append(store.freeze_writes(run))
+            stopped.append((store, run))
     except BaseException:
-        for store in reversed(stopped):
-            store.unfreeze_writes(ctx, sources)
+        for store, run in reversed(stopped):
+            store.unfreeze_writes(run)
         raise
     return details
 
@@ -86,8 +87,7 @@ def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> PhaseOutcome:
             return done(
                 "the app writes to the targets now; the old stores stay read-only (ferry rollback reopens them)"
             )
-        sources = ctx.sources()
-        detail = "; ".join(d for d in (s.unfreeze_writes(ctx, sources) for s in moved_stores(ctx, sources)) if d)
+        detail = "; ".join(d for d in (store.unfreeze_writes(run) for store, run in moved_stores(ctx)) if d)
     else:
         restore = {kind: count for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
         ctx.platform.scale(restore)

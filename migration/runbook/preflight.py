@@ -14,10 +14,9 @@ __all__ = ["check_targets", "preflight"]
 def preflight(ctx: RunContext) -> PhaseOutcome:
     formation = ctx.platform.formation()
     checked = [f"{ctx.platform.description}: {sum(formation.values())} dynos"]
-    sources = ctx.sources()
-    for store in moved_stores(ctx, sources):
+    for store, run in moved_stores(ctx):
         # The freeze must be able to stop every moved store's writes: found out now, not inside it.
-        store.check_freeze(ctx, sources)
+        store.check_freeze(run)
     if ctx.settings.uses_stack and not ctx.state.done("provision"):
         return done("; ".join([*checked, "target checks run after provision, before the copy"]))
     copying_began = "copy" in ctx.state.phases or "final-sync" in ctx.state.phases
@@ -33,10 +32,9 @@ def check_targets(ctx: RunContext, *, copying_began: bool) -> str:
         then, so failed checks are reported but do not stop the run (except a target that is
         the source).
     """
-    sources, targets = ctx.sources(), ctx.targets()
     reports: list[tuple[str, PreflightReport]] = []
-    for store in moved_stores(ctx, sources):
-        report = store.preflight(ctx, sources, targets)
+    for store, run in moved_stores(ctx):
+        report = store.preflight(run)
         if report is not None:
             reports.append((store.name, report))
     checked: list[str] = []

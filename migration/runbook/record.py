@@ -22,26 +22,14 @@ from migration.runbook.stores import moved_stores
 __all__ = ["cleanup", "record"]
 
 
-def _endpoint(url: str | None) -> str | None:
-    """host:port/database of a URL, without user or password."""
-    if not url:
-        return None
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or ''}{parts.path}"
-
-
 def record(ctx: RunContext) -> PhaseOutcome:
-    targets = ctx.targets()
+    targets: dict[str, Any] = {"postgres": None, "redis": None, "buckets": {}}
+    for store, run in moved_stores(ctx):
+        targets.update(store.recorded(run))
     data: dict[str, Any] = {
         "stack": ctx.settings.stack,
         "app": ctx.config.heroku.app,
-        "targets": {
-            "postgres": _endpoint(targets.database_url),
-            "redis": _endpoint(targets.redis_url),
-            "buckets": targets.buckets,
-        },
+        "targets": targets,
         "phases": {
             name: {"status": r.status, "seconds": r.seconds, "detail": r.detail} for name, r in ctx.state.phases.items()
         },
@@ -64,10 +52,9 @@ def cleanup(ctx: RunContext) -> PhaseOutcome:
             f"cleanup comes after {' and '.join(unfinished)}: the run is not finished, and what cleanup removes "
             "(change capture on the source) is what the rest of it stands on"
         )
-    sources, targets = ctx.sources(), ctx.targets()
-    stores = moved_stores(ctx, sources)
-    cleaned = [d for d in (store.finish_target(ctx, targets) for store in stores) if d]
-    cleaned += [d for d in (store.cleanup(ctx, sources) for store in stores) if d]
+    stores = moved_stores(ctx)
+    cleaned = [d for d in (store.finish_target(run) for store, run in stores) if d]
+    cleaned += [d for d in (store.cleanup(run) for store, run in stores) if d]
     return done("; ".join(cleaned) or "nothing to remove")
 
 

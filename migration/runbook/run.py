@@ -209,9 +209,8 @@ def _after_differences(ctx: RunContext) -> bool:
     ctx.say(f"unfreezing: {unfreeze(ctx, rolling_back=True).detail}")
     for name in ("freeze", "final-sync", "alias"):
         ctx.state.phases.pop(name, None)
-    sources = ctx.sources()
-    for store in moved_stores(ctx, sources):
-        store.forget_copy(ctx)
+    for store, run in moved_stores(ctx):
+        store.forget_copy(run)
     ctx.save()
     return True
 
@@ -225,8 +224,7 @@ def _rollback(ctx: RunContext) -> None:
         done.append(rollback_cutover(ctx))
     if ctx.state.frozen:
         done.append(unfreeze(ctx, rolling_back=True).detail)
-    sources = ctx.sources()
-    done += [store.cleanup(ctx, sources) for store in moved_stores(ctx, sources)]
+    done += [store.cleanup(run) for store, run in moved_stores(ctx)]
     ctx.state.rolled_back = True
     ctx.state.finish("rollback", "done", "; ".join(d for d in done if d), time.monotonic() - started)
     ctx.save()

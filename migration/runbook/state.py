@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from migration.errors import ResumeError
 from migration.files import replace_file
@@ -19,6 +19,7 @@ from migration.files import replace_file
 __all__ = ["FollowerState", "PhaseRecord", "RunState", "StoreState"]
 
 PhaseStatus = Literal["running", "done", "failed", "skipped"]
+Section = TypeVar("Section", bound="StoreState")
 
 
 @dataclass
@@ -40,30 +41,29 @@ class FollowerState:
 
 @dataclass
 class StoreState:
-    """What one store's copy must remember between runs.
+    """What every store's copy must remember between runs; a store extends it with its own fields
+    (PostgreSQL's: :class:`~migration.runbook.stores.postgres.PostgresState`).
 
     :param copy_started: a copy into the target began (a new attempt resumes it).
     :param recopy: the target holds a finished copy the source has moved on from (a failed
         verify unfroze the app): the next final sync copies again from scratch.
     :param follower: its background copy, if it has one.
+    :param lag_at_freeze: what the background copy said when the freeze began (changes waiting,
+        seconds behind, applied so far).
     """
 
     copy_started: bool = False
     recopy: bool = False
     follower: FollowerState = field(default_factory=FollowerState)
-    #: Where the final sync must reach (change capture: the fence's marker entry).
-    marker: int | None = None
-    #: The live verify's position in the target's record of rewritten rows (``None``: none ran);
-    #: the verify inside the freeze compares what was rewritten after it.
-    verified_through: int | None = None
-    #: Key ranges that still differed while live, as ``[table, label, condition]``.
-    deferred_ranges: list[list[str]] = field(default_factory=list)
-    #: What the background copy said when the freeze began: changes waiting, seconds behind.
     lag_at_freeze: dict[str, float] = field(default_factory=dict)
-    #: Changes the final sync drained inside the freeze.
-    drained: int | None = None
-    #: What the source looked like as its writes stopped (change capture's witness, as JSON).
-    witness: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls: type[Section], data: dict[str, Any]) -> Section:
+        """The section *data* holds (fields this store does not know are dropped, missing ones default)."""
+        known = {f.name for f in fields(cls)}
+        values = {name: value for name, value in data.items() if name in known}
+        values["follower"] = FollowerState(**data.get("follower", {}))
+        return cls(**values)
 
 
 @dataclass
@@ -79,13 +79,29 @@ class RunState:
     rolled_back: bool = False
     #: The targets' preflight checks ran (before the copy, when the stack built them).
     targets_checked: bool = False
-    #: Each store's section, by store name.
-    stores: dict[str, StoreState] = field(default_factory=dict)
+    #: Each store's section, by store name: as read from the file until its store asks for it typed.
+    stores: dict[str, StoreState | dict[str, Any]] = field(default_factory=dict)
     #: The verify phase's reports, by what was compared (``postgres``, ``redis``, ``s3:BUCKET``).
     verify: dict[str, Any] = field(default_factory=dict)
 
-    def store(self, name: str) -> StoreState:
-        return self.stores.setdefault(name, StoreState())
+    def section(self, name: str, kind: type[Section]) -> Section:
+        """Store *name*'s section, as its store's own type (read from the file the first time)."""
+        current = self.stores.get(name)
+        if not isinstance(current, kind):
+            try:
+                current = kind.from_json(self.sections().get(name, {}))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise ResumeError(
+                    f"the run's state file: the {name} section is not one ferry wrote ({exc}); "
+                    "move the file away to start the run anew"
+                ) from exc
+            self.stores[name] = current
+        return current
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """Every store's section as JSON (as the file holds it), by store name."""
+        return {name: asdict(section) if isinstance(section, StoreState) else dict(section)
+                for name, section in self.stores.items()}  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, stack: str) -> RunState:
@@ -96,19 +112,8 @@ class RunState:
             records = {name: PhaseRecord(**record) for name, record in data.pop("phases", {}).items()}
             # The file is written with sorted keys: the run's order is the order phases started in.
             phases = dict(sorted(records.items(), key=lambda item: item[1].started_at))
-            stores = {
-                name: StoreState(
-                    copy_started=bool(section.get("copy_started", False)),
-                    recopy=bool(section.get("recopy", False)),
-                    follower=FollowerState(**section.get("follower", {})),
-                    marker=section.get("marker"),
-                    verified_through=section.get("verified_through"),
-                    deferred_ranges=[list(r) for r in section.get("deferred_ranges", [])],
-                    lag_at_freeze=dict(section.get("lag_at_freeze", {})),
-                    drained=section.get("drained"),
-                    witness=section.get("witness"),
-                )
-                for name, section in data.pop("stores", {}).items()
+            stores: dict[str, StoreState | dict[str, Any]] = {
+                name: dict(section) for name, section in data.pop("stores", {}).items()
             }
             state = cls(phases=phases, stores=stores, **data)
         except (ValueError, TypeError, AttributeError) as exc:

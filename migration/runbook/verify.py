@@ -16,9 +16,8 @@ __all__ = ["prove_frozen", "verify"]
 
 
 def verify(ctx: RunContext) -> PhaseOutcome:
-    sources, targets = ctx.sources(), ctx.targets()
     tasks: dict[str, Callable[[], list[StoreVerify]]] = {
-        store.name: partial(store.verify, ctx, sources, targets) for store in moved_stores(ctx, sources)
+        store.name: partial(store.verify, run) for store, run in moved_stores(ctx)
     }
     checked = [item for items in side_by_side(tasks).values() for item in items]
     ctx.state.verify = {item.name: item.report for item in checked}
@@ -36,8 +35,7 @@ def prove_frozen(ctx: RunContext) -> str:
 
     :raises DifferencesFoundError: a store's source took a write its copy cannot account for.
     """
-    sources, targets = ctx.sources(), ctx.targets()
-    checked = [item for store in moved_stores(ctx, sources) for item in store.prove_frozen(ctx, sources, targets)]
+    checked = [item for store, run in moved_stores(ctx) for item in store.prove_frozen(run)]
     for item in checked:
         ctx.state.verify[f"{item.name} before the switch"] = item.report
     ctx.save()

@@ -71,6 +71,24 @@ def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None
     assert_one_line_error(world.ferry("run", "--yes"), "was rolled back")
 
 
+def test_redis_scan_copy_starts_no_worker_and_copies_every_key_inside_the_freeze(world: World) -> None:
+    """``redisCopy: scan``: nothing follows Redis while live; the freeze copies it whole, keys written just
+    before the freeze included."""
+    stack_file(world.root, "http://127.0.0.1:9", redisCopy="scan", smokeUrls=[])
+    assert world.ferry("run", "--yes", "--until", "catch-up").code == 0
+    assert world.state()["stores"]["redis"]["follower"]["pid"] is None
+    target_cache = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
+    assert target_cache.dbsize() == 0
+    redis.Redis(port=world.source_redis.port, password=world.source_redis.password).set("late", "1")
+    finished = world.ferry("run", "--yes", "--json")
+    assert finished.code == 0, finished.output
+    phases = {p["name"]: p for p in finished.json["phases"]}
+    assert "redis: copied inside the freeze" in phases["copy"]["detail"]
+    assert "redis: copied 3 keys inside the freeze" in phases["final-sync"]["detail"]
+    assert target_cache.get("late") == b"1" and target_cache.hgetall("cart:1") == {b"sku": b"42", b"qty": b"2"}
+    assert world.fake.apps["shop"].config["REDIS_URL"] == world.target_redis.url()
+
+
 def test_rollback_after_freeze_unfreezes_and_restores_the_formation(world: World) -> None:
     stopped = world.ferry("run", "--yes", "--until", "verify")
     assert stopped.code == 0, stopped.output
@@ -242,7 +260,7 @@ def test_tls_skip_verify_accepts_the_sources_self_signed_certificate(world: Worl
 
 
 def test_only_the_source_redis_url_skips_the_certificate_check() -> None:
-    from migration.runbook.context import _without_certificate_check
+    from migration.runbook.stores.redis import _without_certificate_check
 
     assert _without_certificate_check("rediss://:pw@h:6380") == "rediss://:pw@h:6380?ssl_cert_reqs=none"
     assert _without_certificate_check("rediss://:pw@h:6380/0?x=1") == "rediss://:pw@h:6380/0?x=1&ssl_cert_reqs=none"
@@ -308,7 +326,8 @@ def test_differences_found_by_verify_stop_the_run_before_the_switch(world: World
 
 def test_a_state_file_of_the_earlier_shape_still_loads(tmp_path: Path) -> None:
     """Written before stores had sections: the run goes on from it instead of starting over."""
-    from migration.runbook.state import RunState
+    from migration.runbook.state import RunState, StoreState
+    from migration.runbook.stores.postgres import PostgresState
 
     old = {
         "stack": "test", "phases": {"copy": {"status": "done", "started_at": 1.0}}, "formation": {"web": 1},
@@ -319,7 +338,8 @@ def test_a_state_file_of_the_earlier_shape_still_loads(tmp_path: Path) -> None:
     path.write_text(json.dumps(old))
     state = RunState.load(path, "test")
     assert state.done("copy") and state.targets_checked
-    assert state.store("postgres").copy_started and state.store("redis").follower.pid == 4242
+    assert state.section("postgres", PostgresState).copy_started
+    assert state.section("redis", StoreState).follower.pid == 4242
     assert state.verify == {"postgres": {"identical": True}}
     path.write_text('{"stack": "test", "phases": "nonsense"}')
     with pytest.raises(Exception, match="move it away to start the run anew"):

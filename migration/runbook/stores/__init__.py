@@ -1,22 +1,61 @@
 """The stores the runbook moves, each behind :class:`~migration.runbook.stores.base.Store`.
 
-Adding a store is a module here and one line in :data:`STORES`.
+Adding a store is a module here and one line in :data:`STORES`: the store says what its config
+section, its state section and its two sides are; the phases drive it through :func:`moved_stores`,
+which hands each one its narrow :class:`~migration.runbook.stores.base.StoreRun`.
 """
 
 from __future__ import annotations
 
-from migration.runbook.context import RunContext, Sources
-from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
+from typing import Any
+
+from migration.runbook.context import RunContext
+from migration.runbook.stores.base import FreezeView, ProgressFor, Side, Store, StoreRun, StoreVerify
 from migration.runbook.stores.postgres import PostgresStore
 from migration.runbook.stores.redis import RedisStore
 from migration.runbook.stores.s3 import S3Store
+from migration.stackconfig import MovedAddon
 
-__all__ = ["STORES", "ProgressFor", "Store", "StoreVerify", "moved_stores"]
+__all__ = ["STORES", "AnyStore", "ProgressFor", "Store", "StoreRun", "StoreVerify", "moved_addons", "moved_stores"]
+
+AnyStore = Store[Any, Any, Any]
 
 #: In the order the runbook reports them.
-STORES: tuple[Store, ...] = (PostgresStore(), RedisStore(), S3Store())
+STORES: tuple[AnyStore, ...] = (PostgresStore(), RedisStore(), S3Store())
 
 
-def moved_stores(ctx: RunContext, sources: Sources) -> list[Store]:
-    """The stores this run moves."""
-    return [store for store in STORES if store.moves(ctx, sources)]
+def moved_stores(ctx: RunContext) -> list[tuple[AnyStore, StoreRun[Any, Any, Any]]]:
+    """The stores this run moves, each with its view of this run."""
+    moved = []
+    for store in STORES:
+        config = store.configure(ctx.config, ctx.settings)
+        if store.moves(config, ctx):
+            moved.append((store, _view(ctx, store, config)))
+    return moved
+
+
+def moved_addons(ctx: RunContext) -> list[MovedAddon]:
+    """The add-ons the app leaves, for every store this run moves."""
+    return [move for store in STORES if store.moves(store.configure(ctx.config, ctx.settings), ctx)
+            for move in store.addons(ctx.config)]  # fmt: skip
+
+
+def _view(ctx: RunContext, store: AnyStore, config: Any) -> StoreRun[Any, Any, Any]:
+    state = ctx.state
+    running = [record for record in state.phases.values() if record.status == "running"]
+
+    def locate(side: Side) -> Any:
+        return store.endpoint(ctx, side)
+
+    return StoreRun(
+        store.name,
+        config,
+        state.section(store.name, store.section),
+        locate,
+        FreezeView(ctx.config.migration.freeze, state),
+        save=ctx.save,
+        say=ctx.say,
+        work_dir=ctx.settings.state_dir,
+        attempt=running[-1].attempts if running else 1,
+        rolling_back="rollback" in state.phases,
+    )

@@ -7,7 +7,9 @@ that differ are the strategy's; stopping and reopening the source's writes are t
 
 from __future__ import annotations
 
-from migration.errors import PreconditionError
+from typing import Any
+
+from migration.errors import ConfigError, PlatformError, PreconditionError
 from migration.postgres import (
     capture_errors,
     connect_source,
@@ -18,32 +20,82 @@ from migration.postgres import (
     set_read_only,
 )
 from migration.preflight import PreflightReport
-from migration.runbook.context import RunContext, Sources, Targets
-from migration.runbook.follower import Follower, FollowerStatus
-from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
+from migration.runbook.context import RunSettings
+from migration.runbook.follower import FollowerStatus
+from migration.runbook.stores.base import ProgressFor, Side, Store, StoreVerify, Whereabouts, location_of
 from migration.runbook.stores.postgres_capture import CaptureAndFollow, repair_capture
-from migration.runbook.stores.postgres_strategy import CopyInFreeze, PostgresStrategy, jobs_of
+from migration.runbook.stores.postgres_strategy import (
+    CopyInFreeze,
+    PostgresConfig,
+    PostgresRun,
+    PostgresSide,
+    PostgresState,
+    PostgresStrategy,
+)
+from migration.stackconfig import MovedAddon, StackConfig
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresState", "PostgresStore"]
 
 
-class PostgresStore(Store):
+class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
     name = "postgres"
+    section = PostgresState
 
-    def strategy(self, ctx: RunContext) -> PostgresStrategy:
+    def configure(self, config: StackConfig, settings: RunSettings) -> PostgresConfig:
+        migration = config.migration
+        return PostgresConfig(
+            moves=migration.postgres,
+            capture=migration.capture,
+            jobs=settings.jobs or migration.jobs,
+            full_verify=settings.verify_mode == "full",
+            catch_up_seconds=migration.catch_up_seconds,
+            app_role=migration.app_role,
+        )
+
+    def strategy(self, run: PostgresRun) -> PostgresStrategy:
         """The one place that reads how this run moves PostgreSQL."""
-        return CaptureAndFollow(self) if ctx.config.migration.capture else CopyInFreeze(self)
+        return CaptureAndFollow() if run.config.capture else CopyInFreeze()
 
-    def moves(self, ctx: RunContext, sources: Sources) -> bool:
-        return ctx.config.migration.postgres
+    def moves(self, config: PostgresConfig, where: Whereabouts) -> bool:
+        return config.moves
 
-    def preflight(self, ctx: RunContext, sources: Sources, targets: Targets) -> PreflightReport:
-        return preflight_database(sources.database_url, targets.database_url, jobs=jobs_of(ctx))
+    def addons(self, stack: StackConfig) -> list[MovedAddon]:
+        heroku = stack.heroku
+        return [MovedAddon(heroku.database_addon, "DATABASE", heroku.rollback_alias)]
 
-    def check_freeze(self, ctx: RunContext, sources: Sources) -> None:
-        if ctx.config.migration.freeze != "fence":
+    def endpoint(self, where: Whereabouts, side: Side) -> PostgresSide:
+        if side == "source":
+            (move,) = self.addons(where.config)
+            url = where.old_url(move)
+            if url is None:
+                raise PlatformError(f"the app has no {move.config_var} (nor its rollback alias's)", side="source")
+            return PostgresSide(url, url)
+        settings = where.settings
+        if not settings.uses_stack:
+            assert settings.target_url is not None
+            return PostgresSide(settings.target_url, settings.target_app_url or settings.target_url)
+        database = where.config.database.databases[0]
+        app_output = "databaseUrls" if where.config.migration.app_role == "app" else "databaseOwnerUrls"
+        owner_urls, app_urls = where.stack_output("databaseOwnerUrls"), where.stack_output(app_output)
+        if database not in owner_urls or database not in app_urls:
+            raise ConfigError(
+                f"stack {settings.stack}'s outputs have no database {database!r}: run the provision phase"
+            )
+        return PostgresSide(owner_urls[database], app_urls[database])
+
+    def switched_config(self, run: PostgresRun) -> dict[str, str]:
+        return {"DATABASE_URL": run.to_side.app_url}
+
+    def recorded(self, run: PostgresRun) -> dict[str, Any]:
+        return {"postgres": location_of(run.to_side.url)}
+
+    def preflight(self, run: PostgresRun) -> PreflightReport:
+        return preflight_database(run.from_side.url, run.to_side.url, jobs=run.config.jobs)
+
+    def check_freeze(self, run: PostgresRun) -> None:
+        if run.freeze.configured != "fence":
             return
-        count = large_object_count(sources.database_url)
+        count = large_object_count(run.from_side.url)
         if count:
             raise PreconditionError(
                 f"freeze fence: the source holds {count} large objects, whose writes no trigger sees and the "
@@ -51,66 +103,63 @@ class PostgresStore(Store):
                 side="source",
             )
 
-    def follower(self, ctx: RunContext) -> Follower:
-        return Follower(self.name, ctx.settings.state_dir, self.state(ctx).follower, ctx.save)
+    def copy_live(self, run: PostgresRun) -> str:
+        return self.strategy(run).copy_live(run)
 
-    def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
-        return self.strategy(ctx).copy_live(ctx, sources, targets)
+    def live_status(self, run: PostgresRun) -> FollowerStatus | None:
+        return self.strategy(run).live_status(run)
 
-    def live_status(self, ctx: RunContext) -> FollowerStatus | None:
-        return self.strategy(ctx).live_status(ctx)
+    def catch_up(self, run: PostgresRun) -> str:
+        return self.strategy(run).catch_up(run)
 
-    def catch_up(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
-        return self.strategy(ctx).catch_up(ctx, sources, targets)
-
-    def freeze_writes(self, ctx: RunContext, sources: Sources) -> str:
-        if ctx.config.migration.freeze == "fence":
-            if self.state(ctx).recopy:
+    def freeze_writes(self, run: PostgresRun) -> str:
+        if run.freeze.configured == "fence":
+            state = run.state
+            if state.recopy:
                 # The copy comes again inside this freeze, so capture only has to fence: broken (a trigger
                 # taken off, a table rebuilt or created), it is put on anew before the fence needs it.
-                repair_capture(sources.database_url)
-            with connect_source(sources.database_url) as conn, capture_errors():
+                repair_capture(run.from_side.url)
+            with connect_source(run.from_side.url) as conn, capture_errors():
                 fence = raise_fence(conn)
-            state = self.state(ctx)
             state.marker, state.witness = fence.marker, fence.witness.to_json()
-            ctx.save()
+            run.save()
             return f"postgres fenced for every role ({fence.ended} transactions open across it ended)"
-        set_read_only(sources.database_url, True)
+        set_read_only(run.from_side.url, True)
         return "app's database role set read-only; its sessions ended"
 
-    def writes_stopped(self, ctx: RunContext, sources: Sources) -> str:
-        return self.strategy(ctx).writes_stopped(ctx, sources)
+    def writes_stopped(self, run: PostgresRun) -> str:
+        return self.strategy(run).writes_stopped(run)
 
-    def unfreeze_writes(self, ctx: RunContext, sources: Sources) -> str:
-        if ctx.state.freeze_mode == "fence":
+    def unfreeze_writes(self, run: PostgresRun) -> str:
+        if run.freeze.in_force == "fence":
             # After a recorded run the fence went with capture and the role was made read-only instead.
-            set_read_only(sources.database_url, False)
-            with connect_source(sources.database_url) as conn:
+            set_read_only(run.from_side.url, False)
+            with connect_source(run.from_side.url) as conn:
                 lower_fence(conn)
             return "postgres fence lowered"
-        set_read_only(sources.database_url, False)
+        set_read_only(run.from_side.url, False)
         return "app's database role read-write again"
 
-    def final_sync(self, ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
-        return self.strategy(ctx).final_sync(ctx, sources, targets, progress_for)
+    def final_sync(self, run: PostgresRun, progress_for: ProgressFor) -> str:
+        return self.strategy(run).final_sync(run, progress_for)
 
-    def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
-        return self.strategy(ctx).verify(ctx, sources, targets)
+    def verify(self, run: PostgresRun) -> list[StoreVerify]:
+        return self.strategy(run).verify(run)
 
-    def prove_frozen(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
-        return self.strategy(ctx).prove_frozen(ctx, sources, targets)
+    def prove_frozen(self, run: PostgresRun) -> list[StoreVerify]:
+        return self.strategy(run).prove_frozen(run)
 
-    def stop_following(self, ctx: RunContext) -> str:
-        return "postgres follow stopped" if self.follower(ctx).stop() else ""
+    def stop_following(self, run: PostgresRun) -> str:
+        return "postgres follow stopped" if run.follower().stop() else ""
 
-    def finish_target(self, ctx: RunContext, targets: Targets) -> str:
-        return self.strategy(ctx).finish_target(ctx, targets)
+    def finish_target(self, run: PostgresRun) -> str:
+        return self.strategy(run).finish_target(run)
 
-    def cleanup(self, ctx: RunContext, sources: Sources) -> str:
-        return self.strategy(ctx).cleanup(ctx, sources)
+    def cleanup(self, run: PostgresRun) -> str:
+        return self.strategy(run).cleanup(run)
 
-    def forget_copy(self, ctx: RunContext) -> None:
-        state = self.state(ctx)
+    def forget_copy(self, run: PostgresRun) -> None:
+        state = run.state
         state.recopy, state.copy_started = state.copy_started, False
         # The next final sync copies anew: the live verify's position says nothing about that copy, and
         # the next freeze takes its own witness.

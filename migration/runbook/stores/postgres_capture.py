@@ -44,14 +44,12 @@ from migration.postgres import (
     verify_live,
 )
 from migration.progress import PlainProgress
-from migration.runbook.context import RunContext, Sources, Targets
 from migration.runbook.follower import Follower, FollowerStatus
-from migration.runbook.state import StoreState
 from migration.runbook.stores.base import ProgressFor, StoreVerify
 from migration.runbook.stores.postgres_strategy import (
+    PostgresRun,
     PostgresStrategy,
     copy_resuming,
-    jobs_of,
     sync_sequences_between,
 )
 from migration.worker import PostgresFollowJob
@@ -66,153 +64,152 @@ _CAUGHT_UP_ENTRIES = 2000
 class CaptureAndFollow(PostgresStrategy):
     """Copy and follow while live; inside the freeze, drain and compare what changed."""
 
-    def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
-        follower = self.store.follower(ctx)
+    def copy_live(self, run: PostgresRun) -> str:
+        follower = run.follower()
         if follower.alive():
             return f"postgres: following the change log (pid {follower.pid})"
-        state = self.store.state(ctx)
+        state = run.state
         resume, state.copy_started = state.copy_started, True
         if not resume:
             # Capture goes in before the copy's snapshot: every later change is then in the log (an
             # install that was interrupted is finished, tables created since get their triggers).
-            ensure_capture(sources.database_url)
-        ctx.save()
-        options = CopyOptions(sources.database_url, targets.database_url, jobs=jobs_of(ctx))
+            ensure_capture(run.from_side.url)
+        run.save()
+        options = CopyOptions(run.from_side.url, run.to_side.url, jobs=run.config.jobs)
         copied = copy_resuming(options, PlainProgress(unit="bytes"), resume=resume)
         if copied is not None and copied.not_valid_foreign_keys:
-            with connect_target(targets.database_url) as dst, capture_errors():
+            with connect_target(run.to_side.url) as dst, capture_errors():
                 await_copied_constraints(dst, copied.not_valid_foreign_keys)  # validated at cleanup
-        return f"postgres: copied, following the change log (pid {_start_follower(follower, sources, targets)})"
+        return f"postgres: copied, following the change log (pid {_start_follower(run, follower)})"
 
-    def live_status(self, ctx: RunContext) -> FollowerStatus | None:
-        return self.store.follower(ctx).status()
+    def live_status(self, run: PostgresRun) -> FollowerStatus | None:
+        return run.follower().status()
 
-    def catch_up(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+    def catch_up(self, run: PostgresRun) -> str:
         """Wait until the follow has caught up, then the full checksum pass while the app writes."""
-        follower = self.store.follower(ctx)
+        follower = run.follower()
         if not follower.alive():
             # It died since the copy (a crash of the machine, a kill, DDL on the source). DDL is named the
             # way the live pass names it, whichever saw it first; otherwise the log kept every change: go on.
-            _refuse_schema_changes(ctx)
-            _start_follower(follower, sources, targets)
-        status = _wait_caught_up(ctx, follower)
+            _refuse_schema_changes(run)
+            _start_follower(run, follower)
+        status = _wait_caught_up(run, follower)
         detail = f"postgres: caught up ({status.queued} changes waiting, {status.seconds_behind:.1f} s behind)"
-        if ctx.settings.verify_mode != "full":
+        if not run.config.full_verify:
             return detail
-        live = verify_live(sources.database_url, targets.database_url, jobs=jobs_of(ctx))
-        state = self.store.state(ctx)
+        live = verify_live(run.from_side.url, run.to_side.url, jobs=run.config.jobs)
+        state = run.state
         state.verified_through = live.through
         state.deferred_ranges = [[r.table, r.label, r.where] for r in live.deferred]
-        ctx.save()
+        run.save()
         # The pass may take minutes on a big database: what the app wrote meanwhile is applied now, not
         # drained inside the freeze.
-        status = _wait_caught_up(ctx, follower)
+        status = _wait_caught_up(run, follower)
         return (
             f"{detail}; verified live: {live.report.rows_checked} rows in {live.report.ranges_checked} key ranges, "
             f"{len(live.deferred)} ranges left to the freeze; {status.queued} changes waiting after it"
         )
 
-    def writes_stopped(self, ctx: RunContext, sources: Sources) -> str:
+    def writes_stopped(self, run: PostgresRun) -> str:
         """The witness of the source as its writes stopped (the fence takes its own)."""
-        if ctx.state.freeze_mode == "fence":
+        if run.freeze.in_force == "fence":
             return ""
-        with connect_source(sources.database_url) as conn, capture_errors():
+        with connect_source(run.from_side.url) as conn, capture_errors():
             witness = take_witness(conn, read_identity(conn))
-        self.store.state(ctx).witness = witness.to_json()
-        ctx.save()
+        run.state.witness = witness.to_json()
+        run.save()
         return ""
 
-    def final_sync(self, ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
-        state = self.store.state(ctx)
+    def final_sync(self, run: PostgresRun, progress_for: ProgressFor) -> str:
+        state = run.state
         if not state.recopy:
-            return self._drain(ctx, sources, targets)
+            return self._drain(run)
         # The app wrote to the source after an earlier final copy (a failed verify unfroze it, and the
         # follower was not there to follow): copied again, and the log emptied of what the copy holds.
         state.copy_started = True
-        ctx.save()
-        options = CopyOptions(source_url=sources.database_url, target_url=targets.database_url, jobs=jobs_of(ctx))
+        run.save()
+        options = CopyOptions(source_url=run.from_side.url, target_url=run.to_side.url, jobs=run.config.jobs)
         progress = progress_for("bytes")
         try:
             again = copy_database(replace(options, clean=True), progress)
         finally:
             progress.close()
-        _empty_log(state.marker, sources, targets)
+        _empty_log(run)
         state.recopy = False
-        ctx.save()
+        run.save()
         return f"postgres: {again.rows} rows in {len(again.tables)} tables (copied again)"
 
-    def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
-        state = self.store.state(ctx)
-        sync_sequences_between(sources, targets)
+    def verify(self, run: PostgresRun) -> list[StoreVerify]:
+        state = run.state
+        sync_sequences_between(run)
         if state.verified_through is None:
-            return super().verify(ctx, sources, targets)
+            return super().verify(run)
         # The live pass checked everything; what changed since is compared (the module says why that is enough).
         changes = partial(
             verify_changes,
-            sources.database_url,
-            targets.database_url,
+            run.from_side.url,
+            run.to_side.url,
             through=state.verified_through,
             deferred=tuple(DeferredRange(*r) for r in state.deferred_ranges),
-            jobs=jobs_of(ctx),
+            jobs=run.config.jobs,
         )
         # Both only read, and the witness does not trust the log the other relies on: side by side.
         with ThreadPoolExecutor(1) as pool:
-            proof = pool.submit(_proof, state, sources, targets)
-            return [StoreVerify.of("postgres", changes()), *proof.result()]
+            proof = pool.submit(_proof, run)
+            return [StoreVerify.of(run.name, changes()), *proof.result()]
 
-    def prove_frozen(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
+    def prove_frozen(self, run: PostgresRun) -> list[StoreVerify]:
         """The verify of what changed trusts the change log; the witness the freeze took does not."""
-        state = self.store.state(ctx)
-        if state.witness is None:
+        if run.state.witness is None:
             return []
         # The sequences are written on the target and the proof only reads: side by side.
         with ThreadPoolExecutor(1) as pool:
-            synced = pool.submit(sync_sequences_between, sources, targets)
-            proof = _proof(state, sources, targets)
+            synced = pool.submit(sync_sequences_between, run)
+            proof = _proof(run)
             synced.result()
         return proof
 
-    def finish_target(self, ctx: RunContext, targets: Targets) -> str:
-        with connect_target(targets.database_url) as dst, capture_errors():
+    def finish_target(self, run: PostgresRun) -> str:
+        with connect_target(run.to_side.url) as dst, capture_errors():
             validated = validate_constraints(dst)
             forget_follow(dst)  # its record of applied batches and keys: the run is over
         return f"{validated} foreign keys validated on the target" if validated else ""
 
-    def cleanup(self, ctx: RunContext, sources: Sources) -> str:
-        rolling_back = "rollback" in ctx.state.phases
+    def cleanup(self, run: PostgresRun) -> str:
+        rolling_back = run.rolling_back
         # After the switch nobody writes to the old database: waiting on its locks holds no one up, and
         # a wait past deadlock_timeout makes an autovacuum of a big table give way (a short one never does).
         patient = CaptureSettings(lock_timeout_ms=5000, attempts=10)
         try:
-            tables = remove_capture(sources.database_url, CaptureSettings() if rolling_back else patient)
+            tables = remove_capture(run.from_side.url, CaptureSettings() if rolling_back else patient)
         except PreconditionError as exc:
             if not rolling_back:
                 raise
             # The app is back on the source: the rollback stands; capture comes off later.
             return f"change capture is still on the source ({exc.message}); `ferry pg capture remove` takes it off"
-        if ctx.state.frozen and ctx.state.freeze_mode == "fence":
+        if run.freeze.frozen and run.freeze.in_force == "fence":
             # The fence went with capture; the old database must stay closed to a dyno still on its
             # URL (as in the read-only freeze) until rollback reopens it.
-            set_read_only(sources.database_url, True)
+            set_read_only(run.from_side.url, True)
             return f"change capture removed from the source ({tables} tables); the app's role is read-only there now"
         return f"change capture removed from the source ({tables} tables)"
 
-    def _drain(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+    def _drain(self, run: PostgresRun) -> str:
         """Inside the freeze: the follower's last batch, then the log to the fence's marker and the rest."""
-        follower = self.store.follower(ctx)
+        follower = run.follower()
         follower.drain(_FOLLOW_READY_SECONDS)
-        state = self.store.state(ctx)
+        state = run.state
         last = follower.status()
         # What the follower applied after the freeze began is drained inside it too.
         by_follower = max(0, last.applied - int(state.lag_at_freeze.get("applied", last.applied))) if last else 0
         with (
-            connect_source(sources.database_url) as src,
-            connect_target(targets.database_url) as dst,
+            connect_source(run.from_side.url) as src,
+            connect_target(run.to_side.url) as dst,
             capture_errors(),
         ):
             drained = drain_frozen(src, dst, state.marker)  # no marker: maintenance mode, the app is stopped
         state.drained = drained.applied + by_follower
-        ctx.save()
+        run.save()
         return "postgres: " + replace(drained, applied=state.drained).summary()
 
 
@@ -223,20 +220,20 @@ def repair_capture(source_url: str) -> None:
     ensure_capture(source_url)
 
 
-def _proof(state: StoreState, sources: Sources, targets: Targets) -> list[StoreVerify]:
-    if state.witness is None:
+def _proof(run: PostgresRun) -> list[StoreVerify]:
+    if run.state.witness is None:
         return []
-    report = verify_frozen(sources.database_url, targets.database_url, Witness.from_json(state.witness))
-    return [StoreVerify.of("postgres:witness", report)]
+    report = verify_frozen(run.from_side.url, run.to_side.url, Witness.from_json(run.state.witness))
+    return [StoreVerify.of(f"{run.name}:witness", report)]
 
 
-def _empty_log(marker: int | None, sources: Sources, targets: Targets) -> None:
+def _empty_log(run: PostgresRun) -> None:
     """After a copy made inside the freeze: what the log holds is in the copy already; applied again
     (harmless), it leaves the log empty, as the witness expects it before the switch."""
-    with connect_source(sources.database_url) as src, connect_target(targets.database_url) as dst, capture_errors():
+    with connect_source(run.from_side.url) as src, connect_target(run.to_side.url) as dst, capture_errors():
         prepare_target(dst)
-        if marker is not None:
-            drain_to_marker(src, dst, marker)
+        if run.state.marker is not None:
+            drain_to_marker(src, dst, run.state.marker)
         while apply_batch(src, dst, CaptureSettings().schema).entries:
             pass
 
@@ -245,30 +242,30 @@ def _caught_up(status: FollowerStatus) -> bool:
     return status.phase == "live" and status.queued <= _CAUGHT_UP_ENTRIES
 
 
-def _wait_caught_up(ctx: RunContext, follower: Follower) -> FollowerStatus:
+def _wait_caught_up(run: PostgresRun, follower: Follower) -> FollowerStatus:
     """The follower's status once it has caught up; :raises FollowerError: it died, or did not in time."""
-    deadline = time.monotonic() + ctx.config.migration.catch_up_seconds
+    waits = run.config.catch_up_seconds
+    deadline = time.monotonic() + waits
     while (status := follower.status()) is None or not _caught_up(status):
         if not follower.alive():
-            _refuse_schema_changes(ctx)  # died of DDL on the source? The catalogs say so.
+            _refuse_schema_changes(run)  # died of DDL on the source? The catalogs say so.
             raise FollowerError(f"postgres follow stopped: {follower.last_line()}")
         if time.monotonic() > deadline:
             behind = f"{status.queued} changes waiting" if status else "no status"
             raise FollowerError(
-                f"postgres follow did not catch up in {ctx.config.migration.catch_up_seconds:g} s ({behind}); "
+                f"postgres follow did not catch up in {waits:g} s ({behind}); "
                 "the app writes faster than the target applies: run again later, or raise catchUpSeconds"
             )
         time.sleep(0.2)
     return status
 
 
-def _refuse_schema_changes(ctx: RunContext) -> None:
+def _refuse_schema_changes(run: PostgresRun) -> None:
     """:raises SourceChangedError: the source's catalogs differ from the target's (the live pass's words)."""
-    refuse_schema_changes(parse_url(ctx.sources().database_url, "source"),
-                          parse_url(ctx.targets().database_url, "target"))  # fmt: skip
+    refuse_schema_changes(parse_url(run.from_side.url, "source"), parse_url(run.to_side.url, "target"))
 
 
-def _start_follower(follower: Follower, sources: Sources, targets: Targets) -> int:
+def _start_follower(run: PostgresRun, follower: Follower) -> int:
     """The follow as a detached worker; returns its pid once live. The final sync puts the foreign keys back."""
-    job = PostgresFollowJob(sources.database_url, targets.database_url, follower.status_file)
+    job = PostgresFollowJob(run.from_side.url, run.to_side.url, follower.status_file)
     return follower.start(job, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)

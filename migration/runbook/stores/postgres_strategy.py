@@ -8,8 +8,8 @@ every strategy does alike (preflight, stopping and reopening the source's writes
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeAlias
 
 from migration.errors import ResumeError
 from migration.postgres import (
@@ -24,75 +24,118 @@ from migration.postgres import (
     verify_databases,
 )
 from migration.progress import ProgressSink
-from migration.runbook.context import RunContext, Sources, Targets
-from migration.runbook.follower import Follower, FollowerStatus
+from migration.runbook.follower import FollowerStatus
 from migration.runbook.state import StoreState
-from migration.runbook.stores.base import ProgressFor, StoreVerify
+from migration.runbook.stores.base import ProgressFor, StoreRun, StoreVerify
 
-__all__ = ["CopyInFreeze", "PostgresStrategy", "StoreParts", "copy_resuming", "jobs_of", "sync_sequences_between"]
+__all__ = [
+    "CopyInFreeze",
+    "PostgresConfig",
+    "PostgresRun",
+    "PostgresSide",
+    "PostgresState",
+    "PostgresStrategy",
+    "copy_resuming",
+    "sync_sequences_between",
+]
 
 
-class StoreParts(Protocol):
-    """What a strategy may use of its store: its name, its state section, its follower."""
+@dataclass(frozen=True)
+class PostgresConfig:
+    """The PostgreSQL section of a run: what the stack file (and the command line) say of it.
 
-    name: str
+    :param capture: copy and follow while live (change capture), rather than copy inside the freeze.
+    :param full_verify: checksum every row (``--verify full``), not only counts and boundaries.
+    """
 
-    def state(self, ctx: RunContext) -> StoreState: ...
+    moves: bool
+    capture: bool
+    jobs: int
+    full_verify: bool
+    catch_up_seconds: float
+    app_role: str
 
-    def follower(self, ctx: RunContext) -> Follower: ...
+
+@dataclass(frozen=True)
+class PostgresSide:
+    """One side of the PostgreSQL move.
+
+    :param url: what ferry connects as (on a target the stack built: the database's owner).
+    :param app_url: what the app's ``DATABASE_URL`` is set to when it moves here.
+    """
+
+    url: str = field(repr=False)
+    app_url: str = field(repr=False)
+
+
+@dataclass
+class PostgresState(StoreState):
+    """The PostgreSQL section of the run state, beyond what every store keeps."""
+
+    #: Where the final sync must reach (change capture: the fence's marker entry).
+    marker: int | None = None
+    #: The live verify's position in the target's record of rewritten rows (``None``: none ran);
+    #: the verify inside the freeze compares what was rewritten after it.
+    verified_through: int | None = None
+    #: Key ranges that still differed while live, as ``[table, label, condition]``.
+    deferred_ranges: list[list[str]] = field(default_factory=list)
+    #: Changes the final sync drained inside the freeze.
+    drained: int | None = None
+    #: What the source looked like as its writes stopped (change capture's witness, as JSON).
+    witness: dict[str, Any] | None = None
+
+
+PostgresRun: TypeAlias = StoreRun[PostgresConfig, PostgresState, PostgresSide]
 
 
 class PostgresStrategy:
     """The phases whose work depends on how the data moves. The defaults are what a copy inside the freeze needs."""
 
-    def __init__(self, store: StoreParts) -> None:
-        self.store = store
-
-    def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+    def copy_live(self, run: PostgresRun) -> str:
         return ""
 
-    def live_status(self, ctx: RunContext) -> FollowerStatus | None:
+    def live_status(self, run: PostgresRun) -> FollowerStatus | None:
         return None
 
-    def catch_up(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+    def catch_up(self, run: PostgresRun) -> str:
         return ""
 
-    def writes_stopped(self, ctx: RunContext, sources: Sources) -> str:
+    def writes_stopped(self, run: PostgresRun) -> str:
         return ""
 
-    def final_sync(self, ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
+    def final_sync(self, run: PostgresRun, progress_for: ProgressFor) -> str:
         raise NotImplementedError
 
-    def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
+    def verify(self, run: PostgresRun) -> list[StoreVerify]:
         report = verify_databases(
-            sources.database_url,
-            targets.database_url,
-            mode="full" if ctx.settings.verify_mode == "full" else "quick",
-            jobs=jobs_of(ctx),
+            run.from_side.url,
+            run.to_side.url,
+            mode="full" if run.config.full_verify else "quick",
+            jobs=run.config.jobs,
         )
-        return [StoreVerify.of(self.store.name, report)]
+        return [StoreVerify.of(run.name, report)]
 
-    def prove_frozen(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
+    def prove_frozen(self, run: PostgresRun) -> list[StoreVerify]:
         return []
 
-    def finish_target(self, ctx: RunContext, targets: Targets) -> str:
+    def finish_target(self, run: PostgresRun) -> str:
         return ""
 
-    def cleanup(self, ctx: RunContext, sources: Sources) -> str:
+    def cleanup(self, run: PostgresRun) -> str:
         return ""
 
 
 class CopyInFreeze(PostgresStrategy):
     """The whole database copied inside the freeze (``migration.capture: false``)."""
 
-    def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
+    def copy_live(self, run: PostgresRun) -> str:
         return "postgres: copied inside the freeze (capture is off)"
 
-    def final_sync(self, ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
-        state = self.store.state(ctx)
+    def final_sync(self, run: PostgresRun, progress_for: ProgressFor) -> str:
+        state = run.state
         resume, state.copy_started = state.copy_started, True
-        ctx.save()
-        options = CopyOptions(source_url=sources.database_url, target_url=targets.database_url, jobs=jobs_of(ctx))
+        run.save()
+        options = CopyOptions(source_url=run.from_side.url, target_url=run.to_side.url, jobs=run.config.jobs)
         progress = progress_for("bytes")
         try:
             if state.recopy:
@@ -100,7 +143,7 @@ class CopyInFreeze(PostgresStrategy):
                 # that copy is stale, and the target holds nothing but it.
                 again = copy_database(replace(options, clean=True), progress)
                 state.recopy = False
-                ctx.save()
+                run.save()
                 return f"postgres: {again.rows} rows in {len(again.tables)} tables (copied again)"
             result = copy_resuming(options, progress, resume=resume)
         finally:
@@ -123,11 +166,7 @@ def copy_resuming(options: CopyOptions, progress: ProgressSink, *, resume: bool)
         return copy_database(options, progress)
 
 
-def sync_sequences_between(sources: Sources, targets: Targets) -> None:
+def sync_sequences_between(run: PostgresRun) -> None:
     # nextval() takes no write the fence could refuse: a sequence the app moved since comes again.
-    with connect_source(sources.database_url) as src, connect_target(targets.database_url) as dst, capture_errors():
+    with connect_source(run.from_side.url) as src, connect_target(run.to_side.url) as dst, capture_errors():
         sync_sequences(src, dst)
-
-
-def jobs_of(ctx: RunContext) -> int:
-    return ctx.settings.jobs or ctx.config.migration.jobs

@@ -1,8 +1,17 @@
-"""Redis in the runbook: a live copy in the background from ``copy`` on, drained in ``final-sync``."""
+"""Redis in the runbook: the store, and the strategy it moves its keys by (chosen once).
+
+:class:`LiveCopy` (``migration.redisCopy: live``, the default) scan-copies from ``copy`` on in a
+background worker that follows the keyspace notifications, and drains it in ``final-sync``;
+:class:`ScanInFreeze` (``scan``) copies every key inside the freeze. Pausing and resuming the
+source's writes are the store's own, whatever the strategy.
+"""
 
 from __future__ import annotations
 
-from migration.errors import PreconditionError
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from migration.errors import PreconditionError, UsageError
 from migration.preflight import PreflightReport
 from migration.redis import (
     RedisCopyOptions,
@@ -13,75 +22,43 @@ from migration.redis import (
     resume_writes,
     verify_redis,
 )
-from migration.runbook.context import RunContext, Sources, Targets
-from migration.runbook.follower import Follower, FollowerStatus
-from migration.runbook.stores.base import ProgressFor, Store, StoreVerify
+from migration.runbook.context import RunSettings
+from migration.runbook.follower import FollowerStatus
+from migration.runbook.state import StoreState
+from migration.runbook.stores.base import ProgressFor, Side, Store, StoreRun, StoreVerify, Whereabouts, location_of
+from migration.stackconfig import MovedAddon, StackConfig
 from migration.worker import RedisLiveCopyJob
 
-__all__ = ["RedisStore"]
+__all__ = ["LiveCopy", "RedisStore", "ScanInFreeze"]
 
 _SCAN_TIMEOUT_SECONDS = 6 * 3600
 _DRAIN_TIMEOUT_SECONDS = 600
 
 
-class RedisStore(Store):
-    name = "redis"
+@dataclass(frozen=True)
+class RedisConfig:
+    moves: bool
+    copy: Literal["live", "scan"]
 
-    def moves(self, ctx: RunContext, sources: Sources) -> bool:
-        return ctx.moves_redis and sources.redis_url is not None
 
-    def follower(self, ctx: RunContext) -> Follower:
-        return Follower(self.name, ctx.settings.state_dir, self.state(ctx).follower, ctx.save)
+@dataclass(frozen=True)
+class RedisSide:
+    url: str = field(repr=False)
 
-    def preflight(self, ctx: RunContext, sources: Sources, targets: Targets) -> PreflightReport:
-        assert sources.redis_url is not None and targets.redis_url is not None
-        return preflight_redis(sources.redis_url, targets.redis_url, tls_skip_verify=False)
 
-    def check_freeze(self, ctx: RunContext, sources: Sources) -> None:
-        freeze = ctx.config.migration.freeze
-        if freeze not in ("read-only", "fence") or not sources.redis_url:
-            return
-        reason = can_pause_writes(sources.redis_url)
-        if reason is not None:
-            raise PreconditionError(f"freeze {freeze}: {reason}; use migration.freeze: maintenance", side="source")
+RedisRun: TypeAlias = StoreRun[RedisConfig, StoreState, RedisSide]
 
-    def copy_live(self, ctx: RunContext, sources: Sources, targets: Targets) -> str:
-        follower = self.follower(ctx)
-        if follower.alive():
-            return f"redis: live copy already running (pid {follower.pid})"
-        assert sources.redis_url is not None and targets.redis_url is not None
-        # A crashed earlier attempt may have copied part of it: same-named keys are replaced.
-        job = RedisLiveCopyJob(
-            sources.redis_url, targets.redis_url, follower.status_file, merge=ctx.state.phases["copy"].attempts > 1
-        )
-        pid = follower.start(job, ready_phase="live", timeout=_SCAN_TIMEOUT_SECONDS)
-        return f"redis: scan done, following live writes (pid {pid})"
 
-    def live_status(self, ctx: RunContext) -> FollowerStatus | None:
-        return self.follower(ctx).status()
+class ScanInFreeze:
+    """Every key copied inside the freeze: nothing runs while the app writes."""
 
-    def freeze_writes(self, ctx: RunContext, sources: Sources) -> str:
-        assert sources.redis_url is not None
-        pause_writes(sources.redis_url)
-        return "source Redis writes paused"
+    def copy_live(self, run: RedisRun) -> str:
+        return "redis: copied inside the freeze (redisCopy: scan)"
 
-    def unfreeze_writes(self, ctx: RunContext, sources: Sources) -> str:
-        assert sources.redis_url is not None
-        resume_writes(sources.redis_url)
-        return "source Redis writes resumed"
-
-    def final_sync(self, ctx: RunContext, sources: Sources, targets: Targets, progress_for: ProgressFor) -> str:
-        follower = self.follower(ctx)
-        was_running = follower.alive()
-        if follower.drain(_DRAIN_TIMEOUT_SECONDS):
-            return "redis: live copy drained and stopped"
-        if was_running:
-            ctx.say(f"redis live copy ended without draining ({follower.last_line()}); copying again inside the freeze")
-        # No live copy to stop (it died, a crash took it, or a failed verify unfroze the app): writes
-        # are frozen, so emptying the target (ours since the preflight found it empty) and copying
+    def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
+        # Writes are frozen, so emptying the target (ours since the preflight found it empty) and copying
         # again is exact, where a merge would keep keys the source has deleted since.
-        assert sources.redis_url is not None and targets.redis_url is not None
-        options = RedisCopyOptions(source_url=sources.redis_url, target_url=targets.redis_url, flush_target=True)
+        options = RedisCopyOptions(source_url=run.from_side.url, target_url=run.to_side.url, flush_target=True)
         progress = progress_for("keys")
         try:
             result = copy_redis(options, progress)
@@ -89,10 +66,113 @@ class RedisStore(Store):
             progress.close()
         return f"redis: copied {result.keys.copied} keys inside the freeze"
 
-    def verify(self, ctx: RunContext, sources: Sources, targets: Targets) -> list[StoreVerify]:
-        assert sources.redis_url is not None and targets.redis_url is not None
-        report = verify_redis(sources.redis_url, targets.redis_url, tls_skip_verify=False)
-        return [StoreVerify.of("redis", report)]
 
-    def stop_following(self, ctx: RunContext) -> str:
-        return "redis live copy stopped" if self.follower(ctx).stop() else ""
+class LiveCopy(ScanInFreeze):
+    """Scan-copied and followed from the copy phase on; drained inside the freeze (or, when the live copy
+    is not there to drain, copied whole inside it after all)."""
+
+    def copy_live(self, run: RedisRun) -> str:
+        follower = run.follower()
+        if follower.alive():
+            return f"redis: live copy already running (pid {follower.pid})"
+        # A crashed earlier attempt may have copied part of it: same-named keys are replaced.
+        job = RedisLiveCopyJob(run.from_side.url, run.to_side.url, follower.status_file, merge=run.attempt > 1)
+        pid = follower.start(job, ready_phase="live", timeout=_SCAN_TIMEOUT_SECONDS)
+        return f"redis: scan done, following live writes (pid {pid})"
+
+    def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
+        follower = run.follower()
+        was_running = follower.alive()
+        if follower.drain(_DRAIN_TIMEOUT_SECONDS):
+            return "redis: live copy drained and stopped"
+        if was_running:
+            run.say(f"redis live copy ended without draining ({follower.last_line()}); copying again inside the freeze")
+        # No live copy to stop (it died, a crash took it, or a failed verify unfroze the app).
+        return super().final_sync(run, progress_for)
+
+
+class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
+    name = "redis"
+    section = StoreState
+
+    def configure(self, config: StackConfig, settings: RunSettings) -> RedisConfig:
+        return RedisConfig(moves=config.migration.redis, copy=config.migration.redis_copy)
+
+    def strategy(self, run: RedisRun) -> ScanInFreeze:
+        """The one place that reads how this run moves Redis."""
+        return LiveCopy() if run.config.copy == "live" else ScanInFreeze()
+
+    def addons(self, stack: StackConfig) -> list[MovedAddon]:
+        heroku = stack.heroku
+        assert heroku.redis_addon is not None  # the stack file's validator makes migration.redis need it
+        return [MovedAddon(heroku.redis_addon, "REDIS", heroku.redis_rollback_alias)]
+
+    def moves(self, config: RedisConfig, where: Whereabouts) -> bool:
+        # An app without a Redis URL has nothing to move (and a stack file without the add-on is refused).
+        return config.moves and where.config.heroku.redis_addon is not None and self._old_url(where) is not None
+
+    def endpoint(self, where: Whereabouts, side: Side) -> RedisSide:
+        if side == "source":
+            url = self._old_url(where)
+            if url is None:
+                raise PreconditionError("the app has no REDIS_URL (nor its rollback alias's)", side="source")
+            return RedisSide(_without_certificate_check(url) if where.settings.tls_skip_verify else url)
+        settings = where.settings
+        if not settings.uses_stack:
+            if not settings.target_redis_url:
+                raise UsageError("migration.redis is on: give --target-redis-url too", side="target")
+            return RedisSide(settings.target_redis_url)
+        return RedisSide(str(where.stack_output("redisUrl")))
+
+    def _old_url(self, where: Whereabouts) -> str | None:
+        (move,) = self.addons(where.config)
+        return where.old_url(move)
+
+    def switched_config(self, run: RedisRun) -> dict[str, str]:
+        return {"REDIS_URL": run.to_side.url}
+
+    def recorded(self, run: RedisRun) -> dict[str, Any]:
+        return {"redis": location_of(run.to_side.url)}
+
+    def preflight(self, run: RedisRun) -> PreflightReport:
+        return preflight_redis(run.from_side.url, run.to_side.url, tls_skip_verify=False)
+
+    def check_freeze(self, run: RedisRun) -> None:
+        freeze = run.freeze.configured
+        if freeze not in ("read-only", "fence"):
+            return
+        reason = can_pause_writes(run.from_side.url)
+        if reason is not None:
+            raise PreconditionError(f"freeze {freeze}: {reason}; use migration.freeze: maintenance", side="source")
+
+    def copy_live(self, run: RedisRun) -> str:
+        return self.strategy(run).copy_live(run)
+
+    def live_status(self, run: RedisRun) -> FollowerStatus | None:
+        return run.follower().status()
+
+    def freeze_writes(self, run: RedisRun) -> str:
+        pause_writes(run.from_side.url)
+        return "source Redis writes paused"
+
+    def unfreeze_writes(self, run: RedisRun) -> str:
+        resume_writes(run.from_side.url)
+        return "source Redis writes resumed"
+
+    def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
+        return self.strategy(run).final_sync(run, progress_for)
+
+    def verify(self, run: RedisRun) -> list[StoreVerify]:
+        report = verify_redis(run.from_side.url, run.to_side.url, tls_skip_verify=False)
+        return [StoreVerify.of(run.name, report)]
+
+    def stop_following(self, run: RedisRun) -> str:
+        return "redis live copy stopped" if run.follower().stop() else ""
+
+
+def _without_certificate_check(url: str) -> str:
+    """The source's own URL told to accept any certificate: Heroku Redis presents a self-signed
+    one. Only the source: the target's certificate is still verified."""
+    if not url.startswith("rediss://"):
+        return url
+    return url + ("&" if "?" in url else "?") + "ssl_cert_reqs=none"
