@@ -20,8 +20,6 @@ from migration.crashpoints import crashpoint
 from migration.errors import ExtensionMissingError, FerryError
 from migration.postgres import catalog
 from migration.postgres.attoptions import leave_out_unknown_attribute_options
-from migration.postgres.capture.inventory import capture_schemas
-from migration.postgres.capture.origin import record_copy_origin, source_shape
 from migration.postgres.catalog import Conn, TableInfo
 from migration.postgres.checks import (
     available_extensions,
@@ -36,9 +34,11 @@ from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.copylock import COPY_APPLICATION_NAME, end_orphan_sessions, take_copy_lock
 from migration.postgres.data import open_target_session
 from migration.postgres.filters import needs_of, support_entries
+from migration.postgres.footprint import capture_schemas
 from migration.postgres.identity import refuse_same_database
 from migration.postgres.matviews import matview_identities, refresh_matviews
 from migration.postgres.model import CopyOptions, CopyResult
+from migration.postgres.origin import record_copy_origin, source_shape
 from migration.postgres.plan import Part, plan_parts
 from migration.postgres.platform import LeftBehind, copy_database_settings, left_behind, platform_filters, skip_entry
 from migration.postgres.restore import apply_entries, restore_script

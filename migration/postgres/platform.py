@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from migration.postgres.capture.inventory import capture_schemas, our_trigger_oids
 from migration.postgres.catalog import Conn
 from migration.postgres.conninfo import PgEndpoint
+from migration.postgres.footprint import capture_schemas, our_trigger_oids
 from migration.postgres.schema import DumpFilters, TocEntry
 from migration.progress import ProgressSink
 

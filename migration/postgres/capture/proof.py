@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from psycopg import sql
 
-from migration.postgres.capture.apply import FOLLOW_SCHEMA
 from migration.postgres.capture.install import CaptureSettings
 from migration.postgres.capture.witness import Witness, check_witness
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
+from migration.postgres.footprint import CAPTURE_LOG, FOLLOW_BATCHES, in_capture
 from migration.postgres.verify import (
     DatabaseVerifyReport,
     Difference,
@@ -37,20 +37,21 @@ _DIGESTS = "SELECT oid, pg_catalog.md5(pg_catalog.lo_get(oid)) FROM pg_catalog.p
 
 def _our_transactions(dst: Conn) -> set[int]:
     """The source transactions that cleared the follow's batches (recorded on the target with each batch)."""
-    row = dst.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (f"{FOLLOW_SCHEMA}.batches",)).fetchone()
+    row = dst.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (FOLLOW_BATCHES,)).fetchone()
     if not (row and row[0]):
         return set()
-    rows = dst.execute(f"SELECT source_xid FROM {FOLLOW_SCHEMA}.batches WHERE source_xid IS NOT NULL")
+    rows = dst.execute(f"SELECT source_xid FROM {FOLLOW_BATCHES} WHERE source_xid IS NOT NULL")
     return {int(r[0]) for r in rows}
 
 
 def _logged(src: Conn, schema: str) -> int:
     row = src.execute(
-        "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.log', %s::text)) IS NOT NULL", (schema,)
+        "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+        (schema, CAPTURE_LOG),
     ).fetchone()
     if not (row and row[0]):
         return 0
-    found = src.execute(sql.SQL("SELECT count(*) FROM {}.log").format(sql.Identifier(schema))).fetchone()
+    found = src.execute(sql.SQL("SELECT count(*) FROM {}").format(in_capture(schema, CAPTURE_LOG))).fetchone()
     return int(found[0]) if found else 0
 
 
