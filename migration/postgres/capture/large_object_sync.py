@@ -12,7 +12,7 @@ from __future__ import annotations
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
-from migration.postgres.large_object_copy import write_large_object
+from migration.postgres.copy.large_object_copy import write_large_object
 
 __all__ = ["large_object_count", "sync_large_objects"]
 

@@ -28,11 +28,11 @@ import psycopg
 from migration.crashpoints import crashpoint
 from migration.errors import FerryError, ResumeError, SourceChangedError, UsageError
 from migration.postgres.catalog import Conn
+from migration.postgres.copy.large_object_copy import LO_BATCH
+from migration.postgres.copy.plan import Part
+from migration.postgres.copy.restore import EntrySQL
+from migration.postgres.copy.state import CopyState
 from migration.postgres.footprint import STATE_PART
-from migration.postgres.large_object_copy import LO_BATCH
-from migration.postgres.plan import Part
-from migration.postgres.restore import EntrySQL
-from migration.postgres.state import CopyState
 
 __all__ = [
     "Restart",
