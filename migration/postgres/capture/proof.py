@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from psycopg import sql
 
 from migration.postgres.capture.install import CaptureSettings
+from migration.postgres.capture.large_object_sync import large_object_digests
 from migration.postgres.capture.witness import Witness, check_witness
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
@@ -31,8 +32,6 @@ from migration.postgres.verify import (
 )
 
 __all__ = ["verify_frozen"]
-
-_DIGESTS = "SELECT oid, pg_catalog.md5(pg_catalog.lo_get(oid)) FROM pg_catalog.pg_largeobject_metadata"
 
 
 def _our_transactions(dst: Conn) -> set[int]:
@@ -66,7 +65,7 @@ def verify_frozen(
 
     def read_target() -> tuple[set[int], dict[int, str]]:
         with connect(target, autocommit=True) as dst, pg_errors("target", target):
-            return _our_transactions(dst), {int(r[0]): str(r[1]) for r in dst.execute(_DIGESTS)}
+            return _our_transactions(dst), large_object_digests(dst)
 
     # Inside the freeze: the target is read while the source's connection opens.
     with ThreadPoolExecutor(1) as pool:
@@ -74,7 +73,7 @@ def verify_frozen(
         with connect(source, autocommit=True) as src, pg_errors("source", source):
             ours, target_objects = target_read.result()
             findings = check_witness(src, witness, ours, schema)
-            source_objects = {int(r[0]): str(r[1]) for r in src.execute(_DIGESTS)}
+            source_objects = large_object_digests(src)
             late = _logged(src, schema)
     if late:
         # The drain emptied the log; only a transaction open across the freeze, committed since, logs more.
