@@ -5,7 +5,8 @@ a parent not written yet, and the target's own triggers would fire on rows that 
 Where the target's role may set ``session_replication_role = replica`` (a superuser, RDS's
 ``rds_superuser``) both pause for the batch and nothing is needed here. Otherwise the follow
 takes the foreign keys off the target and disables its user triggers, keeping their
-definitions in the follow's record (:data:`~migration.postgres.footprint.FOLLOW_SCHEMA`); once the last change is applied they come back: triggers
+definitions in the follow's record (``_ferry_follow``, named in :mod:`migration.postgres.footprint`);
+once the last change is applied they come back: triggers
 enabled and foreign keys added ``NOT VALID`` (instant: no row is read), then validated,
 which reads the rows without stopping writes, after the unfreeze. Each step is one target
 transaction with its record, so a crash anywhere leaves either the old or the new state.

@@ -1,21 +1,22 @@
 """The SQL ferry installs on a source for change capture, and nothing else.
 
-One schema (:data:`~migration.postgres.footprint.CAPTURE_SCHEMA` by default) holding the change log, the list of captured
-tables, a row trigger function per table and one statement trigger function. They log
-*which keys* changed, never values: apply re-reads the current row from the source, so the
-log stays small, carries no re-encoded values, and applying an entry twice is harmless. A
-key update logs the old and the new key. Every table also gets a ``BEFORE`` statement
-trigger: it logs a TRUNCATE, and under the fence it refuses the statement before a single
-row is touched (so a refused write moves no write counter and takes no transaction id).
-The functions are SECURITY DEFINER (owned by the installer) so every role's writes are
-logged without granting the log to anyone, and the triggers are enabled ``ALWAYS``: a
-session with ``session_replication_role = replica`` (a superuser, a role granted ``SET`` on
-it, a logical replication worker) is logged and fenced like any other. The fence replaces
-every function with one that refuses the write (no table lock: a function's new body is seen
-by every session at its next statement), so the row path checks no fence flag while writes go on.
+One schema (``ferry_capture`` by default; every name capture leaves is in
+:mod:`migration.postgres.footprint`) holding the change log, the list of captured tables, a row
+trigger function per table and one statement trigger function. They log *which keys* changed, never
+values: apply re-reads the current row from the source, so the log stays small, carries no
+re-encoded values, and applying an entry twice is harmless. A key update logs the old and the new
+key. Every table also gets a ``BEFORE`` statement trigger: it logs a TRUNCATE, and under the fence
+it refuses the statement before a single row is touched (so a refused write moves no write counter
+and takes no transaction id). The functions are SECURITY DEFINER (owned by the installer) so every
+role's writes are logged without granting the log to anyone, and the triggers are enabled
+``ALWAYS``: a session with ``session_replication_role = replica`` (a superuser, a role granted
+``SET`` on it, a logical replication worker) is logged and fenced like any other. The fence replaces
+every function with one that refuses the write (no table lock: a function's new body is seen by
+every session at its next statement), so the row path checks no fence flag while writes go on.
 
 What is ours is found by identity, never by name: a schema is capture's when it carries
-:data:`~migration.postgres.footprint.CAPTURE_MARK` as its comment, and a trigger is capture's when its function lives in such a schema.
+:data:`~migration.postgres.footprint.CAPTURE_MARK` as its comment, and a trigger is capture's when
+its function lives in such a schema.
 """
 
 from __future__ import annotations

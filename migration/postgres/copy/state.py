@@ -1,4 +1,4 @@
-"""Resume state, kept in the target database itself in ferry's own schema (:data:`~migration.postgres.footprint.STATE_SCHEMA`).
+"""Resume state, kept in the target database itself in the ``_ferry`` schema (:mod:`~migration.postgres.footprint`).
 
 A part's done marker is inserted in the same transaction as its rows, so after a crash
 or ``kill -9`` a part is either fully loaded and marked, or absent and copied again.
