@@ -11,6 +11,8 @@ never through a user-facing command (``python -m migration …``).
 
 A store never imports the runbook, the CLI or the platform; ``migration`` never imports
 ``stacks``; the stack config and ``ferry run --help`` load no Pulumi.
+
+Inside ``migration/postgres``: ground ◀── copy/ ◀── capture/ ◀── the facade (no import upwards).
 """
 
 from __future__ import annotations
@@ -166,3 +168,69 @@ def test_a_store_reads_how_it_moves_in_its_strategy_method_only() -> None:
         and node.value.attr == "config"
     ]
     assert [line.split(" in ")[1] for line in found] == ["strategy", "strategy"], found
+
+
+# Inside migration/postgres, bottom to top: a module imports its own layer and those below, never
+# one above. The ground is every top-level module but the facade's (a new one starts there, the
+# strictest place); copy/ and capture/ are the folders; the facade combines both for the outside.
+PG = "migration.postgres"
+PG_LAYERS = ("ground", "copy", "capture", "facade")
+PG_FACADE = (PG, f"{PG}.preflight", f"{PG}.freeze")
+
+
+def _pg_module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _pg_layer(module: str) -> str:
+    if module in PG_FACADE:
+        return "facade"
+    for layer in ("copy", "capture"):
+        if module == f"{PG}.{layer}" or module.startswith(f"{PG}.{layer}."):
+            return layer
+    return "ground"
+
+
+def _pg_imports(path: Path) -> set[str]:
+    """The modules of migration.postgres *path* imports; ``from migration.postgres import catalog`` is
+    an import of ``migration.postgres.catalog`` (a module), not of the facade."""
+    package = _pg_module(path) if path.name == "__init__.py" else _pg_module(path).rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            for alias in node.names:
+                inner = f"{module}.{alias.name}"
+                is_module = (ROOT / Path(*inner.split("."))).with_suffix(".py").exists() or (
+                    ROOT / Path(*inner.split(".")) / "__init__.py"
+                ).exists()
+                found.add(inner if is_module else module)
+    return {name for name in found if name == PG or name.startswith(PG + ".")}
+
+
+def _pg_violations() -> list[str]:
+    found = []
+    for path in sorted((ROOT / "migration" / "postgres").rglob("*.py")):
+        layer = PG_LAYERS.index(_pg_layer(_pg_module(path)))
+        for name in sorted(_pg_imports(path)):
+            if PG_LAYERS.index(_pg_layer(name)) > layer:
+                found.append(f"{path.relative_to(ROOT)} ({PG_LAYERS[layer]}) imports {name} ({_pg_layer(name)})")
+    return found
+
+
+def test_postgres_layers_import_only_downwards() -> None:
+    """ground ──▶ nothing of postgres above it; copy/ ──▶ ground; capture/ ──▶ copy/, ground; the facade
+    (``migration.postgres``, preflight, freeze) ──▶ any. So the copy works, and is tested, without capture."""
+    assert _pg_violations() == []
+
+
+def test_postgres_layers_name_real_modules() -> None:
+    for module in PG_FACADE:
+        path = ROOT / Path(*module.split("."))
+        assert path.with_suffix(".py").exists() or (path / "__init__.py").exists(), module
+    assert _pg_layer(f"{PG}.footprint") == "ground" and _pg_layer(f"{PG}.copy.state") == "copy"
+    assert _pg_layer(f"{PG}.capture") == "capture" and _pg_layer(f"{PG}.copy") == "copy"

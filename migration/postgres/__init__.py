@@ -38,13 +38,13 @@ from migration.postgres.capture import (
     verify_live,
 )
 from migration.postgres.conninfo import PgEndpoint, parse_url
-from migration.postgres.copy import copy_database
+from migration.postgres.copy.model import CopyOptions, CopyResult, TableResult
+from migration.postgres.copy.pipeline import copy_database
+from migration.postgres.copy.schema import DumpFilters
+from migration.postgres.copy.snapshot import SourceSnapshot
 from migration.postgres.freeze import capture_errors, connect_source, connect_target, set_read_only, target_is_empty
 from migration.postgres.matviews import matview_identities, sync_matviews
-from migration.postgres.model import CopyOptions, CopyResult, TableResult
 from migration.postgres.preflight import preflight_database
-from migration.postgres.schema import DumpFilters
-from migration.postgres.snapshot import SourceSnapshot
 from migration.postgres.verify import DatabaseVerifyReport, verify_databases
 from migration.preflight import Check, PreflightReport
 

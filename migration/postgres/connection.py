@@ -20,11 +20,10 @@ from migration.errors import (
     SourceChangedError,
 )
 from migration.postgres.conninfo import PgEndpoint
+from migration.postgres.footprint import APPLICATION_NAME
 from migration.redact import redact
 
 __all__ = ["connect", "pg_errors", "translate"]
-
-_APPLICATION_NAME = "ferry"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -76,7 +75,7 @@ def pg_errors(side: Side, endpoint: PgEndpoint | None = None) -> Iterator[None]:
 
 
 def connect(
-    endpoint: PgEndpoint, *, autocommit: bool = False, application_name: str = _APPLICATION_NAME
+    endpoint: PgEndpoint, *, autocommit: bool = False, application_name: str = APPLICATION_NAME
 ) -> psycopg.Connection[TupleRow]:
     """Open a connection to *endpoint*; errors name its side.
 

@@ -10,7 +10,7 @@ from psycopg import sql
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
-from migration.postgres.target import describe_contents
+from migration.postgres.copy.target import describe_contents
 
 __all__ = ["capture_errors", "connect_source", "connect_target", "set_read_only", "target_is_empty"]
 

@@ -6,17 +6,17 @@ import math
 
 from migration.errors import FerryError
 from migration.postgres.capture.inventory import schema_state
-from migration.postgres.capture.sql import DEFAULT_SCHEMA as CAPTURE_SCHEMA
 from migration.postgres.capture.status import is_fenced, log_stats
 from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn, server_major
-from migration.postgres.checks import available_extensions, installed_extensions
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.copy.checks import available_extensions, installed_extensions
+from migration.postgres.copy.state import load_state
+from migration.postgres.copy.target import describe_contents
+from migration.postgres.copy.tools import find_client_tools
+from migration.postgres.footprint import CAPTURE_SCHEMA
 from migration.postgres.identity import same_database
-from migration.postgres.state import load_state
-from migration.postgres.target import describe_contents
-from migration.postgres.tools import find_client_tools
 from migration.preflight import SAME_STORE_CHECK, Check, PreflightReport, Status
 
 __all__ = ["Check", "PreflightReport", "preflight_database"]

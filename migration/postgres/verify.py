@@ -16,14 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from migration.postgres.capture.apply import FOLLOW_SCHEMA
-from migration.postgres.capture.constraints import pending_validation
-from migration.postgres.capture.sql import NOT_OUR_SCHEMA, NOT_OUR_TRIGGER
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.footprint import FERRY_SCHEMAS, FOLLOW_FOREIGN_KEYS, NOT_OUR_SCHEMA, NOT_OUR_TRIGGER
 from migration.postgres.matviews import compare_matview
-from migration.postgres.state import STATE_SCHEMA
 from migration.verify import Difference, VerifyReport
 
 __all__ = [
@@ -47,7 +44,7 @@ _ROWS_PER_RANGE = 250_000
 # ferry's own schemas: the copy's resume state, the follow's batches, and change capture on the source
 # (every capture, whatever its schema is called: found by its mark).
 _USER_SCHEMAS = (
-    f"NOT IN ('pg_catalog', 'information_schema', '{STATE_SCHEMA}', '{FOLLOW_SCHEMA}') "
+    f"NOT IN ('pg_catalog', 'information_schema', {', '.join(repr(s) for s in FERRY_SCHEMAS)}) "
     f"AND n.nspname NOT LIKE 'pg\\_%' AND {NOT_OUR_SCHEMA}"
 )
 
@@ -283,6 +280,16 @@ def compare_objects(
         return compare_objects_in(src, dst, source, target, report, large_object_contents=large_object_contents)
 
 
+def _pending_validation(target: Conn) -> set[str]:
+    """The foreign keys the follow (or a resumed copy) put back ``NOT VALID`` and has not validated yet,
+    named ``schema.table.constraint``: read from the follow's record, which capture writes."""
+    row = target.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (FOLLOW_FOREIGN_KEYS,)).fetchone()
+    if not (row and row[0]):
+        return set()
+    query = f"SELECT format('%s.%I', rel, name) FROM {FOLLOW_FOREIGN_KEYS} WHERE state = 'not valid'"
+    return {str(r[0]) for r in target.execute(query)}
+
+
 def compare_objects_in(
     src: Conn,
     dst: Conn,
@@ -296,7 +303,7 @@ def compare_objects_in(
 
     def read_target() -> tuple[dict[str, dict[str, str]], set[str], dict[str, int], dict[int, str]]:
         with pg_errors("target", target):
-            return _catalog(dst), pending_validation(dst), _sequences(dst), _large_objects(dst, large_object_contents)
+            return _catalog(dst), _pending_validation(dst), _sequences(dst), _large_objects(dst, large_object_contents)
 
     # Inside the freeze every millisecond is the app's: the two sides are read at once.
     with ThreadPoolExecutor(1) as pool:

@@ -10,7 +10,7 @@ import pytest
 
 from migration.postgres import verify_databases
 from migration.postgres.catalog import read_tables
-from migration.postgres.plan import plan_parts
+from migration.postgres.copy.plan import plan_parts
 from tests.conftest import Database
 from tests.helpers import ferry
 

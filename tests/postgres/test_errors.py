@@ -11,7 +11,7 @@ import pytest
 
 from migration.errors import ExtensionMissingError, SourceChangedError
 from migration.postgres import CopyOptions, copy_database
-from migration.postgres.tools import find_client_tools
+from migration.postgres.copy.tools import find_client_tools
 from migration.progress import PlainProgress
 from migration.rehearse.pgcluster import free_port
 from tests.conftest import Database

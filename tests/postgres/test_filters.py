@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from migration.errors import UsageError
-from migration.postgres.filters import PG_NAMESPACE, PG_PROC, PG_TYPE, needs_of
-from migration.postgres.schema import PG_CLASS, SchemaDump, TocEntry
+from migration.postgres.copy.filters import PG_NAMESPACE, PG_PROC, PG_TYPE, needs_of
+from migration.postgres.copy.schema import PG_CLASS, SchemaDump, TocEntry
 from tests.conftest import Database
 
 SCHEMA = """

@@ -8,7 +8,7 @@ from typing import cast
 import psycopg
 
 from migration.postgres.catalog import Conn, IndexBuild, TableInfo
-from migration.postgres.plan import AUTO_SPLIT_MIN_BYTES, plan_parts, split_count
+from migration.postgres.copy.plan import AUTO_SPLIT_MIN_BYTES, plan_parts, split_count
 from tests.conftest import Database
 
 GB = 1 << 30

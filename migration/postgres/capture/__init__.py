@@ -33,7 +33,7 @@ from migration.postgres.capture.install import (
     install_capture,
     remove_capture,
 )
-from migration.postgres.capture.inventory import capture_problems, capture_schemas, our_trigger_oids
+from migration.postgres.capture.inventory import capture_problems
 from migration.postgres.capture.large_object_sync import large_object_count, sync_large_objects
 from migration.postgres.capture.proof import verify_frozen
 from migration.postgres.capture.status import CaptureStatus, capture_status
@@ -45,6 +45,7 @@ from migration.postgres.capture.verify import (
     verify_live,
 )
 from migration.postgres.capture.witness import Witness, read_identity, take_witness
+from migration.postgres.footprint import capture_schemas, our_trigger_oids
 
 __all__ = [
     "ApplyResult",

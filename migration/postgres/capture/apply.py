@@ -26,14 +26,21 @@ from psycopg import sql
 from migration.crashpoints import crashpoint
 from migration.errors import SourceChangedError
 from migration.postgres.capture.collisions import Conflict, conflicts_of, take_out_colliders
-from migration.postgres.capture.sql import DEFAULT_SCHEMA, KEY_SETTINGS
+from migration.postgres.capture.sql import KEY_SETTINGS
 from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import pg_errors
+from migration.postgres.footprint import (
+    CAPTURE_LOG,
+    CAPTURE_SCHEMA,
+    CAPTURE_TABLES,
+    FOLLOW_BATCHES,
+    FOLLOW_CHANGED,
+    FOLLOW_SCHEMA,
+    in_capture,
+)
 
 __all__ = [
-    "CHANGED_TABLE",
-    "FOLLOW_SCHEMA",
     "ApplyResult",
     "apply_batch",
     "copy_keyless_tables",
@@ -43,11 +50,6 @@ __all__ = [
     "record_changes",
     "sync_sequences",
 ]
-
-#: On the target: the record of applied batches (verify leaves it out).
-FOLLOW_SCHEMA = "_ferry_follow"
-#: On the target: every key a batch rewrote, in the order applied (``key`` NULL: the whole table).
-CHANGED_TABLE = f"{FOLLOW_SCHEMA}.changed"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ SELECT
 
 def _table(source: Conn, schema: str, rel: int) -> _Table:
     row = source.execute(
-        sql.SQL("SELECT name, key_columns FROM {}.captured WHERE rel = %s").format(sql.Identifier(schema)), (rel,)
+        sql.SQL("SELECT name, key_columns FROM {} WHERE rel = %s").format(in_capture(schema, CAPTURE_TABLES)), (rel,)
     ).fetchone()
     if row is None:
         raise LookupError(rel)
@@ -156,7 +158,7 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
     :param source: autocommit connection to the source.
     :param target: autocommit connection to the target.
     """
-    s = sql.Identifier(schema)
+    log = in_capture(schema, CAPTURE_LOG)
     # Not READ ONLY: the entries are cleared in this same transaction once the target committed.
     source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
     # A row policy must never hide rows from the apply (it would delete them on the target and bring
@@ -168,7 +170,7 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
     try:
         with pg_errors("source"):
             entries = source.execute(
-                sql.SQL("SELECT id, rel, op, old_key, new_key FROM {}.log ORDER BY id LIMIT %s").format(s), (limit,)
+                sql.SQL("SELECT id, rel, op, old_key, new_key FROM {} ORDER BY id LIMIT %s").format(log), (limit,)
             ).fetchall()
         if not entries:
             source.execute("COMMIT")
@@ -196,14 +198,14 @@ def apply_batch(source: Conn, target: Conn, schema: str, *, limit: int = 5000) -
                 xid = source.execute("SELECT pg_catalog.txid_current()").fetchone()
             assert xid is not None
             target.execute(
-                f"INSERT INTO {FOLLOW_SCHEMA}.batches (entries, max_id, source_xid) VALUES (%s, %s, %s)",
+                f"INSERT INTO {FOLLOW_BATCHES} (entries, max_id, source_xid) VALUES (%s, %s, %s)",
                 (len(entries), max(int(e[0]) for e in entries), int(xid[0])),
             )
             crashpoint("follow-batch-applying")  # written on the target, not committed
         # Cleared only once the target committed: a crash before the commit below re-applies the batch.
         crashpoint("follow-batch-committed")
         with pg_errors("source"):
-            source.execute(sql.SQL("DELETE FROM {}.log WHERE id = ANY(%s)").format(s), ([int(e[0]) for e in entries],))
+            source.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(log), ([int(e[0]) for e in entries],))
             source.execute("COMMIT")
     except BaseException:
         if source.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -217,11 +219,11 @@ def prepare_target(target: Conn) -> None:
     """The target's record of applied batches and of the keys they changed (kept until the follow ends)."""
     target.execute(
         f"CREATE SCHEMA IF NOT EXISTS {FOLLOW_SCHEMA}; "
-        f"CREATE TABLE IF NOT EXISTS {FOLLOW_SCHEMA}.batches (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        f"CREATE TABLE IF NOT EXISTS {FOLLOW_BATCHES} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
         "entries int NOT NULL, max_id bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); "
         # The source transaction that cleared the batch: one of ferry's own, for the freeze's witness.
-        f"ALTER TABLE {FOLLOW_SCHEMA}.batches ADD COLUMN IF NOT EXISTS source_xid bigint; "
-        f"CREATE TABLE IF NOT EXISTS {CHANGED_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        f"ALTER TABLE {FOLLOW_BATCHES} ADD COLUMN IF NOT EXISTS source_xid bigint; "
+        f"CREATE TABLE IF NOT EXISTS {FOLLOW_CHANGED} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
         "rel text NOT NULL, key jsonb)"
     )
 
@@ -230,10 +232,10 @@ def record_changes(target: Conn, table: str, keys: list[dict[str, Any]] | None) 
     """Which keys of *table* the batch rewrote (``None``: all of them), for the verify inside the freeze:
     a row checked equal while live and not named here since is still equal."""
     if keys is None:
-        target.execute(f"INSERT INTO {CHANGED_TABLE} (rel, key) VALUES (%s, NULL)", (table,))
+        target.execute(f"INSERT INTO {FOLLOW_CHANGED} (rel, key) VALUES (%s, NULL)", (table,))
         return
     target.execute(
-        f"INSERT INTO {CHANGED_TABLE} (rel, key) SELECT %s, k FROM pg_catalog.jsonb_array_elements(%s::jsonb) k",
+        f"INSERT INTO {FOLLOW_CHANGED} (rel, key) SELECT %s, k FROM pg_catalog.jsonb_array_elements(%s::jsonb) k",
         (table, json.dumps(keys)),
     )
 
@@ -326,8 +328,8 @@ def sync_sequences(source: Conn, target: Conn) -> int:
     Read from the sequence itself, never from ``max(column)``: a sequence may run ahead of
     every row (rolled-back inserts, values handed out and kept by the app).
     """
-    names = [str(r[0]) for r in source.execute(_SEQUENCES, {"capture": DEFAULT_SCHEMA})]
-    present = {str(r[0]) for r in target.execute(_SEQUENCES, {"capture": DEFAULT_SCHEMA})}
+    names = [str(r[0]) for r in source.execute(_SEQUENCES, {"capture": CAPTURE_SCHEMA})]
+    present = {str(r[0]) for r in target.execute(_SEQUENCES, {"capture": CAPTURE_SCHEMA})}
     missing = [name for name in names if name not in present]
     if missing:
         raise SourceChangedError(
@@ -341,7 +343,7 @@ def sync_sequences(source: Conn, target: Conn) -> int:
     return len(names)
 
 
-def copy_keyless_tables(source: Conn, target: Conn, schema: str = DEFAULT_SCHEMA) -> int:
+def copy_keyless_tables(source: Conn, target: Conn, schema: str = CAPTURE_SCHEMA) -> int:
     """Copy again, whole, every table capture cannot follow (no key): inside the freeze, their writes stopped."""
     copied = 0
     for found in capture_tables(source, schema):

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from migration.postgres.capture.apply import CHANGED_TABLE
 from migration.postgres.capture.install import CaptureSettings
 from migration.postgres.capture.inventory import schema_state
 from migration.postgres.capture.verify import (
@@ -28,6 +27,7 @@ from migration.postgres.capture.verify import (
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.footprint import FOLLOW_CHANGED
 from migration.postgres.verify import (
     DatabaseVerifyReport,
     DataTable,
@@ -58,7 +58,7 @@ def _records_kept(src: Conn, dst: Conn, source: PgEndpoint, target: PgEndpoint, 
         if schema_state(src, schema) != "ours":
             return False
     with pg_errors("target", target):
-        row = dst.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (CHANGED_TABLE,)).fetchone()
+        row = dst.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (FOLLOW_CHANGED,)).fetchone()
     return bool(row and row[0])
 
 

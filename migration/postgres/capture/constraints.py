@@ -5,7 +5,8 @@ a parent not written yet, and the target's own triggers would fire on rows that 
 Where the target's role may set ``session_replication_role = replica`` (a superuser, RDS's
 ``rds_superuser``) both pause for the batch and nothing is needed here. Otherwise the follow
 takes the foreign keys off the target and disables its user triggers, keeping their
-definitions in ``_ferry_follow``; once the last change is applied they come back: triggers
+definitions in the follow's record (``_ferry_follow``, named in :mod:`migration.postgres.footprint`);
+once the last change is applied they come back: triggers
 enabled and foreign keys added ``NOT VALID`` (instant: no row is read), then validated,
 which reads the rows without stopping writes, after the unfreeze. Each step is one target
 transaction with its record, so a crash anywhere leaves either the old or the new state.
@@ -17,30 +18,28 @@ import psycopg
 from psycopg import sql
 
 from migration.crashpoints import crashpoint
-from migration.postgres.capture.apply import FOLLOW_SCHEMA
 from migration.postgres.catalog import Conn
+from migration.postgres.footprint import FERRY_SCHEMAS, FOLLOW_FOREIGN_KEYS, FOLLOW_SCHEMA, FOLLOW_TRIGGERS
 
 __all__ = [
-    "PAUSED_CONSTRAINTS",
     "await_validation",
     "can_pause_per_batch",
     "forget_follow",
     "pause_constraints",
-    "pending_validation",
     "restore_constraints",
     "validate_constraints",
 ]
 
-#: On the target: foreign keys taken off for the follow (``state``: ``dropped``, then ``not valid``).
-PAUSED_CONSTRAINTS = f"{FOLLOW_SCHEMA}.foreign_keys"
-_PAUSED_TRIGGERS = f"{FOLLOW_SCHEMA}.triggers"
-
-_USER_TABLES = r"""
+_USER_TABLES = (
+    r"""
   JOIN pg_catalog.pg_class c ON c.oid = {rel} JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', '_ferry', '_ferry_follow') AND n.nspname NOT LIKE 'pg\_%'
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', """
+    + ", ".join(f"'{s}'" for s in FERRY_SCHEMAS)
+    + r""") AND n.nspname NOT LIKE 'pg\_%'
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_class'::regclass
                    AND x.objid = c.oid AND x.deptype = 'e')
 """
+)
 _FOREIGN_KEYS = (
     "SELECT format('%I.%I', n.nspname, c.relname), o.conname, pg_catalog.pg_get_constraintdef(o.oid) "
     "FROM pg_catalog.pg_constraint o" + _USER_TABLES.format(rel="o.conrelid") + " AND o.contype = 'f'"
@@ -65,9 +64,9 @@ def can_pause_per_batch(target: Conn) -> bool:
 
 def _prepare(target: Conn) -> None:
     target.execute(
-        f"CREATE TABLE IF NOT EXISTS {PAUSED_CONSTRAINTS} (rel text NOT NULL, name text NOT NULL, "
+        f"CREATE TABLE IF NOT EXISTS {FOLLOW_FOREIGN_KEYS} (rel text NOT NULL, name text NOT NULL, "
         "definition text NOT NULL, state text NOT NULL DEFAULT 'dropped', PRIMARY KEY (rel, name)); "
-        f"CREATE TABLE IF NOT EXISTS {_PAUSED_TRIGGERS} (rel text NOT NULL, name text NOT NULL, PRIMARY KEY (rel, name))"
+        f"CREATE TABLE IF NOT EXISTS {FOLLOW_TRIGGERS} (rel text NOT NULL, name text NOT NULL, PRIMARY KEY (rel, name))"
     )
 
 
@@ -82,14 +81,14 @@ def pause_constraints(target: Conn) -> int:
             # A key restored NOT VALID by an earlier follow says so in its definition.
             definition = definition.removesuffix(" NOT VALID")
             target.execute(
-                f"INSERT INTO {PAUSED_CONSTRAINTS} (rel, name, definition) VALUES (%s, %s, %s) "
+                f"INSERT INTO {FOLLOW_FOREIGN_KEYS} (rel, name, definition) VALUES (%s, %s, %s) "
                 "ON CONFLICT (rel, name) DO UPDATE SET definition = excluded.definition, state = 'dropped'",
                 (rel, name, definition),
             )
             target.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.SQL(rel), sql.Identifier(name)))
         for rel, name in triggers:
             target.execute(
-                f"INSERT INTO {_PAUSED_TRIGGERS} (rel, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (rel, name)
+                f"INSERT INTO {FOLLOW_TRIGGERS} (rel, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (rel, name)
             )
             target.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.SQL(rel), sql.Identifier(name)))
         crashpoint("constraints-pausing")
@@ -101,12 +100,12 @@ def restore_constraints(target: Conn) -> int:
     _prepare(target)
     with target.transaction():
         target.execute("SET LOCAL search_path = ''")
-        for rel, name in target.execute(f"SELECT rel, name FROM {_PAUSED_TRIGGERS}").fetchall():
+        for rel, name in target.execute(f"SELECT rel, name FROM {FOLLOW_TRIGGERS}").fetchall():
             target.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.SQL(rel), sql.Identifier(name)))
-        target.execute(f"DELETE FROM {_PAUSED_TRIGGERS}")
+        target.execute(f"DELETE FROM {FOLLOW_TRIGGERS}")
         dropped = target.execute(
             f"SELECT rel, name, definition, (SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = rel::regclass) "
-            f"FROM {PAUSED_CONSTRAINTS} WHERE state = 'dropped'"
+            f"FROM {FOLLOW_FOREIGN_KEYS} WHERE state = 'dropped'"
         ).fetchall()
         for rel, name, definition, partitioned in dropped:
             # Before PostgreSQL 18 a partitioned table takes no NOT VALID foreign key: added valid there
@@ -118,8 +117,8 @@ def restore_constraints(target: Conn) -> int:
                 )
             )
             if valid_now:
-                target.execute(f"DELETE FROM {PAUSED_CONSTRAINTS} WHERE rel = %s AND name = %s", (rel, name))
-        target.execute(f"UPDATE {PAUSED_CONSTRAINTS} SET state = 'not valid' WHERE state = 'dropped'")
+                target.execute(f"DELETE FROM {FOLLOW_FOREIGN_KEYS} WHERE rel = %s AND name = %s", (rel, name))
+        target.execute(f"UPDATE {FOLLOW_FOREIGN_KEYS} SET state = 'not valid' WHERE state = 'dropped'")
         crashpoint("constraints-restoring")
     return len(dropped)
 
@@ -135,7 +134,7 @@ def await_validation(target: Conn, keys: list[tuple[str, str]]) -> int:
         target.execute("SET LOCAL search_path = ''")
         for rel, name in keys:
             target.execute(
-                f"INSERT INTO {PAUSED_CONSTRAINTS} (rel, name, definition, state) "
+                f"INSERT INTO {FOLLOW_FOREIGN_KEYS} (rel, name, definition, state) "
                 "SELECT %s, %s, pg_catalog.pg_get_constraintdef(o.oid), 'not valid' FROM pg_catalog.pg_constraint o "
                 "WHERE o.conrelid = %s::regclass AND o.conname = %s ON CONFLICT (rel, name) DO NOTHING",
                 (rel, name, rel, name),
@@ -144,32 +143,24 @@ def await_validation(target: Conn, keys: list[tuple[str, str]]) -> int:
 
 
 def _recorded(target: Conn) -> bool:
-    row = target.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (PAUSED_CONSTRAINTS,)).fetchone()
+    row = target.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (FOLLOW_FOREIGN_KEYS,)).fetchone()
     return row is not None and bool(row[0])
-
-
-def pending_validation(target: Conn) -> set[str]:
-    """The foreign keys back ``NOT VALID`` and not validated yet, named ``schema.table.constraint``."""
-    if not _recorded(target):
-        return set()
-    query = f"SELECT format('%s.%I', rel, name) FROM {PAUSED_CONSTRAINTS} WHERE state = 'not valid'"
-    return {str(r[0]) for r in target.execute(query)}
 
 
 def validate_constraints(target: Conn) -> int:
     """After the unfreeze: each foreign key validated (reads rows, lets writes go on); returns how many."""
     if not _recorded(target):
         return 0
-    pending = target.execute(f"SELECT rel, name FROM {PAUSED_CONSTRAINTS} WHERE state = 'not valid'").fetchall()
+    pending = target.execute(f"SELECT rel, name FROM {FOLLOW_FOREIGN_KEYS} WHERE state = 'not valid'").fetchall()
     for rel, name in pending:
         with target.transaction():
             row = target.execute(
-                f"SELECT state FROM {PAUSED_CONSTRAINTS} WHERE rel = %s AND name = %s", (rel, name)
+                f"SELECT state FROM {FOLLOW_FOREIGN_KEYS} WHERE rel = %s AND name = %s", (rel, name)
             ).fetchone()
             if row is None or row[0] != "not valid":
                 continue
             target.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(sql.SQL(rel), sql.Identifier(name)))
-            target.execute(f"DELETE FROM {PAUSED_CONSTRAINTS} WHERE rel = %s AND name = %s", (rel, name))
+            target.execute(f"DELETE FROM {FOLLOW_FOREIGN_KEYS} WHERE rel = %s AND name = %s", (rel, name))
         crashpoint("constraint-validated")
     return len(pending)
 
@@ -178,7 +169,7 @@ def forget_follow(target: Conn) -> bool:
     """Drop the follow's record on the target once nothing in it is needed (no foreign key left to put
     back or to validate). Returns whether it was dropped."""
     if _recorded(target):
-        row = target.execute(f"SELECT EXISTS (SELECT FROM {PAUSED_CONSTRAINTS})").fetchone()
+        row = target.execute(f"SELECT EXISTS (SELECT FROM {FOLLOW_FOREIGN_KEYS})").fetchone()
         if row and row[0]:
             return False
     target.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(FOLLOW_SCHEMA)))

@@ -32,6 +32,7 @@ from migration.postgres.capture.install import CaptureSettings, set_functions_fe
 from migration.postgres.capture.inventory import require_complete, require_current_layout, schema_state
 from migration.postgres.capture.witness import Witness, read_identity, take_witness
 from migration.postgres.catalog import Conn
+from migration.postgres.footprint import CAPTURE_FENCE, CAPTURE_LOG, in_capture
 
 __all__ = ["FenceResult", "drain_to_marker", "lower_fence", "raise_fence"]
 
@@ -79,13 +80,13 @@ def raise_fence(source: Conn, settings: CaptureSettings | None = None, *, grace_
     """
     settings = settings or CaptureSettings()
     started = time.monotonic()
-    s = sql.Identifier(settings.schema)
+    fence, log = in_capture(settings.schema, CAPTURE_FENCE), in_capture(settings.schema, CAPTURE_LOG)
     if schema_state(source, settings.schema) != "ours":
         raise PreconditionError("change capture is not installed: the fence needs its triggers", side="source")
     require_current_layout(source, settings.schema)
     require_complete(source, settings.schema, "the fence (writes to what it does not cover would pass it)")
     with source.transaction():
-        source.execute(sql.SQL("INSERT INTO {}.fence DEFAULT VALUES ON CONFLICT (id) DO NOTHING").format(s))
+        source.execute(sql.SQL("INSERT INTO {} DEFAULT VALUES ON CONFLICT (id) DO NOTHING").format(fence))
         set_functions_fenced(source, settings.schema, True)
     try:
         # As the fence takes hold: what changes after this, the witness sees (DDL included, even by a
@@ -99,7 +100,7 @@ def raise_fence(source: Conn, settings: CaptureSettings | None = None, *, grace_
         # Written after the fence and after every older transaction ended: reaching it on the
         # target proves every write acknowledged before the fence is there.
         row = source.execute(
-            sql.SQL("INSERT INTO {}.log (rel, op) VALUES (0, 'M') RETURNING id, pg_catalog.txid_current()").format(s)
+            sql.SQL("INSERT INTO {} (rel, op) VALUES (0, 'M') RETURNING id, pg_catalog.txid_current()").format(log)
         ).fetchone()
         assert row is not None
         witness = witness.with_ours(int(row[1]))
@@ -176,12 +177,12 @@ def drain_to_marker(source: Conn, target: Conn, marker: int, settings: CaptureSe
 
     :raises PreconditionError: a follower still applies this log or into this target."""
     settings = settings or CaptureSettings()
-    s = sql.Identifier(settings.schema)
+    log = in_capture(settings.schema, CAPTURE_LOG)
     applied = 0
     with claimed(source, target, settings.schema):
         while True:
             applied += apply_batch(source, target, settings.schema).entries
-            still = source.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}.log WHERE id <= %s)").format(s), (marker,))
+            still = source.execute(sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE id <= %s)").format(log), (marker,))
             row = still.fetchone()
             if row is not None and not row[0]:
                 return applied
@@ -192,5 +193,5 @@ def lower_fence(source: Conn, settings: CaptureSettings | None = None) -> None:
     settings = settings or CaptureSettings()
     if schema_state(source, settings.schema) == "ours":
         with source.transaction():
-            source.execute(sql.SQL("DELETE FROM {}.fence").format(sql.Identifier(settings.schema)))
+            source.execute(sql.SQL("DELETE FROM {}").format(in_capture(settings.schema, CAPTURE_FENCE)))
             set_functions_fenced(source, settings.schema, False)

@@ -38,19 +38,20 @@ from migration.postgres.capture.inventory import (
     require_current_layout,
     schema_state,
 )
-from migration.postgres.capture.origin import (
+from migration.postgres.capture.status import log_stats
+from migration.postgres.catalog import Conn
+from migration.postgres.connection import connect, pg_errors
+from migration.postgres.conninfo import parse_url
+from migration.postgres.footprint import CAPTURE_LOG, CAPTURE_TABLES, in_capture
+from migration.postgres.identity import refuse_same_database
+from migration.postgres.matviews import matview_identities, refresh_matviews
+from migration.postgres.origin import (
     copied_shape,
     copied_views,
     record_views,
     require_copied_after_install,
     source_shape,
 )
-from migration.postgres.capture.status import log_stats
-from migration.postgres.catalog import Conn
-from migration.postgres.connection import connect, pg_errors
-from migration.postgres.conninfo import parse_url
-from migration.postgres.identity import refuse_same_database
-from migration.postgres.matviews import matview_identities, refresh_matviews
 from migration.progress import ProgressSink
 
 __all__ = ["FollowOptions", "FollowResult", "follow_changes"]
@@ -213,18 +214,18 @@ class _Loop:
         EXPRESSION) changes every row without a row trigger firing: it is copied again whole, as after a
         TRUNCATE (an entry in the log says so). Compared with what capture recorded, so a rewrite while
         no follower ran is caught too."""
-        s = sql.Identifier(self.schema)
+        captured, log = in_capture(self.schema, CAPTURE_TABLES), in_capture(self.schema, CAPTURE_LOG)
         with pg_errors("source", self.source), self.src.transaction():
             rows = self.src.execute(
                 sql.SQL(
-                    "UPDATE {s}.captured k SET storage = c.relfilenode FROM pg_catalog.pg_class c "
+                    "UPDATE {captured} k SET storage = c.relfilenode FROM pg_catalog.pg_class c "
                     "WHERE c.oid = k.rel AND k.key_columns <> '{{}}' AND k.storage IS DISTINCT FROM c.relfilenode "
                     "RETURNING k.rel"
-                ).format(s=s)
+                ).format(captured=captured)
             ).fetchall()
             if rows:
                 self.src.execute(
-                    sql.SQL("INSERT INTO {}.log (rel, op) SELECT unnest(%s::oid[]), 'T'").format(s),
+                    sql.SQL("INSERT INTO {} (rel, op) SELECT unnest(%s::oid[]), 'T'").format(log),
                     ([int(r[0]) for r in rows],),
                 )
 

@@ -30,7 +30,6 @@ from migration.postgres.capture.inventory import (
     schema_state,
 )
 from migration.postgres.capture.sql import (
-    DEFAULT_SCHEMA,
     SETTLED_TYPES,
     create_schema,
     enable_always,
@@ -38,12 +37,12 @@ from migration.postgres.capture.sql import (
     row_trigger,
     statement_function,
     statement_trigger,
-    trigger_names,
 )
 from migration.postgres.capture.tables import CaptureTable, capture_tables
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
+from migration.postgres.footprint import CAPTURE_SCHEMA, CAPTURE_TABLES, in_capture, trigger_names
 
 __all__ = [
     "CaptureSettings",
@@ -64,7 +63,7 @@ class CaptureSettings:
     :param attempts: tries per table before giving up (backoff doubles from 0.2 s).
     """
 
-    schema: str = DEFAULT_SCHEMA
+    schema: str = CAPTURE_SCHEMA
     lock_timeout_ms: int = 500
     attempts: int = 6
 
@@ -200,7 +199,7 @@ _OWNS = (
 
 def _install_table(conn: Conn, settings: CaptureSettings, table: CaptureTable) -> bool:
     """One table's function, triggers and record, in one transaction; whether they fire ALWAYS."""
-    schema = sql.Identifier(settings.schema)
+    captured = in_capture(settings.schema, CAPTURE_TABLES)
     row_name, statement_name = trigger_names(settings.schema)
     # Only the owner may ENABLE ALWAYS; asked first, because a failed attempt would need a savepoint,
     # whose subtransaction id would then be the trigger's xmin instead of the install's.
@@ -218,9 +217,9 @@ def _install_table(conn: Conn, settings: CaptureSettings, table: CaptureTable) -
             conn.execute(enable_always(table.name, statement_name))
         conn.execute(
             sql.SQL(
-                "INSERT INTO {}.captured (rel, name, key_columns, always, pinned, xid, storage) "
+                "INSERT INTO {} (rel, name, key_columns, always, pinned, xid, storage) "
                 "VALUES (%s, %s, %s, %s, %s, txid_current(), (SELECT relfilenode FROM pg_catalog.pg_class WHERE oid = %s))"
-            ).format(schema),
+            ).format(captured),
             (table.oid, table.name, list(table.key), always, pinned, table.oid),
         )
 

@@ -1,6 +1,6 @@
 """What capture has on the source, read from the catalog by identity, and whether it still holds.
 
-A schema is capture's when it carries :data:`~migration.postgres.capture.sql.MARK`; a trigger is
+A schema is capture's when it carries :data:`~migration.postgres.footprint.CAPTURE_MARK`; a trigger is
 capture's when its function lives in that schema (never by its name: two captures, or the app's
 own triggers, may share names). :func:`capture_problems` says, from the catalog alone and without
 trusting the log, whether every table of the source is still covered as install left it: each
@@ -18,21 +18,21 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from migration.errors import PreconditionError
-from migration.postgres.capture.sql import (
-    LAYOUT,
-    MARK,
-    row_function_name,
-    row_source,
-    statement_source,
-)
+from migration.postgres.capture.sql import LAYOUT, row_source, statement_source
 from migration.postgres.capture.tables import CaptureTable, capture_tables
 from migration.postgres.catalog import Conn
+from migration.postgres.footprint import (
+    CAPTURE_LAYOUT,
+    CAPTURE_MARK,
+    CAPTURE_TABLES,
+    STATEMENT_FUNCTION,
+    in_capture,
+    row_function_name,
+)
 
 __all__ = [
     "Recorded",
     "capture_problems",
-    "capture_schemas",
-    "our_trigger_oids",
     "recorded_tables",
     "require_complete",
     "require_current_layout",
@@ -48,37 +48,21 @@ def schema_state(conn: Conn, schema: str) -> str:
     ).fetchone()
     if row is None:
         return "absent"
-    return "ours" if row[0] == MARK else "foreign"
-
-
-def capture_schemas(conn: Conn) -> list[str]:
-    """Every schema of capture's on this database, whatever it is called."""
-    rows = conn.execute(
-        "SELECT nspname FROM pg_catalog.pg_namespace WHERE pg_catalog.obj_description(oid, 'pg_namespace') = %s",
-        (MARK,),
-    )
-    return sorted(str(r[0]) for r in rows)
-
-
-def our_trigger_oids(conn: Conn) -> set[int]:
-    """The oids of every capture's triggers (a copy leaves them on the source)."""
-    rows = conn.execute(
-        "SELECT t.oid FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid "
-        "WHERE pg_catalog.obj_description(p.pronamespace, 'pg_namespace') = %s",
-        (MARK,),
-    )
-    return {int(r[0]) for r in rows}
+    return "ours" if row[0] == CAPTURE_MARK else "foreign"
 
 
 def require_current_layout(conn: Conn, schema: str) -> None:
     """:raises PreconditionError: capture here was installed by another ferry, whose triggers and
     functions this one does not know (it cannot fence them, nor tell whether they still hold)."""
     row = conn.execute(
-        "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.layout', %s::text)) IS NOT NULL", (schema,)
+        "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+        (schema, CAPTURE_LAYOUT),
     ).fetchone()
     version = None
     if row and row[0]:
-        found = conn.execute(sql.SQL("SELECT max(version) FROM {}.layout").format(sql.Identifier(schema))).fetchone()
+        found = conn.execute(
+            sql.SQL("SELECT max(version) FROM {}").format(in_capture(schema, CAPTURE_LAYOUT))
+        ).fetchone()
         version = found[0] if found else None
     if version != LAYOUT:
         raise PreconditionError(
@@ -102,8 +86,8 @@ class Recorded:
 
 def recorded_tables(conn: Conn, schema: str) -> list[Recorded]:
     rows = conn.execute(
-        sql.SQL("SELECT rel, name, key_columns, always, xid, pinned FROM {}.captured ORDER BY name").format(
-            sql.Identifier(schema)
+        sql.SQL("SELECT rel, name, key_columns, always, xid, pinned FROM {} ORDER BY name").format(
+            in_capture(schema, CAPTURE_TABLES)
         )
     )
     return [Recorded(int(r[0]), str(r[1]), tuple(r[2]), bool(r[3]), int(r[4]), bool(r[5])) for r in rows]
@@ -149,7 +133,7 @@ def capture_problems(conn: Conn, schema: str, tables: list[CaptureTable] | None 
     for item in recorded.values():
         if item.oid not in now:
             continue
-        wanted = {"log_statement": statement}
+        wanted = {STATEMENT_FUNCTION: statement}
         if item.key:
             wanted[row_function_name(item.oid)] = {
                 row_source(schema, list(item.key), fenced=f).as_string(conn) for f in (False, True)

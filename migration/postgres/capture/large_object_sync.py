@@ -12,9 +12,9 @@ from __future__ import annotations
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
-from migration.postgres.large_object_copy import write_large_object
+from migration.postgres.copy.large_object_copy import write_large_object
 
-__all__ = ["large_object_count", "sync_large_objects"]
+__all__ = ["large_object_count", "large_object_digests", "sync_large_objects"]
 
 _DIGESTS = "SELECT oid, pg_catalog.md5(pg_catalog.lo_get(oid)) FROM pg_catalog.pg_largeobject_metadata"
 
@@ -27,10 +27,15 @@ def large_object_count(source_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def large_object_digests(conn: Conn) -> dict[int, str]:
+    """Every large object's oid and a digest of its contents: what the sync and the frozen proof compare."""
+    return {int(r[0]): str(r[1]) for r in conn.execute(_DIGESTS)}
+
+
 def sync_large_objects(source: Conn, target: Conn) -> int:
     """Make the target's large objects the source's; returns how many were written or removed."""
-    wanted = {int(r[0]): str(r[1]) for r in source.execute(_DIGESTS)}
-    present = {int(r[0]): str(r[1]) for r in target.execute(_DIGESTS)}
+    wanted = large_object_digests(source)
+    present = large_object_digests(target)
     stale = sorted(oid for oid in wanted if present.get(oid) != wanted[oid])
     gone = sorted(present.keys() - wanted.keys())
     if not stale and not gone:

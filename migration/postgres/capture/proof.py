@@ -16,12 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from psycopg import sql
 
-from migration.postgres.capture.apply import FOLLOW_SCHEMA
 from migration.postgres.capture.install import CaptureSettings
+from migration.postgres.capture.large_object_sync import large_object_digests
 from migration.postgres.capture.witness import Witness, check_witness
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
+from migration.postgres.footprint import CAPTURE_LOG, FOLLOW_BATCHES, in_capture
 from migration.postgres.verify import (
     DatabaseVerifyReport,
     Difference,
@@ -32,25 +33,24 @@ from migration.postgres.verify import (
 
 __all__ = ["verify_frozen"]
 
-_DIGESTS = "SELECT oid, pg_catalog.md5(pg_catalog.lo_get(oid)) FROM pg_catalog.pg_largeobject_metadata"
-
 
 def _our_transactions(dst: Conn) -> set[int]:
     """The source transactions that cleared the follow's batches (recorded on the target with each batch)."""
-    row = dst.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (f"{FOLLOW_SCHEMA}.batches",)).fetchone()
+    row = dst.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (FOLLOW_BATCHES,)).fetchone()
     if not (row and row[0]):
         return set()
-    rows = dst.execute(f"SELECT source_xid FROM {FOLLOW_SCHEMA}.batches WHERE source_xid IS NOT NULL")
+    rows = dst.execute(f"SELECT source_xid FROM {FOLLOW_BATCHES} WHERE source_xid IS NOT NULL")
     return {int(r[0]) for r in rows}
 
 
 def _logged(src: Conn, schema: str) -> int:
     row = src.execute(
-        "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.log', %s::text)) IS NOT NULL", (schema,)
+        "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+        (schema, CAPTURE_LOG),
     ).fetchone()
     if not (row and row[0]):
         return 0
-    found = src.execute(sql.SQL("SELECT count(*) FROM {}.log").format(sql.Identifier(schema))).fetchone()
+    found = src.execute(sql.SQL("SELECT count(*) FROM {}").format(in_capture(schema, CAPTURE_LOG))).fetchone()
     return int(found[0]) if found else 0
 
 
@@ -65,7 +65,7 @@ def verify_frozen(
 
     def read_target() -> tuple[set[int], dict[int, str]]:
         with connect(target, autocommit=True) as dst, pg_errors("target", target):
-            return _our_transactions(dst), {int(r[0]): str(r[1]) for r in dst.execute(_DIGESTS)}
+            return _our_transactions(dst), large_object_digests(dst)
 
     # Inside the freeze: the target is read while the source's connection opens.
     with ThreadPoolExecutor(1) as pool:
@@ -73,7 +73,7 @@ def verify_frozen(
         with connect(source, autocommit=True) as src, pg_errors("source", source):
             ours, target_objects = target_read.result()
             findings = check_witness(src, witness, ours, schema)
-            source_objects = {int(r[0]): str(r[1]) for r in src.execute(_DIGESTS)}
+            source_objects = large_object_digests(src)
             late = _logged(src, schema)
     if late:
         # The drain emptied the log; only a transaction open across the freeze, committed since, logs more.

@@ -1,85 +1,69 @@
 """The SQL ferry installs on a source for change capture, and nothing else.
 
-One schema (``ferry_capture`` by default) holding the change log, the list of captured
-tables, a row trigger function per table and one statement trigger function. They log
-*which keys* changed, never values: apply re-reads the current row from the source, so the
-log stays small, carries no re-encoded values, and applying an entry twice is harmless. A
-key update logs the old and the new key. Every table also gets a ``BEFORE`` statement
-trigger: it logs a TRUNCATE, and under the fence it refuses the statement before a single
-row is touched (so a refused write moves no write counter and takes no transaction id).
-The functions are SECURITY DEFINER (owned by the installer) so every role's writes are
-logged without granting the log to anyone, and the triggers are enabled ``ALWAYS``: a
-session with ``session_replication_role = replica`` (a superuser, a role granted ``SET`` on
-it, a logical replication worker) is logged and fenced like any other. The fence replaces
-every function with one that refuses the write (no table lock: a function's new body is seen
-by every session at its next statement), so the row path checks no fence flag while writes go on.
+One schema (``ferry_capture`` by default; every name capture leaves is in
+:mod:`migration.postgres.footprint`) holding the change log, the list of captured tables, a row
+trigger function per table and one statement trigger function. They log *which keys* changed, never
+values: apply re-reads the current row from the source, so the log stays small, carries no
+re-encoded values, and applying an entry twice is harmless. A key update logs the old and the new
+key. Every table also gets a ``BEFORE`` statement trigger: it logs a TRUNCATE, and under the fence
+it refuses the statement before a single row is touched (so a refused write moves no write counter
+and takes no transaction id). The functions are SECURITY DEFINER (owned by the installer) so every
+role's writes are logged without granting the log to anyone, and the triggers are enabled
+``ALWAYS``: a session with ``session_replication_role = replica`` (a superuser, a role granted
+``SET`` on it, a logical replication worker) is logged and fenced like any other. The fence replaces
+every function with one that refuses the write (no table lock: a function's new body is seen by
+every session at its next statement), so the row path checks no fence flag while writes go on.
 
 What is ours is found by identity, never by name: a schema is capture's when it carries
-:data:`MARK` as its comment, and a trigger is capture's when its function lives in such a schema.
+:data:`~migration.postgres.footprint.CAPTURE_MARK` as its comment, and a trigger is capture's when
+its function lives in such a schema.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from psycopg import sql
 
+from migration.postgres.footprint import (
+    CAPTURE_FENCE,
+    CAPTURE_LAYOUT,
+    CAPTURE_LOG,
+    CAPTURE_MARK,
+    CAPTURE_TABLES,
+    STATEMENT_FUNCTION,
+    in_capture,
+    row_function_name,
+    trigger_names,
+)
+
 __all__ = [
-    "DEFAULT_SCHEMA",
     "KEY_SETTINGS",
     "LAYOUT",
-    "MARK",
-    "NOT_OUR_SCHEMA",
-    "NOT_OUR_TRIGGER",
     "SETTLED_TYPES",
     "create_schema",
     "enable_always",
     "row_function",
-    "row_function_name",
     "row_source",
     "row_trigger",
     "statement_function",
     "statement_source",
     "statement_trigger",
-    "trigger_names",
 ]
 
-#: Where capture lives on the source unless told otherwise (``--capture-schema``).
-DEFAULT_SCHEMA = "ferry_capture"
-#: The schema's comment: only a schema carrying it is ever taken for ours, or dropped by ``remove``.
-MARK = "ferry change capture; ferry pg capture remove takes it off"
 #: The layout this ferry installs (``ferry_capture.layout``); another one is refused, not guessed at.
 LAYOUT = 2
-_MARK_SQL = "'" + MARK.replace("'", "''") + "'"
-#: A condition on ``pg_namespace n``: not a schema of capture's (any capture, whatever its name).
-NOT_OUR_SCHEMA = f"coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace'), '') OPERATOR(pg_catalog.<>) {_MARK_SQL}"
-#: A condition on ``pg_trigger t``: not a trigger of capture's (its function lives in no capture schema).
-NOT_OUR_TRIGGER = (
-    "NOT EXISTS (SELECT FROM pg_catalog.pg_proc ours WHERE ours.oid = t.tgfoid "
-    f"AND pg_catalog.obj_description(ours.pronamespace, 'pg_namespace') = {_MARK_SQL})"
-)
 
 _FENCED = """
     RAISE EXCEPTION 'writes are stopped: this database is moving (ferry fence on %)', TG_TABLE_NAME
         USING ERRCODE = 'read_only_sql_transaction';"""
 
 
-def trigger_names(schema: str) -> tuple[str, str]:
-    """The row and statement triggers' names for a capture living in *schema*: two captures (two
-    schemas) may be on one table at once. ``ferry_capture`` gives ``ferry_capture_row``."""
-    if len(f"{schema}_statement".encode()) <= 63:
-        return f"{schema}_row", f"{schema}_statement"
-    short = "ferry_" + hashlib.sha1(schema.encode()).hexdigest()[:12]
-    return f"{short}_row", f"{short}_statement"
-
-
 def create_schema(schema: str) -> sql.Composed:
     s = sql.Identifier(schema)
     return sql.SQL("""
 CREATE SCHEMA {s};
-CREATE TABLE {s}.layout (version int NOT NULL);
-INSERT INTO {s}.layout VALUES ({layout});
-CREATE TABLE {s}.log (
+CREATE TABLE {s}.{layout_table} (version int NOT NULL);
+INSERT INTO {s}.{layout_table} VALUES ({layout});
+CREATE TABLE {s}.{log} (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     rel oid NOT NULL,
     op "char" NOT NULL,
@@ -88,7 +72,7 @@ CREATE TABLE {s}.log (
     -- The writing transaction's start (now() costs no clock read per row): the lag's measure.
     at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-CREATE TABLE {s}.fence (
+CREATE TABLE {s}.{fence} (
     id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     since timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -96,7 +80,7 @@ CREATE TABLE {s}.fence (
 -- triggers fire ALWAYS, and the installing transaction (its id is the triggers' own xmin, so a trigger
 -- disabled, enabled again or replaced since is told apart; and a copy's snapshot says whether it
 -- was in place before the copy began).
-CREATE TABLE {s}.captured (
+CREATE TABLE {s}.{captured} (
     rel oid PRIMARY KEY,
     name text NOT NULL,
     key_columns text[] NOT NULL,
@@ -110,7 +94,16 @@ CREATE TABLE {s}.captured (
 );
 {statement}
 COMMENT ON SCHEMA {s} IS {mark};
-""").format(s=s, layout=sql.Literal(LAYOUT), statement=statement_function(schema, fenced=False), mark=sql.Literal(MARK))
+""").format(
+        s=s,
+        layout_table=sql.SQL(CAPTURE_LAYOUT),
+        log=sql.SQL(CAPTURE_LOG),
+        fence=sql.SQL(CAPTURE_FENCE),
+        captured=sql.SQL(CAPTURE_TABLES),
+        layout=sql.Literal(LAYOUT),
+        statement=statement_function(schema, fenced=False),
+        mark=sql.Literal(CAPTURE_MARK),
+    )
 
 
 def statement_source(schema: str, *, fenced: bool) -> sql.Composable:
@@ -121,9 +114,9 @@ def statement_source(schema: str, *, fenced: bool) -> sql.Composable:
         if fenced
         else sql.SQL("""
     IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' AND TG_NARGS OPERATOR(pg_catalog.>) 0 THEN
-        INSERT INTO {s}.log (rel, op) VALUES (TG_RELID, 'T');
+        INSERT INTO {log} (rel, op) VALUES (TG_RELID, 'T');
     END IF;
-    RETURN NULL;""").format(s=sql.Identifier(schema))
+    RETURN NULL;""").format(log=in_capture(schema, CAPTURE_LOG))
     )
     return sql.Composed([sql.SQL("\nBEGIN"), body, sql.SQL("\nEND\n")])
 
@@ -131,13 +124,9 @@ def statement_source(schema: str, *, fenced: bool) -> sql.Composable:
 def statement_function(schema: str, *, fenced: bool) -> sql.Composed:
     s = sql.Identifier(schema)
     return sql.SQL(
-        "CREATE OR REPLACE FUNCTION {s}.log_statement() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
-        "$body${source}$body$;\nREVOKE ALL ON FUNCTION {s}.log_statement() FROM PUBLIC;"
-    ).format(s=s, source=statement_source(schema, fenced=fenced))
-
-
-def row_function_name(rel: int) -> str:
-    return f"log_row_{int(rel)}"
+        "CREATE OR REPLACE FUNCTION {s}.{f}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        "$body${source}$body$;\nREVOKE ALL ON FUNCTION {s}.{f}() FROM PUBLIC;"
+    ).format(s=s, f=sql.SQL(STATEMENT_FUNCTION), source=statement_source(schema, fenced=fenced))
 
 
 def row_source(schema: str, key_columns: list[str], *, fenced: bool) -> sql.Composable:
@@ -148,7 +137,6 @@ def row_source(schema: str, key_columns: list[str], *, fenced: bool) -> sql.Comp
     tail = sql.SQL("\nEND\n")
     if fenced:
         return sql.Composed([head, sql.SQL(_FENCED), tail])
-    s = sql.Identifier(schema)
 
     def key_of(row: str) -> sql.Composed:
         pairs = sql.SQL(", ").join(
@@ -168,9 +156,9 @@ def row_source(schema: str, key_columns: list[str], *, fenced: bool) -> sql.Comp
             old_key := NULL;  -- the key stayed: one key to re-read
         END IF;
     END IF;
-    INSERT INTO {s}.log (rel, op, old_key, new_key)
+    INSERT INTO {log} (rel, op, old_key, new_key)
         VALUES (TG_RELID, pg_catalog.left(TG_OP, 1), old_key, new_key);
-    RETURN NULL;""").format(s=s, new=key_of("NEW"), old=key_of("OLD"))
+    RETURN NULL;""").format(log=in_capture(schema, CAPTURE_LOG), new=key_of("NEW"), old=key_of("OLD"))
     return sql.Composed([head, body, tail])
 
 
@@ -227,11 +215,12 @@ def statement_trigger(schema: str, table: str, *, logs_truncate: bool) -> sql.Co
     """Before every write statement: the fence's say, and a TRUNCATE logged where the table has a key."""
     return sql.SQL(
         "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_statement({arg})"
+        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.{f}({arg})"
     ).format(
         trigger=sql.Identifier(trigger_names(schema)[1]),
         table=sql.SQL(table),
         s=sql.Identifier(schema),
+        f=sql.SQL(STATEMENT_FUNCTION),
         arg=sql.SQL("'log'" if logs_truncate else ""),
     )
 

@@ -12,6 +12,7 @@ from migration.postgres.capture.tables import capture_tables
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
+from migration.postgres.footprint import CAPTURE_FENCE, CAPTURE_LOG, ROW_FUNCTION_PREFIX, in_capture
 
 __all__ = ["CaptureStatus", "capture_status", "is_fenced", "log_stats"]
 
@@ -64,7 +65,7 @@ def capture_status(source_url: str, settings: CaptureSettings | None = None) -> 
             status.uncaptured = sorted(t.name for t in tables)
             return status
         keyed = {r.oid for r in recorded_tables(conn, settings.schema) if r.key}
-        logging = {int(r[0]) for r in conn.execute(_LOGGING, (settings.schema,))}
+        logging = {int(r[0]) for r in conn.execute(_LOGGING, (settings.schema, _ROW_FUNCTIONS))}
         status.captured = sorted(t.name for t in tables if t.oid in keyed and t.oid in logging)
         status.uncaptured = sorted({t.name for t in tables} - set(status.captured))
         status.problems = capture_problems(conn, settings.schema, tables)
@@ -77,24 +78,25 @@ def capture_status(source_url: str, settings: CaptureSettings | None = None) -> 
 _LOGGING = """
 SELECT t.tgrelid FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
  WHERE p.pronamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %s)
-   AND p.proname LIKE 'log\\_row\\_%%' AND t.tgenabled <> 'D'
+   AND p.proname LIKE %s AND t.tgenabled <> 'D'
 """
+_ROW_FUNCTIONS = ROW_FUNCTION_PREFIX.replace("_", "\\_") + "%"
 
 
 def is_fenced(conn: Conn, schema: str) -> bool:
     """Whether the fence row of an installed capture is there (its functions refuse writes)."""
-    row = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}.fence)").format(sql.Identifier(schema))).fetchone()
+    row = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(in_capture(schema, CAPTURE_FENCE))).fetchone()
     return bool(row and row[0])
 
 
 def log_stats(conn: Conn, schema: str) -> tuple[int, int, float | None]:
     """The change log's entries, its bytes on the source's disk, and its oldest entry's age (``None``: empty)."""
-    s = sql.Identifier(schema)
+    log = in_capture(schema, CAPTURE_LOG)
     row = conn.execute(
         sql.SQL(
-            "SELECT count(*), pg_catalog.pg_total_relation_size({log}::regclass), "
-            "extract(epoch FROM pg_catalog.clock_timestamp() - min(at)) FROM {s}.log"
-        ).format(s=s, log=sql.Literal(f"{s.as_string()}.log")),
+            "SELECT count(*), pg_catalog.pg_total_relation_size({name}::regclass), "
+            "extract(epoch FROM pg_catalog.clock_timestamp() - min(at)) FROM {log}"
+        ).format(log=log, name=sql.Literal(log.as_string())),
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), None if row[2] is None else float(row[2])

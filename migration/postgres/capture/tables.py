@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from migration.postgres.capture.sql import NOT_OUR_SCHEMA
 from migration.postgres.catalog import Conn
+from migration.postgres.footprint import FERRY_SCHEMAS, NOT_OUR_SCHEMA
 
 __all__ = ["CaptureTable", "capture_tables"]
 
-_SKIPPED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "_heroku", "_ferry", "_ferry_follow")
+_SKIPPED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "_heroku", *FERRY_SCHEMAS)
 
 # A primary key, else the narrowest unique index that is not partial, has no expression and
 # whose columns are all NOT NULL: a key that names exactly one row.

@@ -28,11 +28,12 @@ import psycopg
 from psycopg import sql
 
 from migration.errors import SourceChangedError
-from migration.postgres.capture.apply import CHANGED_TABLE, key_rows, key_types, prepare_target, record_changes
+from migration.postgres.capture.apply import key_rows, key_types, prepare_target, record_changes
 from migration.postgres.capture.install import CaptureSettings
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.footprint import CAPTURE_LOG, CAPTURE_TABLES, FOLLOW_CHANGED, in_capture
 from migration.postgres.verify import (
     DatabaseVerifyReport,
     DataTable,
@@ -77,7 +78,7 @@ class _Key(NamedTuple):
 
 
 def _captured_keys(src: Conn, schema: str) -> dict[str, _Key]:
-    rows = src.execute(sql.SQL("SELECT name, key_columns FROM {}.captured").format(sql.Identifier(schema)))
+    rows = src.execute(sql.SQL("SELECT name, key_columns FROM {}").format(in_capture(schema, CAPTURE_TABLES)))
     keys = {}
     for name, columns in rows.fetchall():
         try:
@@ -99,8 +100,8 @@ def _in_flux(
     with connect(source, autocommit=True) as src, pg_errors("source", source):
         logged = src.execute(
             sql.SQL(
-                "SELECT l.op, l.old_key, l.new_key FROM {s}.log l JOIN {s}.captured c ON c.rel = l.rel WHERE c.name = %s"
-            ).format(s=sql.Identifier(schema)),
+                "SELECT l.op, l.old_key, l.new_key FROM {log} l JOIN {captured} c ON c.rel = l.rel WHERE c.name = %s"
+            ).format(log=in_capture(schema, CAPTURE_LOG), captured=in_capture(schema, CAPTURE_TABLES)),
             (table,),
         ).fetchall()
     for op, old, new in logged:
@@ -116,7 +117,7 @@ def _in_flux(
 
 
 def _changed_through(dst: Conn) -> int:
-    row = dst.execute(f"SELECT coalesce(max(id), 0) FROM {CHANGED_TABLE}").fetchone()
+    row = dst.execute(f"SELECT coalesce(max(id), 0) FROM {FOLLOW_CHANGED}").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -125,7 +126,7 @@ def _changed(
 ) -> dict[str, list[dict[str, Any]] | None]:
     """Keys rewritten in ``(after, through]`` (of *table* only, if given), by table; ``None`` when the
     whole table was copied again."""
-    query = f"SELECT rel, key FROM {CHANGED_TABLE} WHERE id > %s"
+    query = f"SELECT rel, key FROM {FOLLOW_CHANGED} WHERE id > %s"
     params: list[object] = [after]
     if through is not None:
         query, params = query + " AND id <= %s", [*params, through]
@@ -236,14 +237,14 @@ class _Pending:
     """Waits until the log entries written so far have been applied by the follow (and cleared)."""
 
     def __init__(self, source: PgEndpoint, schema: str, seconds: float) -> None:
-        self.source, self.schema, self.seconds = source, sql.Identifier(schema), seconds
+        self.source, self.log, self.seconds = source, in_capture(schema, CAPTURE_LOG), seconds
 
     def wait(self) -> None:
         with connect(self.source, autocommit=True) as src, pg_errors("source", self.source):
-            row = src.execute(sql.SQL("SELECT coalesce(max(id), 0) FROM {}.log").format(self.schema)).fetchone()
+            row = src.execute(sql.SQL("SELECT coalesce(max(id), 0) FROM {}").format(self.log)).fetchone()
             head = int(row[0]) if row else 0
             deadline = time.monotonic() + self.seconds
-            query = sql.SQL("SELECT EXISTS (SELECT FROM {}.log WHERE id <= %s)").format(self.schema)
+            query = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE id <= %s)").format(self.log)
             while time.monotonic() < deadline:
                 still = src.execute(query, (head,)).fetchone()
                 if still is None or not still[0]:

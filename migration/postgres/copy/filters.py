@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from migration.errors import UsageError
 from migration.postgres.catalog import Conn
-from migration.postgres.schema import PG_CLASS, SchemaDump, TocEntry
+from migration.postgres.copy.schema import PG_CLASS, SchemaDump, TocEntry
 
 __all__ = ["Needs", "needs_of", "support_entries"]
 

@@ -6,8 +6,8 @@ from migration.crashpoints import crashpoint
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import pg_errors
 from migration.postgres.conninfo import PgEndpoint
-from migration.postgres.data import WorkerConnections
-from migration.postgres.state import part_marker_sql
+from migration.postgres.copy.data import WorkerConnections
+from migration.postgres.copy.state import part_marker_sql
 
 __all__ = ["LO_BATCH", "copy_large_object_batch", "large_object_batches", "write_large_object"]
 

@@ -25,8 +25,8 @@ from migration.errors import FerryError
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import pg_errors
 from migration.postgres.conninfo import PgEndpoint
-from migration.postgres.schema import SchemaDump, TocEntry
-from migration.postgres.tools import ClientTools
+from migration.postgres.copy.schema import SchemaDump, TocEntry
+from migration.postgres.copy.tools import ClientTools
 
 __all__ = ["EntrySQL", "RestoreScript", "apply_entries", "restore_script"]
 

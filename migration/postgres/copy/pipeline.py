@@ -19,11 +19,11 @@ import psycopg
 from migration.crashpoints import crashpoint
 from migration.errors import ExtensionMissingError, FerryError
 from migration.postgres import catalog
-from migration.postgres.attoptions import leave_out_unknown_attribute_options
-from migration.postgres.capture.inventory import capture_schemas
-from migration.postgres.capture.origin import record_copy_origin, source_shape
 from migration.postgres.catalog import Conn, TableInfo
-from migration.postgres.checks import (
+from migration.postgres.connection import connect, pg_errors
+from migration.postgres.conninfo import PgEndpoint, parse_url
+from migration.postgres.copy.attoptions import leave_out_unknown_attribute_options
+from migration.postgres.copy.checks import (
     available_extensions,
     check_target,
     ensure_database,
@@ -31,28 +31,30 @@ from migration.postgres.checks import (
     parse_memory_setting,
     require_writable,
 )
-from migration.postgres.connection import connect, pg_errors
-from migration.postgres.conninfo import PgEndpoint, parse_url
-from migration.postgres.copylock import COPY_APPLICATION_NAME, end_orphan_sessions, take_copy_lock
-from migration.postgres.data import open_target_session
-from migration.postgres.filters import needs_of, support_entries
-from migration.postgres.identity import refuse_same_database
-from migration.postgres.matviews import matview_identities, refresh_matviews
-from migration.postgres.model import CopyOptions, CopyResult
-from migration.postgres.plan import Part, plan_parts
-from migration.postgres.platform import LeftBehind, copy_database_settings, left_behind, platform_filters, skip_entry
-from migration.postgres.restore import apply_entries, restore_script
-from migration.postgres.resume import (
+from migration.postgres.copy.copylock import COPY_APPLICATION_NAME, end_orphan_sessions, take_copy_lock
+from migration.postgres.copy.data import open_target_session
+from migration.postgres.copy.filters import needs_of, support_entries
+from migration.postgres.copy.model import CopyOptions, CopyResult
+from migration.postgres.copy.plan import Part, plan_parts
+from migration.postgres.copy.platform import (
+    LeftBehind,
+    copy_database_settings,
+    left_behind,
+    platform_filters,
+    skip_entry,
+)
+from migration.postgres.copy.restore import apply_entries, restore_script
+from migration.postgres.copy.resume import (
     not_valid_foreign_keys,
     relaxed_foreign_key,
     restart_partial_groups,
     resume_can_succeed,
     validated_foreign_keys,
 )
-from migration.postgres.scheduler import DataPhase
-from migration.postgres.schema import PG_CONSTRAINT, DumpFilters, SchemaDump, TocEntry, dump_schema
-from migration.postgres.snapshot import SourceSnapshot, exported_snapshot
-from migration.postgres.state import (
+from migration.postgres.copy.scheduler import DataPhase
+from migration.postgres.copy.schema import PG_CONSTRAINT, DumpFilters, SchemaDump, TocEntry, dump_schema
+from migration.postgres.copy.snapshot import SourceSnapshot, exported_snapshot
+from migration.postgres.copy.state import (
     CopyState,
     create_state,
     drop_state,
@@ -61,9 +63,13 @@ from migration.postgres.state import (
     mark_step,
     state_exists,
 )
-from migration.postgres.target import clean_target
-from migration.postgres.tools import ClientTools, find_client_tools
-from migration.postgres.workdir import schema_workdir
+from migration.postgres.copy.target import clean_target
+from migration.postgres.copy.tools import ClientTools, find_client_tools
+from migration.postgres.copy.workdir import schema_workdir
+from migration.postgres.footprint import capture_schemas
+from migration.postgres.identity import refuse_same_database
+from migration.postgres.matviews import matview_identities, refresh_matviews
+from migration.postgres.origin import record_copy_origin, source_shape
 from migration.progress import ProgressSink
 
 __all__ = ["copy_database"]
@@ -339,7 +345,7 @@ class _CopyRun:
             jobs=self.options.index_jobs or self.options.jobs,
             done=state_now.done_entries if state_now is not None else set(),
             mark=mark_entry,
-            # Parts from two snapshots: a foreign key may not hold (see migration.postgres.resume).
+            # Parts from two snapshots: a foreign key may not hold (see migration.postgres.copy.resume).
             relax=relaxed_foreign_key if self.state is not None else None,
         )
         with pg_errors("target", self.target):

@@ -27,10 +27,10 @@ from migration.errors import DatabaseError, FerryError, SourceChangedError, Usag
 from migration.postgres.catalog import Conn, TableInfo
 from migration.postgres.connection import connect, pg_errors, translate
 from migration.postgres.conninfo import PgEndpoint
-from migration.postgres.copylock import COPY_APPLICATION_NAME
-from migration.postgres.plan import Part
-from migration.postgres.snapshot import SourceSnapshot, begin_in_snapshot
-from migration.postgres.state import part_marker_sql
+from migration.postgres.copy.copylock import COPY_APPLICATION_NAME
+from migration.postgres.copy.plan import Part
+from migration.postgres.copy.snapshot import SourceSnapshot, begin_in_snapshot
+from migration.postgres.copy.state import part_marker_sql
 from migration.redact import redact
 
 __all__ = ["PartResult", "WorkerConnections", "copy_part", "open_target_session"]

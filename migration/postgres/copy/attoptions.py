@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from migration.postgres.catalog import Conn
-from migration.postgres.restore import EntrySQL, RestoreScript
+from migration.postgres.copy.restore import EntrySQL, RestoreScript
 
 __all__ = ["LeftOut", "leave_out_unknown_attribute_options"]
 

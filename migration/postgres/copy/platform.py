@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from migration.postgres.capture.inventory import capture_schemas, our_trigger_oids
 from migration.postgres.catalog import Conn
 from migration.postgres.conninfo import PgEndpoint
-from migration.postgres.schema import DumpFilters, TocEntry
+from migration.postgres.copy.schema import DumpFilters, TocEntry
+from migration.postgres.footprint import capture_schemas, our_trigger_oids
 from migration.progress import ProgressSink
 
 __all__ = ["PLATFORM_SCHEMAS", "LeftBehind", "copy_database_settings", "left_behind", "platform_filters", "skip_entry"]

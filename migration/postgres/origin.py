@@ -1,5 +1,8 @@
 """Where a target's copy began, so a follow can tell whether capture was in place before it.
 
+The one record the copy writes and the follow reads: it sits below both (a copy imports nothing
+of capture's), and takes its tables' names from :mod:`migration.postgres.footprint`.
+
 The follow brings every change *in the log*; a change made after the copy's snapshot but before
 a table's capture trigger went in is in neither, and is lost. So a copy whose source carries
 capture leaves, on the target, the snapshot it (first) read from; the follow checks that every
@@ -20,9 +23,16 @@ import psycopg
 from psycopg import sql
 
 from migration.errors import PreconditionError
-from migration.postgres.capture.apply import FOLLOW_SCHEMA
-from migration.postgres.capture.inventory import capture_schemas
 from migration.postgres.catalog import Conn
+from migration.postgres.footprint import (
+    CAPTURE_TABLES,
+    FOLLOW_COPIED,
+    FOLLOW_SCHEMA,
+    FOLLOW_VIEWS,
+    STATE_SCHEMA,
+    capture_schemas,
+    in_capture,
+)
 
 __all__ = [
     "copied_shape",
@@ -33,12 +43,13 @@ __all__ = [
     "source_shape",
 ]
 
-_ORIGIN = f"{FOLLOW_SCHEMA}.copied"
+_ORIGIN = FOLLOW_COPIED
 #: The source's materialized views as the target's copy of each was made (``relfilenode``, populated):
 #: one refreshed on the source since has another relfilenode, and the follow refreshes the target's.
-_VIEWS = f"{FOLLOW_SCHEMA}.views"
+_VIEWS = FOLLOW_VIEWS
 
-_SHAPE = r"""
+_SHAPE = (
+    r"""
 SELECT c.oid::int, format('%%I.%%I', n.nspname, c.relname),
        string_agg(a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
                   || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
@@ -51,11 +62,14 @@ SELECT c.oid::int, format('%%I.%%I', n.nspname, c.relname),
   LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE c.relkind IN ('r', 'p', 'S') AND c.relpersistence <> 't'
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', '_heroku', '_ferry')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', '_heroku', """
+    + f"'{STATE_SCHEMA}')"
+    + r"""
    AND n.nspname <> ALL(%(capture)s::text[])
    AND n.nspname NOT LIKE 'pg\_%%'
  GROUP BY 1, 2
 """
+)
 
 
 #: ``{table oid: (name, its columns as text)}``: what a follow compares to notice DDL.
@@ -152,9 +166,9 @@ def require_copied_after_install(source: Conn, target: Conn, schema: str) -> Non
         str(r[0])
         for r in source.execute(
             sql.SQL(
-                "SELECT name FROM {}.captured WHERE NOT pg_catalog.txid_visible_in_snapshot(xid, %s::txid_snapshot) "
+                "SELECT name FROM {} WHERE NOT pg_catalog.txid_visible_in_snapshot(xid, %s::txid_snapshot) "
                 "ORDER BY name"
-            ).format(sql.Identifier(schema)),
+            ).format(in_capture(schema, CAPTURE_TABLES)),
             (snapshot,),
         )
     ]

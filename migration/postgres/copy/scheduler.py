@@ -20,12 +20,12 @@ from migration.errors import SourceChangedError
 from migration.postgres.catalog import Conn, IndexBuild, TableInfo
 from migration.postgres.connection import pg_errors
 from migration.postgres.conninfo import PgEndpoint
-from migration.postgres.data import PartResult, WorkerConnections, copy_part, open_target_session
-from migration.postgres.indexes import analyze_table, build_index
-from migration.postgres.large_object_copy import copy_large_object_batch, large_object_batches
-from migration.postgres.model import CopyOptions, TableResult
-from migration.postgres.plan import Part
-from migration.postgres.snapshot import SourceSnapshot
+from migration.postgres.copy.data import PartResult, WorkerConnections, copy_part, open_target_session
+from migration.postgres.copy.indexes import analyze_table, build_index
+from migration.postgres.copy.large_object_copy import copy_large_object_batch, large_object_batches
+from migration.postgres.copy.model import CopyOptions, TableResult
+from migration.postgres.copy.plan import Part
+from migration.postgres.copy.snapshot import SourceSnapshot
 from migration.progress import ProgressSink
 
 __all__ = ["DataPhase"]

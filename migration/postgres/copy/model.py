@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from migration.postgres.schema import DumpFilters
-from migration.postgres.snapshot import SourceSnapshot
+from migration.postgres.copy.schema import DumpFilters
+from migration.postgres.copy.snapshot import SourceSnapshot
 
 __all__ = ["CopyOptions", "CopyResult", "TableResult"]
 
@@ -22,7 +22,7 @@ class CopyOptions:
     :param maintenance_work_mem: for index builds; ``None`` keeps the server's setting
         (bigger is not faster: bench/RESULTS.md).
     :param split_bytes: tables bigger than this are copied in ranges by several workers;
-        ``None`` decides per table (see :func:`migration.postgres.plan.split_count`), 0 never splits.
+        ``None`` decides per table (see :func:`migration.postgres.copy.plan.split_count`), 0 never splits.
     """
 
     source_url: str
@@ -57,7 +57,7 @@ class CopyResult:
 
     :param not_valid_foreign_keys: ``(qualified table, constraint name)`` of the foreign keys a
         resumed copy added ``NOT VALID``: rows copied before and after the resume disagree (see
-        :mod:`migration.postgres.resume`); empty for a copy never interrupted.
+        :mod:`migration.postgres.copy.resume`); empty for a copy never interrupted.
     """
 
     source: str

@@ -15,16 +15,17 @@ import os
 
 from migration.errors import CopyRunningError
 from migration.postgres.catalog import Conn
+from migration.postgres.footprint import COPY_APPLICATION_PREFIX
 from migration.postgres.sessions import end_sessions
 
 __all__ = ["COPY_APPLICATION_NAME", "end_orphan_sessions", "take_copy_lock"]
 
-COPY_APPLICATION_NAME = f"ferry copy {os.getpid()}"
+COPY_APPLICATION_NAME = f"{COPY_APPLICATION_PREFIX}{os.getpid()}"
 _LOCK_KEYS = (0x66657272, 0x79636F70)  # "ferr", "ycop": any two fixed ints
 _ORPHANS = """
 SELECT pid FROM pg_catalog.pg_stat_activity
  WHERE datname = current_database() AND pid <> pg_backend_pid()
-   AND application_name LIKE 'ferry copy %%' AND application_name <> %s
+   AND application_name LIKE %s AND application_name <> %s
 """
 
 
@@ -43,7 +44,7 @@ def take_copy_lock(admin: Conn) -> None:
         _LOCK_KEYS,
     ).fetchone()
     name = str(holder[0]) if holder and holder[0] else ""
-    who = f" (pid {name.rsplit(' ', 1)[-1]})" if name.startswith("ferry copy ") else ""
+    who = f" (pid {name.rsplit(' ', 1)[-1]})" if name.startswith(COPY_APPLICATION_PREFIX) else ""
     raise CopyRunningError(f"another copy is running into this database{who}; wait for it to end", side="target")
 
 
@@ -52,7 +53,7 @@ def end_orphan_sessions(admin: Conn, wait_seconds: float = 60.0) -> int:
     return end_sessions(
         admin,
         _ORPHANS,
-        (COPY_APPLICATION_NAME,),
+        (COPY_APPLICATION_PREFIX + "%", COPY_APPLICATION_NAME),  # the prefix holds no LIKE wildcard
         wait_seconds=wait_seconds,
         error=CopyRunningError(
             "sessions of an earlier, killed copy are still running in this database and cannot be ended",

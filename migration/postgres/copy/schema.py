@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from migration.postgres.conninfo import PgEndpoint
-from migration.postgres.tools import ClientTools
+from migration.postgres.copy.tools import ClientTools
 
 __all__ = ["DumpFilters", "SchemaDump", "TocEntry", "dump_schema"]
 

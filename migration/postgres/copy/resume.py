@@ -28,10 +28,11 @@ import psycopg
 from migration.crashpoints import crashpoint
 from migration.errors import FerryError, ResumeError, SourceChangedError, UsageError
 from migration.postgres.catalog import Conn
-from migration.postgres.large_object_copy import LO_BATCH
-from migration.postgres.plan import Part
-from migration.postgres.restore import EntrySQL
-from migration.postgres.state import STATE_SCHEMA, CopyState
+from migration.postgres.copy.large_object_copy import LO_BATCH
+from migration.postgres.copy.plan import Part
+from migration.postgres.copy.restore import EntrySQL
+from migration.postgres.copy.state import CopyState
+from migration.postgres.footprint import STATE_PART
 
 __all__ = [
     "Restart",
@@ -98,7 +99,7 @@ def restart_partial_groups(conn: Conn, parts: list[Part], state: CopyState) -> R
             conn.execute(f"TRUNCATE ONLY {table}")
         if restart.large_objects_again:
             conn.execute("SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata")
-        conn.execute(f"DELETE FROM {STATE_SCHEMA}.part WHERE part_key = ANY(%s)", (stale,))
+        conn.execute(f"DELETE FROM {STATE_PART} WHERE part_key = ANY(%s)", (stale,))
         crashpoint("parts-restarting")
     for key in stale:
         restart.done.pop(key, None)

@@ -10,8 +10,8 @@ from migration.errors import DatabaseMissingError, PreconditionError, ResumeErro
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint
-from migration.postgres.state import CopyState, load_state
-from migration.postgres.target import describe_contents
+from migration.postgres.copy.state import CopyState, load_state
+from migration.postgres.copy.target import describe_contents
 
 __all__ = [
     "available_extensions",
