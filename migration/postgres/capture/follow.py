@@ -5,8 +5,8 @@ between them the follower reports its lag (entries waiting, the oldest one's age
 second) on the progress display and, every second, in a status file shaped like the live
 Redis copy's (``consistent`` when no entry waits). Asked to stop, it applies at most one more
 batch and ends (what is left stays in the log, for the drain or the next follower); at the end
-of its ``seconds`` it applies what is waiting (for at most as long again, at least 5 s), then ends
-(``seconds=0``: catch up once).
+of its ``seconds`` it applies everything logged by then, then ends (``seconds=0``: catch up once):
+a writer faster than the apply cannot keep it going, and nothing logged before the end is left.
 It also stops, with one line, when a table's identity or shape changes on the source (no event
 triggers on Heroku: once a second every table's oid, name and columns are compared, and
 capture's own triggers are checked to be the ones install made, enabled), and when the log
@@ -235,11 +235,14 @@ class _Loop:
         last_report, rows_at_report, rate = 0.0, 0, 0.0
         self.progress.phase("follow")
         checked = 0.0  # checked before the first batch too: a follow of one batch sees what changed meanwhile
+        horizon: int | None = None  # the log's last entry as the time ran out: applied up to it, then out
         while True:
             # Asked to stop: one more batch at most, then out (the rest stays in the log).
             stopping = should_stop()
             # Its time is up: what waits now is applied, then out.
             finishing = deadline is not None and time.monotonic() >= deadline
+            if finishing and horizon is None:
+                horizon = self.last_logged()
             # The source is checked once a second, not before every batch: idle, the loop turns ten
             # times a second, and the query reads every column of every table.
             if time.monotonic() - checked >= 1.0:
@@ -270,12 +273,9 @@ class _Loop:
                         f"follow: {result.entries} entries applied, {result.queued} waiting, "
                         f"{result.seconds_behind:.1f} s behind"
                     )
-            # Past the deadline, what waits is applied while it lasts, but for no longer than as long again
-            # (at least 5 s): against a writer faster than the apply, "what waits" never runs out.
-            overtime = (
-                finishing and deadline is not None and time.monotonic() >= deadline + max(5.0, options.seconds or 0)
-            )
-            if stopping or (finishing and batch.entries < options.batch) or overtime:
+            # Past the deadline, what was logged by then is applied and no more: against a writer faster than
+            # the apply, "what waits" would never run out.
+            if stopping or (finishing and (batch.entries < options.batch or not self.logged_through(horizon))):
                 return
             if batch.entries == 0:
                 # Idle: wait a tenth of a second, but answer a stop at once (the freeze waits on it).
@@ -283,6 +283,22 @@ class _Loop:
                     if should_stop():
                         break
                     time.sleep(0.02)
+
+    def last_logged(self) -> int:
+        """The id of the log's last entry (0: empty). An entry committed later with a lower id is applied too."""
+        log = in_capture(self.schema, CAPTURE_LOG)
+        with pg_errors("source", self.source):
+            row = self.src.execute(sql.SQL("SELECT coalesce(max(id), 0) FROM {}").format(log)).fetchone()
+        return int(row[0]) if row else 0
+
+    def logged_through(self, horizon: int | None) -> bool:
+        """Whether the log still holds an entry up to *horizon*."""
+        log = in_capture(self.schema, CAPTURE_LOG)
+        with pg_errors("source", self.source):
+            row = self.src.execute(
+                sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE id <= %s)").format(log), (horizon or 0,)
+            ).fetchone()
+        return bool(row and row[0])
 
     def refresh_views(self) -> None:
         """The views refreshed on the source since, refreshed (or emptied) on the target the same way."""

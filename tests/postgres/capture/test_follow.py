@@ -174,6 +174,30 @@ def test_copy_follow_carries_writes_made_during_and_after_the_copy(
     _sequences_only(source_db, target_db)
 
 
+def test_a_timed_follow_applies_everything_logged_by_its_end_and_no_more(
+    source_db: Database, target_db: Database
+) -> None:
+    """``--seconds 0`` against a backlog and a writer that never stops: it ends, and nothing logged
+    before its time ran out is left behind (a cap on the time past the deadline once left some)."""
+    source_db.execute(SCHEMA)
+    copied = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0")
+    assert copied.code == 0, copied.output
+    source_db.execute("INSERT INTO plain SELECT g, 'backlog' FROM generate_series(100000, 119999) g")
+    stop = threading.Event()
+    writer = threading.Thread(target=_write_while, args=(source_db, stop))
+    writer.start()
+    try:
+        run = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--seconds", "0",
+                    "--batch", "20", "--json")  # fmt: skip
+        assert run.code == 0, run.output
+        assert writer.is_alive()  # it ended while the writer still wrote
+    finally:
+        stop.set()
+        writer.join()
+    assert target_db.scalar("SELECT count(*) FROM plain WHERE v = 'backlog'") == 20_000
+    assert run.json["entries"] >= 20_000
+
+
 @pytest.mark.parametrize(
     "step",
     ["follow-batch-applying", "follow-batch-committed", "follow-batch-cleared", "follow-batch-committed:3"],
