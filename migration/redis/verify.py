@@ -122,8 +122,12 @@ def _gone(kind: bytes, pttl: int, dump: bytes | None) -> bool:
 
 def _compare_batch(
     src: RespConn, dst: RespConn, db: int, keys: list[bytes], tolerance_ms: int, report: RedisVerifyReport,
-    types: tuple[Counter[str], Counter[str]],
+    types: tuple[Counter[str], Counter[str]], differing: set[bytes],
 ) -> None:  # fmt: skip
+    """Compare *keys*; a key found to differ goes into *differing* and is reported once."""
+    # SCAN may return a key twice (while the keyspace is rehashed: keys expiring by the thousand shrink
+    # it): a difference is one, however many times its key was listed.
+    keys = [key for key in keys if key not in differing]
     for key, (s_kind, s_ttl, s_dump), (d_kind, d_ttl, d_dump) in zip(
         keys, _probe(src, keys), _probe(dst, keys), strict=True
     ):
@@ -131,25 +135,34 @@ def _compare_batch(
             continue  # expired or deleted since it was listed
         report.keys_checked += 1
         types[0][s_kind.decode()] += 1
-        if _gone(d_kind, d_ttl, d_dump):
-            # A copy keeps the absolute expiry, so the target's may end a few milliseconds first.
-            if _lasting(src, key, tolerance_ms):
-                report.add(_difference("missing on target", db, key, s_kind.decode(), "-"))
-            continue
-        types[1][d_kind.decode()] += 1
-        if s_kind != d_kind:
-            report.add(_difference("type", db, key, s_kind.decode(), d_kind.decode()))
-            continue
-        if (s_ttl < 0) != (d_ttl < 0) or abs(s_ttl - d_ttl) > tolerance_ms:
-            report.add(_difference("ttl", db, key, _describe(s_kind, s_ttl), _describe(d_kind, d_ttl)))
-        # Values are read after the probe: a source key that expired since (or is about to, its
-        # copy with it) reads nothing on one side or both, which is no difference.
-        if (
-            s_dump != d_dump
-            and _value(src, s_kind, key) != _value(dst, d_kind, key)
-            and _lasting(src, key, tolerance_ms)
-        ):
-            report.add(_difference("value", db, key, "differs", "differs"))
+        found = _key_differences(src, dst, key, (s_kind, s_ttl, s_dump), (d_kind, d_ttl, d_dump), tolerance_ms)
+        if not _gone(d_kind, d_ttl, d_dump):
+            types[1][d_kind.decode()] += 1
+        for kind, source, target in found:
+            report.add(_difference(kind, db, key, source, target))
+        if found:
+            differing.add(key)
+
+
+def _key_differences(
+    src: RespConn, dst: RespConn, key: bytes, on_source: tuple[bytes, int, bytes | None],
+    on_target: tuple[bytes, int, bytes | None], tolerance_ms: int,
+) -> list[tuple[str, str, str]]:  # fmt: skip
+    """What differs of one key present on the source, as ``(kind, source, target)``."""
+    (s_kind, s_ttl, s_dump), (d_kind, d_ttl, d_dump) = on_source, on_target
+    if _gone(d_kind, d_ttl, d_dump):
+        # A copy keeps the absolute expiry, so the target's may end a few milliseconds first.
+        return [("missing on target", s_kind.decode(), "-")] if _lasting(src, key, tolerance_ms) else []
+    if s_kind != d_kind:
+        return [("type", s_kind.decode(), d_kind.decode())]
+    found = []
+    if (s_ttl < 0) != (d_ttl < 0) or abs(s_ttl - d_ttl) > tolerance_ms:
+        found.append(("ttl", _describe(s_kind, s_ttl), _describe(d_kind, d_ttl)))
+    # Values are read after the probe: a source key that expired since (or is about to, its
+    # copy with it) reads nothing on one side or both, which is no difference.
+    if s_dump != d_dump and _value(src, s_kind, key) != _value(dst, d_kind, key) and _lasting(src, key, tolerance_ms):
+        found.append(("value", "differs", "differs"))
+    return found
 
 
 def _lasting(conn: RespConn, key: bytes, tolerance_ms: int) -> bool:
@@ -190,9 +203,9 @@ def verify_redis(
         for db in sorted(src_dbs.keys() | dst_dbs.keys()):
             src.select(db)
             dst.select(db)
-            missing_before = report.missing
+            missing_before, differing = report.missing, set[bytes]()
             for keys in _keys(src, sample, batch):
-                _compare_batch(src, dst, db, keys, ttl_tolerance_ms, report, types)
+                _compare_batch(src, dst, db, keys, ttl_tolerance_ms, report, types, differing)
             missing = report.missing - missing_before
             src_count, dst_count = int(src.call("DBSIZE")), int(dst.call("DBSIZE"))
             report.databases[db] = (src_count, dst_count)
