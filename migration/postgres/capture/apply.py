@@ -32,6 +32,7 @@ from migration.postgres.catalog import Conn
 from migration.postgres.connection import pg_errors
 from migration.postgres.footprint import (
     CAPTURE_LOG,
+    CAPTURE_MARK,
     CAPTURE_SCHEMA,
     CAPTURE_TABLES,
     FOLLOW_BATCHES,
@@ -319,6 +320,8 @@ SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema', %(capture)s, '_heroku')
    AND n.nspname NOT LIKE 'pg\_%%'
+   -- every capture's schema, whatever its name (the copy leaves them all behind)
+   AND pg_catalog.obj_description(n.oid, 'pg_namespace') IS DISTINCT FROM %(mark)s
 """
 
 
@@ -328,8 +331,9 @@ def sync_sequences(source: Conn, target: Conn) -> int:
     Read from the sequence itself, never from ``max(column)``: a sequence may run ahead of
     every row (rolled-back inserts, values handed out and kept by the app).
     """
-    names = [str(r[0]) for r in source.execute(_SEQUENCES, {"capture": CAPTURE_SCHEMA})]
-    present = {str(r[0]) for r in target.execute(_SEQUENCES, {"capture": CAPTURE_SCHEMA})}
+    ours = {"capture": CAPTURE_SCHEMA, "mark": CAPTURE_MARK}
+    names = [str(r[0]) for r in source.execute(_SEQUENCES, ours)]
+    present = {str(r[0]) for r in target.execute(_SEQUENCES, ours)}
     missing = [name for name in names if name not in present]
     if missing:
         raise SourceChangedError(

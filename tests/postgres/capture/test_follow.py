@@ -198,6 +198,24 @@ def test_a_timed_follow_applies_everything_logged_by_its_end_and_no_more(
     assert run.json["entries"] >= 20_000
 
 
+def test_sequences_sync_leaves_every_capture_schema_out_whatever_its_name(
+    source_db: Database, target_db: Database
+) -> None:
+    """A capture installed under ``--capture-schema`` has a sequence of its own, which the copy leaves behind."""
+    source_db.execute(SCHEMA)
+    installed = ferry("pg", "capture", "install", "--source", source_db.url, "--capture-schema", "theirs")
+    assert installed.code == 0, installed.output
+    try:
+        assert ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url).code == 0
+        source_db.execute("INSERT INTO users (email) VALUES ('late@x')")
+        with psycopg.connect(source_db.url, autocommit=True) as src, psycopg.connect(target_db.url) as dst:
+            assert sync_sequences(src, dst) == 1  # users' identity, and not theirs.log's
+            dst.commit()
+        assert target_db.scalar("SELECT last_value FROM users_id_seq") == 21
+    finally:
+        ferry("pg", "capture", "remove", "--source", source_db.url, "--capture-schema", "theirs")
+
+
 @pytest.mark.parametrize(
     "step",
     ["follow-batch-applying", "follow-batch-committed", "follow-batch-cleared", "follow-batch-committed:3"],
