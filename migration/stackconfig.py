@@ -306,6 +306,8 @@ class MigrationConfig(_Model):
                 f"freeze: {self.freeze} cannot stop the app's S3 writes, which the final sync would miss; "
                 "use freeze: maintenance when s3 is moved"
             )
+        if "redis_copy" in self.model_fields_set and not self.redis:
+            raise ValueError("redisCopy says how Redis moves: it needs redis: true")
         if self.freeze == "fence" and not (self.capture and self.postgres):
             raise ValueError("freeze: fence needs capture: true (the fence is capture's triggers refusing writes)")
         return self

@@ -124,7 +124,7 @@ def test_the_runbook_starts_no_user_command() -> None:
 _ADAPTERS = sorted(p for p in (ROOT / "migration" / "runbook" / "stores").glob("*.py") if p.name != "__init__.py")
 #: What only a store's declarations (``configure``, ``moves``, ``endpoint``, ``addons``) may ask of the run.
 _WHEREABOUTS = {"heroku", "settings", "platform", "old_url", "stack_output", "stack_outputs"}
-_DECLARATIONS = {"configure", "moves", "endpoint", "addons", "_old_url", "strategy"}
+_DECLARATIONS = {"configure", "moves", "endpoint", "addons", "strategy"}
 
 
 def test_store_adapters_are_handed_a_narrow_view_not_the_run() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from migration.errors import FollowerError
 from migration.runbook.state import FollowerState
-from migration.worker import WORKER_COMMAND, Job, job_to_json
+from migration.worker import WORKER_COMMAND, WORKER_MODULE, Job, job_to_json
 
 __all__ = ["Follower", "FollowerStatus"]
 
@@ -91,11 +91,7 @@ class Follower:
                 return False
         except ChildProcessError:
             pass  # not our child (a previous run started it): ask the kernel instead
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return _is_worker(pid)
 
     def status(self) -> FollowerStatus | None:
         return FollowerStatus.read(self.status_file)
@@ -168,3 +164,21 @@ class Follower:
         if self._state.pid is not None:
             self._state.pid = None
             self._save()
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether *pid* is a live ferry worker: found by what it runs, not by its number alone (after a
+    reboot, or once the worker is gone, the number may be another process's, which must never be signalled)."""
+    proc = Path("/proc") / str(pid)
+    if not Path("/proc/self").exists():
+        try:  # no /proc to ask (not Linux): the number is all there is
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = (proc / "cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and WORKER_MODULE.encode() in command

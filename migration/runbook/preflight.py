@@ -15,6 +15,8 @@ def preflight(ctx: RunContext) -> PhaseOutcome:
     formation = ctx.platform.formation()
     checked = [f"{ctx.platform.description}: {sum(formation.values())} dynos"]
     for store, run in moved_stores(ctx):
+        # Each store's old side, where the app has it, is found now: a missing URL stops the run here.
+        _ = run.from_side
         # The freeze must be able to stop every moved store's writes: found out now, not inside it.
         store.check_freeze(run)
     if ctx.settings.uses_stack and not ctx.state.done("provision"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migration.crashpoints import crashpoint
-from migration.errors import DifferencesFoundError, FerryError, RunbookError
+from migration.errors import DifferencesFoundError, FerryError, RunbookError, UsageError
 from migration.runbook.context import RunContext, RunSettings
 from migration.runbook.copy import catch_up, copy_live, final_sync, stop_live_copies
 from migration.runbook.cutover import alias, rollback_cutover, switch
@@ -28,7 +28,7 @@ from migration.runbook.provision import provision
 from migration.runbook.record import cleanup, record
 from migration.runbook.smoke import SmokeFailedError, smoke
 from migration.runbook.state import RunState
-from migration.runbook.stores import moved_stores
+from migration.runbook.stores import STORES, moved_stores
 from migration.runbook.verify import verify
 from migration.stackconfig import load_stack_file
 
@@ -100,8 +100,15 @@ class RunReport:
 
 
 def _context(settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool]) -> RunContext:
+    if settings.target_app_url and settings.uses_stack:
+        raise UsageError(
+            "--target-app-url needs --target-url; with a stack, ferry:migration.appRole picks the role", side="target"
+        )
     config = load_stack_file(settings.root, settings.stack)
     state = RunState.load(settings.state_file, settings.stack)
+    for store in STORES:
+        # Each store's section read as its own type now, before any phase runs on what it says.
+        state.section(store.name, store.section)
     return RunContext(settings=settings, config=config, state=state, say=say, confirm=confirm)
 
 

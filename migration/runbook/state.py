@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
 
 from migration.errors import ResumeError
 from migration.files import replace_file
@@ -50,20 +52,26 @@ class StoreState:
     :param follower: its background copy, if it has one.
     :param lag_at_freeze: what the background copy said when the freeze began (changes waiting,
         seconds behind, applied so far).
+    :param strategy: how its data moves, chosen when the copy began (a run keeps it to the end).
     """
 
     copy_started: bool = False
     recopy: bool = False
     follower: FollowerState = field(default_factory=FollowerState)
     lag_at_freeze: dict[str, float] = field(default_factory=dict)
+    #: How its data moves (its strategy's name), as chosen when the copy began: kept to the end of the run.
+    strategy: str | None = None
 
     @classmethod
     def from_json(cls: type[Section], data: dict[str, Any]) -> Section:
-        """The section *data* holds (fields this store does not know are dropped, missing ones default)."""
-        known = {f.name for f in fields(cls)}
-        values = {name: value for name, value in data.items() if name in known}
-        values["follower"] = FollowerState(**data.get("follower", {}))
-        return cls(**values)
+        """The section *data* holds, every field of its type (fields this store does not know are dropped,
+        missing ones default). :raises ValueError: a field of the wrong type, naming it."""
+        try:
+            return TypeAdapter(cls).validate_python(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where, what = ".".join(map(str, first["loc"])), str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}: {what.lower()}" if where else what) from None
 
 
 @dataclass
@@ -92,7 +100,7 @@ class RunState:
                 current = kind.from_json(self.sections().get(name, {}))
             except (ValueError, TypeError, AttributeError) as exc:
                 raise ResumeError(
-                    f"the run's state file: the {name} section is not one ferry wrote ({exc}); "
+                    f"the run's state file: its {name} section is not one ferry wrote ({exc}); "
                     "move the file away to start the run anew"
                 ) from exc
             self.stores[name] = current

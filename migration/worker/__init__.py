@@ -15,6 +15,7 @@ from migration.worker.runner import run_job, stop_on_signals
 
 __all__ = [
     "WORKER_COMMAND",
+    "WORKER_MODULE",
     "Job",
     "PostgresFollowJob",
     "RedisLiveCopyJob",
@@ -25,4 +26,6 @@ __all__ = [
 ]
 
 #: The command that runs one job (read from stdin, or from ``FERRY_JOB`` when set).
-WORKER_COMMAND = (sys.executable, "-m", "migration.worker")
+#: The module a worker runs as: also how a worker is told from another process that took its number.
+WORKER_MODULE = "migration.worker"
+WORKER_COMMAND = (sys.executable, "-m", WORKER_MODULE)

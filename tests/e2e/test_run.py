@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -87,6 +88,62 @@ def test_redis_scan_copy_starts_no_worker_and_copies_every_key_inside_the_freeze
     assert "redis: copied 3 keys inside the freeze" in phases["final-sync"]["detail"]
     assert target_cache.get("late") == b"1" and target_cache.hgetall("cart:1") == {b"sku": b"42", b"qty": b"2"}
     assert world.fake.apps["shop"].config["REDIS_URL"] == world.target_redis.url()
+
+
+def test_changing_how_redis_moves_halfway_is_refused_until_put_back(world: World) -> None:
+    """A live copy started by ``redisCopy: live`` would go on writing into the target after a scan copy:
+    the way a store moves is kept from the copy on."""
+    assert world.ferry("run", "--yes", "--until", "catch-up").code == 0
+    follower = world.state()["stores"]["redis"]["follower"]["pid"]
+    stack_file(world.root, "http://127.0.0.1:9", redisCopy="scan", smokeUrls=[])
+    refused = world.ferry("run", "--yes")
+    assert_one_line_error(refused, "migration.redisCopy changed since this run began copying redis", "LiveCopy then")
+    assert world.state()["phases"]["freeze"]["status"] == "failed" and not world.state()["frozen"]
+    assert "maintenance on" not in world.writes()  # refused before the freeze did anything
+    os.kill(follower, 0)  # still following, untouched
+    stack_file(world.root, "http://127.0.0.1:9", redisCopy="live", smokeUrls=[])
+    finished = world.ferry("run", "--yes")
+    assert finished.code == 0, finished.output
+    assert world.state()["stores"]["redis"]["follower"]["pid"] is None
+
+
+def test_redis_moved_from_an_app_without_its_url_stops_at_preflight(world: World) -> None:
+    world.fake.apps["shop"].config.pop("REDIS_URL")
+    refused = world.ferry("run", "--yes")
+    assert_one_line_error(refused, "migration.redis is on but the app has no REDIS_URL", "set redis: false")
+    assert world.writes() == []
+
+
+def test_a_target_app_url_without_a_target_url_is_refused_before_anything(world: World) -> None:
+    env = {k: v for k, v in world.env.items() if k != "FERRY_TARGET_URL"}
+    refused = ferry("run", "--stack", "test", "--root", str(world.root), "--yes",
+                    "--target-app-url", world.target_db.url, env=env)  # fmt: skip
+    assert_one_line_error(refused, "--target-app-url needs --target-url")
+    assert world.writes() == []
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"postgres": {"lag_at_freeze": 5}},
+        {"postgres": {"deferred_ranges": [["orders"]]}},
+        {"postgres": {"witness": {"bogus": 1}}},
+        {"postgres": {"marker": "x"}},
+        {"redis": {"follower": {"pid": "abc"}}},
+        {"redis": 5},
+    ],
+)
+def test_a_state_section_of_the_wrong_shape_is_one_line_before_any_phase(world: World, section: dict[str, Any]) -> None:
+    path = world.root / ".ferry" / "test" / "state.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"stack": "test", "phases": {}, "stores": section}))
+    try:
+        refused = world.ferry("run", "--yes")
+        assert_one_line_error(refused, "start the run anew")
+        assert "section is not one ferry wrote" in refused.stderr or "not a ferry run state file" in refused.stderr
+        assert world.writes() == [] and json.loads(path.read_text())["phases"] == {}
+    finally:
+        path.unlink()  # the world's own teardown reads the state file
 
 
 def test_rollback_after_freeze_unfreezes_and_restores_the_formation(world: World) -> None:

@@ -91,3 +91,23 @@ def test_a_follow_job_follows_until_sigterm_and_keeps_its_urls_off_the_process(
 def test_the_cli_follow_has_no_hidden_runbook_flag() -> None:
     run = ferry("pg", "follow", "--leave-constraints-paused")
     assert run.code == 2 and "No such option" in run.output
+
+
+def test_a_pid_left_in_the_state_that_is_no_worker_is_never_signalled(tmp_path: Path) -> None:
+    """After a reboot (or once the worker is gone) its number may be another process's: found by what it
+    runs, a process that is not a ferry worker is neither waited for nor sent SIGTERM."""
+    from migration.runbook.follower import Follower
+    from migration.runbook.state import FollowerState
+
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        saved: list[int | None] = []
+        state = FollowerState(pid=other.pid)
+        follower = Follower("postgres", tmp_path, state, lambda: saved.append(state.pid))
+        assert follower.alive() is False
+        assert follower.stop() is False and follower.drain(5) is False
+        assert other.poll() is None  # still running: nothing was sent to it
+        assert state.pid is None and saved == [None]
+    finally:
+        other.kill()
+        other.wait()

@@ -401,6 +401,14 @@ def test_redis_stays_on_heroku_when_not_moved() -> None:
             {"ferry:migration": {"freeze": "fence"}},
             "ferry:migration: freeze: fence needs capture: true",
         ),
+        (
+            {"ferry:migration": {"redis": False, "redisCopy": "scan"}},
+            "ferry:migration: redisCopy says how Redis moves: it needs redis: true",
+        ),
+        (
+            {"ferry:migration": {"redisCopy": "bogus"}},
+            "ferry:migration.redisCopy: Input should be 'live' or 'scan'",
+        ),
     ],
 )
 def test_invalid_config_fails_before_any_resource_naming_the_key(overrides: dict[str, Any], message: str) -> None:

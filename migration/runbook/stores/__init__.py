@@ -30,7 +30,9 @@ def moved_stores(ctx: RunContext) -> list[tuple[AnyStore, StoreRun[Any, Any, Any
     for store in STORES:
         config = store.configure(ctx.config, ctx.settings)
         if store.moves(config, ctx):
-            moved.append((store, _view(ctx, store, config)))
+            run = _view(ctx, store, config)
+            store.check_kept(run)  # before the phase does anything with it
+            moved.append((store, run))
     return moved
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from migration.errors import ConfigError
 from migration.preflight import PreflightReport
 from migration.progress import ProgressSink
 from migration.runbook.context import RunSettings
@@ -30,7 +31,18 @@ from migration.runbook.state import RunState, StoreState
 from migration.stackconfig import MovedAddon, StackConfig
 from migration.verify import VerifyReport
 
-__all__ = ["FreezeView", "ProgressFor", "Side", "Store", "StoreRun", "StoreVerify", "Whereabouts", "location_of"]
+__all__ = [
+    "FreezeView",
+    "ProgressFor",
+    "Side",
+    "Store",
+    "StoreRun",
+    "StoreVerify",
+    "Whereabouts",
+    "keep_strategy",
+    "kept_strategy",
+    "location_of",
+]
 
 #: A progress display for a unit ("bytes", "keys", "objects"); one per store running side by side.
 ProgressFor = Callable[[str], ProgressSink]
@@ -135,6 +147,29 @@ class StoreRun(Generic[Config, Section, Endpoint]):
         return Follower(self.name, self.work_dir, self.state.follower, self.save)
 
 
+Strategy = TypeVar("Strategy")
+
+
+def kept_strategy(run: StoreRun[Any, Any, Any], strategy: Strategy, setting: str) -> Strategy:
+    """*strategy*, the way the stack file says this store's data moves, if it is the way this run began
+    copying with (or it has not begun yet): a run that changed ways halfway would leave a follower
+    writing into the target, or a copy no follower knows. :raises ConfigError: it is not."""
+    chosen, began = type(strategy).__name__, run.state.strategy
+    if began is not None and began != chosen:
+        raise ConfigError(
+            f"{setting} changed since this run began copying {run.name} ({began} then, {chosen} now): "
+            "put it back, or `ferry rollback` and run again"
+        )
+    return strategy
+
+
+def keep_strategy(run: StoreRun[Any, Any, Any], strategy: object) -> None:
+    """The copy begins: *strategy* is this run's way of moving the store until it ends."""
+    if run.state.strategy is None:
+        run.state.strategy = type(strategy).__name__
+        run.save()
+
+
 def location_of(url: str) -> str:
     """host:port/database of a URL, without user or password (what a record may say of it)."""
     parts = urlsplit(url)
@@ -174,6 +209,10 @@ class Store(Generic[Config, Section, Endpoint]):
     def endpoint(self, where: Whereabouts, side: Side) -> Endpoint:
         """Where *side* of this store is. :raises FerryError: it cannot be found (naming the side)."""
         raise NotImplementedError
+
+    def check_kept(self, run: StoreRun[Config, Section, Endpoint]) -> None:
+        """Asked as every phase begins. :raises ConfigError: the stack file changed how this store moves
+        since the run began copying it (a store with strategies asks :func:`kept_strategy`)."""
 
     def addons(self, stack: StackConfig) -> list[MovedAddon]:
         """The add-ons the app leaves when this store moves (aliased, then detached, at the cutover)."""

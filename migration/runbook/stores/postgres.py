@@ -22,7 +22,16 @@ from migration.postgres import (
 from migration.preflight import PreflightReport
 from migration.runbook.context import RunSettings
 from migration.runbook.follower import FollowerStatus
-from migration.runbook.stores.base import ProgressFor, Side, Store, StoreVerify, Whereabouts, location_of
+from migration.runbook.stores.base import (
+    ProgressFor,
+    Side,
+    Store,
+    StoreVerify,
+    Whereabouts,
+    keep_strategy,
+    kept_strategy,
+    location_of,
+)
 from migration.runbook.stores.postgres_capture import CaptureAndFollow, repair_capture
 from migration.runbook.stores.postgres_strategy import (
     CopyInFreeze,
@@ -54,7 +63,7 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
 
     def strategy(self, run: PostgresRun) -> PostgresStrategy:
         """The one place that reads how this run moves PostgreSQL."""
-        return CaptureAndFollow() if run.config.capture else CopyInFreeze()
+        return kept_strategy(run, CaptureAndFollow() if run.config.capture else CopyInFreeze(), "migration.capture")
 
     def moves(self, config: PostgresConfig, where: Whereabouts) -> bool:
         return config.moves
@@ -74,6 +83,7 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
         if not settings.uses_stack:
             assert settings.target_url is not None
             return PostgresSide(settings.target_url, settings.target_app_url or settings.target_url)
+
         database = where.config.database.databases[0]
         app_output = "databaseUrls" if where.config.migration.app_role == "app" else "databaseOwnerUrls"
         owner_urls, app_urls = where.stack_output("databaseOwnerUrls"), where.stack_output(app_output)
@@ -103,8 +113,13 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
                 side="source",
             )
 
+    def check_kept(self, run: PostgresRun) -> None:
+        self.strategy(run)
+
     def copy_live(self, run: PostgresRun) -> str:
-        return self.strategy(run).copy_live(run)
+        strategy = self.strategy(run)
+        keep_strategy(run, strategy)
+        return strategy.copy_live(run)
 
     def live_status(self, run: PostgresRun) -> FollowerStatus | None:
         return self.strategy(run).live_status(run)

@@ -15,6 +15,7 @@ from migration.errors import ResumeError
 from migration.postgres import (
     CopyOptions,
     CopyResult,
+    Witness,
     capture_errors,
     connect_source,
     connect_target,
@@ -83,6 +84,17 @@ class PostgresState(StoreState):
     drained: int | None = None
     #: What the source looked like as its writes stopped (change capture's witness, as JSON).
     witness: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # Read from the state file: what the freeze and the verify will take apart is checked now.
+        for entry in self.deferred_ranges:
+            if len(entry) != 3:
+                raise ValueError(f"deferred_ranges: {entry!r} is not [table, label, condition]")
+        if self.witness is not None:
+            try:
+                Witness.from_json(self.witness)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise ValueError("witness: not one a freeze took") from None
 
 
 PostgresRun: TypeAlias = StoreRun[PostgresConfig, PostgresState, PostgresSide]

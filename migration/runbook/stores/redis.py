@@ -25,7 +25,17 @@ from migration.redis import (
 from migration.runbook.context import RunSettings
 from migration.runbook.follower import FollowerStatus
 from migration.runbook.state import StoreState
-from migration.runbook.stores.base import ProgressFor, Side, Store, StoreRun, StoreVerify, Whereabouts, location_of
+from migration.runbook.stores.base import (
+    ProgressFor,
+    Side,
+    Store,
+    StoreRun,
+    StoreVerify,
+    Whereabouts,
+    keep_strategy,
+    kept_strategy,
+    location_of,
+)
 from migration.stackconfig import MovedAddon, StackConfig
 from migration.worker import RedisLiveCopyJob
 
@@ -56,6 +66,8 @@ class ScanInFreeze:
         return "redis: copied inside the freeze (redisCopy: scan)"
 
     def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
+        # A live copy left from an earlier way of moving it would write into the target after this copy.
+        run.follower().stop()
         # Writes are frozen, so emptying the target (ours since the preflight found it empty) and copying
         # again is exact, where a merge would keep keys the source has deleted since.
         options = RedisCopyOptions(source_url=run.from_side.url, target_url=run.to_side.url, flush_target=True)
@@ -100,7 +112,7 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
 
     def strategy(self, run: RedisRun) -> ScanInFreeze:
         """The one place that reads how this run moves Redis."""
-        return LiveCopy() if run.config.copy == "live" else ScanInFreeze()
+        return kept_strategy(run, LiveCopy() if run.config.copy == "live" else ScanInFreeze(), "migration.redisCopy")
 
     def addons(self, stack: StackConfig) -> list[MovedAddon]:
         heroku = stack.heroku
@@ -108,14 +120,18 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         return [MovedAddon(heroku.redis_addon, "REDIS", heroku.redis_rollback_alias)]
 
     def moves(self, config: RedisConfig, where: Whereabouts) -> bool:
-        # An app without a Redis URL has nothing to move (and a stack file without the add-on is refused).
-        return config.moves and where.config.heroku.redis_addon is not None and self._old_url(where) is not None
+        return config.moves and where.config.heroku.redis_addon is not None  # the validator makes redis need it
 
     def endpoint(self, where: Whereabouts, side: Side) -> RedisSide:
         if side == "source":
-            url = self._old_url(where)
+            (move,) = self.addons(where.config)
+            url = where.old_url(move)
             if url is None:
-                raise PreconditionError("the app has no REDIS_URL (nor its rollback alias's)", side="source")
+                raise PreconditionError(
+                    f"migration.redis is on but the app has no {move.config_var} (nor {move.rollback_alias}_URL): "
+                    f"attach {move.addon} as {move.attachment}, or set redis: false",
+                    side="source",
+                )
             return RedisSide(_without_certificate_check(url) if where.settings.tls_skip_verify else url)
         settings = where.settings
         if not settings.uses_stack:
@@ -123,10 +139,6 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
                 raise UsageError("migration.redis is on: give --target-redis-url too", side="target")
             return RedisSide(settings.target_redis_url)
         return RedisSide(str(where.stack_output("redisUrl")))
-
-    def _old_url(self, where: Whereabouts) -> str | None:
-        (move,) = self.addons(where.config)
-        return where.old_url(move)
 
     def switched_config(self, run: RedisRun) -> dict[str, str]:
         return {"REDIS_URL": run.to_side.url}
@@ -145,8 +157,13 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         if reason is not None:
             raise PreconditionError(f"freeze {freeze}: {reason}; use migration.freeze: maintenance", side="source")
 
+    def check_kept(self, run: RedisRun) -> None:
+        self.strategy(run)
+
     def copy_live(self, run: RedisRun) -> str:
-        return self.strategy(run).copy_live(run)
+        strategy = self.strategy(run)
+        keep_strategy(run, strategy)
+        return strategy.copy_live(run)
 
     def live_status(self, run: RedisRun) -> FollowerStatus | None:
         return run.follower().status()
