@@ -275,9 +275,10 @@ class MigrationConfig(_Model):
     freeze: Literal["maintenance", "read-only", "fence"] = "maintenance"
     #: PostgreSQL change capture: copy and follow while the app writes, so the freeze only drains.
     capture: bool = False
-    #: How Redis moves: ``live`` (copied and followed from the copy phase on, drained inside the freeze)
-    #: or ``scan`` (copied whole inside the freeze: no keyspace notifications needed, a longer freeze).
-    redis_copy: Literal["live", "scan"] = "live"
+    #: How Redis moves: ``live`` (copied and followed from the copy phase on, drained inside the freeze),
+    #: ``scan`` (copied whole inside the freeze: no keyspace notifications needed, a longer freeze) or
+    #: ``replicaof`` (the target replicates the source, promoted inside the freeze: a self-managed target).
+    redis_copy: Literal["live", "scan", "replicaof"] = "live"
     #: How long ``catch-up`` waits for the live copies to catch up with the app's writes.
     catch_up_seconds: float = Field(default=1800.0, ge=1, le=86400)
     #: After maintenance mode and the scale-down: requests in flight finish (Heroku's router allows

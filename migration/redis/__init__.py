@@ -4,6 +4,7 @@ from migration.redis.copy import RedisCopyOptions, RedisCopyResult, copy_redis
 from migration.redis.freeze import can_pause_writes, pause_writes, resume_writes
 from migration.redis.live import Lag, LiveTail
 from migration.redis.preflight import preflight_redis
+from migration.redis.replica import stop_replicating
 from migration.redis.url import RedisEndpoint, parse_redis_url
 from migration.redis.verify import RedisVerifyReport, verify_redis
 
@@ -20,5 +21,6 @@ __all__ = [
     "pause_writes",
     "preflight_redis",
     "resume_writes",
+    "stop_replicating",
     "verify_redis",
 ]

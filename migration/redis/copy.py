@@ -282,7 +282,10 @@ def copy_redis(
         _check_target(dst_control, options)
         result.databases = keyspace(src_control)
         if options.replicaof:
-            replicate(source, dst_control, progress, should_stop, options.live_seconds)
+            replicate(
+                source, dst_control, progress, should_stop, options.live_seconds,
+                lambda behind, phase: _write_status(options.status_file, Lag(behind, 0.0), phase),
+            )  # fmt: skip
             result.databases = keyspace(dst_control)
             result.seconds = time.monotonic() - started
             return result

@@ -39,15 +39,18 @@ class PostgresFollowJob:
 
 @dataclass(frozen=True)
 class RedisLiveCopyJob:
-    """Scan-copy every database, then follow live writes until asked to stop, then drain.
+    """Scan-copy every database, then follow live writes until asked to stop, then drain; or, with
+    *replicaof*, let the target replicate the source and promote it once caught up when asked to stop.
 
     :param merge: the target may hold keys already (an earlier attempt's): same-named keys are replaced.
+    :param replicaof: replicate instead of scanning (a target that accepts ``REPLICAOF``).
     """
 
     source_url: str
     target_url: str
     status_file: Path
     merge: bool = False
+    replicaof: bool = False
     jobs: int = 8
     batch: int = 1000
 
@@ -100,5 +103,6 @@ def _check(job: Job) -> None:
         value = getattr(job, name, 1)
         if type(value) is not int or value < 1:
             raise UsageError(f"worker: {job.kind} job: {name} must be a positive integer")
-    if isinstance(job, RedisLiveCopyJob) and type(job.merge) is not bool:
-        raise UsageError(f"worker: {job.kind} job: merge must be true or false")
+    for flag in ("merge", "replicaof"):
+        if isinstance(job, RedisLiveCopyJob) and type(getattr(job, flag)) is not bool:
+            raise UsageError(f"worker: {job.kind} job: {flag} must be true or false")

@@ -59,11 +59,14 @@ def run_job(job: Job, stop: Callable[[], bool]) -> str:
         target_url=job.target_url,
         jobs=job.jobs,
         batch=job.batch,
-        live=True,
+        live=not job.replicaof,
+        replicaof=job.replicaof,
         merge=job.merge,
         status_file=job.status_file,
     )
     copied = _with_progress("keys", lambda progress: copy_redis(copy_options, progress, stop))
+    if job.replicaof:
+        return f"redis replica: {sum(copied.databases.values())} keys, promoted"
     return f"redis live copy: {copied.keys.copied} keys, then {copied.live_copied} re-copied live"
 
 

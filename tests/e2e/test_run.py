@@ -90,6 +90,37 @@ def test_redis_scan_copy_starts_no_worker_and_copies_every_key_inside_the_freeze
     assert world.fake.apps["shop"].config["REDIS_URL"] == world.target_redis.url()
 
 
+def test_redis_replicaof_replicates_while_live_and_is_promoted_caught_up_inside_the_freeze(world: World) -> None:
+    stack_file(world.root, "http://127.0.0.1:9", redisCopy="replicaof", smokeUrls=[])
+    assert world.ferry("run", "--yes", "--until", "catch-up").code == 0
+    target_cache = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
+    assert target_cache.info("replication")["role"] == "slave"
+    source_cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password)
+    source_cache.mset({f"late:{i}": i for i in range(2000)})  # just before the freeze: in flight as it begins
+    finished = world.ferry("run", "--yes", "--json")
+    assert finished.code == 0, finished.output
+    phases = {p["name"]: p for p in finished.json["phases"]}
+    assert "the replica caught up and was promoted" in phases["final-sync"]["detail"]
+    assert target_cache.info("replication")["role"] == "master"
+    assert target_cache.get("late:1999") == b"1999" and target_cache.hgetall("cart:1") == {b"sku": b"42", b"qty": b"2"}
+    assert world.state()["stores"]["redis"]["follower"]["pid"] is None
+    assert world.source_redis.password not in (world.root / ".ferry" / "test" / "redis-live.log").read_text()
+
+
+def test_a_killed_replica_worker_leaves_a_target_promoted_and_copied_whole_inside_the_freeze(world: World) -> None:
+    stack_file(world.root, "http://127.0.0.1:9", redisCopy="replicaof", smokeUrls=[])
+    assert world.ferry("run", "--yes", "--until", "catch-up").code == 0
+    os.kill(world.state()["stores"]["redis"]["follower"]["pid"], signal.SIGKILL)
+    target_cache = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
+    assert target_cache.info("replication")["role"] == "slave"  # killed: nobody promoted it
+    finished = world.ferry("run", "--yes", "--json")
+    assert finished.code == 0, finished.output
+    phases = {p["name"]: p for p in finished.json["phases"]}
+    assert "redis: copied 2 keys inside the freeze" in phases["final-sync"]["detail"]
+    assert target_cache.info("replication")["role"] == "master"
+    assert target_cache.hgetall("cart:1") == {b"sku": b"42", b"qty": b"2"}
+
+
 def test_changing_how_redis_moves_halfway_is_refused_until_put_back(world: World) -> None:
     """A live copy started by ``redisCopy: live`` would go on writing into the target after a scan copy:
     the way a store moves is kept from the copy on."""

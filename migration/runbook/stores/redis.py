@@ -2,8 +2,9 @@
 
 :class:`LiveCopy` (``migration.redisCopy: live``, the default) scan-copies from ``copy`` on in a
 background worker that follows the keyspace notifications, and drains it in ``final-sync``;
-:class:`ScanInFreeze` (``scan``) copies every key inside the freeze. Pausing and resuming the
-source's writes are the store's own, whatever the strategy.
+:class:`ScanInFreeze` (``scan``) copies every key inside the freeze; :class:`ReplicaOf` (``replicaof``)
+lets a self-managed target replicate the source, promoted inside the freeze once caught up. Pausing and
+resuming the source's writes are the store's own, whatever the strategy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from migration.redis import (
     pause_writes,
     preflight_redis,
     resume_writes,
+    stop_replicating,
     verify_redis,
 )
 from migration.runbook.context import RunSettings
@@ -39,7 +41,7 @@ from migration.runbook.stores.base import (
 from migration.stackconfig import MovedAddon, StackConfig
 from migration.worker import RedisLiveCopyJob
 
-__all__ = ["LiveCopy", "RedisStore", "ScanInFreeze"]
+__all__ = ["LiveCopy", "RedisStore", "ReplicaOf", "ScanInFreeze"]
 
 _SCAN_TIMEOUT_SECONDS = 6 * 3600
 _DRAIN_TIMEOUT_SECONDS = 600
@@ -48,7 +50,7 @@ _DRAIN_TIMEOUT_SECONDS = 600
 @dataclass(frozen=True)
 class RedisConfig:
     moves: bool
-    copy: Literal["live", "scan"]
+    copy: Literal["live", "scan", "replicaof"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,27 @@ class LiveCopy(ScanInFreeze):
         return super().final_sync(run, progress_for)
 
 
+class ReplicaOf(LiveCopy):
+    """The target replicates the source from the copy phase on (``REPLICAOF``: a self-managed target, not
+    ElastiCache); inside the freeze, once it has processed the whole replication stream, it is promoted."""
+
+    def copy_live(self, run: RedisRun) -> str:
+        follower = run.follower()
+        if follower.alive():
+            return f"redis: replicating already (pid {follower.pid})"
+        job = RedisLiveCopyJob(run.from_side.url, run.to_side.url, follower.status_file, replicaof=True)
+        pid = follower.start(job, ready_phase="live", timeout=_SCAN_TIMEOUT_SECONDS)
+        return f"redis: the target replicates the source (pid {pid})"
+
+    def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
+        follower = run.follower()
+        if follower.drain(_DRAIN_TIMEOUT_SECONDS):
+            return "redis: the replica caught up and was promoted"
+        # Killed or behind: promoted as it is (a killed worker left it replicating) and copied whole.
+        stop_replicating(run.to_side.url)
+        return ScanInFreeze.final_sync(self, run, progress_for)
+
+
 class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
     name = "redis"
     section = StoreState
@@ -112,7 +135,8 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
 
     def strategy(self, run: RedisRun) -> ScanInFreeze:
         """The one place that reads how this run moves Redis."""
-        return kept_strategy(run, LiveCopy() if run.config.copy == "live" else ScanInFreeze(), "migration.redisCopy")
+        chosen = {"live": LiveCopy, "scan": ScanInFreeze, "replicaof": ReplicaOf}[run.config.copy]()
+        return kept_strategy(run, chosen, "migration.redisCopy")
 
     def addons(self, stack: StackConfig) -> list[MovedAddon]:
         heroku = stack.heroku
