@@ -184,3 +184,24 @@ def test_a_registered_toy_store_is_driven_through_every_phase(
     assert calls[-3:] == ["stop_following", "unfreeze_writes", "cleanup"]
     assert not (source / ".frozen").exists()
     assert world.fake.apps["shop"].config["TOY_URL"] == f"file://{source}"
+
+
+def test_the_same_store_moves_the_other_way_given_its_sides_reversed(tmp_path: Path) -> None:
+    """What a reverse follow stands on: a store's phases only know ``from_side`` and ``to_side``."""
+    from migration.runbook.state import RunState
+    from migration.runbook.stores.base import FreezeView
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (new / "written-after-the-switch.txt").write_text("kept")
+    state = RunState(stack="test")
+    run: ToyRun = StoreRun(
+        "toy", ToyConfig(freeze="fence"), state.section("toy", ToyState), {"source": old, "target": new}.__getitem__,
+        FreezeView("fence", state), save=lambda: None, say=lambda _line: None, work_dir=tmp_path,
+    )  # fmt: skip
+    back = run.reversed()
+    assert (back.from_side, back.to_side) == (new, old) and back.state is run.state
+    ToyStore(new).copy_live(back)
+    assert (old / "written-after-the-switch.txt").read_text() == "kept"
+    assert back.reversed().from_side == old
