@@ -5,11 +5,14 @@ the second one takes is lost to the first one's target), and two followers into 
 trip over each other's rows. So whatever applies the log (``ferry pg follow``, the drain to
 the fence's marker) first claims both: a session-level advisory lock on the source keyed by the
 capture schema's oid, and one on the target. A killed follower's session ends and its claims
-with it; nothing is written to either side.
+with it, but only once the server notices its client is gone (after the statement it was running):
+a claim held is waited for a while before it is refused, so a follower started again right after a
+``kill -9`` goes on. Nothing is written to either side.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +25,10 @@ __all__ = ["claimed"]
 _SOURCE_CLASS = 0x46_45_52_31  # "FER1": applying a capture schema's log
 _TARGET_CLASS = 0x46_45_52_32  # "FER2": applying a log into this database
 
+#: How long a claim held by another session is waited for: a killed follower's session ends once its
+#: statement does (a batch: well under this), a live follower's never does.
+CLAIM_WAIT_SECONDS = 15.0
+
 _HOLDER = """
 SELECT l.pid FROM pg_catalog.pg_locks l
  WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.classid = %s AND l.objid = %s AND l.granted
@@ -30,13 +37,19 @@ SELECT l.pid FROM pg_catalog.pg_locks l
 
 
 def _claim(conn: Conn, key: tuple[int, int], what: str, side: str) -> None:
-    row = conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s, %s)", key).fetchone()
-    if row and row[0]:
-        return
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while True:
+        row = conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s, %s)", key).fetchone()
+        if row and row[0]:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
     holder = conn.execute(_HOLDER, (key[0] & 0xFFFFFFFF, key[1] & 0xFFFFFFFF)).fetchone()
     pid = f" (server pid {holder[0]})" if holder else ""
     raise PreconditionError(
-        f"another ferry follower is applying {what}{pid}: one at a time (stop it, or wait for it to end)",
+        f"another ferry follower is applying {what}{pid}, still after {CLAIM_WAIT_SECONDS:g} s: one at a time "
+        "(stop it, or wait for it to end)",
         side="source" if side == "source" else "target",
     )
 

@@ -189,6 +189,31 @@ def test_two_captures_in_two_schemas_live_side_by_side(source_db: Database) -> N
     ]
 
 
+def test_a_follower_started_right_after_a_kill_waits_for_the_dead_ones_claim(
+    source_db: Database, target_db: Database
+) -> None:
+    """A ``kill -9``'d follower's server session outlives it until its statement ends, claim and all: the
+    next follower waits for it instead of refusing (a loaded chaos run stopped there)."""
+    import threading
+
+    from migration.postgres.capture.claim import _SOURCE_CLASS
+
+    _copied(source_db, target_db)
+    try:
+        lingering = psycopg.connect(source_db.url, autocommit=True)
+        oid = source_db.scalar("SELECT oid::int FROM pg_namespace WHERE nspname = 'ferry_capture'")
+        lingering.execute("SELECT pg_advisory_lock(%s, %s)", (_SOURCE_CLASS, oid))
+        timer = threading.Timer(2.0, lingering.close)  # its statement ends, the server ends the session
+        timer.start()
+        started = time.monotonic()
+        run = ferry("pg", "follow", "--source", source_db.url, "--target", target_db.url, "--seconds", "0")
+        assert run.code == 0, run.output
+        assert time.monotonic() - started >= 2.0
+        timer.join()
+    finally:
+        ferry("pg", "capture", "remove", "--source", source_db.url)
+
+
 def test_a_second_follower_is_refused_and_the_first_goes_on(
     source_db: Database, target_db: Database, tmp_path: Path
 ) -> None:
