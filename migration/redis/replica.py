@@ -74,9 +74,7 @@ def replicate(
                 time.sleep(0.01)
             return synced
     finally:
-        target.call("REPLICAOF", "NO", "ONE")
-        if source.password:
-            target.call("CONFIG", "SET", "masterauth", "")
+        _promote(target)
         progress.message("target promoted (REPLICAOF NO ONE)")
         if report is not None:
             report(max(behind, 0) if behind >= 0 else 1, "stopped")
@@ -90,7 +88,14 @@ def _behind(source: RespConn, target: RespConn) -> int:
 
 
 def stop_replicating(target_url: str) -> None:
-    """The target promoted, whatever replicated into it before (a replicating worker killed mid-way)."""
+    """The target promoted and the source's credentials off it, whatever replicated into it before (a
+    replicating worker killed mid-way)."""
     with RespConn(parse_redis_url(target_url, "target")) as target:
-        if info(target, "replication").get("role") == "slave":
-            target.call("REPLICAOF", "NO", "ONE")
+        _promote(target)
+
+
+def _promote(target: RespConn) -> None:
+    target.call("REPLICAOF", "NO", "ONE")
+    # The source's password is the source's: it must not stay in the target's config (nor its user).
+    target.call("CONFIG", "SET", "masterauth", "")
+    target.call("CONFIG", "SET", "masteruser", "")

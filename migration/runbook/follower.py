@@ -91,7 +91,7 @@ class Follower:
                 return False
         except ChildProcessError:
             pass  # not our child (a previous run started it): ask the kernel instead
-        return _is_worker(pid)
+        return _is_worker(pid, self.status_file)
 
     def status(self) -> FollowerStatus | None:
         return FollowerStatus.read(self.status_file)
@@ -112,8 +112,9 @@ class Follower:
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             child = subprocess.Popen(
-                WORKER_COMMAND, stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True, text=True
-            )
+                WORKER_COMMAND, stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True, text=True,
+                env={**os.environ, _WORKER_FOR: str(self.status_file)},
+            )  # fmt: skip
         assert child.stdin is not None
         with contextlib.suppress(BrokenPipeError), child.stdin:  # a worker that died at once says why below
             child.stdin.write(job_to_json(job))
@@ -166,9 +167,14 @@ class Follower:
             self._save()
 
 
-def _is_worker(pid: int) -> bool:
-    """Whether *pid* is a live ferry worker: found by what it runs, not by its number alone (after a
-    reboot, or once the worker is gone, the number may be another process's, which must never be signalled)."""
+#: Names the worker by what it works for (its status file: this stack's, this store's), not a secret.
+_WORKER_FOR = "FERRY_WORKER_FOR"
+
+
+def _is_worker(pid: int, status_file: Path) -> bool:
+    """Whether *pid* is this follower's live worker: found by what it runs and what for, not by its number
+    alone (after a reboot, or once the worker is gone, the number may be another process's — another
+    stack's worker even — which must never be signalled nor waited for)."""
     proc = Path("/proc") / str(pid)
     if not Path("/proc/self").exists():
         try:  # no /proc to ask (not Linux): the number is all there is
@@ -179,6 +185,8 @@ def _is_worker(pid: int) -> bool:
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         command = (proc / "cmdline").read_bytes().split(b"\0")
+        environment = (proc / "environ").read_bytes().split(b"\0")
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X") and WORKER_MODULE.encode() in command
+    working_for = f"{_WORKER_FOR}={status_file}".encode()
+    return state not in ("Z", "X") and WORKER_MODULE.encode() in command and working_for in environment

@@ -29,8 +29,8 @@ __all__ = ["freeze", "unfreeze"]
 
 def freeze(ctx: RunContext) -> PhaseOutcome:
     mode = ctx.config.migration.freeze
+    stores = moved_stores(ctx)  # refused (a store's way of moving changed) before anything is written
     ctx.state.freeze_mode = mode
-    stores = moved_stores(ctx)
     for store, run in stores:
         # How far behind each live copy was as writes stopped: what the final sync has left to drain.
         if (status := store.live_status(run)) is not None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -40,6 +40,10 @@ class FollowerState:
 
     pid: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.pid is not None and not 1 < self.pid < 1 << 22:
+            raise ValueError(f"follower.pid: {self.pid} is no worker's")
+
 
 @dataclass
 class StoreState:
@@ -66,12 +70,29 @@ class StoreState:
     def from_json(cls: type[Section], data: dict[str, Any]) -> Section:
         """The section *data* holds, every field of its type (fields this store does not know are dropped,
         missing ones default). :raises ValueError: a field of the wrong type, naming it."""
+        return _strictly(cls, data, "")
+
+
+_T = TypeVar("_T")
+
+
+def _strictly(kind: type[_T], data: Any, where: str) -> _T:
+    """*data* as the dataclass *kind*, each field strictly of its type (``"12"`` is no pid, ``"yes"`` no bool)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'the section'}: not an object")
+    hints, values = get_type_hints(kind), {}
+    for item in fields(kind):  # type: ignore[arg-type]
+        if item.name not in data:
+            continue
+        hint, name = hints[item.name], f"{where}{item.name}"
+        if isinstance(hint, type) and is_dataclass(hint):
+            values[item.name] = _strictly(hint, data[item.name], f"{name}.")
+            continue
         try:
-            return TypeAdapter(cls).validate_python(data)
+            values[item.name] = TypeAdapter(hint).validate_python(data[item.name], strict=True)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where, what = ".".join(map(str, first["loc"])), str(first["msg"]).removeprefix("Value error, ")
-            raise ValueError(f"{where}: {what.lower()}" if where else what) from None
+            raise ValueError(f"{name}: {str(exc.errors()[0]['msg']).lower()}") from None
+    return kind(**values)
 
 
 @dataclass

@@ -119,6 +119,23 @@ def test_a_killed_replica_worker_leaves_a_target_promoted_and_copied_whole_insid
     assert "redis: copied 2 keys inside the freeze" in phases["final-sync"]["detail"]
     assert target_cache.info("replication")["role"] == "master"
     assert target_cache.hgetall("cart:1") == {b"sku": b"42", b"qty": b"2"}
+    assert target_cache.config_get("masterauth")["masterauth"] == ""  # the source's password is not left there
+
+
+def test_a_rollback_after_a_killed_replica_worker_and_a_changed_stack_file_lets_the_target_go(
+    world: World,
+) -> None:
+    stack_file(world.root, "http://127.0.0.1:9", redisCopy="replicaof", smokeUrls=[])
+    assert world.ferry("run", "--yes", "--until", "freeze").code == 0
+    os.kill(world.state()["stores"]["redis"]["follower"]["pid"], signal.SIGKILL)
+    stack_file(world.root, "http://127.0.0.1:9", redisCopy="live", smokeUrls=[])  # changed: the run refuses it
+    assert world.ferry("run", "--yes").code != 0
+    rolled = world.ferry("rollback")
+    assert rolled.code == 0, rolled.output  # the way the run began is undone, whatever the file says now
+    target_cache = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
+    assert target_cache.info("replication")["role"] == "master"
+    assert target_cache.config_get("masterauth")["masterauth"] == ""
+    assert world.fake.apps["shop"].maintenance is False
 
 
 def test_changing_how_redis_moves_halfway_is_refused_until_put_back(world: World) -> None:

@@ -111,3 +111,26 @@ def test_a_pid_left_in_the_state_that_is_no_worker_is_never_signalled(tmp_path: 
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_worker_is_known_by_what_it_works_for_not_by_its_command_alone(tmp_path: Path) -> None:
+    """Another stack's worker (same command) under a pid the state names is not this follower's."""
+    import os
+    import sys
+
+    from migration.runbook.follower import Follower
+    from migration.runbook.state import FollowerState
+
+    ours = Follower("redis", tmp_path / "a", FollowerState(), lambda: None)
+    looks_alike = [sys.executable, "-c", "import time; time.sleep(60)", "migration.worker"]
+    for works_for, expected in ((tmp_path / "b" / "redis-live.json", False), (ours.status_file, True)):
+        env = {**os.environ, "FERRY_WORKER_FOR": str(works_for)}
+        process = subprocess.Popen(looks_alike, env=env, start_new_session=True)
+        try:
+            state = FollowerState(pid=process.pid)
+            follower = Follower("redis", tmp_path / "a", state, lambda: None)
+            time.sleep(0.2)  # its environment is readable once it runs
+            assert follower.alive() is expected
+        finally:
+            process.kill()
+            process.wait()

@@ -31,7 +31,8 @@ def moved_stores(ctx: RunContext) -> list[tuple[AnyStore, StoreRun[Any, Any, Any
         config = store.configure(ctx.config, ctx.settings)
         if store.moves(config, ctx):
             run = _view(ctx, store, config)
-            store.check_kept(run)  # before the phase does anything with it
+            if not run.rolling_back:  # a rollback undoes the way the run began, whatever the file says now
+                store.check_kept(run)  # before the phase does anything with it
             moved.append((store, run))
     return moved
 

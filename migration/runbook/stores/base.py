@@ -150,17 +150,29 @@ class StoreRun(Generic[Config, Section, Endpoint]):
 Strategy = TypeVar("Strategy")
 
 
-def kept_strategy(run: StoreRun[Any, Any, Any], strategy: Strategy, setting: str) -> Strategy:
+def kept_strategy(
+    run: StoreRun[Any, Any, Any], strategy: Strategy, setting: str, ways: tuple[type[Strategy], ...]
+) -> Strategy:
     """*strategy*, the way the stack file says this store's data moves, if it is the way this run began
     copying with (or it has not begun yet): a run that changed ways halfway would leave a follower
-    writing into the target, or a copy no follower knows. :raises ConfigError: it is not."""
+    writing into the target, or a copy no follower knows. Rolling back, the way it began is undone,
+    whatever the stack file says now.
+
+    :param ways: every strategy of the store (what the state may name).
+    :raises ConfigError: it is not the way this run began.
+    """
     chosen, began = type(strategy).__name__, run.state.strategy
-    if began is not None and began != chosen:
-        raise ConfigError(
-            f"{setting} changed since this run began copying {run.name} ({began} then, {chosen} now): "
-            "put it back, or `ferry rollback` and run again"
-        )
-    return strategy
+    if began is None or began == chosen:
+        return strategy
+    known = {way.__name__: way for way in ways}
+    if began not in known:
+        raise ConfigError(f"the run's state says {run.name} moves by {began!r}, which ferry has no way of")
+    if run.rolling_back:
+        return known[began]()
+    raise ConfigError(
+        f"{setting} changed since this run began copying {run.name} ({began} then, {chosen} now): "
+        "put it back, or `ferry rollback` and run again"
+    )
 
 
 def keep_strategy(run: StoreRun[Any, Any, Any], strategy: object) -> None:

@@ -63,7 +63,8 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
 
     def strategy(self, run: PostgresRun) -> PostgresStrategy:
         """The one place that reads how this run moves PostgreSQL."""
-        return kept_strategy(run, CaptureAndFollow() if run.config.capture else CopyInFreeze(), "migration.capture")
+        chosen = CaptureAndFollow() if run.config.capture else CopyInFreeze()
+        return kept_strategy(run, chosen, "migration.capture", (CaptureAndFollow, CopyInFreeze))
 
     def moves(self, config: PostgresConfig, where: Whereabouts) -> bool:
         return config.moves

@@ -135,8 +135,8 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
 
     def strategy(self, run: RedisRun) -> ScanInFreeze:
         """The one place that reads how this run moves Redis."""
-        chosen = {"live": LiveCopy, "scan": ScanInFreeze, "replicaof": ReplicaOf}[run.config.copy]()
-        return kept_strategy(run, chosen, "migration.redisCopy")
+        ways = {"live": LiveCopy, "scan": ScanInFreeze, "replicaof": ReplicaOf}
+        return kept_strategy(run, ways[run.config.copy](), "migration.redisCopy", tuple(ways.values()))
 
     def addons(self, stack: StackConfig) -> list[MovedAddon]:
         heroku = stack.heroku
@@ -208,7 +208,11 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         return [StoreVerify.of(run.name, report)]
 
     def stop_following(self, run: RedisRun) -> str:
-        return "redis live copy stopped" if run.follower().stop() else ""
+        stopped = run.follower().stop()
+        if isinstance(self.strategy(run), ReplicaOf):
+            # A killed replicating worker left the target replicating the old source, its password set.
+            stop_replicating(run.to_side.url)
+        return "redis live copy stopped" if stopped else ""
 
 
 def _without_certificate_check(url: str) -> str:
