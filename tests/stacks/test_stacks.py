@@ -407,7 +407,7 @@ def test_redis_stays_on_heroku_when_not_moved() -> None:
         ),
         (
             {"ferry:migration": {"redisCopy": "bogus"}},
-            "ferry:migration.redisCopy: Input should be 'live' or 'scan'",
+            "ferry:migration.redisCopy: Input should be 'live', 'scan' or 'replicaof'",
         ),
     ],
 )
