@@ -107,7 +107,10 @@ class DataPhase:
         try:
             while self.pending:
                 finished, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
-                for future in finished:
+                # In the order they were submitted: when several failed, the first one's error is the cause
+                # (a part that fails aborts its worker's snapshot transaction, and the next part on it fails
+                # with "current transaction is aborted", which says nothing).
+                for future in [pending for pending in self.pending if pending in finished]:
                     then = self.pending.pop(future)
                     then(future.result())
         except BaseException:
