@@ -73,6 +73,10 @@ class StoreState:
         return _strictly(cls, data, "")
 
 
+def _as_json(section: StoreState | dict[str, Any] | None) -> dict[str, Any]:
+    return asdict(section) if isinstance(section, StoreState) else dict(section or {})
+
+
 _T = TypeVar("_T")
 
 
@@ -118,7 +122,7 @@ class RunState:
         current = self.stores.get(name)
         if not isinstance(current, kind):
             try:
-                current = kind.from_json(self.sections().get(name, {}))
+                current = kind.from_json(_as_json(current))
             except (ValueError, TypeError, AttributeError) as exc:
                 raise ResumeError(
                     f"the run's state file: its {name} section is not one ferry wrote ({exc}); "
@@ -129,8 +133,7 @@ class RunState:
 
     def sections(self) -> dict[str, dict[str, Any]]:
         """Every store's section as JSON (as the file holds it), by store name."""
-        return {name: asdict(section) if isinstance(section, StoreState) else dict(section)
-                for name, section in self.stores.items()}  # fmt: skip
+        return {name: _as_json(section) for name, section in self.stores.items()}
 
     @classmethod
     def load(cls, path: Path, stack: str) -> RunState:
