@@ -22,15 +22,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from migration.configmodel import Model as _Model
 from migration.errors import ConfigError
+from migration.storageconfig import BucketConfig, BucketConfigVars, StorageConfig
 
 __all__ = [
     "CUTOVER_STATES",
     "PROJECT",
+    "ROLLBACK_VAR",
     "BucketConfig",
+    "BucketConfigVars",
     "CacheConfig",
     "CutoverState",
     "DatabaseConfig",
@@ -47,6 +50,8 @@ __all__ = [
 ]
 
 PROJECT = "ferry"
+#: The app's config variable where the switch keeps, for the rollback, the old values of those it overwrites.
+ROLLBACK_VAR = "FERRY_ROLLBACK_CONFIG"
 CutoverState = Literal["pending", "aliased", "switched", "rolled_back"]
 CUTOVER_STATES: tuple[CutoverState, ...] = ("pending", "aliased", "switched", "rolled_back")
 _OPEN_TO_ALL = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
@@ -69,10 +74,6 @@ class MovedAddon:
     @property
     def config_var(self) -> str:
         return f"{self.attachment}_URL"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 class PeeringConfig(_Model):
@@ -181,47 +182,6 @@ class DatabaseConfig(_Model):
         return self.engine_version.split(".")[0]
 
 
-class BucketConfig(_Model):
-    """One bucket, named by the convention; ``source`` is the bucket its files come from."""
-
-    name: str
-    source: str | None = None
-    #: The conventionally named bucket already exists in AWS: adopt it (``pulumi import``).
-    import_existing: bool = False
-    noncurrent_version_expiration_days: int = Field(default=30, ge=1)
-    abort_incomplete_multipart_days: int = Field(default=7, ge=1)
-    transition_to_infrequent_access_days: int | None = Field(default=None, ge=30)
-
-
-class StorageConfig(_Model):
-    """S3 buckets and the app's least-privilege access to them."""
-
-    naming: str = "{app}-{stack}-{name}"
-    buckets: list[BucketConfig] = Field(min_length=1)
-    app_user: str | None = None
-    app_role: str | None = None
-    read_only_buckets: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _principal(self) -> StorageConfig:
-        if bool(self.app_user) == bool(self.app_role):
-            raise ValueError("give exactly one of appUser or appRole: the identity the app uses for its buckets")
-        try:
-            self.naming.format(app="a", stack="s", name="n")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"naming may use only {{app}}, {{stack}} and {{name}}: {exc}") from None
-        names = [bucket.name for bucket in self.buckets]
-        unknown = sorted(set(self.read_only_buckets) - set(names))
-        if unknown:
-            raise ValueError(f"readOnlyBuckets names buckets not configured: {', '.join(unknown)}")
-        if len(set(names)) != len(names):
-            raise ValueError("bucket names repeat")
-        return self
-
-    def bucket_name(self, app: str, stack: str, bucket: BucketConfig) -> str:
-        return self.naming.format(app=app, stack=stack, name=bucket.name)
-
-
 class CacheConfig(_Model):
     """ElastiCache Redis replication group."""
 
@@ -271,7 +231,8 @@ class MigrationConfig(_Model):
     postgres: bool = True
     redis: bool = False
     s3: bool = False
-    #: Unset: ``fence`` with capture (unless S3 moves, which only maintenance mode stops), else ``maintenance``.
+    #: Unset: ``fence`` with capture, else ``maintenance``. S3 never stops: uploads go to the old buckets until
+    #: the switch and are synced after it.
     freeze: Literal["maintenance", "read-only", "fence"] = "maintenance"
     #: PostgreSQL change capture: copy and follow while the app writes, so the freeze only drains.
     capture: bool = False
@@ -295,18 +256,11 @@ class MigrationConfig(_Model):
     def _default_freeze(cls, data: Any) -> Any:
         if isinstance(data, dict) and "freeze" not in data and data.get("capture") and data.get("postgres", True):
             # Reads go on and the window is the drain's: the fence is what capture is for.
-            return {**data, "freeze": "maintenance" if data.get("s3") else "fence"}
+            return {**data, "freeze": "fence"}
         return data
 
     @model_validator(mode="after")
     def _every_store_freezes(self) -> MigrationConfig:
-        # A read-only freeze stops PostgreSQL writes (the role) and Redis writes (CLIENT PAUSE
-        # WRITE); nothing stops the app's S3 writes short of stopping the app.
-        if self.freeze in ("read-only", "fence") and self.s3:
-            raise ValueError(
-                f"freeze: {self.freeze} cannot stop the app's S3 writes, which the final sync would miss; "
-                "use freeze: maintenance when s3 is moved"
-            )
         if "redis_copy" in self.model_fields_set and not self.redis:
             raise ValueError("redisCopy says how Redis moves: it needs redis: true")
         if self.freeze == "fence" and not (self.capture and self.postgres):
@@ -350,6 +304,17 @@ class StackConfig(_Model):
             raise ValueError("migration.redis needs both cache and heroku.redisAddon")
         if self.migration.s3 and self.storage is None:
             raise ValueError("migration.s3 needs storage")
+        if self.storage is not None:
+            self._bucket_vars_free(self.storage)
+        if self.migration.s3 and self.storage is not None and self.storage.buckets_by_config:
+            unnamed = [b.name for b in self.storage.buckets if b.source and b.config_vars is None]
+            if unnamed:
+                # Else the app goes on uploading to the old bucket after the switch, which nobody syncs any more.
+                raise ValueError(
+                    f"migration.s3 moves bucket {unnamed[0]} but nothing says which config variables point the app "
+                    "at it: give storage.buckets[].configVars (bucket, region, accessKeyId/secretAccessKey), or "
+                    "storage.bucketsByConfig: false"
+                )
         if self.is_production:
             database = self.database
             unprotected = [
@@ -364,6 +329,19 @@ class StackConfig(_Model):
             if unprotected:
                 raise ValueError(f"production must keep {', '.join(unprotected)} on")
         return self
+
+    def _bucket_vars_free(self, storage: StorageConfig) -> None:
+        """A bucket variable must not be one the cutover sets or keeps otherwise (an add-on's URL, an alias's)."""
+        heroku = self.heroku
+        taken = {ROLLBACK_VAR, "DATABASE_URL", "REDIS_URL", f"{heroku.rollback_alias}_URL",
+                 f"{heroku.redis_rollback_alias}_URL"}  # fmt: skip
+        for bucket in storage.buckets:
+            named = bucket.config_vars.names().values() if bucket.config_vars else ()
+            clash = sorted(taken & set(named))
+            if clash:
+                raise ValueError(
+                    f"storage.buckets.{bucket.name}.configVars names {clash[0]}, which the cutover sets or keeps itself"
+                )
 
     @property
     def is_production(self) -> bool:
@@ -402,7 +380,8 @@ def _validate(raw: Mapping[str, Any], *, stack: str, aws_region: str | None, whe
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {PROJECT}:{key}: {message}") from None
+        # A check of the whole file names its keys itself.
+        raise ConfigError(f"{where}: {PROJECT}:{key}: {message}" if key else f"{where}: {message}") from None
 
 
 def stack_file(root: Path, stack: str) -> Path:

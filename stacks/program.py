@@ -69,7 +69,12 @@ def declare(config: StackConfig) -> Target:
     if cache is not None:
         new_urls["REDIS"] = cache.url
     switched = [SwitchedAddon(move, url=new_urls[move.attachment]) for move in config.moved_addons()]
-    cutover = Cutover("cutover", CutoverArgs(app=config.heroku.app, state=config.cutover, addons=switched))
+    # Buckets that stay where they are keep the app's variables as they are.
+    bucket_vars = storage.switched_vars(config.aws_region) if storage is not None and config.migration.s3 else {}
+    cutover = Cutover(
+        "cutover",
+        CutoverArgs(app=config.heroku.app, state=config.cutover, addons=switched, switched_vars=bucket_vars),
+    )
 
     pulumi.export("region", config.aws_region)
     pulumi.export("cutover", config.cutover)
@@ -92,6 +97,9 @@ def declare(config: StackConfig) -> Target:
         pulumi.export("bucketNames", storage.bucket_names)
         pulumi.export("bucketArns", storage.bucket_arns)
         pulumi.export("appPolicyArn", storage.policy_arn)
+        if storage.access_key_id is not None and storage.secret_access_key is not None:
+            pulumi.export("appAccessKeyId", storage.access_key_id)
+            pulumi.export("appSecretAccessKey", storage.secret_access_key)
     if cache is not None:
         pulumi.export("redisEndpoint", cache.primary_endpoint)
         pulumi.export("redisPort", cache.port)

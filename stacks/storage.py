@@ -1,4 +1,5 @@
-"""Storage: the app's S3 buckets under their new names, locked down, and the app's access to them."""
+"""Storage: the app's S3 buckets under their new names, locked down, and the app's access to them
+(with an access key pair for an ``appUser`` whose app reads one from its config variables)."""
 
 from __future__ import annotations
 
@@ -29,11 +30,15 @@ class StorageArgs:
 
 class Storage(pulumi.ComponentResource):
     """Versioned, encrypted, private buckets with lifecycle rules, and one IAM policy that gives
-    the app's user or role only its buckets and only the actions it needs."""
+    the app's user or role only its buckets and only the actions it needs; for an app user whose app reads
+    its keys from config variables, an access key pair."""
 
     bucket_names: dict[str, pulumi.Output[str]]
     bucket_arns: dict[str, pulumi.Output[str]]
     policy_arn: pulumi.Output[str]
+    #: The app user's key pair, both halves secret; ``None`` unless some bucket's ``configVars`` names one.
+    access_key_id: pulumi.Output[str] | None
+    secret_access_key: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("ferry:stacks:Storage", name, None, opts)
@@ -42,9 +47,36 @@ class Storage(pulumi.ComponentResource):
         self.bucket_names = {key: bucket.bucket for key, bucket in buckets.items()}
         self.bucket_arns = {key: bucket.arn for key, bucket in buckets.items()}
         self.policy_arn = self._app_policy(name)
+        self.access_key_id, self.secret_access_key = self._key_pair(name)
         self.register_outputs(
-            {"bucket_names": self.bucket_names, "bucket_arns": self.bucket_arns, "policy_arn": self.policy_arn}
+            {
+                "bucket_names": self.bucket_names,
+                "bucket_arns": self.bucket_arns,
+                "policy_arn": self.policy_arn,
+                "access_key_id": self.access_key_id,
+                "secret_access_key": self.secret_access_key,
+            }
         )
+
+    def switched_vars(self, region: str) -> dict[str, pulumi.Input[str]]:
+        """The config variables the switch sets for the moved buckets (those with a ``source`` and
+        ``configVars``): variable → its new value.
+
+        :param region: the buckets' region, for a ``region`` variable.
+        """
+        values: dict[str, pulumi.Input[str]] = {}
+        for bucket in self._args.config.buckets:
+            names = bucket.config_vars
+            if bucket.source is None or names is None:
+                continue
+            values[names.bucket] = self.bucket_names[bucket.name]
+            if names.region is not None:
+                values[names.region] = region
+            if names.access_key_id is not None and names.secret_access_key is not None:
+                assert self.access_key_id is not None and self.secret_access_key is not None  # key_pair_needed()
+                values[names.access_key_id] = self.access_key_id
+                values[names.secret_access_key] = self.secret_access_key
+        return values
 
     def _bucket(self, config: BucketConfig) -> aws.s3.Bucket:
         args = self._args
@@ -183,6 +215,15 @@ class Storage(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
         return policy.arn
+
+    def _key_pair(self, name: str) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
+        config = self._args.config
+        # The config model allows a key pair only with appUser: a role has no keys.
+        if not config.key_pair_needed() or not config.app_user:
+            return None, None
+        key = aws.iam.AccessKey(f"{name}-app-key", user=config.app_user, opts=pulumi.ResourceOptions(parent=self))
+        # The id is kept secret too: it is half the credential, and alone it gives the account away.
+        return pulumi.Output.secret(key.id), pulumi.Output.secret(key.secret)
 
 
 def _sid(name: str) -> str:

@@ -124,7 +124,8 @@ def test_the_runbook_starts_no_user_command() -> None:
 _ADAPTERS = sorted(p for p in (ROOT / "migration" / "runbook" / "stores").glob("*.py") if p.name != "__init__.py")
 #: What only a store's declarations (``configure``, ``moves``, ``endpoint``, ``addons``) may ask of the run.
 _WHEREABOUTS = {"heroku", "settings", "platform", "old_url", "stack_output", "stack_outputs"}
-_DECLARATIONS = {"configure", "moves", "endpoint", "addons", "strategy"}
+#: ``app_config``: S3's part of ``endpoint``, what the switch sets (the new buckets' names, the app's key pair).
+_DECLARATIONS = {"configure", "moves", "endpoint", "addons", "strategy", "app_config"}
 
 
 def test_store_adapters_are_handed_a_narrow_view_not_the_run() -> None:

@@ -116,7 +116,7 @@ def _show(report: RunReport, as_json: bool) -> None:
 @_stack_options
 @click.option("--from", "start", type=click.Choice(PHASE_NAMES), help="Start at this phase (again, if done).")
 @click.option("--until", type=click.Choice(PHASE_NAMES), help="Stop after this phase.")
-@click.option("--yes", is_flag=True, help="Do not ask before freeze, alias and switch (CI).")
+@click.option("--yes", is_flag=True, help="Do not ask before provision, alias, freeze and switch (CI).")
 @click.option("--smoke-url", multiple=True, metavar="URL", help="Also check this URL after unfreeze.")
 @click.option("--verify-mode", type=click.Choice(["quick", "full"]), default="full", show_default=True)
 @json_option
@@ -126,7 +126,8 @@ def run(
 ) -> None:
     """Run the migration runbook for STACK, from its first unfinished phase.
 
-    preflight → provision → copy → freeze → final-sync → verify → alias → switch → unfreeze → smoke → record
+    preflight → provision → copy → alias → catch-up → freeze → final-sync → verify → switch → unfreeze →
+    after-switch → smoke → record → cleanup
     """
     settings = _settings(stack, root, state_dir, **given)
     report = run_runbook(settings, say=_say, confirm=_confirm, start=start, until=until)

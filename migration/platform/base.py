@@ -26,10 +26,27 @@ class Platform(Protocol):
 
     def scale(self, counts: Mapping[str, int]) -> None: ...
 
-    def alias(self, moves: Sequence[MovedAddon]) -> None: ...
+    def alias(self, moves: Sequence[MovedAddon]) -> int:
+        """Attach each old add-on under its rollback alias (the app keeps its main attachment); the
+        releases made."""
+        ...
 
-    def switch(self, urls: Mapping[str, str]) -> None: ...
+    def switch(self, urls: Mapping[str, str], moves: Sequence[MovedAddon], run: str) -> int:
+        """Detach each moved add-on's main attachment, then set *urls* in one release right after; the
+        variables in *urls* that are no add-on's are kept for the rollback in that same release (for *run*:
+        a keeper of an earlier run is replaced). The releases made."""
+        ...
 
-    def rollback(self, moves: Sequence[MovedAddon]) -> None: ...
+    def rollback(self, moves: Sequence[MovedAddon]) -> int:
+        """Unset the switched variables (putting kept ones back), then attach each old add-on under its
+        old name again; the releases made."""
+        ...
+
+    def wait_for_release(self, grace: float) -> str:
+        """Return once no process of the app runs a release older than the latest; what was waited for.
+
+        :param grace: how long a process of the old release may go on after a new one is out (Heroku: 30 s
+            between SIGTERM and SIGKILL; ``migration.drainSeconds``)."""
+        ...
 
     def close(self) -> None: ...

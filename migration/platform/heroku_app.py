@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 from migration.platform import cutover
@@ -30,14 +31,20 @@ class HerokuApp:
     def scale(self, counts: Mapping[str, int]) -> None:
         self.client.scale(self.app, counts)
 
-    def alias(self, moves: Sequence[MovedAddon]) -> None:
-        cutover.alias(self.client, self.app, moves)
+    def alias(self, moves: Sequence[MovedAddon]) -> int:
+        return cutover.alias(self.client, self.app, moves)
 
-    def switch(self, urls: Mapping[str, str]) -> None:
-        cutover.switch(self.client, self.app, dict(urls))
+    def switch(self, urls: Mapping[str, str], moves: Sequence[MovedAddon], run: str) -> int:
+        return cutover.switch(self.client, self.app, dict(urls), moves, run)
 
-    def rollback(self, moves: Sequence[MovedAddon]) -> None:
-        cutover.rollback(self.client, self.app, moves)
+    def rollback(self, moves: Sequence[MovedAddon]) -> int:
+        return cutover.rollback(self.client, self.app, moves)
+
+    def wait_for_release(self, grace: float) -> str:
+        # Heroku sends the old release's dynos SIGTERM as the new one starts and kills them 30 s later (with
+        # preboot, once the new dynos are up): after that long none of them writes anywhere.
+        time.sleep(grace)
+        return f"waited {grace:g} s for the old release's dynos to stop (Heroku gives them 30 s after SIGTERM)"
 
     def close(self) -> None:
         self.client.close()

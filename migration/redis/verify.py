@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,14 +123,16 @@ def _gone(kind: bytes, pttl: int, dump: bytes | None) -> bool:
 
 def _compare_batch(
     src: RespConn, dst: RespConn, db: int, keys: list[bytes], tolerance_ms: int, report: RedisVerifyReport,
-    types: tuple[Counter[str], Counter[str]], differing: set[bytes],
+    types: tuple[Counter[str], Counter[str]], differing: set[bytes], pool: ThreadPoolExecutor,
 ) -> None:  # fmt: skip
     """Compare *keys*; a key found to differ goes into *differing* and is reported once."""
     # SCAN may return a key twice (while the keyspace is rehashed: keys expiring by the thousand shrink
     # it): a difference is one, however many times its key was listed.
     keys = [key for key in keys if key not in differing]
+    # Both sides asked at once: inside a freeze the verify's round trips are the app's wait.
+    on_target = pool.submit(_probe, dst, keys)
     for key, (s_kind, s_ttl, s_dump), (d_kind, d_ttl, d_dump) in zip(
-        keys, _probe(src, keys), _probe(dst, keys), strict=True
+        keys, _probe(src, keys), on_target.result(), strict=True
     ):
         if _gone(s_kind, s_ttl, s_dump):
             continue  # expired or deleted since it was listed
@@ -198,14 +201,14 @@ def verify_redis(
     source, target = parse_redis_pair(source_url, target_url, tls_skip_verify=tls_skip_verify)
     report = RedisVerifyReport(sample=sample)
     types: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
-    with RespConn(source) as src, RespConn(target) as dst:
+    with RespConn(source) as src, RespConn(target) as dst, ThreadPoolExecutor(1, "ferry-verify-target") as pool:
         src_dbs, dst_dbs = keyspace(src), keyspace(dst)
         for db in sorted(src_dbs.keys() | dst_dbs.keys()):
             src.select(db)
             dst.select(db)
             missing_before, differing = report.missing, set[bytes]()
             for keys in _keys(src, sample, batch):
-                _compare_batch(src, dst, db, keys, ttl_tolerance_ms, report, types, differing)
+                _compare_batch(src, dst, db, keys, ttl_tolerance_ms, report, types, differing, pool)
             missing = report.missing - missing_before
             src_count, dst_count = int(src.call("DBSIZE")), int(dst.call("DBSIZE"))
             report.databases[db] = (src_count, dst_count)

@@ -2,9 +2,10 @@
 
 Starts two PostgreSQL clusters, two Redis servers and a local S3 (moto), fills the sources
 with a small shop, starts the app (:mod:`migration.rehearse.app`) on a local platform (an env
-file for config vars, a flag file for maintenance), runs ``ferry run`` exactly as on the day
-(same phases, same code; only the platform is local and the target is given as URLs), and
-measures what the app saw.
+file for config vars, a flag file for maintenance, a release number the app restarts on), runs
+``ferry run`` exactly as on the day (same phases, same code; only the platform is local and the
+target is given as URLs), and measures what the app saw: per store, the writes it had acknowledged
+and lost, and how long writes and reads were unavailable.
 """
 
 from __future__ import annotations
@@ -26,22 +27,31 @@ import psycopg
 import yaml
 
 from migration.errors import LocalServerError, UsageError
-from migration.platform.local import write_env_file
+from migration.platform.local import LocalPlatform, write_env_file
 from migration.redis.connection import RespConn, encode
 from migration.redis.url import parse_redis_url
+from migration.rehearse.app import AVATAR, upload_key
 from migration.rehearse.dataset import fill_buckets, fill_postgres, fill_redis
 from migration.rehearse.motoserver import running_moto
 from migration.rehearse.pgcluster import Cluster, free_port, running_cluster, stop_process
 from migration.rehearse.redisserver import running_redis
-from migration.rehearse.report import Rehearsal, read_app_log, write_reports
+from migration.rehearse.report import Rehearsal, longest, read_app_log, write_reports
 from migration.runbook import RunSettings, run
 from migration.runbook.state import RunState
+from migration.runbook.stores.s3 import APP_KEY_ENV
 
 __all__ = ["RehearsalOptions", "rehearse"]
 
 STACK = "rehearsal"
 APP = "shop"
 SOURCE_BUCKET = "shop-uploads-heroku"
+TARGET_BUCKET = f"{APP}-{STACK}-uploads"  # what the stack's storage component names it
+BUCKET_VARS = {
+    "bucket": "S3_BUCKET",
+    "region": "AWS_REGION",
+    "accessKeyId": "AWS_ACCESS_KEY_ID",
+    "secretAccessKey": "AWS_SECRET_ACCESS_KEY",
+}
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,13 @@ class RehearsalOptions:
     keep: bool = False
     #: PostgreSQL copied and followed while the app writes; the freeze only drains the change log.
     capture: bool = True
-    #: Freeze with capture's fence instead of maintenance mode (S3 is then not moved).
-    fence: bool = False
+    #: Freeze with capture's fence (reads go on), else maintenance mode.
+    fence: bool = True
+    #: How long the app takes to boot after each release (a dyno's restart).
+    boot_seconds: float = 1.0
 
 
-def _stack_file(root: Path, app_port: int, capture: bool = True, fence: bool = False) -> None:
+def _stack_file(root: Path, app_port: int, capture: bool = True, fence: bool = True) -> None:
     """What ``Pulumi.rehearsal.yaml`` would say; the target exists already, so nothing is provisioned."""
     config = {
         "aws:region": "us-east-1",
@@ -69,11 +81,20 @@ def _stack_file(root: Path, app_port: int, capture: bool = True, fence: bool = F
         "ferry:network": {"availabilityZones": ["us-east-1a", "us-east-1b"], "allowedCidrs": ["127.0.0.0/8"]},
         "ferry:database": {"instanceClass": "db.t4g.micro", "databases": [APP]},
         "ferry:cache": {"nodeType": "cache.t4g.micro", "replicas": 0},
-        "ferry:storage": {"buckets": [{"name": "uploads", "source": SOURCE_BUCKET}], "appUser": "shop-rehearsal"},
+        "ferry:storage": {
+            "buckets": [
+                {
+                    "name": "uploads",
+                    "source": SOURCE_BUCKET,
+                    "configVars": BUCKET_VARS,
+                }
+            ],
+            "appUser": "shop-rehearsal",
+        },
         "ferry:migration": {
             "postgres": True,
             "redis": True,
-            "s3": not fence,  # nothing but maintenance mode stops S3 writes
+            "s3": True,
             "jobs": 2,
             "capture": capture,
             "freeze": "fence" if fence else "maintenance",
@@ -117,9 +138,22 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextmanager
-def _app(platform_dir: Path, log: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "migration.rehearse.app", str(platform_dir), str(log), str(port)]
-    app = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _app(
+    platform_dir: Path, log: Path, port: int, boot_seconds: float, s3_endpoint: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    command = [
+        sys.executable,
+        "-m",
+        "migration.rehearse.app",
+        str(platform_dir),
+        str(log),
+        str(port),
+        str(boot_seconds),
+    ]
+    app = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "FERRY_REHEARSAL_S3_ENDPOINT": s3_endpoint},
+    )  # fmt: skip
     try:
         yield app
     finally:
@@ -127,8 +161,10 @@ def _app(platform_dir: Path, log: Path, port: int) -> Iterator[subprocess.Popen[
 
 
 def _web_writes(log: Path) -> int:
-    """How many web writes the app has had acknowledged so far."""
-    return sum(line.startswith("ok web") for line in log.read_text().splitlines()) if log.exists() else 0
+    """How many web writes the app has had acknowledged by PostgreSQL so far."""
+    if not log.exists():
+        return 0
+    return sum(line.startswith("ack postgres") and " web " in line for line in log.read_text().splitlines())
 
 
 def _wait_for_writes(app: subprocess.Popen[bytes], log: Path, count: int) -> None:
@@ -142,14 +178,31 @@ def _wait_for_writes(app: subprocess.Popen[bytes], log: Path, count: int) -> Non
         time.sleep(0.05)
 
 
-def _lost(target_db: str, target_redis: str, acknowledged: dict[int, str]) -> tuple[int, int]:
+def _lost(
+    target_db: str, target_redis: str, s3_client: Any, acknowledged: dict[str, dict[int, tuple[float, str]]]
+) -> dict[str, int]:
+    """Per store: writes the app had acknowledged that the target does not hold."""
     with psycopg.connect(target_db) as conn:
         present = {int(row[0]) for row in conn.execute("SELECT id FROM app_writes").fetchall()}
-    lost_rows = len(set(acknowledged) - present)
-    ids = sorted(acknowledged)
+    ids = sorted(acknowledged["redis"])
     with RespConn(parse_redis_url(target_redis, "target")) as cache:
         exists = cache.pipeline([encode("EXISTS", f"write:{write_id}") for write_id in ids]) if ids else []
-    return lost_rows, sum(1 for found in exists if not found)
+    uploaded = {
+        item["Key"]
+        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=TARGET_BUCKET, Prefix="uploads/w-")
+        for item in page.get("Contents", [])
+    }
+    lost_s3 = sum(1 for write_id in acknowledged["s3"] if upload_key(write_id) not in uploaded)
+    last_avatar = max(acknowledged["s3"], default=0)
+    if last_avatar:
+        # The app's last acknowledged overwrite must be what the new bucket holds: nothing older over it.
+        held = s3_client.get_object(Bucket=TARGET_BUCKET, Key=AVATAR)["Body"].read().decode()
+        lost_s3 += held != str(last_avatar)
+    return {
+        "postgres": len(set(acknowledged["postgres"]) - present),
+        "redis": sum(1 for found in exists if not found),
+        "s3": lost_s3,
+    }
 
 
 def _require_writable(directory: Path) -> None:
@@ -187,12 +240,14 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
 
         say(f"filling the sources: {options.customers} customers, {options.sessions} sessions, {options.objects} files")
         s3_env = _s3_environment(s3.endpoint)
-        stack.enter_context(_environment(s3_env))
+        # The key pair the stack would make for the app's IAM user (here: anything moto takes).
+        app_keys = {APP_KEY_ENV[0]: "aws-app", APP_KEY_ENV[1]: secrets.token_hex(12)}
+        stack.enter_context(_environment(s3_env | app_keys))
         from migration.s3.client import S3Side
 
         client = S3Side.from_env("source").client()  # the environment set just above
         client.create_bucket(Bucket=SOURCE_BUCKET)
-        client.create_bucket(Bucket=f"{APP}-{STACK}-uploads")  # what the stack's storage component creates
+        client.create_bucket(Bucket=TARGET_BUCKET)
         with RespConn(parse_redis_url(source_redis.url(), "source")) as cache:
             dataset = {
                 "rows": fill_postgres(source_db, options.customers),
@@ -204,14 +259,22 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
         platform_dir.mkdir()
         write_env_file(
             platform_dir / "config.env",
-            {"DATABASE_URL": source_db, "REDIS_URL": source_redis.url(), "RAILS_ENV": "production"},
+            {
+                "DATABASE_URL": source_db,
+                "REDIS_URL": source_redis.url(),
+                "RAILS_ENV": "production",
+                "S3_BUCKET": SOURCE_BUCKET,
+                "AWS_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": "heroku-app",
+                "AWS_SECRET_ACCESS_KEY": secrets.token_hex(12),
+            },
         )
         (platform_dir / "formation.json").write_text('{"web": 1, "worker": 1}')
         app_port = free_port()
         _stack_file(work, app_port, options.capture, options.fence)
 
-        say("starting the app: it writes and reads through DATABASE_URL and REDIS_URL")
-        app = stack.enter_context(_app(platform_dir, log, app_port))
+        say("starting the app: it writes and reads through DATABASE_URL, REDIS_URL and S3_BUCKET")
+        app = stack.enter_context(_app(platform_dir, log, app_port, options.boot_seconds, s3.endpoint))
         _wait_for_writes(app, log, 20)
 
         settings = RunSettings(
@@ -230,9 +293,10 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
 
         app_log = read_app_log(log)
         origin = app_log.started  # the timeline starts when the app does; setup before it is reported apart
-        lost_rows, lost_cache = _lost(target_db, target_redis.url(), app_log.acknowledged)
+        lost = _lost(target_db, target_redis.url(), client, app_log.acknowledged)
         state = RunState.load(settings.state_file, STACK)
         verification = state.verify
+        switched_to = LocalPlatform(platform_dir).config_vars().get("S3_BUCKET")
         result = Rehearsal(
             phases=[
                 {
@@ -245,11 +309,19 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
                 for name, record in state.phases.items()
             ],
             write_unavailable_seconds=app_log.longest_unavailable,
-            write_windows=app_log.unavailable,
-            acknowledged_writes=len(app_log.acknowledged),
-            lost_writes=lost_rows,
-            lost_cache_writes=lost_cache,
-            verified=bool(verification) and all(_identical(report) for report in verification.values()),
+            write_windows=app_log.windows,
+            read_unavailable_seconds=longest(app_log.read_windows),
+            read_windows=app_log.read_windows,
+            acknowledged_writes=sum(len(acks) for acks in app_log.acknowledged.values()),
+            lost_writes=sum(lost.values()),
+            acknowledged_by_store={store: len(acks) for store, acks in app_log.acknowledged.items()},
+            lost_writes_by_store=lost,
+            write_unavailable_by_store={store: longest(w) for store, w in app_log.write_windows.items()},
+            releases_in_freeze=state.releases_in_freeze,
+            restarts=app_log.restarts,
+            verified=bool(verification)
+            and all(_identical(report) for report in verification.values())
+            and switched_to == TARGET_BUCKET,  # the app's uploads go to the new bucket from now on
             verification={store: _summary(report) for store, report in verification.items()},
             dataset=dataset,
             started_at=origin,
@@ -261,7 +333,7 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
     return result
 
 
-_INSIDE_THE_FREEZE = ("freeze", "final-sync", "verify", "alias", "switch", "unfreeze")
+_INSIDE_THE_FREEZE = ("freeze", "final-sync", "verify", "switch", "unfreeze")
 
 
 def _freeze_summary(state: RunState) -> dict[str, Any]:
@@ -276,6 +348,7 @@ def _freeze_summary(state: RunState) -> dict[str, Any]:
         "phases": {name: record.seconds for name, record in inside.items()},
         "lag_before": {name: lag for name, section in sections.items() if (lag := section.get("lag_at_freeze"))},
         "drained": sum(section.get("drained") or 0 for section in sections.values()),
+        "s3_after_switch": sections.get("s3", {}).get("after_switch", {}),
     }
 
 

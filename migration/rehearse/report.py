@@ -11,47 +11,103 @@ from typing import Any
 __all__ = ["AppLog", "Rehearsal", "read_app_log", "write_reports"]
 
 
+STORE_NAMES = ("postgres", "redis", "s3")
+
+
+@dataclass
+class _Stream:
+    """Successes and failures of one kind of request, in time order: its unavailable windows."""
+
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    _last_ok: float | None = None
+    _gap_start: float | None = None
+    _last_seen: float = 0.0
+
+    def ok(self, at: float) -> None:
+        if self._gap_start is not None:
+            self.windows.append((self._gap_start, at))
+            self._gap_start = None
+        self._last_ok = self._last_seen = at
+
+    def failed(self, at: float) -> None:
+        if self._gap_start is None:
+            self._gap_start = self._last_ok if self._last_ok is not None else at
+        self._last_seen = at
+
+    def close(self) -> list[tuple[float, float]]:
+        if self._gap_start is not None:
+            self.windows.append((self._gap_start, self._last_seen))
+            self._gap_start = None
+        return self.windows
+
+
+def longest(windows: list[tuple[float, float]]) -> float:
+    return max((end - start for start, end in windows), default=0.0)
+
+
 @dataclass
 class AppLog:
-    """What the app saw: every acknowledged write, and every moment it could not write."""
+    """What the app saw: every acknowledged write per store, and every moment it could not write or read."""
 
-    acknowledged: dict[int, str] = field(default_factory=dict)  # write id → kind
-    ok_times: list[float] = field(default_factory=list)  # web writes
-    unavailable: list[tuple[float, float]] = field(default_factory=list)  # merged windows
-    failed: int = 0
+    #: store → write id → (when, the bucket it went to for s3)
+    acknowledged: dict[str, dict[int, tuple[float, str]]] = field(default_factory=dict)
+    #: store → merged windows its web writes failed
+    write_windows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    read_windows: list[tuple[float, float]] = field(default_factory=list)
+    restarts: int = 0
     started: float = 0.0
 
     @property
     def longest_unavailable(self) -> float:
-        return max((end - start for start, end in self.unavailable), default=0.0)
+        """The longest time some write of the app failed (every store's windows merged)."""
+        return longest(self.windows)
+
+    @property
+    def windows(self) -> list[tuple[float, float]]:
+        """Every store's write windows merged: when some write of the app failed."""
+        merged: list[tuple[float, float]] = []
+        for start, end in sorted(w for windows in self.write_windows.values() for w in windows):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
+    @property
+    def last_avatar(self) -> int:
+        """The id of the app's last acknowledged overwrite of the avatar (0: none)."""
+        return max(self.acknowledged.get("s3", {}), default=0)
 
 
 def read_app_log(path: Path) -> AppLog:
-    """Parse the app's log; a window runs from the last good web write before a refusal to the next good one."""
-    log = AppLog()
-    last_ok: float | None = None
-    gap_start: float | None = None
+    """Parse the app's log; a window runs from the last good request before a failure to the next good one."""
+    log = AppLog(acknowledged={store: {} for store in STORE_NAMES})
+    writes = {store: _Stream() for store in STORE_NAMES}
+    reads = _Stream()
     for line in path.read_text().splitlines():
         fields = line.split()
         if not fields:
             continue
-        if fields[0] == "start":
+        what = fields[0]
+        if what == "start":
             log.started = float(fields[1])
-        elif fields[0] == "ok":
-            kind, write_id, at = fields[1], int(fields[2]), float(fields[3])
-            log.acknowledged[write_id] = kind
+        elif what == "ack":
+            store, write_id, at, kind, bucket = fields[1], int(fields[2]), float(fields[3]), fields[4], fields[5]
+            log.acknowledged[store][write_id] = (at, bucket)
             if kind == "web":
-                if gap_start is not None:
-                    log.unavailable.append((gap_start, at))
-                    gap_start = None
-                last_ok = at
-                log.ok_times.append(at)
-        elif fields[0] in ("down", "fail") and fields[1] == "web":
-            log.failed += fields[0] == "fail"
-            if gap_start is None:
-                gap_start = last_ok if last_ok is not None else float(fields[2])
-    if gap_start is not None and log.ok_times:
-        log.unavailable.append((gap_start, log.ok_times[-1]))
+                writes[store].ok(at)
+        elif what == "fail" and fields[3] == "web":
+            writes[fields[1]].failed(float(fields[2]))
+        elif what == "down":  # maintenance: no request served at all
+            at = float(fields[2])
+            for stream in (*writes.values(), reads):
+                stream.failed(at)
+        elif what == "read":
+            (reads.ok if fields[1] == "ok" else reads.failed)(float(fields[2]))
+        elif what == "restart":
+            log.restarts += 1
+    log.write_windows = {store: stream.close() for store, stream in writes.items()}
+    log.read_windows = reads.close()
     return log
 
 
@@ -62,9 +118,17 @@ class Rehearsal:
     phases: list[dict[str, Any]]
     write_unavailable_seconds: float
     write_windows: list[tuple[float, float]]
+    read_unavailable_seconds: float
+    read_windows: list[tuple[float, float]]
     acknowledged_writes: int
+    #: Acknowledged and missing on the target, or acknowledged by an old store after the switch (every store's).
     lost_writes: int
-    lost_cache_writes: int
+    acknowledged_by_store: dict[str, int]
+    lost_writes_by_store: dict[str, int]
+    write_unavailable_by_store: dict[str, float]
+    #: Releases (app restarts) the cutover made inside the freeze, and the app's restarts in all.
+    releases_in_freeze: int
+    restarts: int
     verified: bool
     verification: dict[str, Any]
     dataset: dict[str, int]
@@ -82,7 +146,13 @@ class Rehearsal:
             {"from_seconds": round(a - self.started_at, 3), "to_seconds": round(b - self.started_at, 3)}
             for a, b in self.write_windows
         ]
+        data["read_windows"] = [
+            {"from_seconds": round(a - self.started_at, 3), "to_seconds": round(b - self.started_at, 3)}
+            for a, b in self.read_windows
+        ]
         data["write_unavailable_seconds"] = round(self.write_unavailable_seconds, 3)
+        data["read_unavailable_seconds"] = round(self.read_unavailable_seconds, 3)
+        data["write_unavailable_by_store"] = {k: round(v, 3) for k, v in self.write_unavailable_by_store.items()}
         data["seconds"] = round(self.seconds, 3)
         data["setup_seconds"] = round(self.setup_seconds, 3)
         return data
@@ -92,9 +162,16 @@ def _markdown(result: Rehearsal) -> str:
     lines = [
         "# ferry rehearsal",
         "",
-        f"- **Write-unavailable window** (longest the app could not write): **{result.write_unavailable_seconds:.2f} s**",
-        f"- **Lost writes**: **{result.lost_writes}** of {result.acknowledged_writes} acknowledged"
-        f" (cache: {result.lost_cache_writes})",
+        f"- **Write-unavailable window** (longest the app could not write): **{result.write_unavailable_seconds:.2f} s**"
+        f" ({', '.join(f'{k} {v:.2f} s' for k, v in result.write_unavailable_by_store.items())})",
+        f"- **Read-unavailable window** (longest the app could not read): **{result.read_unavailable_seconds:.2f} s**",
+        f"- **Lost writes**: **{result.lost_writes}** of {result.acknowledged_writes} acknowledged ("
+        + ", ".join(
+            f"{store} {result.lost_writes_by_store.get(store, 0)} of {count}"
+            for store, count in result.acknowledged_by_store.items()
+        )
+        + ")",
+        f"- **Releases inside the freeze**: {result.releases_in_freeze} (the app restarted {result.restarts} times in all)",
         f"- **Verified copy**: {'yes' if result.verified else 'NO'} ({', '.join(result.verification) or 'nothing'})",
         "- **Data set**: " + ", ".join(f"{value} {key}" for key, value in result.dataset.items()),
         f"- **Run**: {result.seconds:.1f} s from the app's start (servers and data set up before: {result.setup_seconds:.1f} s)",
@@ -131,12 +208,13 @@ def _svg(result: Rehearsal) -> str:
     width, left, row, top = 900, 110, 22, 30
     span = max(result.seconds, 0.001)
     scale = (width - left - 20) / span
-    rows = len(result.phases) + 1
+    rows = len(result.phases) + 2
     height = top + rows * row + 40
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-        f'<text x="{left}" y="18" font-weight="bold">ferry rehearsal: phases, and the app\'s writes '
-        f"(red: unavailable, longest {result.write_unavailable_seconds:.2f} s; lost: {result.lost_writes})</text>",
+        f'<text x="{left}" y="18" font-weight="bold">ferry rehearsal: phases, the app\'s writes and reads '
+        f"(red: unavailable, longest {result.write_unavailable_seconds:.2f} s and {result.read_unavailable_seconds:.2f} s; "
+        f"lost: {result.lost_writes})</text>",
     ]
     for index, phase in enumerate(result.phases):
         y = top + index * row
@@ -146,15 +224,18 @@ def _svg(result: Rehearsal) -> str:
         parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{escape(phase["name"])}</text>')
         parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{bar:.1f}" height="{row - 6}" fill="{color}"/>')
         parts.append(f'<text x="{x + bar + 4:.1f}" y="{y + 14}" fill="#555">{phase["seconds"]:.1f} s</text>')
-    y = top + len(result.phases) * row
-    parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" font-weight="bold">app writes</text>')
-    parts.append(f'<rect x="{left}" y="{y + 3}" width="{span * scale:.1f}" height="{row - 6}" fill="#54a24b"/>')
-    for start, end in result.write_windows:
-        x = left + (start - result.started_at) * scale
-        parts.append(
-            f'<rect x="{x:.1f}" y="{y + 3}" width="{max((end - start) * scale, 1.5):.1f}" height="{row - 6}" fill="#e45756">'
-            f"<title>writes unavailable {end - start:.2f} s</title></rect>"
-        )
+    for offset, (label, windows) in enumerate(
+        (("app writes", result.write_windows), ("app reads", result.read_windows))
+    ):
+        y = top + (len(result.phases) + offset) * row
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" font-weight="bold">{label}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{span * scale:.1f}" height="{row - 6}" fill="#54a24b"/>')
+        for start, end in windows:
+            x = left + (start - result.started_at) * scale
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y + 3}" width="{max((end - start) * scale, 1.5):.1f}" height="{row - 6}" '
+                f'fill="#e45756"><title>{label.removeprefix("app ")} unavailable {end - start:.2f} s</title></rect>'
+            )
     axis = top + rows * row + 12
     for tick in range(0, int(span) + 1, max(1, int(span // 10) or 1)):
         x = left + tick * scale

@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from migration.errors import DifferencesFoundError
 from migration.progress import PlainProgress, make_progress
 from migration.runbook.context import RunContext
-from migration.runbook.outcome import PhaseOutcome, done
+from migration.runbook.outcome import PhaseOutcome, done, skipped
 from migration.runbook.parallel import side_by_side
 from migration.runbook.preflight import check_targets
-from migration.runbook.stores import ProgressFor, moved_stores
+from migration.runbook.stores import ProgressFor, StoreVerify, moved_stores
 
-__all__ = ["catch_up", "copy_live", "final_sync", "stop_live_copies"]
+__all__ = ["after_switch", "catch_up", "copy_live", "final_sync", "stop_live_copies"]
 
 
 def _progress_for(stores: int) -> ProgressFor:
@@ -51,6 +52,31 @@ def final_sync(ctx: RunContext) -> PhaseOutcome:
         store.name: partial(store.final_sync, run, progress_for) for store, run in stores
     }
     return done("; ".join(side_by_side(tasks).values()) or "nothing to copy")
+
+
+def after_switch(ctx: RunContext) -> PhaseOutcome:
+    """Once the app runs the new release, the stores whose writes never stopped (S3) copy what reached the old
+    side until then, and are compared. A difference fails the phase (the old side still holds everything,
+    and ``ferry run`` goes over it again); it cannot undo a switch made."""
+    stores = [(store, run) for store, run in moved_stores(ctx) if store.follows_after_switch]
+    if not stores:
+        return skipped("no store follows after the switch")
+    # Until every process runs the new release, an old one may still write to the old side.
+    waited = ctx.platform.wait_for_release(ctx.config.migration.drain_seconds)
+    tasks: dict[str, Callable[[], tuple[str, list[StoreVerify]]]] = {
+        store.name: partial(store.after_switch, run) for store, run in stores
+    }
+    results = side_by_side(tasks).values()
+    checked = [item for _, items in results for item in items]
+    ctx.state.verify |= {item.name: item.report for item in checked}
+    ctx.save()
+    differences = [line for item in checked for line in item.differences]
+    if differences:
+        raise DifferencesFoundError(
+            f"after the switch, {len(differences)} differences remain (first: {differences[0]}); the old side "
+            "keeps every object: `ferry run` syncs again"
+        )
+    return done(f"{waited}; " + "; ".join(detail for detail, _ in results if detail))
 
 
 def stop_live_copies(ctx: RunContext) -> str:

@@ -4,8 +4,9 @@
 to 0, because maintenance mode stops neither workers nor scheduler jobs; the counts are kept in
 the run's state and restored on unfreeze. ``read-only``: every moved store stops taking writes
 while reads go on: the app's database role defaults to read-only transactions and its open
-sessions are ended; the source Redis holds writes (``CLIENT PAUSE WRITE``); S3 has no such
-switch, so the stack config refuses ``read-only`` when S3 moves.
+sessions are ended; the source Redis holds writes (``CLIENT PAUSE WRITE``). S3 has no such switch and
+needs none: uploads go on to the old buckets in every mode and are synced after the switch (its follower
+is held from here on, ``writes_stopped``).
 
 ``fence`` (with ``migration.capture``): as ``read-only``, but PostgreSQL's writes stop for every
 role, by the capture triggers refusing them, and transactions open across it are ended.

@@ -1,7 +1,7 @@
 """``ferry run`` and ``ferry rollback``: the runbook as ordered, timed, checkpointed phases.
 
-preflight → provision → copy → catch-up → freeze → final-sync → verify → alias → switch → unfreeze → smoke →
-record → cleanup
+preflight → provision → copy → alias → catch-up → freeze → final-sync → verify → switch → unfreeze →
+after-switch → smoke → record → cleanup
 
 Each phase's start and end are written to the state file before and after it runs, so a run
 started again after a crash continues with the first phase not done (phases are written to be
@@ -18,7 +18,7 @@ from typing import Any
 from migration.crashpoints import crashpoint
 from migration.errors import DifferencesFoundError, FerryError, RunbookError, UsageError
 from migration.runbook.context import RunContext, RunSettings
-from migration.runbook.copy import catch_up, copy_live, final_sync, stop_live_copies
+from migration.runbook.copy import after_switch, catch_up, copy_live, final_sync, stop_live_copies
 from migration.runbook.cutover import alias, rollback_cutover, switch
 from migration.runbook.freeze import freeze, unfreeze
 from migration.runbook.lock import RunLock
@@ -47,13 +47,14 @@ PHASES: tuple[Phase, ...] = (
     Phase("preflight", preflight),
     Phase("provision", provision, asks="pulumi up: create or update the AWS target"),
     Phase("copy", copy_live),
+    Phase("alias", alias, asks="attach the old database under the rollback alias (one release while live)"),
     Phase("catch-up", catch_up),
-    Phase("freeze", freeze, asks="stop the app's writes (maintenance mode or read-only role)"),
+    Phase("freeze", freeze, asks="stop the app's writes (maintenance mode, read-only role or the fence)"),
     Phase("final-sync", final_sync),
     Phase("verify", verify),
-    Phase("alias", alias, asks="attach the old database under the rollback alias and detach DATABASE"),
-    Phase("switch", switch, asks="point DATABASE_URL (and REDIS_URL) at the target"),
+    Phase("switch", switch, asks="detach DATABASE and point DATABASE_URL (REDIS_URL, the buckets) at the target"),
     Phase("unfreeze", unfreeze),
+    Phase("after-switch", after_switch),
     Phase("smoke", smoke),
     Phase("record", record),
     Phase("cleanup", cleanup),
@@ -210,11 +211,10 @@ def _after_differences(ctx: RunContext) -> bool:
     """
     if not ctx.state.frozen or ctx.state.done("switch"):
         return False
-    if ctx.state.phases.get("alias"):
-        # The proof failed right before the switch: the old stores are the app's again first.
-        ctx.say(f"putting the app back: {rollback_cutover(ctx)}")
+    # Nothing to put back on the app: the switch detaches only after the proof (the alias attached before the
+    # freeze stays, as harmless as it was while live).
     ctx.say(f"unfreezing: {unfreeze(ctx, rolling_back=True).detail}")
-    for name in ("freeze", "final-sync", "alias"):
+    for name in ("freeze", "final-sync"):
         ctx.state.phases.pop(name, None)
     for store, run in moved_stores(ctx):
         store.forget_copy(run)
@@ -227,7 +227,7 @@ def _rollback(ctx: RunContext) -> None:
     ctx.save()
     started = time.monotonic()
     done = [stop_live_copies(ctx)]
-    if ctx.state.phases.get("alias") or ctx.state.phases.get("switch"):
+    if ctx.state.phases.get("switch"):
         done.append(rollback_cutover(ctx))
     if ctx.state.frozen:
         done.append(unfreeze(ctx, rolling_back=True).detail)

@@ -108,6 +108,8 @@ class RunState:
     #: Process counts before the freeze scaled them to 0.
     formation: dict[str, int] = field(default_factory=dict)
     freeze_mode: str | None = None
+    #: Releases (every dyno restarted) the cutover made while the app was frozen.
+    releases_in_freeze: int = 0
     frozen: bool = False
     rolled_back: bool = False
     #: The targets' preflight checks ran (before the copy, when the stack built them).

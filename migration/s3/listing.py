@@ -9,6 +9,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from migration.errors import Side
@@ -26,19 +27,29 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    #: When S3 last wrote it, as the listing says it (ISO 8601 text: the fast parser keeps it a string).
+    modified: str = ""
 
     @property
     def multipart(self) -> bool:
         return "-" in self.etag
 
+    @property
+    def modified_at(self) -> float:
+        """:attr:`modified` in seconds since the epoch (0 when the listing gave none)."""
+        if not self.modified:
+            return 0.0
+        return datetime.fromisoformat(self.modified.replace("Z", "+00:00")).timestamp()
 
-Action = Literal["copy", "delete", "check"]
+
+Action = Literal["copy", "delete", "check", "same"]
 
 
 @dataclass(frozen=True)
 class Change:
     """What to do about one key: copy it, delete it from the target, or look closer (``check``:
-    same size but ETags that cannot be compared from listings alone)."""
+    same size but ETags that cannot be compared from listings alone; ``same``: nothing to do, yielded
+    only when asked for)."""
 
     action: Action
     key: str
@@ -50,10 +61,19 @@ def _pages(client: Any, location: S3Location, side: Side) -> Iterator[list[Objec
     paginator = client.get_paginator("list_objects_v2")
     with s3_errors(side, location.bucket):
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
-            yield [
-                ObjectInfo(item["Key"][len(location.prefix) :], int(item["Size"]), item["ETag"].strip('"'))
-                for item in page.get("Contents", [])
-            ]
+            yield [_info(item, len(location.prefix)) for item in page.get("Contents", [])]
+
+
+def _info(item: dict[str, Any], prefix: int) -> ObjectInfo:
+    return ObjectInfo(
+        item["Key"][prefix:], int(item["Size"]), item["ETag"].strip('"'), _timestamp(item.get("LastModified"))
+    )
+
+
+def _timestamp(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value or "")
 
 
 def ahead(items: Iterator[T], capacity: int, name: str) -> Iterator[T]:
@@ -113,8 +133,12 @@ def _compare(source: ObjectInfo, target: ObjectInfo) -> Action | None:
     return "copy"
 
 
-def diff_listings(source: Iterator[ObjectInfo], target: Iterator[ObjectInfo]) -> Iterator[Change]:
-    """Merge two sorted listings into the changes that make the target match the source."""
+def diff_listings(
+    source: Iterator[ObjectInfo], target: Iterator[ObjectInfo], *, same: bool = False
+) -> Iterator[Change]:
+    """Merge two sorted listings into the changes that make the target match the source.
+
+    :param same: also yield the keys that are identical on both sides (action ``same``)."""
     src = next(source, None)
     dst = next(target, None)
     while src is not None or dst is not None:
@@ -127,6 +151,6 @@ def diff_listings(source: Iterator[ObjectInfo], target: Iterator[ObjectInfo]) ->
             dst = next(target, None)
         else:
             action = _compare(src, dst)
-            if action is not None:
-                yield Change(action, src.key, src, dst)
+            if action is not None or same:
+                yield Change(action or "same", src.key, src, dst)
             src, dst = next(source, None), next(target, None)

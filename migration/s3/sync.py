@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,7 @@ from migration.crashpoints import crashpoint
 from migration.progress import ProgressSink
 from migration.s3.client import S3Location, S3Side, parse_location, s3_errors
 from migration.s3.identity import refuse_overlap
+from migration.s3.ledger import Ledger
 from migration.s3.listing import Change, ahead, diff_listings, list_objects
 from migration.s3.transfer import TransferSettings, copy_object, stored_source_etag
 
@@ -60,6 +61,8 @@ class SyncResult:
     unchanged_checked: int = 0
     planned: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    #: Stopped before the end of the diff (asked to): not every change was made.
+    interrupted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -76,13 +79,25 @@ class SyncResult:
         return data
 
 
-def _changes(source_client: Any, target_client: Any, src: S3Location, dst: S3Location) -> Iterator[Change]:
-    return diff_listings(list_objects(source_client, src, "source"), list_objects(target_client, dst, "target"))
+def _changes(
+    source_client: Any, target_client: Any, src: S3Location, dst: S3Location, same: bool = False
+) -> Iterator[Change]:
+    source, target = list_objects(source_client, src, "source"), list_objects(target_client, dst, "target")
+    return diff_listings(source, target, same=same)
 
 
-def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
+def sync_buckets(
+    options: SyncOptions,
+    progress: ProgressSink,
+    ledger: Ledger | None = None,
+    interrupted: Callable[[], bool] | None = None,
+) -> SyncResult:
     """Sync *options.source_url* into *options.target_url*.
 
+    :param ledger: where each key the target holds as ferry's copy is written down (with the source ETag
+        it came from), copied now or found identical.
+    :param interrupted: asked before each copy starts; once true no copy starts (those under way end) and
+        nothing is deleted: the result says ``interrupted``.
     :raises FerryError: naming the side and bucket; nothing is deleted once an error occurred.
     """
     started = time.monotonic()
@@ -102,16 +117,25 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
     lock = threading.Lock()
     deletions: list[str] = []
 
+    def noted(change: Change) -> None:
+        assert change.source is not None
+        if ledger is not None and ledger.ferrys(change.key) != (change.source.etag, None):
+            ledger.record(change.key, change.source.etag)
+
     def work(change: Change) -> None:
         if change.action == "check":
             assert change.target is not None and change.source is not None
             if stored_source_etag(target_client, dst, change.key) == change.source.etag:
                 with lock:
                     result.unchanged_checked += 1
+                noted(change)
                 return
         assert change.source is not None
+        if ledger is not None:
+            ledger.intend(change.key, change.source.etag)  # a kill before the record leaves it known as ferry's
         moved = copy_object(source_client, target_client, src, dst, change.key, change.source.size,
                             change.source.etag, settings)  # fmt: skip
+        noted(change)
         with lock:
             result.copied += 1
             result.copied_bytes += moved
@@ -121,8 +145,8 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
     def planned() -> Iterator[Change]:
         """The diff, counted: once both listings are read the total is known, and with it the ETA."""
         to_copy = 0
-        for change in _changes(source_client, target_client, src, dst):
-            to_copy += change.action != "delete"
+        for change in _changes(source_client, target_client, src, dst, same=ledger is not None):
+            to_copy += change.action not in ("delete", "same")
             yield change
         progress.set_total(to_copy)
 
@@ -131,8 +155,14 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
         try:
             # The diff runs ahead of the copies (bounded): its total is known long before they end.
             for change in ahead(planned(), _DIFF_AHEAD, "ferry-s3-diff"):
+                if interrupted is not None and interrupted():
+                    result.interrupted = True
+                    break
                 if change.action == "delete":
                     deletions.append(change.key)
+                    continue
+                if change.action == "same":
+                    noted(change)
                     continue
                 if options.dry_run:
                     result.planned.append(
@@ -150,7 +180,7 @@ def sync_buckets(options: SyncOptions, progress: ProgressSink) -> SyncResult:
             for future in pending:
                 future.cancel()
             raise
-    if options.delete:
+    if options.delete and not result.interrupted:
         if options.dry_run:
             result.planned += [{"action": "delete", "key": key} for key in deletions]
         else:

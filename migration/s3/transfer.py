@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import botocore.exceptions
+
 from migration.crashpoints import crashpoint
 from migration.s3.client import S3Location, s3_errors
 
@@ -32,6 +34,16 @@ class TransferSettings:
     storage_class: str | None = None
     single_part_limit: int = 64 * 1024 * 1024
     part_size: int = 16 * 1024 * 1024
+    #: Write only where the target has no such key (``If-None-Match: *``): a concurrent write there wins.
+    if_absent: bool = False
+    #: Write only over the target object with this ETag (``If-Match``): a concurrent write there wins.
+    if_etag: str | None = None
+
+    def conditions(self) -> dict[str, str]:
+        """The target write's conditions, as botocore's parameters (S3 answers 412 when one fails)."""
+        if self.if_absent:
+            return {"IfNoneMatch": "*"}
+        return {"IfMatch": self.if_etag} if self.if_etag else {}
 
 
 def _tags(client: Any, location: S3Location, key: str) -> str | None:
@@ -81,7 +93,7 @@ def _copy_whole(
         with s3_errors("target", dst.bucket):
             reply = target_client.copy_object(
                 Bucket=dst.bucket, Key=target_key, CopySource={"Bucket": src.bucket, "Key": src.prefix + key},
-                MetadataDirective="COPY", TaggingDirective="COPY", **extra,
+                MetadataDirective="COPY", TaggingDirective="COPY", **extra, **settings.conditions(),
             )  # fmt: skip
         return int(reply.get("CopyObjectResult", {}).get("Size", 0) or 0)
     with s3_errors("source", src.bucket):
@@ -89,7 +101,13 @@ def _copy_whole(
         body = got["Body"].read()
     tags = _tags(source_client, src, key) if got.get("TagCount") else None
     with s3_errors("target", dst.bucket):
-        target_client.put_object(Bucket=dst.bucket, Key=target_key, Body=body, **_write_args(got, tags, settings, {}))
+        target_client.put_object(
+            Bucket=dst.bucket,
+            Key=target_key,
+            Body=body,
+            **_write_args(got, tags, settings, {}),
+            **settings.conditions(),
+        )
     return len(body)
 
 
@@ -104,12 +122,15 @@ def copy_object(
     with s3_errors("source", src.bucket):
         head = source_client.head_object(Bucket=src.bucket, Key=src.prefix + key)
     tags = _tags(source_client, src, key)
-    extra = {SOURCE_ETAG: etag} if "-" not in etag else {}
+    # Kept whatever the source's layout: parts of unequal sizes cannot be cut again the same way, so the
+    # copy's own ETag may differ even from a multipart source's.
+    extra = {SOURCE_ETAG: etag}
     args = _write_args(head, tags, settings, extra)
     target_key = dst.prefix + key
     ranges = _part_ranges(source_client, src, key, size, etag, settings)
     with s3_errors("target", dst.bucket):
-        _abort_stale_uploads(target_client, dst.bucket, target_key)
+        if not settings.conditions():  # after the switch an unfinished upload of this key may be the app's
+            _abort_stale_uploads(target_client, dst.bucket, target_key)
         upload = target_client.create_multipart_upload(Bucket=dst.bucket, Key=target_key, **args)
     try:
         parts = []
@@ -135,8 +156,9 @@ def copy_object(
             crashpoint("s3-part")
         with s3_errors("target", dst.bucket):
             target_client.complete_multipart_upload(
-                Bucket=dst.bucket, Key=target_key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
-            )
+                Bucket=dst.bucket, Key=target_key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts},
+                **settings.conditions(),
+            )  # fmt: skip
     except BaseException:
         with s3_errors("target", dst.bucket):
             target_client.abort_multipart_upload(Bucket=dst.bucket, Key=target_key, UploadId=upload["UploadId"])
@@ -153,8 +175,14 @@ def _abort_stale_uploads(client: Any, bucket: str, key: str) -> None:
 
 
 def stored_source_etag(client: Any, location: S3Location, key: str) -> str | None:
-    """The source ETag ferry stored on a target object, when its own ETag cannot match."""
+    """The source ETag ferry stored on a target object, when its own ETag cannot match (``None`` also when
+    the object is gone since it was listed)."""
     with s3_errors("target", location.bucket):
-        head = client.head_object(Bucket=location.bucket, Key=location.prefix + key)
+        try:
+            head = client.head_object(Bucket=location.bucket, Key=location.prefix + key)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
     value = head.get("Metadata", {}).get(SOURCE_ETAG)
     return str(value) if value else None

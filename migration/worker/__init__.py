@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from migration.worker.jobs import Job, PostgresFollowJob, RedisLiveCopyJob, job_from_json, job_to_json
+from migration.worker.jobs import Job, PostgresFollowJob, RedisLiveCopyJob, S3FollowJob, job_from_json, job_to_json
 from migration.worker.runner import run_job, stop_on_signals
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Job",
     "PostgresFollowJob",
     "RedisLiveCopyJob",
+    "S3FollowJob",
     "job_from_json",
     "job_to_json",
     "run_job",

@@ -13,7 +13,7 @@ from typing import Any
 
 from migration.errors import UsageError
 
-__all__ = ["Job", "PostgresFollowJob", "RedisLiveCopyJob", "job_from_json", "job_to_json"]
+__all__ = ["Job", "PostgresFollowJob", "RedisLiveCopyJob", "S3FollowJob", "job_from_json", "job_to_json"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,30 @@ class RedisLiveCopyJob:
     kind = "redis-live-copy"
 
 
-Job = PostgresFollowJob | RedisLiveCopyJob
-_KINDS: dict[str, type[PostgresFollowJob] | type[RedisLiveCopyJob]] = {
+@dataclass(frozen=True)
+class S3FollowJob:
+    """Sync each bucket pair, again every *interval* seconds, until asked to stop (then one last pass).
+
+    Credentials come from the worker's environment (``FERRY_S3_SOURCE_*``, ``FERRY_S3_TARGET_*``), as for
+    ``ferry s3 sync``; the job names buckets only.
+
+    :param pairs: (old bucket, new bucket) pairs. :param ledger_dir: where each pair's ledger is kept.
+    """
+
+    pairs: list[list[str]]
+    status_file: Path
+    ledger_dir: str
+    interval: float = 2.0
+    jobs: int = 16
+
+    kind = "s3-follow"
+
+
+Job = PostgresFollowJob | RedisLiveCopyJob | S3FollowJob
+_KINDS: dict[str, type[PostgresFollowJob] | type[RedisLiveCopyJob] | type[S3FollowJob]] = {
     PostgresFollowJob.kind: PostgresFollowJob,
     RedisLiveCopyJob.kind: RedisLiveCopyJob,
+    S3FollowJob.kind: S3FollowJob,
 }
 
 
@@ -95,6 +115,9 @@ def job_from_json(text: str) -> Job:
 
 
 def _check(job: Job) -> None:
+    if isinstance(job, S3FollowJob):
+        _check_s3(job)
+        return
     for name in ("source_url", "target_url"):
         value = getattr(job, name)
         if not isinstance(value, str) or not value:
@@ -106,3 +129,21 @@ def _check(job: Job) -> None:
     for flag in ("merge", "replicaof"):
         if isinstance(job, RedisLiveCopyJob) and type(getattr(job, flag)) is not bool:
             raise UsageError(f"worker: {job.kind} job: {flag} must be true or false")
+
+
+def _check_s3(job: S3FollowJob) -> None:
+    pairs = job.pairs
+    if (
+        not isinstance(pairs, list)
+        or not pairs
+        or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(b, str) and b for b in pair) for pair in pairs
+        )
+    ):
+        raise UsageError(f"worker: {job.kind} job: pairs must be a list of [old bucket, new bucket]")
+    if not isinstance(job.ledger_dir, str) or not job.ledger_dir:
+        raise UsageError(f"worker: {job.kind} job: ledger_dir must be a path")
+    if type(job.interval) not in (int, float) or not 0 < job.interval <= 3600:
+        raise UsageError(f"worker: {job.kind} job: interval must be a number of seconds up to 3600")
+    if type(job.jobs) is not int or not 0 < job.jobs <= 256:
+        raise UsageError(f"worker: {job.kind} job: jobs must be a positive integer")

@@ -10,12 +10,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from migration.postgres import CaptureSettings, FollowOptions, follow_changes
 from migration.progress import ProgressSink, make_progress
 from migration.redis import RedisCopyOptions, copy_redis
-from migration.worker.jobs import Job, PostgresFollowJob, RedisLiveCopyJob
+from migration.worker.jobs import Job, PostgresFollowJob, RedisLiveCopyJob, S3FollowJob
 
 __all__ = ["run_job", "stop_on_signals"]
 
@@ -53,6 +54,15 @@ def run_job(job: Job, stop: Callable[[], bool]) -> str:
         )
         followed = _with_progress("rows", lambda progress: follow_changes(options, progress, stop))
         return f"postgres follow: applied {followed.entries} entries in {followed.batches} batches"
+    if isinstance(job, S3FollowJob):
+        from migration.s3 import S3Side, follow_buckets
+
+        pairs = [(old, new) for old, new in job.pairs]
+        buckets = _with_progress("objects", lambda progress: follow_buckets(
+            pairs, S3Side.from_env("source"), S3Side.from_env("target"), Path(job.ledger_dir), job.status_file,
+            progress, stop, interval=job.interval, jobs=job.jobs,
+        ))  # fmt: skip
+        return f"s3 follow: {buckets.copied} objects copied in {buckets.passes} passes"
     assert isinstance(job, RedisLiveCopyJob)
     copy_options = RedisCopyOptions(
         source_url=job.source_url,

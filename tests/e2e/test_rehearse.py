@@ -13,7 +13,7 @@ from migration.runbook.run import PHASE_NAMES
 from tests.helpers import ferry
 
 
-def test_rehearse_runs_every_phase_without_losing_a_write(tmp_path: Path) -> None:
+def test_rehearse_moves_every_store_behind_the_fence_without_losing_a_write(tmp_path: Path) -> None:
     report_dir = tmp_path / "report"
     run = ferry("rehearse", "--report-dir", str(report_dir), "--customers", "2000", "--json", timeout=600)
     assert run.code == 0, run.output
@@ -21,14 +21,18 @@ def test_rehearse_runs_every_phase_without_losing_a_write(tmp_path: Path) -> Non
     assert [phase["name"] for phase in result["phases"]] == list(PHASE_NAMES)
     statuses = {phase["name"]: phase["status"] for phase in result["phases"]}
     assert statuses.pop("provision") == "skipped" and set(statuses.values()) == {"done"}
-    assert result["lost_writes"] == 0 and result["lost_cache_writes"] == 0
-    assert result["acknowledged_writes"] > 40
+    assert result["lost_writes"] == 0 and result["lost_writes_by_store"] == {"postgres": 0, "redis": 0, "s3": 0}
+    acknowledged = result["acknowledged_by_store"]
+    assert acknowledged["postgres"] > 40 and acknowledged["redis"] > 40 and acknowledged["s3"] > 10
+    assert result["acknowledged_writes"] == sum(acknowledged.values())
     assert result["verified"] is True
     assert set(result["verification"]) == {
         "postgres", "postgres:witness", "postgres:witness before the switch", "redis", "s3:shop-uploads-heroku"
     }  # fmt: skip
     # The freeze's witness, which reads no log, found nothing written past it: at the verify and at the switch.
     assert all(v["identical"] for k, v in result["verification"].items() if k.startswith("postgres:witness"))
+    # The app uploaded after the switch, to the new bucket, and the check after the switch counted it as its own.
+    assert result["verification"]["s3:shop-uploads-heroku"]["details"]["written_by_the_app_since_the_switch"] > 0
     # Every row checksummed while the app wrote; inside the freeze only what changed since, and the counts.
     details = {phase["name"]: phase["detail"] for phase in result["phases"]}
     live_rows = int(details["catch-up"].split("verified live: ")[1].split(" rows")[0])
@@ -36,62 +40,68 @@ def test_rehearse_runs_every_phase_without_losing_a_write(tmp_path: Path) -> Non
     postgres = result["verification"]["postgres"]
     assert postgres["details"]["mode"] == "changes" and postgres["checked"]["rows"] < live_rows
     freeze = result["freeze"]
-    assert freeze["mode"] == "maintenance" and set(freeze["lag_before"]) == {"postgres", "redis"}
+    assert freeze["mode"] == "fence" and set(freeze["lag_before"]) == {"postgres", "redis", "s3"}
     assert freeze["seconds"] >= sum(freeze["phases"].values()) - 0.01
-    # What the freeze reports drained is what final-sync's own line counted.
     assert f"postgres: {freeze['drained']} changes drained" in details["final-sync"]
+    assert "fenced for every role" in details["freeze"] and "maintenance" not in details["freeze"]
+    # The detach and the variables' release, one after the other inside the freeze; the alias was before it.
+    assert result["releases_in_freeze"] == 3 and "while live (1 release" in details["alias"]
+    assert "3 releases in the freeze" in details["switch"]
+    assert set(freeze["s3_after_switch"]) >= {"arrived_after_switch", "lag_seconds", "conflicts"}
 
-    # The app wrote until the freeze, could not write during the final sync, and wrote again after the unfreeze.
+    # Writes stopped at the freeze and came back after the switch and the restart it made; reads went on.
     offsets = {phase["name"]: phase["offset_seconds"] for phase in result["phases"]}
-    [window] = result["write_windows"]
-    assert offsets["freeze"] - 0.5 <= window["from_seconds"] <= offsets["final-sync"]
-    assert offsets["unfreeze"] <= window["to_seconds"] <= offsets["unfreeze"] + 5
+    window = max(result["write_windows"], key=lambda w: w["to_seconds"] - w["from_seconds"])
+    assert offsets["freeze"] - 1.5 <= window["from_seconds"] <= offsets["final-sync"]
+    assert offsets["switch"] <= window["to_seconds"] <= offsets["unfreeze"] + 5
     gap = result["write_unavailable_seconds"]
     assert 0 < gap == pytest.approx(window["to_seconds"] - window["from_seconds"], abs=0.002)
+    # Reads fail only while the app restarts (1 s boots: the alias's, while live, and the switch's).
+    assert 0 < result["read_unavailable_seconds"] < gap
+    assert result["restarts"] >= 2
 
     files = {key: Path(path) for key, path in result["files"].items()}
-    assert json.loads(files["json"].read_text())["lost_writes"] == 0
+    assert json.loads(files["json"].read_text())["lost_writes_by_store"]["s3"] == 0
     markdown = files["markdown"].read_text()
     assert "**Lost writes**: **0**" in markdown and "| final-sync | done |" in markdown
-    assert "**Freeze** (maintenance)" in markdown and "**Lag before the freeze**: postgres" in markdown
+    assert "**Freeze** (fence)" in markdown and "**Read-unavailable window**" in markdown
     svg = ElementTree.parse(files["timeline"]).getroot()
     labels = [element.text for element in svg.iter("{http://www.w3.org/2000/svg}text")]
-    assert set(PHASE_NAMES) <= set(labels) and "app writes" in labels
+    assert set(PHASE_NAMES) <= set(labels) and {"app writes", "app reads"} <= set(labels)
     assert (report_dir / "run" / "record.json").exists()
     for path in report_dir.rglob("*"):
         if path.is_file():
             assert "s3cret-pw" not in path.read_text(errors="replace"), path  # the clusters' password
 
 
-def test_the_app_log_gives_the_write_gap(tmp_path: Path) -> None:
+def test_the_app_log_gives_each_stores_write_gap_and_the_read_gap(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text(
-        "start 100.0\nok web 1 100.5\nok worker 2 100.6\ndown web 101.0 maintenance\ndown web 102.0 maintenance\n"
-        "fail web 102.5 OperationalError\nok web 3 103.25\nok web 4 104.0\n"
+        "restart 99.0 0\nstart 100.0\nack postgres 1 100.5 web -\nack s3 2 100.5 web old-bucket\n"
+        "ack postgres 3 100.6 worker -\nread ok 100.6\ndown web 101.0 maintenance\nread fail 101.0 maintenance\n"
+        "fail postgres 102.5 web OperationalError\nfail postgres 102.6 worker OperationalError\n"
+        "ack s3 4 102.7 web new-bucket\nread ok 103.0\nack postgres 5 103.25 web -\nack postgres 6 104.0 web -\n"
     )
     parsed = read_app_log(log)
-    assert parsed.acknowledged == {1: "web", 2: "worker", 3: "web", 4: "web"}
-    assert parsed.unavailable == [(100.5, 103.25)] and parsed.longest_unavailable == 2.75
-    assert parsed.failed == 1
+    assert parsed.acknowledged["postgres"] == {1: (100.5, "-"), 3: (100.6, "-"), 5: (103.25, "-"), 6: (104.0, "-")}
+    assert set(parsed.acknowledged["s3"]) == {2, 4} and parsed.acknowledged["s3"][4][1] == "new-bucket"
+    assert parsed.write_windows["postgres"] == [(100.5, 103.25)]  # a worker's failure is no web window
+    assert parsed.write_windows["s3"] == [(100.5, 102.7)]
+    assert parsed.read_windows == [(100.6, 103.0)] and parsed.longest_unavailable == 2.75  # merged: postgres
+    assert parsed.windows == [(100.5, 103.25)] and parsed.restarts == 1
 
 
-def test_rehearse_with_the_fence_stops_every_write_without_maintenance_mode(tmp_path: Path) -> None:
-    run = ferry("rehearse", "--report-dir", str(tmp_path), "--customers", "2000", "--freeze", "fence", "--json",
-                timeout=600)  # fmt: skip
+def test_rehearse_in_maintenance_mode_still_moves_every_store(tmp_path: Path) -> None:
+    run = ferry("rehearse", "--report-dir", str(tmp_path), "--customers", "2000", "--freeze", "maintenance",
+                "--boot-seconds", "0", "--json", timeout=600)  # fmt: skip
     assert run.code == 0, run.output
     result = run.json
-    assert result["lost_writes"] == 0 and result["lost_cache_writes"] == 0 and result["verified"] is True
-    assert result["freeze"]["mode"] == "fence"
-    # Only maintenance mode stops S3 writes.
-    assert set(result["verification"]) == {
-        "postgres",
-        "postgres:witness",
-        "postgres:witness before the switch",
-        "redis",
-    }
+    assert result["lost_writes"] == 0 and result["verified"] is True
+    assert result["freeze"]["mode"] == "maintenance"
+    assert "s3:shop-uploads-heroku" in result["verification"]
     details = {phase["name"]: phase["detail"] for phase in result["phases"]}
-    assert "fenced for every role" in details["freeze"] and "maintenance" not in details["freeze"]
-    # No drain of requests in flight: the window is the drain of the log, the verify and the switch.
-    assert 0 < result["write_unavailable_seconds"] < 5
-    refused = ferry("rehearse", "--report-dir", str(tmp_path), "--freeze", "fence", "--no-capture")
-    assert refused.code == 2 and "--freeze fence needs --capture" in refused.stderr
+    assert "maintenance on" in details["freeze"]
+    # Maintenance mode refuses reads too: the read window is the write window's.
+    assert result["read_unavailable_seconds"] > 0.5
+    refused = ferry("rehearse", "--report-dir", str(tmp_path), "--no-capture")
+    assert refused.code == 2 and "--freeze fence (the default) needs --capture" in refused.stderr

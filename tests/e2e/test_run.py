@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+import yaml
 
 from migration.redis.connection import RespConn
 from migration.redis.url import parse_redis_url
@@ -26,11 +27,12 @@ def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None
     assert run.code == 0, run.output
     phases = {p["name"]: p for p in run.json["phases"]}
     assert list(phases) == [
-        "preflight", "provision", "copy", "catch-up", "freeze", "final-sync", "verify",
-        "alias", "switch", "unfreeze", "smoke", "record", "cleanup",
+        "preflight", "provision", "copy", "alias", "catch-up", "freeze", "final-sync", "verify",
+        "switch", "unfreeze", "after-switch", "smoke", "record", "cleanup",
     ]  # fmt: skip
+    assert phases["after-switch"]["status"] == "skipped"  # no store follows after the switch: S3 does not move
     assert phases["provision"]["status"] == "skipped"
-    assert all(p["status"] == "done" for name, p in phases.items() if name != "provision")
+    assert all(p["status"] == "done" for name, p in phases.items() if name not in ("provision", "after-switch"))
     assert "5000 rows" in phases["final-sync"]["detail"]
     assert world.writes() == CUTOVER
     assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000
@@ -197,22 +199,21 @@ def test_a_state_section_of_the_wrong_shape_is_one_line_before_any_phase(world: 
 def test_rollback_after_freeze_unfreezes_and_restores_the_formation(world: World) -> None:
     stopped = world.ferry("run", "--yes", "--until", "verify")
     assert stopped.code == 0, stopped.output
-    assert world.writes() == CUTOVER[:2]
+    assert world.writes() == CUTOVER[:4]
     back = world.ferry("rollback")
     assert back.code == 0, back.output
-    assert world.writes()[2:] == ["scale clock=1 worker=3", "maintenance off"]
+    assert world.writes()[4:] == ["scale clock=1 worker=3", "maintenance off"]  # nothing detached: nothing to attach
     assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
     assert world.fake.apps["shop"].formation == {"web": 2, "worker": 3, "clock": 1}
 
 
 def test_nothing_to_roll_back_before_the_freeze(world: World) -> None:
     asked = world.ferry("run")  # no --yes and no terminal: stops before the first phase users would notice
-    assert_one_line_error(asked, "freeze: stop the app's writes", "pass --yes")
+    assert_one_line_error(asked, "alias: attach the old database under the rollback alias", "pass --yes")
     assert {name: p["status"] for name, p in world.state()["phases"].items()} == {
         "preflight": "done",
         "provision": "skipped",
         "copy": "done",
-        "catch-up": "done",
     }
     assert_one_line_error(world.ferry("rollback"), "nothing to roll back")
     assert world.writes() == []
@@ -270,7 +271,7 @@ def test_read_only_freeze_keeps_reads_and_stops_writes(world: World) -> None:
     stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", smokeUrls=[])
     stopped = world.ferry("run", "--yes", "--until", "freeze")
     assert stopped.code == 0, stopped.output
-    assert world.writes() == []  # no maintenance mode, no scaling
+    assert world.writes() == CUTOVER[:2]  # the aliases while live; no maintenance mode, no scaling
     with pytest.raises(Exception, match="read-only transaction"):
         world.source_db.execute("INSERT INTO orders VALUES (9999, 'late')")
     assert world.source_db.scalar("SELECT count(*) FROM orders") == 5000
@@ -301,11 +302,19 @@ def test_read_only_freeze_leaves_the_old_stores_closed_after_the_switch(world: W
     world.source_db.execute("INSERT INTO orders VALUES (9999, 'after rollback')")
 
 
-def test_read_only_freeze_with_s3_is_refused_before_anything_moves(world: World) -> None:
-    stack_file(world.root, "http://127.0.0.1:9", freeze="read-only", s3=True, smokeUrls=[])
+def test_moving_s3_without_the_apps_bucket_variables_is_refused_before_anything_moves(world: World) -> None:
+    document = yaml.safe_load((world.root / "Pulumi.test.yaml").read_text())
+    document["config"]["ferry:migration"]["s3"] = True
+    del document["config"]["ferry:storage"]["buckets"][0]["configVars"]
+    (world.root / "Pulumi.test.yaml").write_text(yaml.safe_dump(document))
     refused = world.ferry("run", "--yes")
-    assert_one_line_error(refused, "ferry:migration", "read-only cannot stop the app's S3 writes")
+    assert_one_line_error(
+        refused, "Pulumi.test.yaml", "migration.s3 moves bucket uploads", "configVars", "bucketsByConfig: false"
+    )
     assert world.writes() == [] and not (world.root / ".ferry" / "test" / "state.json").exists()
+    document["config"]["ferry:storage"]["bucketsByConfig"] = False  # the app finds its buckets otherwise
+    (world.root / "Pulumi.test.yaml").write_text(yaml.safe_dump(document))
+    assert "configVars" not in world.ferry("run", "--yes", "--until", "preflight").output
 
 
 def test_bad_stack_file_and_missing_pulumi_are_one_line_errors(world: World) -> None:
@@ -414,7 +423,7 @@ def test_differences_found_by_verify_stop_the_run_before_the_switch(world: World
         "the app was unfrozen", code=1,
     )  # fmt: skip
     # Nothing switched, so the app is writable again at once, on its old stores.
-    assert world.writes() == [*CUTOVER[:2], "scale clock=1 worker=3", "maintenance off"]
+    assert world.writes() == [*CUTOVER[:4], "scale clock=1 worker=3", "maintenance off"]
     # The next run freezes and copies again before it verifies: what the app wrote in between arrives.
     assert "freeze" not in world.state()["phases"] and "final-sync" not in world.state()["phases"]
     world.source_db.execute("INSERT INTO orders VALUES (9999, 'written after the unfreeze')")
@@ -523,7 +532,7 @@ def test_ddl_on_the_source_while_following_stops_the_run_before_the_freeze(world
         code=2,
     )
     assert "freeze" not in world.state()["phases"]  # the app was never frozen
-    assert world.writes() == []
+    assert world.writes() == CUTOVER[:2]  # only the aliases, attached while live
 
 
 def test_the_fence_is_refused_where_large_objects_would_escape_it(world: World) -> None:
@@ -535,7 +544,7 @@ def test_the_fence_is_refused_where_large_objects_would_escape_it(world: World) 
 
 
 @pytest.mark.parametrize(
-    "phase", ["copy", "catch-up", "freeze", "final-sync", "verify", "switch", "unfreeze", "record", "cleanup"]
+    "phase", ["copy", "alias", "catch-up", "freeze", "final-sync", "verify", "switch", "unfreeze", "record", "cleanup"]
 )
 def test_a_capture_run_killed_after_any_phase_resumes_to_an_identical_target(world: World, phase: str) -> None:
     """kill -9 of ``ferry run`` as each phase finished its work but before it was recorded."""

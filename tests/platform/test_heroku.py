@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from migration.errors import AuthenticationError, HostUnreachableError, PlatformError, UsageError
 from migration.platform.cutover import MovedAddon, alias, rollback, switch
 from migration.platform.heroku import HerokuClient
+from migration.platform.rollbackvars import ROLLBACK_VAR
 from stacks.cutover import _DetachProvider
 from tests.support.fake_heroku import FakeHeroku, running_fake_heroku
 
@@ -43,23 +45,42 @@ def test_reads_config_addons_attachments_and_formation(heroku: tuple[FakeHeroku,
 
 def test_alias_switch_and_rollback_in_the_order_heroku_requires(heroku: tuple[FakeHeroku, HerokuClient]) -> None:
     fake, client = heroku
-    alias(client, "shop", [DATABASE])
+    client.set_config_vars("shop", {"S3_BUCKET": "shop-uploads-heroku", "AWS_ACCESS_KEY_ID": "OLDKEY"})
+    before = len(fake.calls())
+    assert alias(client, "shop", [DATABASE]) == 1
     config = client.config_vars("shop")
-    assert config["HEROKU_POSTGRES_DB_URL"] == OLD_DB and "DATABASE_URL" not in config
-    switch(client, "shop", {"DATABASE_URL": NEW_DB})
-    assert client.config_vars("shop")["DATABASE_URL"] == NEW_DB
-    alias(client, "shop", [DATABASE])  # again, after a crash: nothing more to do
+    # While live the app keeps its DATABASE_URL: the alias is one release, the detach waits for the freeze.
+    assert config["HEROKU_POSTGRES_DB_URL"] == OLD_DB and config["DATABASE_URL"] == OLD_DB
+    new_vars = {"DATABASE_URL": NEW_DB, "S3_BUCKET": "shop-production-uploads", "AWS_REGION": "us-east-1"}
+    assert switch(client, "shop", new_vars, [DATABASE]) == 2  # the detach, then every variable in one release
+    config = client.config_vars("shop")
+    assert {name: config[name] for name in new_vars} == new_vars
+    kept = json.loads(config[ROLLBACK_VAR])
+    assert kept == {"run": None, "vars": {"S3_BUCKET": "shop-uploads-heroku", "AWS_REGION": None}}
+    assert switch(client, "shop", new_vars, [DATABASE]) == 1  # again, after a crash: the kept values stay
+    assert json.loads(client.config_vars("shop")[ROLLBACK_VAR])["vars"]["S3_BUCKET"] == "shop-uploads-heroku"
+    assert alias(client, "shop", [DATABASE]) == 0  # again, after a crash: nothing more to do
     rollback(client, "shop", [DATABASE])
-    assert client.config_vars("shop")["DATABASE_URL"] == OLD_DB
+    config = client.config_vars("shop")
+    assert config["DATABASE_URL"] == OLD_DB and config["S3_BUCKET"] == "shop-uploads-heroku"
+    assert "AWS_REGION" not in config and ROLLBACK_VAR not in config and config["AWS_ACCESS_KEY_ID"] == "OLDKEY"
     assert {a.name for a in client.attachments("shop")} == {"DATABASE", "HEROKU_POSTGRES_DB"}
-    writes = [(method, path.split("/")[1]) for method, path, _ in fake.calls()]
+    writes = [(method, path.split("/")[1]) for method, path, _ in fake.calls()[before:]]
     assert writes == [
-        ("POST", "addon-attachments"),
-        ("DELETE", "addon-attachments"),
-        ("PATCH", "apps"),  # DATABASE_URL → target
-        ("PATCH", "apps"),  # DATABASE_URL unset
+        ("POST", "addon-attachments"),  # the alias, while live
+        ("DELETE", "addon-attachments"),  # inside the freeze: DATABASE detached …
+        ("PATCH", "apps"),  # … and right after it, DATABASE_URL and the buckets' variables → target
+        ("PATCH", "apps"),  # the same again (the crashed run's second try): one release, nothing else
+        ("PATCH", "apps"),  # rollback: DATABASE_URL unset, the bucket variables put back
         ("POST", "addon-attachments"),  # DATABASE again
     ]
+
+
+def test_the_switch_refuses_to_detach_an_add_on_with_no_rollback_alias(heroku: tuple[FakeHeroku, HerokuClient]) -> None:
+    fake, client = heroku
+    with pytest.raises(PlatformError, match="postgresql-curly-12345 is not attached as HEROKU_POSTGRES_DB"):
+        switch(client, "shop", {"DATABASE_URL": NEW_DB}, [DATABASE])
+    assert client.find_attachment("shop", "DATABASE") is not None and fake.calls() == []
 
 
 def test_the_fake_refuses_database_url_while_attached(heroku: tuple[FakeHeroku, HerokuClient]) -> None:
@@ -68,7 +89,7 @@ def test_the_fake_refuses_database_url_while_attached(heroku: tuple[FakeHeroku, 
         PlatformError,
         match=r"^Heroku API PATCH /apps/shop/config-vars: HTTP 422 invalid_params: Cannot overwrite attachment values DATABASE_URL$",
     ):
-        switch(client, "shop", {"DATABASE_URL": NEW_DB})
+        client.set_config_vars("shop", {"DATABASE_URL": NEW_DB})
 
 
 def test_a_detach_of_someone_elses_attachment_is_refused(heroku: tuple[FakeHeroku, HerokuClient]) -> None:

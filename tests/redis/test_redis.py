@@ -345,6 +345,7 @@ def test_a_key_listed_twice_by_scan_is_one_difference(servers: tuple[RedisServer
     """SCAN may return a key more than once (while keys expiring by the thousand shrink the keyspace):
     a loaded run once reported ``missing:later`` twice."""
     from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
 
     from migration.redis.verify import RedisVerifyReport, _compare_batch
 
@@ -358,9 +359,10 @@ def test_a_key_listed_twice_by_scan_is_one_difference(servers: tuple[RedisServer
     with (
         RespConn(parse_redis_url(source.url(), "source")) as src,
         RespConn(parse_redis_url(target.url(), "target")) as dst,
+        ThreadPoolExecutor(1) as pool,
     ):
         for keys in ([b"missing", b"same"], [b"same", b"missing"]):
-            _compare_batch(src, dst, 0, keys, 5000, report, (Counter(), Counter()), differing)
+            _compare_batch(src, dst, 0, keys, 5000, report, (Counter(), Counter()), differing, pool)
     assert [(d.kind, d.name) for d in report.differences] == [("missing on target", "db0:missing")]
     assert report.differences_total == 1 and differing == {b"missing"}
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 import pytest
 
 from migration.rehearse.motoserver import MotoServer, running_moto
 from tests.helpers import Run, assert_one_line_error, ferry
+from tests.s3.conftest import env, s3
 
 KEYS = {
     "plain.txt": b"hello",
@@ -21,44 +20,6 @@ KEYS = {
     "a/b/c/d/e/f/g/h/i/j/k/l/deep.bin": b"\x00\x01" * 100,
     "empty": b"",
 }
-
-
-def s3(server: MotoServer) -> Any:
-    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                        aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def moto_pair() -> Iterator[tuple[MotoServer, MotoServer]]:
-    with running_moto() as source, running_moto() as target:
-        yield source, target
-
-
-_bucket_counter = iter(range(10**6))
-
-
-@pytest.fixture
-def buckets(moto_pair: tuple[MotoServer, MotoServer]) -> tuple[str, str]:
-    n = next(_bucket_counter)
-    src, dst = f"old-bucket-{os.getpid()}-{n}", f"new-bucket-{os.getpid()}-{n}"
-    s3(moto_pair[0]).create_bucket(Bucket=src)
-    s3(moto_pair[1]).create_bucket(Bucket=dst)
-    return src, dst
-
-
-def env(moto_pair: tuple[MotoServer, MotoServer], same: bool = False) -> dict[str, str]:
-    source, target = moto_pair
-    return {
-        **os.environ,
-        "FERRY_S3_SOURCE_ENDPOINT_URL": source.endpoint,
-        "FERRY_S3_TARGET_ENDPOINT_URL": (source if same else target).endpoint,
-        "FERRY_S3_SOURCE_REGION": "us-east-1",
-        "FERRY_S3_TARGET_REGION": "us-east-1",
-        "FERRY_S3_SOURCE_ACCESS_KEY_ID": "source-key",
-        "FERRY_S3_SOURCE_SECRET_ACCESS_KEY": "source-secret-value-1",
-        "FERRY_S3_TARGET_ACCESS_KEY_ID": "source-key" if same else "target-key",
-        "FERRY_S3_TARGET_SECRET_ACCESS_KEY": "source-secret-value-1" if same else "target-secret-value-2",
-    }
 
 
 def fill(client: Any, bucket: str, prefix: str = "") -> None:

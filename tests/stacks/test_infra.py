@@ -1,11 +1,13 @@
-"""The Automation API boundary: outputs masked, Pulumi's errors as one line, a missing CLI named."""
+"""The Automation API boundary: outputs masked, Pulumi's errors as one line, a missing CLI named, and no
+secret in the stack's config (the Automation API passes one on ``pulumi config set``'s command line)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pulumi.automation import errors
+from pulumi.automation import ConfigValue, errors
 from pulumi.automation._cmd import CommandResult
 
 from migration.errors import InfraError, PreconditionError
@@ -43,3 +45,40 @@ def test_a_missing_pulumi_cli_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(InfraError) as raised:
         Infra(tmp_path, "qa", print)
     assert str(raised.value) == INSTALL_HINT
+
+
+class _Stack:
+    """The Automation API stack as ``Infra`` uses it: every config change and update logged in order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[Any, ...]] = []
+
+    def set_config(self, key: str, value: ConfigValue, *, path: bool = False) -> None:
+        self.log.append(("set", key, value.value, value.secret))
+
+    def up(self, **_options: Any) -> None:
+        self.log.append(("up",))
+
+    def outputs(self) -> dict[str, Any]:
+        return {}
+
+
+def _infra(stack: _Stack) -> Infra:
+    infra = Infra.__new__(Infra)  # no CLI here: the stack is the fake
+    infra._stack = stack
+    infra._on_output = print
+    return infra
+
+
+def test_a_cutover_step_sets_no_secret_config_before_its_update() -> None:
+    stack = _Stack()
+    infra = _infra(stack)
+    infra.set_cutover("switched", end_bulk_load=True)
+    infra.set_cutover("rolled_back")
+    assert stack.log == [
+        ("set", "ferry:cutover", "switched", False),
+        ("set", "ferry:migration.loading", "false", False),
+        ("up",),
+        ("set", "ferry:cutover", "rolled_back", False),
+        ("up",),
+    ]

@@ -12,24 +12,14 @@ import pulumi
 import pytest
 
 from migration.errors import ConfigError
-from stacks.config import CUTOVER_STATES, load_stack_file
+from stacks.config import load_stack_file
 from stacks.database import BULK_LOAD_PARAMETERS
-from tests.support.pulumi_program import ROOT, Outcome, run_program, stack_config
+from tests.stacks.outcomes import declared, secret_value
+from tests.support.pulumi_program import ROOT, run_program, stack_config
 
 STACKS = ["ci", "qa", "production"]
 COMPONENTS = {f"ferry:stacks:{kind}" for kind in ("Network", "Database", "Storage", "Cache", "Cutover")}
 OPEN = {"0.0.0.0/0", "::/0"}
-
-_outcomes: dict[tuple[str, str], Outcome] = {}
-
-
-def declared(stack: str, **overrides: Any) -> Outcome:
-    """The program's declarations for ``stack`` (cached per distinct config: the program is deterministic)."""
-    config = stack_config(stack, overrides)
-    key = (stack, json.dumps(config, sort_keys=True))
-    if key not in _outcomes:
-        _outcomes[key] = run_program(stack, config)
-    return _outcomes[key]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -277,84 +267,6 @@ def test_an_existing_bucket_is_imported_and_retained(monkeypatch: pytest.MonkeyP
     assert by_import == {"shop-production-uploads": True, None: False}
 
 
-def secret_value(value: Any) -> Any:
-    """The value inside a secret as the engine receives it; fails when it is not marked secret."""
-    assert (
-        isinstance(value, dict)
-        and value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig
-    )
-    return value["value"]
-
-
-def _heroku_side(outcome: Outcome) -> set[tuple[str, ...]]:
-    found: set[tuple[str, ...]] = set()
-    for resource in outcome.resources:
-        if resource.type == "heroku:addon/attachment:Attachment":
-            found.add(("attach", resource.inputs["addonId"], resource.inputs["name"]))
-        elif resource.type == "pulumi-python:dynamic:Resource":
-            found.add(("detach", resource.inputs["addon"], resource.inputs["attachment"]))
-        elif resource.type == "heroku:app/configAssociation:ConfigAssociation":
-            found.add(("config", *sorted(resource.inputs.get("sensitiveVars", {}).get("value", {}))))
-        elif resource.type.startswith("heroku:") and "space" not in resource.type:
-            found.add(("other", resource.type))
-    return found
-
-
-PG, REDIS = "postgresql-angular-22221", "redis-spherical-22222"
-EXPECTED_HEROKU = {
-    "pending": set(),
-    "aliased": {
-        ("attach", f"addon-{PG}", "HEROKU_POSTGRES_DB"),
-        ("attach", f"addon-{REDIS}", "HEROKU_REDIS_OLD"),
-        ("detach", PG, "DATABASE"),
-        ("detach", REDIS, "REDIS"),
-    },
-    "switched": {
-        ("attach", f"addon-{PG}", "HEROKU_POSTGRES_DB"),
-        ("attach", f"addon-{REDIS}", "HEROKU_REDIS_OLD"),
-        ("detach", PG, "DATABASE"),
-        ("detach", REDIS, "REDIS"),
-        ("config", "DATABASE_URL", "REDIS_URL"),
-    },
-    "rolled_back": {
-        ("attach", f"addon-{PG}", "HEROKU_POSTGRES_DB"),
-        ("attach", f"addon-{REDIS}", "HEROKU_REDIS_OLD"),
-        ("config",),
-        ("attach", f"addon-{PG}", "DATABASE"),
-        ("attach", f"addon-{REDIS}", "REDIS"),
-    },
-}
-
-
-@pytest.mark.parametrize("state", CUTOVER_STATES)
-def test_each_cutover_value_declares_exactly_its_heroku_resources(state: str) -> None:
-    outcome = declared("qa", **{"ferry:cutover": state})
-    assert _heroku_side(outcome) == EXPECTED_HEROKU[state]
-    assert outcome.outputs["cutover"] == state
-    if state == "switched":
-        config = outcome.one("heroku:app/configAssociation:ConfigAssociation").inputs
-        assert config["appId"] == "uuid-shop-qa"
-        assert secret_value(config["sensitiveVars"])["DATABASE_URL"] == declared("qa").outputs["databaseUrls"]["shop"]
-
-
-def test_app_role_picks_the_role_database_url_connects_as() -> None:
-    def switched_url(app_role: str) -> str:
-        outcome = declared(
-            "qa", **{"ferry:cutover": "switched", "ferry:migration": {"redis": True, "appRole": app_role}}
-        )
-        config = outcome.one("heroku:app/configAssociation:ConfigAssociation").inputs
-        return str(secret_value(config["sensitiveVars"])["DATABASE_URL"])
-
-    assert switched_url("app").startswith("postgres://shop_app:")
-    assert switched_url("owner").startswith("postgres://shop_owner:")
-
-
-def test_redis_stays_on_heroku_when_not_moved() -> None:
-    outcome = declared("qa", **{"ferry:cutover": "switched", "ferry:migration": {"redis": False}})
-    assert ("config", "DATABASE_URL") in _heroku_side(outcome)
-    assert not any(item[-1] in ("REDIS", "HEROKU_REDIS_OLD") for item in _heroku_side(outcome))
-
-
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -390,8 +302,19 @@ def test_redis_stays_on_heroku_when_not_moved() -> None:
         ),
         ({"aws:region": ""}, "aws:region is required"),
         (
-            {"ferry:migration": {"s3": True, "freeze": "read-only"}},
-            "ferry:migration: freeze: read-only cannot stop the app's S3 writes",
+            {"ferry:storage": {"buckets": [{"name": "uploads", "source": "old-uploads"}], "appUser": "shop-ci-app"}},
+            "migration.s3 moves bucket uploads but nothing says which config variables point the app at it",
+        ),
+        (
+            {
+                "ferry:storage": {
+                    "buckets": [
+                        {"name": "uploads", "configVars": {"bucket": "B", "accessKeyId": "K", "secretAccessKey": "S"}}
+                    ],
+                    "appRole": "shop-ci-app",
+                }
+            },
+            "ferry:storage: buckets.uploads.configVars: an access key pair needs appUser",
         ),
         (
             {"ferry:migration": {"capture": True, "catchUpSeconds": 0}},
@@ -471,7 +394,7 @@ def test_program_and_stacks_type_check_and_misspelled_arguments_fail(tmp_path: P
     ("given", "freeze"),
     [
         ({"capture": True}, "fence"),  # reads go on: the fence is what capture is for
-        ({"capture": True, "s3": True}, "maintenance"),  # only maintenance mode stops S3 writes
+        ({"capture": True, "s3": True}, "fence"),  # S3 is not frozen: uploads are synced after the switch
         ({"capture": True, "freeze": "read-only"}, "read-only"),  # said outright: kept
         ({}, "maintenance"),
     ],

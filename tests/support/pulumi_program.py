@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import json
 import runpy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,11 @@ class Outcome:
 
 
 class _Recorder(pulumi.runtime.Mocks):
-    """Non-empty ids and the computed outputs the program reads back."""
+    """Non-empty ids and the computed outputs the program reads back; the Heroku app holds ``app_config_vars``."""
 
-    def __init__(self, outcome: Outcome) -> None:
+    def __init__(self, outcome: Outcome, app_config_vars: Mapping[str, str]) -> None:
         self.outcome = outcome
+        self.app_config_vars = dict(app_config_vars)
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         outputs = dict(args.inputs)
@@ -86,7 +88,7 @@ class _Recorder(pulumi.runtime.Mocks):
         self.outcome.invokes.append(args.token)
         name = args.args.get("name", "")
         if args.token == "heroku:app/getApp:getApp":
-            return {"id": name, "name": name, "uuid": f"uuid-{name}"}
+            return {"id": name, "name": name, "uuid": f"uuid-{name}", "configVars": dict(self.app_config_vars)}
         if args.token == "heroku:addon/getAddon:getAddon":
             return {"id": f"addon-{name}", "name": name}
         if args.token == "heroku:space/getPeeringInfo:getPeeringInfo":
@@ -101,17 +103,20 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
-def run_program(stack: str, config: dict[str, str]) -> Outcome:
-    """Run ``__main__.py`` for ``stack`` with ``config`` under mocks; raise what the program raises."""
-    return contextvars.Context().run(_run, stack, config)
+def run_program(stack: str, config: dict[str, str], *, app_config_vars: Mapping[str, str] | None = None) -> Outcome:
+    """Run ``__main__.py`` for ``stack`` with ``config`` under mocks; raise what the program raises.
+
+    :param app_config_vars: the config vars the Heroku app holds (``heroku.app.getApp``); none unless given.
+    """
+    return contextvars.Context().run(_run, stack, config, app_config_vars or {})
 
 
-def _run(stack: str, config: dict[str, str]) -> Outcome:
+def _run(stack: str, config: dict[str, str], app_config_vars: Mapping[str, str]) -> Outcome:
     outcome = Outcome()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        monitor = MockMonitor(_Recorder(outcome))
+        monitor = MockMonitor(_Recorder(outcome, app_config_vars))
         pulumi.runtime.set_all_config(config)
         pulumi.runtime.set_mocks(monitor.mocks, project="ferry", stack=stack, preview=False, monitor=monitor)
         try:

@@ -179,11 +179,11 @@ def world(
 
 
 CUTOVER = [
+    "attach HEROKU_POSTGRES_DB",  # the rollback aliases, while the app is live
+    "attach HEROKU_REDIS_OLD",
     "maintenance on",
     "scale clock=0 worker=0",
-    "attach HEROKU_POSTGRES_DB",
-    "detach",
-    "attach HEROKU_REDIS_OLD",
+    "detach",  # inside the freeze: the detaches, and the variables' release right after them
     "detach",
     "config DATABASE_URL=set REDIS_URL=set",
     "scale clock=1 worker=3",

@@ -208,6 +208,8 @@ class Store(Generic[Config, Section, Endpoint]):
     name: str = ""
     #: The type of this store's section of the run state.
     section: type[Section]
+    #: Its copy goes on after the switch (:meth:`after_switch`): the app's writes to the old side do not stop.
+    follows_after_switch: bool = False
 
     # -- what the store is, in this run ------------------------------------------------------------
     def configure(self, config: StackConfig, settings: RunSettings) -> Config:
@@ -285,6 +287,11 @@ class Store(Generic[Config, Section, Endpoint]):
         """Inside the freeze, after the verify and again right before the switch: evidence that owes
         nothing to the copy's own machinery that ``from_side`` took no write since its writes stopped."""
         return []
+
+    def after_switch(self, run: StoreRun[Config, Section, Endpoint]) -> tuple[str, list[StoreVerify]]:
+        """Once the app runs the release the switch made (:attr:`follows_after_switch` stores only): bring
+        ``to_side`` level with what ``from_side`` took until then, and compare them."""
+        return "", []
 
     def stop_following(self, run: StoreRun[Config, Section, Endpoint]) -> str:
         """Stop a background copy without draining it (rollback)."""

@@ -1,94 +1,238 @@
-"""S3 in the runbook: its one strategy, a full sync while live and an incremental one inside the freeze."""
+"""S3 in the runbook: followed from the copy on, never stopped, synced once more after the switch.
+
+Nothing stops an app's uploads short of stopping the app, so S3 takes no part in the freeze: uploads go
+to the old buckets until the switch while a follower (a worker, listing diffs on an interval) keeps the
+new ones close behind. After the switch, once the app runs the new release, the follower is drained and
+what the old buckets took since its last pass is brought over by the rules of
+:mod:`migration.s3.aftersync` (never over the app's own writes to the new buckets), then both are listed
+again. The switch points the app's bucket variables (``storage.buckets[].configVars``) at the new buckets.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeAlias
 
+from migration.errors import FollowerError, UsageError
+from migration.redact import register_secret
 from migration.runbook.context import RunSettings
+from migration.runbook.follower import FollowerStatus
 from migration.runbook.state import StoreState
 from migration.runbook.stores.base import ProgressFor, Side, Store, StoreRun, StoreVerify, Whereabouts
-from migration.s3 import S3Side, SyncOptions, sync_buckets, verify_buckets
-from migration.stackconfig import StackConfig
+from migration.s3 import Ledger, S3Side, hold_path, ledger_path, sync_after_switch, verify_after_switch
+from migration.stackconfig import BucketConfig, StackConfig
+from migration.worker import S3FollowJob
 
-__all__ = ["S3Store", "SyncBuckets"]
+__all__ = ["FollowBuckets", "S3Store"]
+
+_FIRST_PASS_TIMEOUT_SECONDS = 12 * 3600
+_DRAIN_TIMEOUT_SECONDS = 3600
+#: The app's key pair for the new buckets, when a run is given its targets instead of a stack (which makes one).
+APP_KEY_ENV = ("FERRY_APP_S3_ACCESS_KEY_ID", "FERRY_APP_S3_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)
 class BucketsSide:
-    """One side's buckets, in the order the stack file lists them, and how to reach them."""
+    """One side's buckets, in the order the stack file lists them, and how to reach them.
+
+    :param app_config: the app's variables that point it at these buckets (the target side's only): asked
+        for by the switch alone, since the key pair may be needed nowhere else.
+    """
 
     credentials: S3Side
     buckets: tuple[str, ...]
+    app_config: Callable[[], dict[str, str]] = field(default=dict, repr=False)
 
 
-S3Run: TypeAlias = StoreRun[StackConfig, StoreState, BucketsSide]
+@dataclass
+class S3State(StoreState):
+    """:param after_switch: what the sync after the switch found (arrived, deleted, lag, conflicts)."""
+
+    after_switch: dict[str, Any] = field(default_factory=dict)
 
 
-class SyncBuckets:
-    """Every moved bucket synced while live, then again inside the freeze (what changed since)."""
+S3Run: TypeAlias = StoreRun[StackConfig, S3State, BucketsSide]
 
-    def sync(self, run: S3Run, progress_for: ProgressFor) -> str:
-        done = []
-        for source, target in zip(run.from_side.buckets, run.to_side.buckets, strict=True):
-            options = SyncOptions(
-                source_url=f"s3://{source}", target_url=f"s3://{target}",
-                source=run.from_side.credentials, target=run.to_side.credentials,
-            )  # fmt: skip
-            progress = progress_for("objects")
-            try:
-                result = sync_buckets(options, progress)
-            finally:
-                progress.close()
-            done.append(f"s3 {source} → {target}: {result.copied} copied")
+
+class FollowBuckets:
+    """Synced by a follower from the copy on, through the freeze and the switch; brought level after it."""
+
+    def copy_live(self, run: S3Run) -> str:
+        follower = run.follower()
+        if follower.alive():
+            return f"s3: follower already running (pid {follower.pid})"
+        pairs = [[old, new] for old, new in zip(run.from_side.buckets, run.to_side.buckets, strict=True)]
+        job = S3FollowJob(pairs, follower.status_file, str(run.work_dir))
+        pid = follower.start(job, ready_phase="live", timeout=_FIRST_PASS_TIMEOUT_SECONDS)
+        return f"s3: first pass done, following uploads (pid {pid})"
+
+    def held(self, run: S3Run) -> str:
+        """Inside the freeze, before the switch: the follower has stopped copying (the pass under way ends at
+        its next object), so nothing of ferry's lands in the new buckets once the app writes there."""
+        follower = run.follower()
+        hold = hold_path(follower.status_file)
+        hold.touch(exist_ok=True)
+        since = hold.stat().st_mtime - 0.001
+        deadline = time.monotonic() + _DRAIN_TIMEOUT_SECONDS
+        # Said since this hold began: a "held" left from an earlier freeze (a failed verify unfroze the app)
+        # tells nothing of the pass the follower began since.
+        while follower.alive() and (
+            (status := follower.status()) is None or status.phase != "held" or status.at < since
+        ):
+            if time.monotonic() > deadline:
+                raise FollowerError(
+                    f"s3 follower (pid {follower.pid}) did not stop copying in {_DRAIN_TIMEOUT_SECONDS} s"
+                )
+            time.sleep(0.02)
+        return "s3: follower held (uploads go on to the old buckets until the switch; synced after it)"
+
+    def after_switch(self, run: S3Run) -> str:
+        follower = run.follower()
+        # Stopped while held: it makes no pass of its own after the switch, which would not know the app's writes.
+        if not follower.drain(_DRAIN_TIMEOUT_SECONDS):
+            run.say("s3 follower was not running to the end; the sync after the switch lists everything")
+        hold_path(follower.status_file).unlink(missing_ok=True)
+        done, arrived, deleted, lag, conflicts = [], 0, 0, 0.0, []
+        for old, new in self._pairs(run):
+            with Ledger(ledger_path(run.work_dir, old, new)) as ledger:
+                result = sync_after_switch(
+                    f"s3://{old}", f"s3://{new}", run.from_side.credentials, run.to_side.credentials, ledger
+                )
+            for conflict in result.conflicts:
+                run.say(f"s3 {new}/{conflict}: written by the app since the switch and changed in {old} too: kept")
+            arrived, deleted = arrived + result.arrived, deleted + result.deleted
+            lag = max(lag, result.lag_seconds)
+            conflicts += [f"{new}/{key}" for key in result.conflicts]
+            done.append(f"s3 {old} → {new}: {result.arrived} arrived after the last pass, {result.deleted} deleted")
+        totals = {
+            "arrived_after_switch": arrived,
+            "deleted": deleted,
+            "lag_seconds": round(lag, 3),
+            "conflicts": conflicts,
+        }
+        run.state.after_switch = totals
+        run.save()
         return "; ".join(done)
 
     def verify(self, run: S3Run) -> list[StoreVerify]:
         reports = []
-        for source, target in zip(run.from_side.buckets, run.to_side.buckets, strict=True):
-            report = verify_buckets(f"s3://{source}", f"s3://{target}")
-            reports.append(StoreVerify.of(f"s3:{source}", report))
+        for old, new in self._pairs(run):
+            with Ledger(ledger_path(run.work_dir, old, new)) as ledger:
+                report = verify_after_switch(
+                    f"s3://{old}", f"s3://{new}", run.from_side.credentials, run.to_side.credentials, ledger
+                )
+            reports.append(StoreVerify.of(f"s3:{old}", report))
         return reports
 
+    def _pairs(self, run: S3Run) -> list[tuple[str, str]]:
+        return list(zip(run.from_side.buckets, run.to_side.buckets, strict=True))
 
-class S3Store(Store[StackConfig, StoreState, BucketsSide]):
+
+class S3Store(Store[StackConfig, S3State, BucketsSide]):
     name = "s3"
-    section = StoreState
-    strategy = SyncBuckets()
+    section = S3State
+    strategy = FollowBuckets()
+    follows_after_switch = True
 
     def configure(self, config: StackConfig, settings: RunSettings) -> StackConfig:
         return config  # the buckets' names are the stack file's: the endpoints read them
 
     def moves(self, config: StackConfig, where: Whereabouts) -> bool:
-        return bool(_bucket_pairs(config))
+        return bool(_moved_buckets(config))
 
     def endpoint(self, where: Whereabouts, side: Side) -> BucketsSide:
-        pairs = _bucket_pairs(where.config)
-        return BucketsSide(S3Side.from_env(side), tuple(pairs) if side == "source" else tuple(pairs.values()))
+        config = where.config
+        moved = _moved_buckets(config)
+        if side == "source":
+            return BucketsSide(S3Side.from_env(side), tuple(str(bucket.source) for bucket in moved))
+        assert config.storage is not None  # moved buckets need it
+        names = tuple(config.storage.bucket_name(config.app, config.stack, bucket) for bucket in moved)
+        return BucketsSide(S3Side.from_env(side), names, partial(app_config, where, moved, names))
+
+    def switched_config(self, run: S3Run) -> dict[str, str]:
+        return run.to_side.app_config()
 
     def recorded(self, run: S3Run) -> dict[str, Any]:
         return {"buckets": dict(zip(run.from_side.buckets, run.to_side.buckets, strict=True))}
 
     def copy_live(self, run: S3Run) -> str:
-        from migration.progress import make_progress
+        return self.strategy.copy_live(run)
 
-        # The live Redis copy reports to its log file: S3 has the terminal to itself.
-        return self.strategy.sync(run, lambda unit: make_progress(unit=unit))
+    def live_status(self, run: S3Run) -> FollowerStatus | None:
+        return run.follower().status()
+
+    def catch_up(self, run: S3Run) -> str:
+        status = self.live_status(run)
+        if status is None:
+            return ""
+        return f"s3: the last pass began {status.seconds_behind:.1f} s ago ({status.applied} objects copied so far)"
+
+    def writes_stopped(self, run: S3Run) -> str:
+        # Uploads go on, and what lands now is synced after the switch: the freeze's drain has the cores.
+        hold_path(run.follower().status_file).touch()
+        return ""
+
+    def forget_copy(self, run: S3Run) -> None:
+        hold_path(run.follower().status_file).unlink(missing_ok=True)  # unfrozen: following again
 
     def final_sync(self, run: S3Run, progress_for: ProgressFor) -> str:
-        return self.strategy.sync(run, progress_for)
+        return self.strategy.held(run)
 
     def verify(self, run: S3Run) -> list[StoreVerify]:
-        return self.strategy.verify(run)
+        return []  # the old buckets take uploads until the switch: compared after it (after_switch)
+
+    def after_switch(self, run: S3Run) -> tuple[str, list[StoreVerify]]:
+        """Once the app runs the new release: what the old buckets took since the last pass, then a verify."""
+        return self.strategy.after_switch(run), self.strategy.verify(run)
+
+    def stop_following(self, run: S3Run) -> str:
+        hold_path(run.follower().status_file).unlink(missing_ok=True)
+        return "s3 follower stopped" if run.follower().stop() else ""
+
+    def cleanup(self, run: S3Run) -> str:
+        for old, new in zip(run.from_side.buckets, run.to_side.buckets, strict=True):
+            for path in ledger_path(run.work_dir, old, new).parent.glob(ledger_path(run.work_dir, old, new).name + "*"):
+                path.unlink(missing_ok=True)
+        return ""
 
 
-def _bucket_pairs(config: StackConfig) -> dict[str, str]:
-    """Source bucket → target bucket, for each bucket the stack file moves."""
+def _moved_buckets(config: StackConfig) -> list[BucketConfig]:
     storage = config.storage
     if not config.migration.s3 or storage is None:
-        return {}
-    return {
-        bucket.source: storage.bucket_name(config.app, config.stack, bucket)
-        for bucket in storage.buckets
-        if bucket.source
-    }
+        return []
+    return [bucket for bucket in storage.buckets if bucket.source]
+
+
+def app_config(where: Whereabouts, moved: list[BucketConfig], names: tuple[str, ...]) -> dict[str, str]:
+    """The app's bucket variables pointed at the new buckets: name, region, and its IAM user's key pair (the
+    stack's, or from ``FERRY_APP_S3_*`` when the run is given its targets)."""
+    values: dict[str, str] = {}
+    for bucket, name in zip(moved, names, strict=True):
+        config_vars = bucket.config_vars
+        if config_vars is None:
+            continue
+        values[config_vars.bucket] = name
+        if config_vars.region:
+            values[config_vars.region] = where.config.aws_region
+        if config_vars.access_key_id and config_vars.secret_access_key:
+            if where.settings.uses_stack:
+                key_id, secret = (
+                    str(where.stack_output("appAccessKeyId")),
+                    str(where.stack_output("appSecretAccessKey")),
+                )
+            else:
+                key_id, secret = (os.environ.get(name, "") for name in APP_KEY_ENV)
+            if not key_id or not secret:
+                raise UsageError(
+                    f"storage configVars name an access key pair for the app: set {APP_KEY_ENV[0]} and "
+                    f"{APP_KEY_ENV[1]} (its IAM user's keys for the new buckets), or run with the stack, which "
+                    "creates them",
+                    side="target",
+                )
+            register_secret(secret)
+            values[config_vars.access_key_id], values[config_vars.secret_access_key] = key_id, secret
+    return values
