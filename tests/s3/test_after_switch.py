@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from migration.rehearse.motoserver import MotoServer
 from migration.runbook.follower import Follower
 from migration.runbook.state import FollowerState
 from migration.s3 import (
+    AfterSwitchResult,
+    AfterSwitchVerify,
     Ledger,
     S3Side,
     SyncOptions,
@@ -30,6 +33,29 @@ from migration.s3 import (
 from migration.s3.transfer import TransferSettings, copy_object
 from migration.worker import S3FollowJob
 from tests.s3.conftest import env, s3
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An old and a new bucket on two servers, ferry's two sides, and a client of each."""
+
+    old: str
+    new: str
+    source: S3Side
+    target: S3Side
+    old_s3: Any
+    new_s3: Any
+
+    def after_switch(self, ledger: Ledger) -> AfterSwitchResult:
+        return sync_after_switch(f"s3://{self.old}", f"s3://{self.new}", self.source, self.target, ledger)
+
+    def verify(self, ledger: Ledger) -> AfterSwitchVerify:
+        return verify_after_switch(f"s3://{self.old}", f"s3://{self.new}", self.source, self.target, ledger)
+
+
+@pytest.fixture
+def pair(moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str]) -> Pair:
+    return Pair(*buckets, *sides(moto_pair), s3(moto_pair[0]), s3(moto_pair[1]))
 
 
 def sides(pair: tuple[MotoServer, MotoServer]) -> tuple[S3Side, S3Side]:
@@ -47,12 +73,9 @@ def body(client: Any, bucket: str, key: str) -> bytes | None:
         return None
 
 
-def test_after_the_switch_the_apps_writes_win_and_only_ferrys_unchanged_copies_move(
-    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str], tmp_path: Path
-) -> None:
-    old, new = buckets
-    source, target = sides(moto_pair)
-    old_s3, new_s3 = s3(moto_pair[0]), s3(moto_pair[1])
+def test_after_the_switch_the_apps_writes_win_and_only_ferrys_unchanged_copies_move(pair: Pair, tmp_path: Path) -> None:
+    old, new, old_s3, new_s3 = pair.old, pair.new, pair.old_s3, pair.new_s3
+    source, target = pair.source, pair.target
     for key in ("changed", "both", "deleted-old", "deleted-new", "kept"):
         old_s3.put_object(Bucket=old, Key=key, Body=f"v1 {key}".encode())
     ledger = Ledger(tmp_path / "ledger")
@@ -66,7 +89,7 @@ def test_after_the_switch_the_apps_writes_win_and_only_ferrys_unchanged_copies_m
     old_s3.delete_object(Bucket=old, Key="deleted-old")
     old_s3.put_object(Bucket=old, Key="arrived", Body=b"uploaded after the last pass")
 
-    result = sync_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger)
+    result = pair.after_switch(ledger)
 
     assert body(new_s3, new, "changed") == b"v2 changed"  # ferry's unchanged copy: replaced
     assert body(new_s3, new, "both") == b"the app's, after the switch"  # the app's write: never overwritten
@@ -79,13 +102,13 @@ def test_after_the_switch_the_apps_writes_win_and_only_ferrys_unchanged_copies_m
     assert (result.arrived, result.deleted, result.kept_deleted) == (2, 1, 1)
     assert result.lag_seconds > 0
 
-    report = verify_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger)
+    report = pair.verify(ledger)
     assert report.identical, report.differences
     assert report.app_written == 2  # "both" and "uploaded-new"
 
     # The check is no echo of the sync: an object the rules still owe is a difference.
     old_s3.put_object(Bucket=old, Key="late", Body=b"after the sync")
-    late = verify_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger)
+    late = pair.verify(ledger)
     assert [d.name for d in late.differences] == ["late"]
     ledger.close()
 
@@ -148,12 +171,9 @@ def test_a_follower_killed_mid_pass_resumes_and_writes_down_what_it_copied(
         assert verify_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger).identical
 
 
-def test_a_hold_ends_the_pass_under_way_and_begins_no_other(
-    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str], tmp_path: Path
-) -> None:
-    old, new = buckets
-    source, target = sides(moto_pair)
-    old_s3, new_s3 = s3(moto_pair[0]), s3(moto_pair[1])
+def test_a_hold_ends_the_pass_under_way_and_begins_no_other(pair: Pair, tmp_path: Path) -> None:
+    old, new, old_s3, new_s3 = pair.old, pair.new, pair.old_s3, pair.new_s3
+    source, target = pair.source, pair.target
     for n in range(40):
         old_s3.put_object(Bucket=old, Key=f"k{n:02}", Body=b"x")
     status = tmp_path / "s3-live.json"
@@ -184,28 +204,21 @@ def _ledgered(tmp_path: Path, name: str) -> Ledger:
     return Ledger(tmp_path / f"{name}.ledger")
 
 
-def test_an_object_the_app_deleted_stays_deleted_whatever_the_old_bucket_did_since(
-    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str], tmp_path: Path
-) -> None:
-    old, new = buckets
-    source, target = sides(moto_pair)
-    old_s3, new_s3 = s3(moto_pair[0]), s3(moto_pair[1])
+def test_an_object_the_app_deleted_stays_deleted_whatever_the_old_bucket_did_since(pair: Pair, tmp_path: Path) -> None:
+    old, new, old_s3, new_s3 = pair.old, pair.new, pair.old_s3, pair.new_s3
+    source, target = pair.source, pair.target
     old_s3.put_object(Bucket=old, Key="k", Body=b"v1")
     ledger = _ledgered(tmp_path, "deleted")
     sync_buckets(SyncOptions(f"s3://{old}", f"s3://{new}", source=source, target=target), PlainProgress(), ledger)
     old_s3.put_object(Bucket=old, Key="k", Body=b"v2 from a stale dyno")  # the old bucket changed it too
     new_s3.delete_object(Bucket=new, Key="k")  # and the app, after the switch, deleted it
-    result = sync_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger)
+    result = pair.after_switch(ledger)
     assert body(new_s3, new, "k") is None and result.kept_deleted == 1 and result.arrived == 0
-    assert verify_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger).identical
+    assert pair.verify(ledger).identical
 
 
-def test_a_copy_that_landed_before_a_kill_wrote_it_down_is_still_ferrys(
-    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str], tmp_path: Path
-) -> None:
-    old, new = buckets
-    source, target = sides(moto_pair)
-    old_s3, new_s3 = s3(moto_pair[0]), s3(moto_pair[1])
+def test_a_copy_that_landed_before_a_kill_wrote_it_down_is_still_ferrys(pair: Pair, tmp_path: Path) -> None:
+    old, new, old_s3, new_s3 = pair.old, pair.new, pair.old_s3, pair.new_s3
     old_s3.put_object(Bucket=old, Key="k", Body=b"v1")
     etag = old_s3.head_object(Bucket=old, Key="k")["ETag"].strip('"')
     ledger = _ledgered(tmp_path, "intent")
@@ -213,12 +226,12 @@ def test_a_copy_that_landed_before_a_kill_wrote_it_down_is_still_ferrys(
     copy_object(old_s3, new_s3, parse_location(f"s3://{old}", "source"), parse_location(f"s3://{new}", "target"),
                 "k", 2, etag, TransferSettings(server_side=False))  # fmt: skip
     old_s3.put_object(Bucket=old, Key="k", Body=b"v2")
-    result = sync_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger)
+    result = pair.after_switch(ledger)
     assert body(new_s3, new, "k") == b"v2" and result.conflicts == []  # replaced: it was ferry's, not the app's
     # An intention that never landed is no copy of ferry's: the object is brought over, not taken as deleted.
     old_s3.put_object(Bucket=old, Key="never", Body=b"n")
     ledger.intend("never", old_s3.head_object(Bucket=old, Key="never")["ETag"].strip('"'))
-    assert sync_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger).arrived == 1
+    assert pair.after_switch(ledger).arrived == 1
     assert body(new_s3, new, "never") == b"n"
 
 
@@ -248,12 +261,9 @@ def test_ferry_deletes_its_copy_only_as_it_listed_it_and_takes_a_race_it_lost_as
     assert _lost_race(raised.value) and body(new_s3, new, "gone") is None
 
 
-def test_parts_of_unequal_sizes_are_copied_once_and_known_as_ferrys(
-    moto_pair: tuple[MotoServer, MotoServer], buckets: tuple[str, str], tmp_path: Path
-) -> None:
-    old, new = buckets
-    source, target = sides(moto_pair)
-    old_s3, new_s3 = s3(moto_pair[0]), s3(moto_pair[1])
+def test_parts_of_unequal_sizes_are_copied_once_and_known_as_ferrys(pair: Pair, tmp_path: Path) -> None:
+    old, new, old_s3, new_s3 = pair.old, pair.new, pair.old_s3, pair.new_s3
+    source, target = pair.source, pair.target
 
     def upload(fill: bytes) -> None:
         created = old_s3.create_multipart_upload(Bucket=old, Key="irregular.bin")
@@ -271,10 +281,10 @@ def test_parts_of_unequal_sizes_are_copied_once_and_known_as_ferrys(
     assert sync_buckets(options, PlainProgress(), ledger).copied == 1
     assert sync_buckets(options, PlainProgress(), ledger).copied == 0  # recognised, not copied again
     upload(b"b")  # a stale dyno after the last pass
-    result = sync_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger)
+    result = pair.after_switch(ledger)
     assert result.arrived == 1 and result.conflicts == []
     assert new_s3.get_object(Bucket=new, Key="irregular.bin", Range="bytes=0-0")["Body"].read() == b"b"
-    assert verify_after_switch(f"s3://{old}", f"s3://{new}", source, target, ledger).identical
+    assert pair.verify(ledger).identical
 
 
 def test_a_conditional_copy_leaves_the_apps_unfinished_upload_of_the_key_alone(
