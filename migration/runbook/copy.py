@@ -1,10 +1,13 @@
-"""Phases ``copy`` and ``catch-up`` (while the app is live) and ``final-sync`` (inside the freeze).
+"""Phases ``copy`` and ``catch-up`` (while the app is live), ``final-sync`` (inside the freeze) and
+``after-switch``.
 
 Each moved store copies side by side: ``copy`` starts what can run while the app writes
-(Redis's live copy, a first S3 sync, PostgreSQL's copy and change follow), ``catch-up`` waits
+(Redis's live copy, the S3 follower, PostgreSQL's copy and change follow), ``catch-up`` waits
 for the background copies to catch up and verifies what can be verified while live (PostgreSQL's
 full checksum pass), ``final-sync`` brings every target to the frozen source's state (the live
-copies drained, an incremental S3 sync, the PostgreSQL copy when change capture is off).
+copies drained, the S3 follower held, the PostgreSQL copy when change capture is off), and
+``after-switch`` lets the stores whose writes never stopped (S3) bring over what the old side took
+until the app ran the new release.
 """
 
 from __future__ import annotations
