@@ -73,11 +73,6 @@ class AppLog:
                 merged.append((start, end))
         return merged
 
-    @property
-    def last_avatar(self) -> int:
-        """The id of the app's last acknowledged overwrite of the avatar (0: none)."""
-        return max(self.acknowledged.get("s3", {}), default=0)
-
 
 def read_app_log(path: Path) -> AppLog:
     """Parse the app's log; a window runs from the last good request before a failure to the next good one."""

@@ -9,17 +9,17 @@ import pytest
 import yaml
 
 from migration.errors import ConfigError
-from migration.stackconfig import load_stack_file
+from migration.stackconfig import StackConfig, load_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(tmp_path: Path, storage: dict[str, Any], **migration: Any) -> None:
+def _load(tmp_path: Path, storage: dict[str, Any], **migration: Any) -> StackConfig:
     document = yaml.safe_load((ROOT / "Pulumi.ci.yaml").read_text())
     document["config"]["ferry:storage"] = storage
     document["config"]["ferry:migration"] |= migration
     (tmp_path / "Pulumi.ci.yaml").write_text(yaml.safe_dump(document))
-    load_stack_file(tmp_path, "ci")
+    return load_stack_file(tmp_path, "ci")
 
 
 def _bucket(config_vars: dict[str, str] | None) -> dict[str, Any]:
@@ -61,5 +61,8 @@ def test_bad_bucket_variables_are_refused_in_one_line(tmp_path: Path, storage: d
 
 
 def test_an_app_that_finds_its_buckets_otherwise_says_so(tmp_path: Path) -> None:
-    _load(tmp_path, {"buckets": [_bucket(None)], "appUser": "u", "bucketsByConfig": False}, s3=True)
-    _load(tmp_path, {"buckets": [_bucket(None)], "appUser": "u"}, s3=False)  # S3 not moved: nothing to point at
+    otherwise = _load(tmp_path, {"buckets": [_bucket(None)], "appUser": "u", "bucketsByConfig": False}, s3=True)
+    assert otherwise.migration.s3 and otherwise.storage is not None and not otherwise.storage.buckets_by_config
+    # S3 not moved: nothing to point at, so nothing to name.
+    unmoved = _load(tmp_path, {"buckets": [_bucket(None)], "appUser": "u"}, s3=False)
+    assert not unmoved.migration.s3 and unmoved.storage is not None and unmoved.storage.buckets[0].config_vars is None

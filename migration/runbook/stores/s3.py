@@ -65,7 +65,7 @@ class FollowBuckets:
         follower = run.follower()
         if follower.alive():
             return f"s3: follower already running (pid {follower.pid})"
-        pairs = [[old, new] for old, new in zip(run.from_side.buckets, run.to_side.buckets, strict=True)]
+        pairs = [[old, new] for old, new in _pairs(run)]
         job = S3FollowJob(pairs, follower.status_file, str(run.work_dir))
         pid = follower.start(job, ready_phase="live", timeout=_FIRST_PASS_TIMEOUT_SECONDS)
         return f"s3: first pass done, following uploads (pid {pid})"
@@ -97,7 +97,7 @@ class FollowBuckets:
             run.say("s3 follower was not running to the end; the sync after the switch lists everything")
         hold_path(follower.status_file).unlink(missing_ok=True)
         done, arrived, deleted, lag, conflicts = [], 0, 0, 0.0, []
-        for old, new in self._pairs(run):
+        for old, new in _pairs(run):
             with Ledger(ledger_path(run.work_dir, old, new)) as ledger:
                 result = sync_after_switch(
                     f"s3://{old}", f"s3://{new}", run.from_side.credentials, run.to_side.credentials, ledger
@@ -120,16 +120,13 @@ class FollowBuckets:
 
     def verify(self, run: S3Run) -> list[StoreVerify]:
         reports = []
-        for old, new in self._pairs(run):
+        for old, new in _pairs(run):
             with Ledger(ledger_path(run.work_dir, old, new)) as ledger:
                 report = verify_after_switch(
                     f"s3://{old}", f"s3://{new}", run.from_side.credentials, run.to_side.credentials, ledger
                 )
             reports.append(StoreVerify.of(f"s3:{old}", report))
         return reports
-
-    def _pairs(self, run: S3Run) -> list[tuple[str, str]]:
-        return list(zip(run.from_side.buckets, run.to_side.buckets, strict=True))
 
 
 class S3Store(Store[StackConfig, S3State, BucketsSide]):
@@ -157,7 +154,7 @@ class S3Store(Store[StackConfig, S3State, BucketsSide]):
         return run.to_side.app_config()
 
     def recorded(self, run: S3Run) -> dict[str, Any]:
-        return {"buckets": dict(zip(run.from_side.buckets, run.to_side.buckets, strict=True))}
+        return {"buckets": dict(_pairs(run))}
 
     def copy_live(self, run: S3Run) -> str:
         return self.strategy.copy_live(run)
@@ -194,10 +191,16 @@ class S3Store(Store[StackConfig, S3State, BucketsSide]):
         return "s3 follower stopped" if run.follower().stop() else ""
 
     def cleanup(self, run: S3Run) -> str:
-        for old, new in zip(run.from_side.buckets, run.to_side.buckets, strict=True):
-            for path in ledger_path(run.work_dir, old, new).parent.glob(ledger_path(run.work_dir, old, new).name + "*"):
+        for old, new in _pairs(run):
+            ledger = ledger_path(run.work_dir, old, new)
+            for path in ledger.parent.glob(ledger.name + "*"):  # with SQLite's -wal and -shm beside it
                 path.unlink(missing_ok=True)
         return ""
+
+
+def _pairs(run: S3Run) -> list[tuple[str, str]]:
+    """(old bucket, new bucket) for each moved bucket, from ``from_side`` to ``to_side``."""
+    return list(zip(run.from_side.buckets, run.to_side.buckets, strict=True))
 
 
 def _moved_buckets(config: StackConfig) -> list[BucketConfig]:
