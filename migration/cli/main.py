@@ -30,6 +30,7 @@ _GROUPS = {
     "run": "migration.cli.run",
     "rollback": "migration.cli.run",
     "record": "migration.cli.run",
+    "status": "migration.cli.run",
     "rehearse": "migration.cli.rehearse",
 }
 

@@ -1,4 +1,4 @@
-"""``ferry run``, ``ferry rollback`` and ``ferry record``: the runbook on one stack."""
+"""``ferry run``, ``ferry rollback``, ``ferry record`` and ``ferry status``: the runbook on one stack."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from migration.errors import UsageError
 from migration.runbook import RunReport, RunSettings
 from migration.runbook import rollback as run_rollback
 from migration.runbook import run as run_runbook
+from migration.runbook import status as run_status
 from migration.runbook.run import PHASE_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,10 +138,22 @@ def run(
 @click.command()
 @_stack_options
 @json_option
+@click.option(
+    "--discard-writes-since-switch",
+    is_flag=True,
+    help="After the switch: go back although what the app wrote to the new stores since stays there.",
+)
 @handle_errors
-def rollback(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
-    """Put STACK's app back on the old database (via the rollback alias) and unfreeze it."""
-    report = run_rollback(_settings(stack, root, state_dir, **given), say=_say)
+def rollback(
+    stack: str, root: Path, state_dir: Path | None, as_json: bool, discard_writes_since_switch: bool, **given: Any
+) -> None:
+    """Put STACK's app back on the old database (via the rollback alias) and unfreeze it.
+
+    After the switch the app has written to the new stores: a rollback then leaves those writes behind,
+    and is refused without --discard-writes-since-switch (it says what it would leave).
+    """
+    settings = _settings(stack, root, state_dir, **given)
+    report = run_rollback(settings, say=_say, discard_writes_since_switch=discard_writes_since_switch)
     _show(report, as_json)
 
 
@@ -153,3 +166,18 @@ def record(stack: str, root: Path, state_dir: Path | None, as_json: bool, **give
     settings = _settings(stack, root, state_dir, yes=True, **given)
     report = run_runbook(settings, say=_say, confirm=lambda _q: True, start="record", until="record")
     _show(report, as_json)
+
+
+@click.command()
+@_stack_options
+@json_option
+@handle_errors
+def status(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
+    """Where STACK's run stands: its phases, the app frozen or switched, each store's background copy and
+    the writes its target took since the switch. Changes nothing."""
+    report = run_status(_settings(stack, root, state_dir, **given))
+    if as_json:
+        print_json(report.to_json())
+        return
+    for line in report.lines():
+        click.echo(line)

@@ -42,7 +42,14 @@ from migration.postgres.copy.model import CopyOptions, CopyResult, TableResult
 from migration.postgres.copy.pipeline import copy_database
 from migration.postgres.copy.schema import DumpFilters
 from migration.postgres.copy.snapshot import SourceSnapshot
-from migration.postgres.freeze import capture_errors, connect_source, connect_target, set_read_only, target_is_empty
+from migration.postgres.freeze import (
+    capture_errors,
+    connect_source,
+    connect_target,
+    row_writes,
+    set_read_only,
+    target_is_empty,
+)
 from migration.postgres.matviews import matview_identities, sync_matviews
 from migration.postgres.preflight import preflight_database
 from migration.postgres.verify import DatabaseVerifyReport, verify_databases
@@ -93,6 +100,7 @@ __all__ = [
     "refuse_schema_changes",
     "remove_capture",
     "restore_constraints",
+    "row_writes",
     "set_read_only",
     "sync_large_objects",
     "sync_matviews",

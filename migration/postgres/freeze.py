@@ -7,12 +7,14 @@ from contextlib import contextmanager
 
 from psycopg import sql
 
+from migration.errors import FerryError
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
 from migration.postgres.copy.target import describe_contents
+from migration.postgres.footprint import FOLLOW_SCHEMA, STATE_SCHEMA
 
-__all__ = ["capture_errors", "connect_source", "connect_target", "set_read_only", "target_is_empty"]
+__all__ = ["capture_errors", "connect_source", "connect_target", "row_writes", "set_read_only", "target_is_empty"]
 
 
 def set_read_only(url: str, on: bool) -> None:
@@ -50,6 +52,23 @@ def target_is_empty(url: str) -> bool:
 def connect_source(url: str) -> Conn:
     """An autocommit connection to the source (errors name the source)."""
     return connect(parse_url(url, "source"), autocommit=True)
+
+
+def row_writes(url: str) -> int | None:
+    """Rows the target's tables took so far (inserted, updated, deleted: the server's own counters, not
+    ferry's schemas), or ``None`` when they cannot be read. A session's writes reach the counters when it
+    ends or within seconds of its transaction; a reset of them (``pg_stat_reset``) takes the number back."""
+    endpoint = parse_url(url, "target")
+    try:
+        with connect(endpoint, autocommit=True) as conn, pg_errors("target", endpoint):
+            row = conn.execute(
+                "SELECT pg_catalog.sum(n_tup_ins + n_tup_upd + n_tup_del)::bigint FROM pg_catalog.pg_stat_user_tables "
+                "WHERE schemaname NOT IN (%s, %s)",
+                (STATE_SCHEMA, FOLLOW_SCHEMA),
+            ).fetchone()
+    except FerryError:
+        return None
+    return int(row[0] or 0) if row else None
 
 
 def connect_target(url: str) -> Conn:

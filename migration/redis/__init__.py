@@ -1,5 +1,7 @@
-"""Redis: copy (scan, live tail or replicaof), verify, preflight, and the read-only freeze."""
+"""Redis: copy (scan, live tail or replicaof), verify (whole, or in proportion to the changes with a witness), preflight,
+and the read-only freeze."""
 
+from migration.redis.changes import LiveRedisVerify, verify_again_live, verify_changed, verify_live
 from migration.redis.copy import RedisCopyOptions, RedisCopyResult, copy_redis
 from migration.redis.freeze import can_pause_writes, pause_writes, resume_writes
 from migration.redis.live import Lag, LiveTail
@@ -10,6 +12,7 @@ from migration.redis.verify import RedisVerifyReport, verify_redis
 
 __all__ = [
     "Lag",
+    "LiveRedisVerify",
     "LiveTail",
     "RedisCopyOptions",
     "RedisCopyResult",
@@ -22,5 +25,8 @@ __all__ = [
     "preflight_redis",
     "resume_writes",
     "stop_replicating",
+    "verify_again_live",
+    "verify_changed",
+    "verify_live",
     "verify_redis",
 ]

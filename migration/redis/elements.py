@@ -15,6 +15,7 @@ __all__ = ["copy_by_elements"]
 
 _CHUNK = 1000
 _TEMP_PREFIX = b"__ferry_tmp__:"
+_TEMP_GROUP = "__ferry_tmp__"
 
 
 def _scan(src: RespConn, command: str, key: bytes) -> Any:
@@ -79,9 +80,44 @@ def _copy_stream(src: RespConn, dst: RespConn, key: bytes, temp: bytes) -> None:
         for entry_id, fields in entries:
             dst.call("XADD", temp, entry_id, *fields)
         last = entries[-1][0]
-    for group in src.call("XINFO", "GROUPS", key):
-        info = dict(zip(group[::2], group[1::2], strict=True))
-        dst.call("XGROUP", "CREATE", temp, info[b"name"], info[b"last-delivered-id"], "MKSTREAM")
+    try:
+        full = _pairs(src.call("XINFO", "STREAM", key, "FULL", "COUNT", 0))
+    except DatabaseError:  # before Redis 6.0: the groups, without what is pending
+        for group in src.call("XINFO", "GROUPS", key):
+            info = _pairs(group)
+            dst.call("XGROUP", "CREATE", temp, info[b"name"], info[b"last-delivered-id"], "MKSTREAM")
+        return
+    # An empty stream (trimmed, every entry deleted, made by MKSTREAM) has no entry to make it exist.
+    dst.call("XGROUP", "CREATE", temp, _TEMP_GROUP, "$", "MKSTREAM")
+    dst.call("XGROUP", "DESTROY", temp, _TEMP_GROUP)
+    # Later XADD * ids go on from the same place (and Redis 7's counts, where the target has them).
+    _newer_or_not(dst, ("XSETID", temp, full[b"last-generated-id"]),
+                  ("ENTRIESADDED", full.get(b"entries-added"), "MAXDELETEDID", full.get(b"max-deleted-entry-id")))  # fmt: skip
+    for group in map(_pairs, full.get(b"groups") or []):
+        name = group[b"name"]
+        _newer_or_not(dst, ("XGROUP", "CREATE", temp, name, group[b"last-delivered-id"]),
+                      ("ENTRIESREAD", group.get(b"entries-read")))  # fmt: skip
+        for consumer in map(_pairs, group[b"consumers"]):
+            dst.call("XGROUP", "CREATECONSUMER", temp, name, consumer[b"name"])
+        for entry_id, consumer, delivered_at, deliveries in group[b"pending"]:
+            # Pending again for the same consumer, delivered as often and when it was.
+            dst.call("XCLAIM", temp, name, consumer, 0, entry_id, "TIME", delivered_at, "RETRYCOUNT", deliveries,
+                     "FORCE", "JUSTID")  # fmt: skip
+
+
+def _newer_or_not(dst: RespConn, command: tuple[Any, ...], newer: tuple[Any, ...]) -> None:
+    """*command* with Redis 7's *newer* options where the source gave them and the target takes them."""
+    if all(value is not None for value in newer[1::2]):
+        try:
+            dst.call(*command, *newer)
+            return
+        except DatabaseError:
+            pass  # an older target: without them
+    dst.call(*command)
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 _COPIERS: dict[bytes, Callable[[RespConn, RespConn, bytes, bytes], None]] = {
@@ -110,8 +146,8 @@ def remove_leftovers(dst: RespConn, batch: int = 1000) -> int:
 def copy_by_elements(src: RespConn, dst: RespConn, key: bytes, expire_at_ms: int | None) -> bool:
     """Copy *key* with ordinary commands; ``False`` when it vanished meanwhile.
 
-    Stream consumer groups keep their last-delivered id; their pending entries are not
-    carried (no command recreates them).
+    A stream keeps its last id, its consumer groups their last-delivered id, consumers and pending
+    entries (from Redis 6.0 on; an entry deleted while pending cannot be pending again).
     """
     kind = src.call("TYPE", key)
     if kind == b"none":

@@ -24,7 +24,7 @@ from migration.redis.info import keyspace
 from migration.redis.url import parse_redis_pair
 from migration.verify import Difference, VerifyReport
 
-__all__ = ["RedisVerifyReport", "verify_redis"]
+__all__ = ["RedisVerifyReport", "compare_batch", "extras_among", "scan_batches", "verify_redis"]
 
 
 @dataclass
@@ -38,6 +38,8 @@ class RedisVerifyReport(VerifyReport):
     types: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: Keys missing on the target, all of them (the listed differences stop at a cap).
     missing: int = 0
+    #: Keys missing on the target and about to expire on the source (no difference, but not on the target).
+    expiring: int = 0
 
     def add(self, difference: Difference) -> None:
         super().add(difference)
@@ -81,11 +83,28 @@ def _value(conn: RespConn, kind: bytes, key: bytes) -> object:
         items = conn.call("ZRANGE", key, 0, -1, "WITHSCORES")
         return [(m, float(s)) for m, s in zip(items[::2], items[1::2], strict=True)]
     if kind == b"stream":
-        groups = [
-            (g[g.index(b"name") + 1], g[g.index(b"last-delivered-id") + 1]) for g in conn.call("XINFO", "GROUPS", key)
-        ]
-        return (conn.call("XRANGE", key, "-", "+"), sorted(groups))
+        return _stream(conn, key)
     return conn.call("DUMP", key)
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _stream(conn: RespConn, key: bytes) -> object:
+    """Entries, the last ID given out, and every group with its pending entries and consumers; not the
+    times (a consumer's last seen, a delivery's), which a copy keeps but a read on either side moves."""
+    full = _pairs(conn.call("XINFO", "STREAM", key, "FULL", "COUNT", 0))
+    groups = []
+    for group in map(_pairs, full.get(b"groups") or []):
+        pending = sorted((entry[0], entry[1], entry[3]) for entry in group[b"pending"])
+        consumers = sorted(
+            (c[b"name"], sorted((entry[0], entry[2]) for entry in c[b"pending"]))
+            for c in map(_pairs, group[b"consumers"])
+        )
+        groups.append((group[b"name"], group[b"last-delivered-id"], pending, consumers))
+    # Not Redis 7's entries-added and max-deleted-entry-id: an older server has neither.
+    return (full[b"entries"], full.get(b"last-generated-id"), sorted(groups))
 
 
 def _describe(kind: bytes, pttl: int) -> str:
@@ -102,7 +121,7 @@ def _probe(conn: RespConn, keys: list[bytes]) -> list[tuple[bytes, int, bytes | 
     return [(replies[i], int(replies[i + 1]), replies[i + 2]) for i in range(0, len(replies), 3)]
 
 
-def _keys(conn: RespConn, sample: int | None, batch: int) -> Iterator[list[bytes]]:
+def scan_batches(conn: RespConn, sample: int | None, batch: int) -> Iterator[list[bytes]]:
     if sample is not None:
         keys = {conn.call("RANDOMKEY") for _ in range(sample)} - {None}
         yield sorted(keys)
@@ -121,7 +140,7 @@ def _gone(kind: bytes, pttl: int, dump: bytes | None) -> bool:
     return kind == b"none" or pttl == -2 or dump is None
 
 
-def _compare_batch(
+def compare_batch(
     src: RespConn, dst: RespConn, db: int, keys: list[bytes], tolerance_ms: int, report: RedisVerifyReport,
     types: tuple[Counter[str], Counter[str]], differing: set[bytes], pool: ThreadPoolExecutor,
 ) -> None:  # fmt: skip
@@ -141,6 +160,8 @@ def _compare_batch(
         found = _key_differences(src, dst, key, (s_kind, s_ttl, s_dump), (d_kind, d_ttl, d_dump), tolerance_ms)
         if not _gone(d_kind, d_ttl, d_dump):
             types[1][d_kind.decode()] += 1
+        elif not found:
+            report.expiring += 1  # in the source's count, not in the target's: no sign of a key only it has
         for kind, source, target in found:
             report.add(_difference(kind, db, key, source, target))
         if found:
@@ -179,14 +200,25 @@ def _lasting(conn: RespConn, key: bytes, tolerance_ms: int) -> bool:
 
 
 def _extra_keys(
-    src: RespConn, dst: RespConn, db: int, report: RedisVerifyReport, batch: int, tolerance_ms: int
-) -> None:
+    src: RespConn, dst: RespConn, db: int, report: RedisVerifyReport, batch: int, tolerance_ms: int,
+    differing: set[bytes] | None = None,
+) -> None:  # fmt: skip
     """Keys only the target has (looked for only when the counts say there are some)."""
-    for keys in _keys(dst, None, batch):
-        exists = src.pipeline([encode("EXISTS", k) for k in keys])
-        for key, present in zip(keys, exists, strict=True):
-            if not present and _lasting(dst, key, tolerance_ms):
-                report.add(_difference("extra on target", db, key, "-", "present"))
+    for keys in scan_batches(dst, None, batch):
+        extras_among(src, dst, db, keys, report, tolerance_ms, differing)
+
+
+def extras_among(
+    src: RespConn, dst: RespConn, db: int, keys: list[bytes], report: RedisVerifyReport, tolerance_ms: int,
+    differing: set[bytes] | None = None,
+) -> None:  # fmt: skip
+    """Which of *keys* the target holds and the source does not; each goes into *differing* too."""
+    exists = src.pipeline([encode("EXISTS", k) for k in keys])
+    for key, present in zip(keys, exists, strict=True):
+        if not present and _lasting(dst, key, tolerance_ms):
+            report.add(_difference("extra on target", db, key, "-", "present"))
+            if differing is not None:
+                differing.add(key)
 
 
 def verify_redis(
@@ -206,13 +238,13 @@ def verify_redis(
         for db in sorted(src_dbs.keys() | dst_dbs.keys()):
             src.select(db)
             dst.select(db)
-            missing_before, differing = report.missing, set[bytes]()
-            for keys in _keys(src, sample, batch):
-                _compare_batch(src, dst, db, keys, ttl_tolerance_ms, report, types, differing, pool)
-            missing = report.missing - missing_before
+            missing_before, expiring_before, differing = report.missing, report.expiring, set[bytes]()
+            for keys in scan_batches(src, sample, batch):
+                compare_batch(src, dst, db, keys, ttl_tolerance_ms, report, types, differing, pool)
+            not_on_target = report.missing - missing_before + report.expiring - expiring_before
             src_count, dst_count = int(src.call("DBSIZE")), int(dst.call("DBSIZE"))
             report.databases[db] = (src_count, dst_count)
-            if sample is None and dst_count + missing > src_count:
+            if sample is None and dst_count + not_on_target > src_count:
                 _extra_keys(src, dst, db, report, batch, ttl_tolerance_ms)
     report.types = {k: (types[0][k], types[1][k]) for k in types[0].keys() | types[1].keys()}
     report.seconds = time.monotonic() - started

@@ -12,6 +12,7 @@ until the app ran the new release.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -44,17 +45,29 @@ def copy_live(ctx: RunContext) -> PhaseOutcome:
 
 
 def catch_up(ctx: RunContext) -> PhaseOutcome:
-    tasks: dict[str, Callable[[], str]] = {store.name: partial(store.catch_up, run) for store, run in moved_stores(ctx)}
-    return done("; ".join(d for d in side_by_side(tasks).values() if d) or "no background copy")
+    stores = moved_stores(ctx)
+    tasks: dict[str, Callable[[], str]] = {store.name: partial(store.catch_up, run) for store, run in stores}
+    details = [d for d in side_by_side(tasks).values() if d]
+    # The stores caught up side by side, the slowest setting the pace: what changed meanwhile is compared now.
+    last: dict[str, Callable[[], str]] = {store.name: partial(store.last_live_pass, run) for store, run in stores}
+    details += [d for d in side_by_side(last).values() if d]
+    return done("; ".join(details) or "no background copy")
 
 
 def final_sync(ctx: RunContext) -> PhaseOutcome:
     stores = moved_stores(ctx)
     progress_for = _progress_for(len(stores))
     tasks: dict[str, Callable[[], str]] = {
-        store.name: partial(store.final_sync, run, progress_for) for store, run in stores
+        store.name: partial(_timed, partial(store.final_sync, run, progress_for)) for store, run in stores
     }
     return done("; ".join(side_by_side(tasks).values()) or "nothing to copy")
+
+
+def _timed(task: Callable[[], str]) -> str:
+    """Inside the freeze each store's share of the window is worth saying."""
+    started = time.monotonic()
+    detail = task()
+    return f"{detail} ({time.monotonic() - started:.2f} s)"
 
 
 def after_switch(ctx: RunContext) -> PhaseOutcome:

@@ -13,6 +13,8 @@ straight through the platform.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from migration.platform.rollbackvars import restored_vars
 from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
@@ -45,8 +47,16 @@ def switch(ctx: RunContext) -> PhaseOutcome:
     if already and (ctx.state.releases_in_freeze or not ctx.settings.uses_stack):
         # Set already by a run that crashed before recording it: setting them again restarts every dyno.
         return done(f"{', '.join(sorted(urls))} already point at the target")
-    # The last word before the app moves: the witnesses again, as late as they can be asked.
-    prove_frozen(ctx)
+    stores = moved_stores(ctx)
+    with ThreadPoolExecutor(len(stores) or 1, thread_name_prefix="ferry-count") as pool:
+        # What the targets took so far (nothing writes to them since the drain): a rollback later says how
+        # much the app wrote to them since. Read beside the proof, which is the window's to wait for.
+        counted = [(moved, pool.submit(store.target_writes, moved)) for store, moved in stores]
+        # The last word before the app moves: the witnesses again, as late as they can be asked.
+        prove_frozen(ctx)
+    for moved, writes in counted:
+        moved.state.writes_at_switch = writes.result()
+    ctx.save()
     if ctx.settings.uses_stack:
         # synchronous_commit off and no autovacuum suit the copy, not the app: the same update ends them.
         ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))

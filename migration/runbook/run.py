@@ -32,7 +32,7 @@ from migration.runbook.stores import STORES, moved_stores
 from migration.runbook.verify import verify
 from migration.stackconfig import load_stack_file
 
-__all__ = ["PHASES", "PhaseSummary", "RunReport", "rollback", "run"]
+__all__ = ["PHASES", "PhaseSummary", "RunReport", "open_context", "rollback", "run"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ class RunReport:
         }
 
 
-def _context(settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool]) -> RunContext:
+def open_context(settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool]) -> RunContext:
+    """The run's context: the stack file and the state, each store's section read as its own type."""
     if settings.target_app_url and settings.uses_stack:
         raise UsageError(
             "--target-app-url needs --target-url; with a stack, ferry:migration.appRole picks the role", side="target"
@@ -174,7 +175,7 @@ def run(
     :raises FerryError: the phase that failed, with how to resume or roll back.
     """
     with RunLock(settings.state_dir / "lock", settings.stack):
-        ctx = _context(settings, say, confirm)
+        ctx = open_context(settings, say, confirm)
         try:
             if ctx.state.rolled_back:
                 raise RunbookError(
@@ -238,18 +239,43 @@ def _rollback(ctx: RunContext) -> None:
     ctx.say(f"[rollback] done in {time.monotonic() - started:.1f} s")
 
 
-def rollback(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
+def _left_behind(ctx: RunContext) -> str:
+    """How long the app has run on the targets, and what each target counts of the writes it took since."""
+    switch = ctx.state.phases["switch"]
+    minutes = max(0.0, time.time() - switch.started_at - switch.seconds) / 60
+    counted = []
+    for store, run in moved_stores(ctx):
+        before, now = run.state.writes_at_switch, store.target_writes(run)
+        if before is not None and now is not None and now >= before:
+            counted.append(f"{store.name}: {now - before} writes")
+        elif before is not None:
+            counted.append(f"{store.name}: writes not counted (its counters were reset or cannot be read)")
+    return f"{minutes:.0f} min ago" + (f" ({'; '.join(counted)})" if counted else "")
+
+
+def rollback(
+    settings: RunSettings, *, say: Callable[[str], None], discard_writes_since_switch: bool = False
+) -> RunReport:
     """Put the app back on the old stores (through the rollback alias) and unfreeze it.
 
-    :raises RunbookError: the run never reached the freeze, so there is nothing to roll back.
+    :param discard_writes_since_switch: after the switch, go back although what the app wrote to the new
+        stores since stays there (without it, such a rollback is refused, saying what it would leave).
+    :raises RunbookError: the run never reached the freeze, so there is nothing to roll back; or the app
+        has run on the new stores and the writes it made there would be left behind.
     """
     with RunLock(settings.state_dir / "lock", settings.stack):
-        ctx = _context(settings, say, lambda _question: True)
+        ctx = open_context(settings, say, lambda _question: True)
         try:
             if ctx.state.rolled_back:
                 raise RunbookError(f"stack {settings.stack} is already rolled back")
             if "freeze" not in ctx.state.phases:
                 raise RunbookError(f"nothing to roll back: stack {settings.stack}'s app was never frozen")
+            if ctx.state.done("switch") and not discard_writes_since_switch:
+                raise RunbookError(
+                    f"the app has run on the new stores since the switch, {_left_behind(ctx)}: a rollback leaves "
+                    "what it wrote there since on the targets, out of the app's reach; "
+                    "`ferry rollback --discard-writes-since-switch` goes back all the same"
+                )
             _rollback(ctx)
             return RunReport.of(ctx.state)
         finally:

@@ -65,6 +65,8 @@ class StoreState:
     lag_at_freeze: dict[str, float] = field(default_factory=dict)
     #: How its data moves (its strategy's name), as chosen when the copy began: kept to the end of the run.
     strategy: str | None = None
+    #: The target's count of writes as the switch pointed the app at it (where the store keeps one).
+    writes_at_switch: int | None = None
 
     @classmethod
     def from_json(cls: type[Section], data: dict[str, Any]) -> Section:

@@ -96,11 +96,13 @@ def follow_buckets(
             if complete:
                 result.passes += 1
                 began_last = began
-            deadline = time.monotonic() + interval
+            deadline, said = time.monotonic() + interval, 0.0
             while time.monotonic() < deadline and not interrupted():
-                # What is waiting is unknown until the next listing: the lag is the time since the last pass.
-                _write_status(status_file, "live", 0, time.time() - began_last, result.copied)
-                time.sleep(min(0.5, interval))
+                if time.monotonic() - said >= 0.5:
+                    # What is waiting is unknown until the next listing: the lag is the time since the last pass.
+                    _write_status(status_file, "live", 0, time.time() - began_last, result.copied)
+                    said = time.monotonic()
+                time.sleep(0.02)  # a hold is the freeze waiting: noticed within this
         # No last pass: after the switch only the sync that knows the app's writes may write to the new buckets.
         _write_status(status_file, "stopped", 0, time.time() - began_last, result.copied)
     finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -76,10 +76,13 @@ def _timestamp(value: object) -> str:
     return str(value or "")
 
 
-def ahead(items: Iterator[T], capacity: int, name: str) -> Iterator[T]:
+def ahead(items: Iterator[T], capacity: int, name: str, give_up: Callable[[], bool] | None = None) -> Iterator[T]:
     """*items*, produced in a thread at most *capacity* ahead of the consumer.
 
     An error in the producer is raised in the consumer; a consumer that stops early stops it.
+
+    :param give_up: asked while the consumer waits for the next item: true ends the items there (a
+        listing page under way is not waited for; the producer stops at its next item).
     """
     buffer: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=capacity)
     stop = threading.Event()
@@ -106,7 +109,12 @@ def ahead(items: Iterator[T], capacity: int, name: str) -> Iterator[T]:
     thread.start()
     try:
         while True:
-            is_item, value = buffer.get()
+            try:
+                is_item, value = buffer.get(timeout=0.02 if give_up else None)
+            except queue.Empty:
+                if give_up is not None and give_up():
+                    return
+                continue
             if not is_item:
                 if value is not None:
                     raise value

@@ -154,7 +154,8 @@ def sync_buckets(
     with ThreadPoolExecutor(options.jobs, thread_name_prefix="ferry-s3") as pool:
         try:
             # The diff runs ahead of the copies (bounded): its total is known long before they end.
-            for change in ahead(planned(), _DIFF_AHEAD, "ferry-s3-diff"):
+            # Asked while the listings run too: a hold inside the freeze does not wait for a page to arrive.
+            for change in ahead(planned(), _DIFF_AHEAD, "ferry-s3-diff", give_up=interrupted):
                 if interrupted is not None and interrupted():
                     result.interrupted = True
                     break
@@ -176,6 +177,8 @@ def sync_buckets(
                         future.result()
             for future in pending:
                 future.result()
+            if interrupted is not None and interrupted():
+                result.interrupted = True  # perhaps while the diff waited for a listing: not a whole pass
         except BaseException:
             for future in pending:
                 future.cancel()

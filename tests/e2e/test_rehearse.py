@@ -39,6 +39,11 @@ def test_rehearse_moves_every_store_behind_the_fence_without_losing_a_write(tmp_
     assert live_rows > 20_000
     postgres = result["verification"]["postgres"]
     assert postgres["details"]["mode"] == "changes" and postgres["checked"]["rows"] < live_rows
+    # Redis the same way: every key while live; inside the freeze the keys the witnesses saw written since.
+    live_keys = int(details["catch-up"].split("redis: verified live: ")[1].split(" keys")[0])
+    redis_check = result["verification"]["redis"]
+    assert live_keys > 2000 and redis_check["checked"]["keys"] < live_keys / 4
+    assert "written since the live pass" in redis_check["notes"][0]
     freeze = result["freeze"]
     assert freeze["mode"] == "fence" and set(freeze["lag_before"]) == {"postgres", "redis", "s3"}
     assert freeze["seconds"] >= sum(freeze["phases"].values()) - 0.01

@@ -61,7 +61,7 @@ def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None
     assert world.state()["phases"]["verify"]["attempts"] == 2 and world.state()["phases"]["freeze"]["attempts"] == 1
     assert world.writes() == CUTOVER
 
-    back = world.ferry("rollback", "--json")
+    back = world.ferry("rollback", "--discard-writes-since-switch", "--json")
     assert back.code == 0, back.output
     assert world.writes()[len(CUTOVER) :] == [
         "config DATABASE_URL=unset REDIS_URL=unset",
@@ -298,7 +298,7 @@ def test_read_only_freeze_leaves_the_old_stores_closed_after_the_switch(world: W
         cache.set("written:after:switch", "lost?")
     unfreeze = world.state()["phases"]["unfreeze"]["detail"]
     assert "old stores stay read-only" in unfreeze
-    assert world.ferry("rollback").code == 0
+    assert world.ferry("rollback", "--discard-writes-since-switch").code == 0
     world.source_db.execute("INSERT INTO orders VALUES (9999, 'after rollback')")
 
 
@@ -507,7 +507,7 @@ def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> No
     ):
         stale.execute("INSERT INTO orders VALUES (7000, 'a stale dyno')")
     # ... until rollback opens it again.
-    assert world.ferry("rollback").code == 0
+    assert world.ferry("rollback", "--discard-writes-since-switch").code == 0
     world.source_db.execute("INSERT INTO orders VALUES (7000, 'after the rollback')")
 
 
@@ -600,7 +600,7 @@ def test_a_rollback_stands_when_capture_cannot_come_off_yet(world: World) -> Non
     locker = psycopg.connect(world.source_db.url)
     locker.execute("LOCK TABLE orders IN SHARE MODE")  # as a long transaction would
     try:
-        rolled = world.ferry("rollback", "--json")
+        rolled = world.ferry("rollback", "--discard-writes-since-switch", "--json")
         assert rolled.code == 0, rolled.output
         detail = world.state()["phases"]["rollback"]["detail"]
         assert "change capture is still on the source" in detail and "ferry pg capture remove" in detail

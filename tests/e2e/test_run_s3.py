@@ -77,7 +77,7 @@ def test_a_fenced_run_moves_the_buckets_and_the_apps_variables_and_a_rollback_pu
         assert secret not in finished.output
         assert secret not in (world.root / ".ferry" / "test" / "state.json").read_text()
 
-    back = world.ferry("rollback")
+    back = world.ferry("rollback", "--discard-writes-since-switch")
     assert back.code == 0, back.output
     config = world.fake.apps["shop"].config
     assert config["S3_BUCKET"] == OLD_BUCKET and config["AWS_ACCESS_KEY_ID"] == "HEROKU-ERA-KEY"

@@ -178,7 +178,7 @@ def test_a_registered_toy_store_is_driven_through_every_phase(
     assert (source / ".frozen").exists()  # after the switch the old side stays closed, as the real ones do
     assert [phase.name for phase in report.phases][-1] == "cleanup"
 
-    rollback(settings, say=lambda _line: None)
+    rollback(settings, say=lambda _line: None, discard_writes_since_switch=True)
 
     calls = json.loads(settings.state_file.read_text())["stores"]["toy"]["calls"]
     assert calls[-3:] == ["stop_following", "unfreeze_writes", "cleanup"]

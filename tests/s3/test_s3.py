@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -293,3 +294,28 @@ def test_progress_knows_the_total_once_the_listings_are_read(
     assert result.copied == 40
     with_eta = [line for line in lines.getvalue().splitlines() if "ETA" in line]
     assert with_eta and all("of ~40" in line for line in with_eta)
+
+
+def test_a_wait_for_a_listing_page_ends_when_the_consumer_gives_up() -> None:
+    """A hold inside the freeze must not wait for a listing page (seconds on a big bucket) to arrive."""
+    import threading
+    import time
+
+    from migration.s3.listing import ahead
+
+    release = threading.Event()
+
+    def slow_pages() -> Iterator[int]:
+        yield 1
+        release.wait(10)  # a page that takes long to come
+        yield 2
+
+    held = threading.Event()
+    started = time.monotonic()
+    seen = []
+    for item in ahead(slow_pages(), 4, "test-ahead", give_up=held.is_set):
+        seen.append(item)
+        threading.Timer(0.2, held.set).start()
+    assert seen == [1] and time.monotonic() - started < 2
+    release.set()
+    assert list(ahead(iter([1, 2, 3]), 1, "test-ahead", give_up=lambda: False)) == [1, 2, 3]

@@ -264,6 +264,11 @@ class Store(Generic[Config, Section, Endpoint]):
             return ""
         return f"{self.name}: {status.queued} changes waiting, {status.seconds_behind:.1f} s behind"
 
+    def last_live_pass(self, run: StoreRun[Config, Section, Endpoint]) -> str:
+        """At the end of ``catch-up``, once every store caught up (one may take minutes): compare again while
+        live what changed since its own live verify, so the freeze has less to compare."""
+        return ""
+
     def freeze_writes(self, run: StoreRun[Config, Section, Endpoint]) -> str:
         """Stop the app's writes to ``from_side``, reads going on (the read-only freeze)."""
         return ""
@@ -299,6 +304,11 @@ class Store(Generic[Config, Section, Endpoint]):
 
     def forget_copy(self, run: StoreRun[Config, Section, Endpoint]) -> None:
         """The app wrote to ``from_side`` again after a final sync: the next one copies anew."""
+
+    def target_writes(self, run: StoreRun[Config, Section, Endpoint]) -> int | None:
+        """A count of the writes ``to_side`` has taken, only ever growing (the switch notes it; a rollback after
+        it says how many the app made since), or ``None`` where the store keeps none."""
+        return None
 
     def finish_target(self, run: StoreRun[Config, Section, Endpoint]) -> str:
         """After the switch and the unfreeze, the app writing to ``to_side``: work that may run meanwhile."""

@@ -17,6 +17,7 @@ from migration.postgres import (
     lower_fence,
     preflight_database,
     raise_fence,
+    row_writes,
     set_read_only,
 )
 from migration.preflight import PreflightReport
@@ -167,6 +168,9 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
 
     def stop_following(self, run: PostgresRun) -> str:
         return "postgres follow stopped" if run.follower().stop() else ""
+
+    def target_writes(self, run: PostgresRun) -> int | None:
+        return row_writes(run.to_side.url)
 
     def finish_target(self, run: PostgresRun) -> str:
         return self.strategy(run).finish_target(run)

@@ -10,11 +10,13 @@ resuming the source's writes are the store's own, whatever the strategy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from migration.errors import PreconditionError, UsageError
 from migration.preflight import PreflightReport
 from migration.redis import (
+    LiveRedisVerify,
     RedisCopyOptions,
     can_pause_writes,
     copy_redis,
@@ -22,6 +24,9 @@ from migration.redis import (
     preflight_redis,
     resume_writes,
     stop_replicating,
+    verify_again_live,
+    verify_changed,
+    verify_live,
     verify_redis,
 )
 from migration.runbook.context import RunSettings
@@ -45,6 +50,9 @@ __all__ = ["LiveCopy", "RedisStore", "ReplicaOf", "ScanInFreeze"]
 
 _SCAN_TIMEOUT_SECONDS = 6 * 3600
 _DRAIN_TIMEOUT_SECONDS = 600
+#: The live verify's witnesses listen from ``catch-up`` to ``verify`` in the process that runs both: a run
+#: resumed in between has none, and its verify compares every key.
+_LIVE_PASSES: dict[Path, LiveRedisVerify] = {}
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,9 @@ class ScanInFreeze:
 
     def copy_live(self, run: RedisRun) -> str:
         return "redis: copied inside the freeze (redisCopy: scan)"
+
+    def catch_up(self, run: RedisRun) -> str:
+        return ""
 
     def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
         # A live copy left from an earlier way of moving it would write into the target after this copy.
@@ -93,6 +104,19 @@ class LiveCopy(ScanInFreeze):
         job = RedisLiveCopyJob(run.from_side.url, run.to_side.url, follower.status_file, merge=run.attempt > 1)
         pid = follower.start(job, ready_phase="live", timeout=_SCAN_TIMEOUT_SECONDS)
         return f"redis: scan done, following live writes (pid {pid})"
+
+    def catch_up(self, run: RedisRun) -> str:
+        """Every key compared while live, witnessed from before the first, so the freeze compares only the
+        keys written since."""
+        forget_live_pass(run)
+        live = verify_live(run.from_side.url, run.to_side.url)
+        if isinstance(live, str):
+            return f"redis: every key is compared inside the freeze ({live})"
+        _LIVE_PASSES[run.follower().status_file] = live
+        return (
+            f"redis: verified live: {live.keys_checked} keys in {live.seconds:.1f} s, "
+            f"{len(live.kept)} to compare again inside the freeze"
+        )
 
     def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
         follower = run.follower()
@@ -203,16 +227,45 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
     def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
         return self.strategy(run).final_sync(run, progress_for)
 
+    def catch_up(self, run: RedisRun) -> str:
+        lag = super().catch_up(run)
+        return "; ".join(d for d in (lag, self.strategy(run).catch_up(run)) if d)
+
+    def last_live_pass(self, run: RedisRun) -> str:
+        live = _LIVE_PASSES.get(run.follower().status_file)
+        if live is None:
+            return ""
+        compared = verify_again_live(run.from_side.url, run.to_side.url, live)
+        if compared is None:
+            forget_live_pass(run)
+            return "redis: the witness cannot say what changed any more: every key is compared inside the freeze"
+        return f"redis: {compared} keys written since compared again, {len(live.kept)} left to the freeze"
+
     def verify(self, run: RedisRun) -> list[StoreVerify]:
-        report = verify_redis(run.from_side.url, run.to_side.url, tls_skip_verify=False)
+        live = _LIVE_PASSES.pop(run.follower().status_file, None)
+        if live is None:
+            report = verify_redis(run.from_side.url, run.to_side.url)
+        else:
+            report = verify_changed(run.from_side.url, run.to_side.url, live)
         return [StoreVerify.of(run.name, report)]
 
+    def forget_copy(self, run: RedisRun) -> None:
+        forget_live_pass(run)
+
     def stop_following(self, run: RedisRun) -> str:
+        forget_live_pass(run)
         stopped = run.follower().stop()
         if isinstance(self.strategy(run), ReplicaOf):
             # A killed replicating worker left the target replicating the old source, its password set.
             stop_replicating(run.to_side.url)
         return "redis live copy stopped" if stopped else ""
+
+
+def forget_live_pass(run: RedisRun) -> None:
+    """The live pass (if this process made one) no longer stands: its witnesses stop listening."""
+    live = _LIVE_PASSES.pop(run.follower().status_file, None)
+    if live is not None:
+        live.close()
 
 
 def _without_certificate_check(url: str) -> str:

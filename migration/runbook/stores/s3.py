@@ -75,7 +75,9 @@ class FollowBuckets:
         its next object), so nothing of ferry's lands in the new buckets once the app writes there."""
         follower = run.follower()
         hold = hold_path(follower.status_file)
-        hold.touch(exist_ok=True)
+        if not hold.exists():
+            hold.touch()
+        # Since the hold began (the freeze's, as writes stopped): the follower may have said "held" already.
         since = hold.stat().st_mtime - 0.001
         deadline = time.monotonic() + _DRAIN_TIMEOUT_SECONDS
         # Said since this hold began: a "held" left from an earlier freeze (a failed verify unfroze the app)
@@ -177,10 +179,20 @@ class S3Store(Store[StackConfig, S3State, BucketsSide]):
         hold_path(run.follower().status_file).unlink(missing_ok=True)  # unfrozen: following again
 
     def final_sync(self, run: S3Run, progress_for: ProgressFor) -> str:
-        return self.strategy.held(run)
+        # Held since the freeze began; the switch waits until the follower says so (``prove_frozen``): a listing
+        # under way may take a while to end, and the other stores' drain and verify go on meanwhile.
+        hold = hold_path(run.follower().status_file)
+        if not hold.exists():  # since when it holds is the file's time: kept
+            hold.touch()
+        return "s3: follower holding (uploads go on to the old buckets until the switch; synced after it)"
 
     def verify(self, run: S3Run) -> list[StoreVerify]:
         return []  # the old buckets take uploads until the switch: compared after it (after_switch)
+
+    def prove_frozen(self, run: S3Run) -> list[StoreVerify]:
+        """Nothing of ferry's is on its way into the new buckets: the app may write there now."""
+        run.say(self.strategy.held(run))
+        return []
 
     def after_switch(self, run: S3Run) -> tuple[str, list[StoreVerify]]:
         """Once the app runs the new release: what the old buckets took since the last pass, then a verify."""

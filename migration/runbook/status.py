@@ -1,0 +1,123 @@
+"""``ferry status``: where a stack's run stands, read from its state, its workers and its targets.
+
+It changes nothing and takes no lock (a run may hold it): the phases done and the next one, whether the
+app is frozen or on the new stores (and since when), each store's background copy (running or not, how
+far behind it last said it was), and what the targets have taken since the switch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from migration.errors import FerryError
+from migration.runbook.context import RunSettings
+from migration.runbook.run import PHASE_NAMES, RunReport, open_context
+from migration.runbook.stores import AnyStore, StoreRun, moved_stores
+
+__all__ = ["StatusReport", "StoreStatus", "status"]
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """One moved store: its background copy and the writes its target took since the switch.
+
+    :param follower: ``running``, ``stopped`` or ``none`` (it never had one, or it was drained).
+    :param said: what the copy last wrote of itself (phase, queued, seconds behind), and how long ago.
+    :param writes_since_switch: counted by the target itself (``None``: not switched, or not counted).
+    """
+
+    name: str
+    follower: str
+    pid: int | None = None
+    said: dict[str, Any] = field(default_factory=dict)
+    writes_since_switch: int | None = None
+
+
+@dataclass
+class StatusReport:
+    """A run's standing; ``to_json()`` is the ``--json`` answer, ``lines()`` the one for people."""
+
+    stack: str
+    started: bool
+    next_phase: str | None
+    frozen: bool
+    switched_seconds_ago: float | None
+    rolled_back: bool
+    stores: list[StoreStatus]
+    run: RunReport
+
+    def to_json(self) -> dict[str, Any]:
+        data = {key: value for key, value in asdict(self).items() if key not in ("run", "stores")}
+        return {**data, "stores": [asdict(s) for s in self.stores], "phases": self.run.to_json()["phases"]}
+
+    def lines(self) -> list[str]:
+        if not self.started:
+            return [f"stack {self.stack}: no run yet (`ferry run --stack {self.stack}` starts one)"]
+        where = "rolled back" if self.rolled_back else f"next phase: {self.next_phase or 'none, the run is over'}"
+        app = "frozen" if self.frozen else "writing"
+        if self.switched_seconds_ago is not None:
+            app += f", on the new stores since {self.switched_seconds_ago / 60:.0f} min"
+        lines = [f"stack {self.stack}: {where}; the app is {app}"]
+        for phase in self.run.phases:
+            lines.append(f"  {phase.name:<12} {phase.status:<8} {phase.seconds:8.1f} s")
+        for store in self.stores:
+            said = ", ".join(f"{k} {v}" for k, v in store.said.items())
+            writes = (
+                "" if store.writes_since_switch is None else f"; {store.writes_since_switch} writes since the switch"
+            )
+            pid = f" (pid {store.pid})" if store.pid else ""
+            lines.append(f"  {store.name}: follower {store.follower}{pid}{' — ' + said if said else ''}{writes}")
+        return lines
+
+
+def status(settings: RunSettings) -> StatusReport:
+    """Where *settings*' stack's run stands; nothing is written anywhere.
+
+    :raises FerryError: the stack file or the state file cannot be read.
+    """
+    ctx = open_context(settings, say=lambda _line: None, confirm=lambda _question: False)
+    try:
+        state = ctx.state
+        next_phase = next((name for name in PHASE_NAMES if not state.done(name)), None)
+        switch = state.phases.get("switch")
+        switched = switch is not None and state.done("switch") and not state.rolled_back
+        stores = [_store_status(store, run, switched) for store, run in moved_stores(ctx)] if state.phases else []
+        return StatusReport(
+            stack=settings.stack,
+            started=bool(state.phases),
+            next_phase=next_phase,
+            frozen=state.frozen,
+            switched_seconds_ago=round(time.time() - switch.started_at - switch.seconds, 1)
+            if switch is not None and switched
+            else None,
+            rolled_back=state.rolled_back,
+            stores=stores,
+            run=RunReport.of(state),
+        )
+    finally:
+        ctx.close()
+
+
+def _store_status(store: AnyStore, run: StoreRun[Any, Any, Any], switched: bool) -> StoreStatus:
+    follower = run.follower()
+    said: dict[str, Any] = {}
+    if (last := follower.status()) is not None:
+        said = {
+            "phase": last.phase,
+            "queued": last.queued,
+            "seconds_behind": last.seconds_behind,
+            "said_seconds_ago": round(max(0.0, time.time() - last.at), 1),
+        }
+    running = follower.alive()
+    state = "running" if running else ("stopped" if follower.pid is not None else "none")
+    writes = None
+    if switched and run.state.writes_at_switch is not None:
+        try:
+            now = store.target_writes(run)
+        except FerryError:
+            now = None
+        if now is not None and now >= run.state.writes_at_switch:
+            writes = now - run.state.writes_at_switch
+    return StoreStatus(store.name, state, follower.pid if running else None, said, writes)
