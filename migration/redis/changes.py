@@ -20,13 +20,19 @@ from dataclasses import dataclass, field
 from migration.redis.connection import RespConn
 from migration.redis.info import keyspace
 from migration.redis.url import parse_redis_pair
-from migration.redis.verify import RedisVerifyReport, compare_batch, extras_among, scan_batches, verify_redis
+from migration.redis.verify import (
+    TTL_TOLERANCE_MS,
+    RedisVerifyReport,
+    compare_batch,
+    extras_among,
+    scan_batches,
+    verify_redis,
+)
 from migration.redis.witness import ChangeWitness, Testimony, start_witness
 
 __all__ = ["LiveRedisVerify", "verify_again_live", "verify_changed", "verify_live"]
 
 _BATCH = 500
-_TOLERANCE_MS = 5000
 
 
 @dataclass
@@ -66,10 +72,10 @@ def verify_live(source_url: str, target_url: str, *, tls_skip_verify: bool = Fal
                 src.select(db)
                 dst.select(db)
                 for keys in scan_batches(src, None, _BATCH):
-                    compare_batch(src, dst, db, keys, _TOLERANCE_MS, scratch, types, live.kept, pool)
+                    compare_batch(src, dst, db, keys, TTL_TOLERANCE_MS, scratch, types, live.kept, pool)
                 # Target-only keys are looked for always: the counts mean little while the app writes.
                 for keys in scan_batches(dst, None, _BATCH):
-                    extras_among(src, dst, db, keys, scratch, _TOLERANCE_MS, live.kept)
+                    extras_among(src, dst, db, keys, scratch, TTL_TOLERANCE_MS, live.kept)
     except BaseException:
         live.close()
         raise
@@ -157,8 +163,8 @@ def _compare_names(src: RespConn, dst: RespConn, names: list[bytes], report: Red
             in_db: set[bytes] = set()
             for start in range(0, len(names), _BATCH):
                 batch = names[start : start + _BATCH]
-                compare_batch(src, dst, db, batch, _TOLERANCE_MS, report, types, in_db, pool)
-                extras_among(src, dst, db, [k for k in batch if k not in in_db], report, _TOLERANCE_MS, in_db)
+                compare_batch(src, dst, db, batch, TTL_TOLERANCE_MS, report, types, in_db, pool)
+                extras_among(src, dst, db, [k for k in batch if k not in in_db], report, TTL_TOLERANCE_MS, in_db)
             differing |= in_db
             report.databases[db] = (int(src.call("DBSIZE")), int(dst.call("DBSIZE")))
     report.types = {k: (types[0][k], types[1][k]) for k in types[0].keys() | types[1].keys()}

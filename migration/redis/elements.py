@@ -10,6 +10,7 @@ from typing import Any
 from migration.crashpoints import crashpoint
 from migration.errors import DatabaseError
 from migration.redis.connection import RespConn, encode
+from migration.redis.info import reply_map, stream_full
 
 __all__ = ["copy_by_elements"]
 
@@ -81,10 +82,10 @@ def _copy_stream(src: RespConn, dst: RespConn, key: bytes, temp: bytes) -> None:
             dst.call("XADD", temp, entry_id, *fields)
         last = entries[-1][0]
     try:
-        full = _pairs(src.call("XINFO", "STREAM", key, "FULL", "COUNT", 0))
+        full = stream_full(src, key)
     except DatabaseError:  # before Redis 6.0: the groups, without what is pending
         for group in src.call("XINFO", "GROUPS", key):
-            info = _pairs(group)
+            info = reply_map(group)
             dst.call("XGROUP", "CREATE", temp, info[b"name"], info[b"last-delivered-id"], "MKSTREAM")
         return
     # An empty stream (trimmed, every entry deleted, made by MKSTREAM) has no entry to make it exist.
@@ -93,11 +94,11 @@ def _copy_stream(src: RespConn, dst: RespConn, key: bytes, temp: bytes) -> None:
     # Later XADD * ids go on from the same place (and Redis 7's counts, where the target has them).
     _newer_or_not(dst, ("XSETID", temp, full[b"last-generated-id"]),
                   ("ENTRIESADDED", full.get(b"entries-added"), "MAXDELETEDID", full.get(b"max-deleted-entry-id")))  # fmt: skip
-    for group in map(_pairs, full.get(b"groups") or []):
+    for group in map(reply_map, full.get(b"groups") or []):
         name = group[b"name"]
         _newer_or_not(dst, ("XGROUP", "CREATE", temp, name, group[b"last-delivered-id"]),
                       ("ENTRIESREAD", group.get(b"entries-read")))  # fmt: skip
-        for consumer in map(_pairs, group[b"consumers"]):
+        for consumer in map(reply_map, group[b"consumers"]):
             dst.call("XGROUP", "CREATECONSUMER", temp, name, consumer[b"name"])
         for entry_id, consumer, delivered_at, deliveries in group[b"pending"]:
             # Pending again for the same consumer, delivered as often and when it was.
@@ -114,10 +115,6 @@ def _newer_or_not(dst: RespConn, command: tuple[Any, ...], newer: tuple[Any, ...
         except DatabaseError:
             pass  # an older target: without them
     dst.call(*command)
-
-
-def _pairs(flat: list[Any]) -> dict[bytes, Any]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 _COPIERS: dict[bytes, Callable[[RespConn, RespConn, bytes, bytes], None]] = {

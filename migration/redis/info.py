@@ -8,7 +8,7 @@ import hiredis
 
 from migration.redis.connection import RespConn
 
-__all__ = ["config_get", "info", "keyspace", "version"]
+__all__ = ["config_get", "info", "keyspace", "reply_map", "stream_full", "version"]
 
 
 def info(conn: RespConn, section: str = "everything") -> dict[str, str]:
@@ -44,3 +44,13 @@ def config_get(conn: RespConn, name: str) -> str | None:
         return None
     values = list(reply)
     return values[1].decode() if len(values) >= 2 else None
+
+
+def reply_map(flat: list[Any]) -> dict[bytes, Any]:
+    """A RESP2 reply of alternating names and values (``XINFO``, ``CLIENT TRACKINGINFO``) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def stream_full(conn: RespConn, key: bytes) -> dict[bytes, Any]:
+    """``XINFO STREAM key FULL COUNT 0`` (Redis 6.0+): every entry, group, consumer and pending entry."""
+    return reply_map(conn.call("XINFO", "STREAM", key, "FULL", "COUNT", 0))

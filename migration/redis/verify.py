@@ -20,11 +20,14 @@ from typing import Any
 import hiredis
 
 from migration.redis.connection import RespConn, encode, translate
-from migration.redis.info import keyspace
+from migration.redis.info import keyspace, reply_map, stream_full
 from migration.redis.url import parse_redis_pair
 from migration.verify import Difference, VerifyReport
 
-__all__ = ["RedisVerifyReport", "compare_batch", "extras_among", "scan_batches", "verify_redis"]
+__all__ = ["TTL_TOLERANCE_MS", "RedisVerifyReport", "compare_batch", "extras_among", "scan_batches", "verify_redis"]
+
+#: TTLs may differ by this much (time passes between the reads); a key closer to its end is going anyway.
+TTL_TOLERANCE_MS = 5000
 
 
 @dataclass
@@ -87,20 +90,16 @@ def _value(conn: RespConn, kind: bytes, key: bytes) -> object:
     return conn.call("DUMP", key)
 
 
-def _pairs(flat: list[Any]) -> dict[bytes, Any]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
 def _stream(conn: RespConn, key: bytes) -> object:
     """Entries, the last ID given out, and every group with its pending entries and consumers; not the
     times (a consumer's last seen, a delivery's), which a copy keeps but a read on either side moves."""
-    full = _pairs(conn.call("XINFO", "STREAM", key, "FULL", "COUNT", 0))
+    full = stream_full(conn, key)
     groups = []
-    for group in map(_pairs, full.get(b"groups") or []):
+    for group in map(reply_map, full.get(b"groups") or []):
         pending = sorted((entry[0], entry[1], entry[3]) for entry in group[b"pending"])
         consumers = sorted(
             (c[b"name"], sorted((entry[0], entry[2]) for entry in c[b"pending"]))
-            for c in map(_pairs, group[b"consumers"])
+            for c in map(reply_map, group[b"consumers"])
         )
         groups.append((group[b"name"], group[b"last-delivered-id"], pending, consumers))
     # Not Redis 7's entries-added and max-deleted-entry-id: an older server has neither.
@@ -222,7 +221,7 @@ def extras_among(
 
 
 def verify_redis(
-    source_url: str, target_url: str, *, sample: int | None = None, ttl_tolerance_ms: int = 5000,
+    source_url: str, target_url: str, *, sample: int | None = None, ttl_tolerance_ms: int = TTL_TOLERANCE_MS,
     tls_skip_verify: bool = False, batch: int = 500,
 ) -> RedisVerifyReport:  # fmt: skip
     """Compare every database of the two servers (or *sample* random keys of each).
