@@ -68,6 +68,10 @@ class StoreState:
     #: The target's count of writes as the switch pointed the app at it (where the store keeps one).
     writes_at_switch: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.writes_at_switch is not None and self.writes_at_switch < 0:
+            raise ValueError(f"writes_at_switch: {self.writes_at_switch} is no count of writes")
+
     @classmethod
     def from_json(cls: type[Section], data: dict[str, Any]) -> Section:
         """The section *data* holds, every field of its type (fields this store does not know are dropped,

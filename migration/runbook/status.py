@@ -58,7 +58,7 @@ class StatusReport:
         where = "rolled back" if self.rolled_back else f"next phase: {self.next_phase or 'none, the run is over'}"
         app = "frozen" if self.frozen else "writing"
         if self.switched_seconds_ago is not None:
-            app += f", on the new stores since {self.switched_seconds_ago / 60:.0f} min"
+            app = f"writing to the new stores since {self.switched_seconds_ago / 60:.0f} min"
         lines = [f"stack {self.stack}: {where}; the app is {app}"]
         for phase in self.run.phases:
             lines.append(f"  {phase.name:<12} {phase.status:<8} {phase.seconds:8.1f} s")
@@ -88,7 +88,8 @@ def status(settings: RunSettings) -> StatusReport:
             stack=settings.stack,
             started=bool(state.phases),
             next_phase=next_phase,
-            frozen=state.frozen,
+            # After the switch a read-only or fenced freeze stays on the old stores only: the app writes.
+            frozen=state.frozen and not switched,
             switched_seconds_ago=round(time.time() - switch.started_at - switch.seconds, 1)
             if switch is not None and switched
             else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.helpers import assert_one_line_error
 from tests.support.world import World, stack_file
 
@@ -20,6 +22,14 @@ def test_a_rollback_after_the_switch_says_what_it_would_leave_and_needs_the_flag
     assert "postgres: 3 writes" in refused.output and "--discard-writes-since-switch" in refused.output
     assert world.writes() == cutover  # refused before anything changed
     assert "rollback" not in world.state()["phases"]
+    # A state that says the target had fewer than no writes at the switch is refused, not counted from.
+    state_file = world.root / ".ferry" / "test" / "state.json"
+    kept = state_file.read_text()
+    edited = json.loads(kept)
+    edited["stores"]["postgres"]["writes_at_switch"] = -5
+    state_file.write_text(json.dumps(edited))
+    assert_one_line_error(world.ferry("rollback"), "writes_at_switch", "no count of writes")
+    state_file.write_text(kept)
     back = world.ferry("rollback", "--discard-writes-since-switch")
     assert back.code == 0, back.output
     assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
@@ -47,8 +57,13 @@ def test_status_says_where_the_run_stands_and_what_the_target_took_since_the_swi
     world.target_db.execute("INSERT INTO orders VALUES (9001, 'on the target')")
     after = world.ferry("status", "--json")
     assert after.json["next_phase"] is None and after.json["switched_seconds_ago"] >= 0
+    assert after.json["frozen"] is False  # the old stores stay closed; the app writes to the new ones
     stores = {s["name"]: s for s in after.json["stores"]}
     assert stores["postgres"]["follower"] == "none" and stores["postgres"]["writes_since_switch"] == 1
     text = world.ferry("status")
-    assert text.code == 0 and "on the new stores since" in text.output and "1 writes since the switch" in text.output
+    assert (
+        text.code == 0
+        and "writing to the new stores since" in text.output
+        and "1 writes since the switch" in text.output
+    )
     assert world.ferry("status", "--stack", "../x").code == 2

@@ -86,6 +86,7 @@ class PostgresState(StoreState):
     witness: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # Read from the state file: what the freeze and the verify will take apart is checked now.
         for entry in self.deferred_ranges:
             if len(entry) != 3:
