@@ -250,6 +250,14 @@ class MigrationConfig(_Model):
     app_role: Literal["app", "owner"] = "app"
     smoke_urls: list[str] = Field(default_factory=list)
     rollback_on_smoke_failure: bool = False
+    #: Follow the new stores back into the old ones from the switch until ``ferry finish``, so that a rollback
+    #: after the switch loses no write. Unset: on with capture (the follow back is capture on the target).
+    reverse: bool | None = None
+
+    @property
+    def follows_back(self) -> bool:
+        """The stores are followed back from the switch until ``ferry finish``."""
+        return self.capture if self.reverse is None else self.reverse
 
     @model_validator(mode="before")
     @classmethod
@@ -263,6 +271,8 @@ class MigrationConfig(_Model):
     def _every_store_freezes(self) -> MigrationConfig:
         if "redis_copy" in self.model_fields_set and not self.redis:
             raise ValueError("redisCopy says how Redis moves: it needs redis: true")
+        if self.reverse and self.postgres and not self.capture:
+            raise ValueError("reverse: true needs capture: true (the follow back is capture on the target)")
         if self.freeze == "fence" and not (self.capture and self.postgres):
             raise ValueError("freeze: fence needs capture: true (the fence is capture's triggers refusing writes)")
         return self

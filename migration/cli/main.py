@@ -29,6 +29,7 @@ _GROUPS = {
     "s3": "migration.cli.s3",
     "run": "migration.cli.run",
     "rollback": "migration.cli.run",
+    "finish": "migration.cli.run",
     "record": "migration.cli.run",
     "status": "migration.cli.run",
     "rehearse": "migration.cli.rehearse",

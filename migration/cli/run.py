@@ -13,6 +13,7 @@ import click
 from migration.cli.common import handle_errors, json_option, print_json
 from migration.errors import UsageError
 from migration.runbook import RunReport, RunSettings
+from migration.runbook import finish as run_finish
 from migration.runbook import rollback as run_rollback
 from migration.runbook import run as run_runbook
 from migration.runbook import status as run_status
@@ -147,13 +148,28 @@ def run(
 def rollback(
     stack: str, root: Path, state_dir: Path | None, as_json: bool, discard_writes_since_switch: bool, **given: Any
 ) -> None:
-    """Put STACK's app back on the old database (via the rollback alias) and unfreeze it.
+    """Put STACK's app back on the old stores and unfreeze it.
 
-    After the switch the app has written to the new stores: a rollback then leaves those writes behind,
-    and is refused without --discard-writes-since-switch (it says what it would leave).
+    Before the switch: the old database through its rollback alias, as it was at the freeze. After it, with
+    the follow back (migration.reverse, on with capture): the cutover in reverse — the new stores frozen,
+    followed back to their last write, verified, the app switched back — losing no write. Without a follow
+    back (off, stopped, or ended by `ferry finish`) the writes since the switch would stay behind: refused
+    without --discard-writes-since-switch (it says what it would leave).
     """
     settings = _settings(stack, root, state_dir, **given)
     report = run_rollback(settings, say=_say, discard_writes_since_switch=discard_writes_since_switch)
+    _show(report, as_json)
+
+
+@click.command()
+@_stack_options
+@json_option
+@handle_errors
+def finish(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
+    """Make STACK's move final: stop following the new stores back and take capture off both sides.
+
+    The point of no return: a rollback afterwards would leave what the app wrote since behind."""
+    report = run_finish(_settings(stack, root, state_dir, **given), say=_say)
     _show(report, as_json)
 
 

@@ -1,6 +1,7 @@
 """PostgreSQL: copy, verify, preflight, and change capture on the source."""
 
 from migration.postgres.capture import (
+    BackOrigin,
     CaptureSettings,
     CaptureStatus,
     DeferredRange,
@@ -13,16 +14,23 @@ from migration.postgres.capture import (
     apply_batch,
     await_copied_constraints,
     await_validation,
+    begin_follow_back,
     capture_status,
     copy_keyless_tables,
     drain_frozen,
     drain_to_marker,
+    end_follow_back,
     ensure_capture,
+    fence_with_passage,
     follow_changes,
     forget_follow,
     install_capture,
     large_object_count,
     lower_fence,
+    new_salt,
+    open_follow_back,
+    passage_digest,
+    passage_token,
     prepare_target,
     raise_fence,
     read_identity,
@@ -36,6 +44,7 @@ from migration.postgres.capture import (
     verify_changes,
     verify_frozen,
     verify_live,
+    with_passage,
 )
 from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.copy.model import CopyOptions, CopyResult, TableResult
@@ -56,6 +65,7 @@ from migration.postgres.verify import DatabaseVerifyReport, verify_databases
 from migration.preflight import Check, PreflightReport
 
 __all__ = [
+    "BackOrigin",
     "CaptureSettings",
     "CaptureStatus",
     "Check",
@@ -77,6 +87,7 @@ __all__ = [
     "apply_batch",
     "await_copied_constraints",
     "await_validation",
+    "begin_follow_back",
     "capture_errors",
     "capture_status",
     "connect_source",
@@ -85,14 +96,20 @@ __all__ = [
     "copy_keyless_tables",
     "drain_frozen",
     "drain_to_marker",
+    "end_follow_back",
     "ensure_capture",
+    "fence_with_passage",
     "follow_changes",
     "forget_follow",
     "install_capture",
     "large_object_count",
     "lower_fence",
     "matview_identities",
+    "new_salt",
+    "open_follow_back",
     "parse_url",
+    "passage_digest",
+    "passage_token",
     "preflight_database",
     "prepare_target",
     "raise_fence",
@@ -112,4 +129,5 @@ __all__ = [
     "verify_databases",
     "verify_frozen",
     "verify_live",
+    "with_passage",
 ]

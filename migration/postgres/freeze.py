@@ -12,7 +12,7 @@ from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import parse_url
 from migration.postgres.copy.target import describe_contents
-from migration.postgres.footprint import FOLLOW_SCHEMA, STATE_SCHEMA
+from migration.postgres.footprint import FOLLOW_SCHEMA, NOT_OUR_SCHEMA, STATE_SCHEMA
 
 __all__ = ["capture_errors", "connect_source", "connect_target", "row_writes", "set_read_only", "target_is_empty"]
 
@@ -62,8 +62,11 @@ def row_writes(url: str) -> int | None:
     try:
         with connect(endpoint, autocommit=True) as conn, pg_errors("target", endpoint):
             row = conn.execute(
-                "SELECT pg_catalog.sum(n_tup_ins + n_tup_upd + n_tup_del)::bigint FROM pg_catalog.pg_stat_user_tables "
-                "WHERE schemaname NOT IN (%s, %s)",
+                # Capture's log too: on a target followed back, every write of the app's is logged there.
+                "SELECT pg_catalog.sum(s.n_tup_ins + s.n_tup_upd + s.n_tup_del)::bigint "
+                "FROM pg_catalog.pg_stat_user_tables s JOIN pg_catalog.pg_class c ON c.oid = s.relid "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                f"WHERE s.schemaname NOT IN (%s, %s) AND {NOT_OUR_SCHEMA}",
                 (STATE_SCHEMA, FOLLOW_SCHEMA),
             ).fetchone()
     except FerryError:

@@ -63,7 +63,8 @@ SELECT c.oid::int, format('%%I.%%I', n.nspname, c.relname),
   LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE c.relkind IN ('r', 'p', 'S') AND c.relpersistence <> 't'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', '_heroku', """
-    + f"'{STATE_SCHEMA}')"
+    # The follow's own record on a target followed back (the forward follow's, dropped once it ends) is no table.
+    + f"'{STATE_SCHEMA}', '{FOLLOW_SCHEMA}')"
     + r"""
    AND n.nspname <> ALL(%(capture)s::text[])
    AND n.nspname NOT LIKE 'pg\_%%'

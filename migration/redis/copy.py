@@ -57,6 +57,8 @@ class RedisCopyOptions:
     live_seconds: float | None = None
     replicaof: bool = False
     merge: bool = False
+    #: Scan every key first; ``False`` (with *live*): the sides are equal already, only what changes is copied.
+    scan: bool = True
     flush_target: bool = False
     tls_skip_verify: bool = False
     max_restore_bytes: int = 256 << 20
@@ -305,7 +307,8 @@ def copy_redis(
             progress.phase("scan")
             progress.set_total(sum(result.databases.values()))
             progress.start_item("keys", "keys", sum(result.databases.values()), sum(result.databases.values()))
-            result.keys = _scan(options, pairs, src_control, result.databases, settings, progress, should_stop)
+            if options.scan or tail is None:
+                result.keys = _scan(options, pairs, src_control, result.databases, settings, progress, should_stop)
             result.scan_seconds = time.monotonic() - started
             progress.finish_item(
                 "keys", f"scanned {result.keys.copied} keys ({result.keys.vanished} vanished) in "

@@ -51,6 +51,8 @@ def catch_up(ctx: RunContext) -> PhaseOutcome:
     # The stores caught up side by side, the slowest setting the pace: what changed meanwhile is compared now.
     last: dict[str, Callable[[], str]] = {store.name: partial(store.last_live_pass, run) for store, run in stores}
     details += [d for d in side_by_side(last).values() if d]
+    if ctx.config.migration.follows_back and not ctx.state.back:
+        details += [d for d in (store.prepare_back(run) for store, run in stores) if d]
     return done("; ".join(details) or "no background copy")
 
 
@@ -95,6 +97,7 @@ def after_switch(ctx: RunContext) -> PhaseOutcome:
     return done(f"{waited}; " + "; ".join(detail for detail, _ in results if detail))
 
 
-def stop_live_copies(ctx: RunContext) -> str:
-    """Stop every background copy without draining it (rollback)."""
-    return "; ".join(d for d in (store.stop_following(run) for store, run in moved_stores(ctx)) if d)
+def stop_live_copies(ctx: RunContext, *, back: bool | None = None) -> str:
+    """Stop every background copy without draining it (rollback); *back*: the follow back's."""
+    stores = moved_stores(ctx, back=back)
+    return "; ".join(d for d in (store.stop_following(run) for store, run in stores) if d)

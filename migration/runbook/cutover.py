@@ -14,10 +14,12 @@ straight through the platform.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from migration.platform.rollbackvars import restored_vars
 from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
+from migration.runbook.parallel import side_by_side
 from migration.runbook.stores import moved_addons, moved_stores
 from migration.runbook.verify import prove_frozen
 
@@ -57,6 +59,10 @@ def switch(ctx: RunContext) -> PhaseOutcome:
     for moved, writes in counted:
         moved.state.writes_at_switch = writes.result()
     ctx.save()
+    if ctx.config.migration.follows_back:
+        # The app may write to the targets from the next release on: the follow back must see every write.
+        began = side_by_side({store.name: partial(store.begin_back, moved) for store, moved in stores})
+        ctx.say("; ".join(d for d in began.values() if d))
     if ctx.settings.uses_stack:
         # synchronous_commit off and no autovacuum suit the copy, not the app: the same update ends them.
         ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))

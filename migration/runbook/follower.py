@@ -76,6 +76,7 @@ class Follower:
         self.status_file = state_dir / f"{name}-live.json"
         self.log_file = state_dir / f"{name}-live.log"
         self._state, self._save = state, save
+        self._child: subprocess.Popen[str] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -108,6 +109,11 @@ class Follower:
         The job, secrets and all, goes through the worker's stdin, never its command line or environment.
         :raises FollowerError: it died or never got ready.
         """
+        self.launch(job)
+        return self.await_ready(ready_phase, timeout)
+
+    def launch(self, job: Job) -> int:
+        """Start a worker for *job* without waiting for it (:meth:`await_ready` does)."""
         self.status_file.unlink(missing_ok=True)
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
@@ -120,15 +126,28 @@ class Follower:
             child.stdin.write(job_to_json(job))
         self._state.pid = child.pid
         self._save()
+        self._child = child
+        return child.pid
+
+    def await_ready(self, ready_phase: str, timeout: float) -> int:
+        """Wait until the worker's status says *ready_phase*; its pid.
+
+        :raises FollowerError: it died or never got ready."""
         deadline = time.monotonic() + timeout
         while (status := self.status()) is None or status.phase != ready_phase:
-            if child.poll() is not None:
+            if not self._running():
                 self._forget()
                 raise FollowerError(f"{self.name} live copy stopped: {self.last_line()}")
             if time.monotonic() > deadline:
                 raise FollowerError(f"{self.name} live copy: not {ready_phase} after {timeout:.0f} s")
-            time.sleep(0.2)
-        return child.pid
+            time.sleep(0.02 if self._child is not None else 0.2)
+        assert self._state.pid is not None
+        return self._state.pid
+
+    def _running(self) -> bool:
+        if self._child is not None:
+            return self._child.poll() is None  # reaped here: a dead child of ours is no zombie taken for alive
+        return self.alive()
 
     def stop(self) -> bool:
         """Ask it to stop, without waiting (rollback). Returns whether one was running."""

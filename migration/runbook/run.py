@@ -1,7 +1,10 @@
 """``ferry run`` and ``ferry rollback``: the runbook as ordered, timed, checkpointed phases.
 
 preflight → provision → copy → alias → catch-up → freeze → final-sync → verify → switch → unfreeze →
-after-switch → smoke → record → cleanup
+after-switch → follow-back → smoke → record → cleanup
+
+and, with the follow back (``migration.reverse``), ``ferry rollback`` after the switch as the same phases
+moving back (:mod:`.back`) until ``ferry finish``.
 
 Each phase's start and end are written to the state file before and after it runs, so a run
 started again after a crash continues with the first phase not done (phases are written to be
@@ -15,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from migration.crashpoints import crashpoint
-from migration.errors import DifferencesFoundError, FerryError, RunbookError, UsageError
+from migration.errors import RunbookError, UsageError
+from migration.runbook.back import FINISH, follow_back, roll_back_after_switch
 from migration.runbook.context import RunContext, RunSettings
 from migration.runbook.copy import after_switch, catch_up, copy_live, final_sync, stop_live_copies
 from migration.runbook.cutover import alias, rollback_cutover, switch
 from migration.runbook.freeze import freeze, unfreeze
 from migration.runbook.lock import RunLock
-from migration.runbook.outcome import PhaseOutcome
+from migration.runbook.phases import Phase, run_phase
 from migration.runbook.preflight import preflight
 from migration.runbook.provision import provision
 from migration.runbook.record import cleanup, record
@@ -32,15 +35,7 @@ from migration.runbook.stores import STORES, moved_stores
 from migration.runbook.verify import verify
 from migration.stackconfig import load_stack_file
 
-__all__ = ["PHASES", "PhaseSummary", "RunReport", "open_context", "rollback", "run"]
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    action: Callable[[RunContext], PhaseOutcome]
-    #: Asked before, unless --yes: it changes what the app's users see.
-    asks: str | None = None
+__all__ = ["PHASES", "PhaseSummary", "RunReport", "finish", "open_context", "rollback", "run"]
 
 
 PHASES: tuple[Phase, ...] = (
@@ -55,6 +50,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("switch", switch, asks="detach DATABASE and point DATABASE_URL (REDIS_URL, the buckets) at the target"),
     Phase("unfreeze", unfreeze),
     Phase("after-switch", after_switch),
+    Phase("follow-back", follow_back),
     Phase("smoke", smoke),
     Phase("record", record),
     Phase("cleanup", cleanup),
@@ -128,38 +124,6 @@ def _selected(state: RunState, start: str | None, until: str | None) -> list[Pha
     return [phase for phase in PHASES[first : last + 1] if start == phase.name or not state.done(phase.name)]
 
 
-def _hint(ctx: RunContext) -> str:
-    stack = ctx.settings.stack
-    hint = f"`ferry run --stack {stack}` resumes"
-    if ctx.state.phases.get("freeze"):
-        hint += f", `ferry rollback --stack {stack}` puts the app back"
-    return hint
-
-
-def _run_phase(ctx: RunContext, phase: Phase) -> None:
-    ctx.state.start(phase.name)
-    ctx.save()
-    ctx.say(f"[{phase.name}] started")
-    started = time.monotonic()
-    try:
-        outcome = phase.action(ctx)
-        crashpoint(f"phase-{phase.name}")  # done, not yet recorded: the next run does it again
-    except FerryError as exc:
-        ctx.state.finish(phase.name, "failed", str(exc), time.monotonic() - started)
-        ctx.save()
-        if isinstance(exc, DifferencesFoundError) and _after_differences(ctx):
-            exc.message += "; the app was unfrozen and writes to its old stores again"
-        exc.message = f"phase {phase.name} failed: {exc.message} ({_hint(ctx)})"
-        raise
-    except BaseException:
-        ctx.state.finish(phase.name, "failed", "interrupted", time.monotonic() - started)
-        ctx.save()
-        raise
-    ctx.state.finish(phase.name, outcome.status, outcome.detail, time.monotonic() - started)
-    ctx.save()
-    ctx.say(f"[{phase.name}] {outcome.status} in {time.monotonic() - started:.1f} s: {outcome.detail}")
-
-
 def run(
     settings: RunSettings,
     *,
@@ -186,7 +150,7 @@ def run(
                 if asks and not settings.yes and not confirm(f"{phase.name}: {phase.asks}. Go on?"):
                     raise RunbookError(f"stopped before {phase.name}; `ferry run --stack {settings.stack}` continues")
                 try:
-                    _run_phase(ctx, phase)
+                    run_phase(ctx, phase, on_differences=_after_differences)
                 except SmokeFailedError as failed:
                     _after_smoke_failure(ctx, failed)
                     raise
@@ -203,15 +167,15 @@ def _after_smoke_failure(ctx: RunContext, failed: SmokeFailedError) -> None:
         failed.message += "; rolled back to the old database"
 
 
-def _after_differences(ctx: RunContext) -> bool:
+def _after_differences(ctx: RunContext) -> str:
     """Nothing was switched: the app goes back to writing to its old stores, at once.
 
     The next ``ferry run`` starts again at the freeze (the old stores took writes since),
     so the final sync and the verify run on a frozen source once more. Returns whether
-    the app was unfrozen.
+    the app was unfrozen (what was done, or nothing).
     """
     if not ctx.state.frozen or ctx.state.done("switch"):
-        return False
+        return ""
     # Nothing to put back on the app: the switch detaches only after the proof (the alias attached before the
     # freeze stays, as harmless as it was while live).
     ctx.say(f"unfreezing: {unfreeze(ctx, rolling_back=True).detail}")
@@ -220,19 +184,20 @@ def _after_differences(ctx: RunContext) -> bool:
     for store, run in moved_stores(ctx):
         store.forget_copy(run)
     ctx.save()
-    return True
+    return "the app was unfrozen and writes to its old stores again"
 
 
 def _rollback(ctx: RunContext) -> None:
     ctx.state.start("rollback")
     ctx.save()
     started = time.monotonic()
-    done = [stop_live_copies(ctx)]
-    if ctx.state.phases.get("switch"):
+    # The follow back too, when the rollback does not go through it (it was off, it stopped, or is discarded).
+    done = [stop_live_copies(ctx), stop_live_copies(ctx, back=not ctx.state.back)]
+    if ctx.state.phases.get("switch") and not ctx.state.done("back:switch"):
         done.append(rollback_cutover(ctx))
     if ctx.state.frozen:
         done.append(unfreeze(ctx, rolling_back=True).detail)
-    done += [store.cleanup(run) for store, run in moved_stores(ctx)]
+    done += [store.cleanup(run) for store, run in moved_stores(ctx, back=False)]
     ctx.state.rolled_back = True
     ctx.state.finish("rollback", "done", "; ".join(d for d in done if d), time.monotonic() - started)
     ctx.save()
@@ -256,27 +221,75 @@ def _left_behind(ctx: RunContext) -> str:
 def rollback(
     settings: RunSettings, *, say: Callable[[str], None], discard_writes_since_switch: bool = False
 ) -> RunReport:
-    """Put the app back on the old stores (through the rollback alias) and unfreeze it.
+    """Put the app back on the old stores and unfreeze it.
 
-    :param discard_writes_since_switch: after the switch, go back although what the app wrote to the new
-        stores since stays there (without it, such a rollback is refused, saying what it would leave).
+    Before the switch: through the rollback alias, as they were at the freeze. After it, with the follow
+    back running: the cutover in reverse (the new stores frozen, followed back to the last write,
+    verified, the app switched back), so no write the new stores acknowledged is lost.
+
+    :param discard_writes_since_switch: after the switch, with no follow back to bring what the app wrote
+        to the new stores since (it is off, it stopped, or ``finish`` ended it), go back all the same (without
+        it, such a rollback is refused, saying what it would leave).
     :raises RunbookError: the run never reached the freeze, so there is nothing to roll back; or the app
         has run on the new stores and the writes it made there would be left behind.
     """
     with RunLock(settings.state_dir / "lock", settings.stack):
         ctx = open_context(settings, say, lambda _question: True)
         try:
-            if ctx.state.rolled_back:
+            state = ctx.state
+            if state.rolled_back:
                 raise RunbookError(f"stack {settings.stack} is already rolled back")
-            if "freeze" not in ctx.state.phases:
+            if "freeze" not in state.phases:
                 raise RunbookError(f"nothing to roll back: stack {settings.stack}'s app was never frozen")
-            if ctx.state.done("switch") and not discard_writes_since_switch:
-                raise RunbookError(
-                    f"the app has run on the new stores since the switch, {_left_behind(ctx)}: a rollback leaves "
-                    "what it wrote there since on the targets, out of the app's reach; "
-                    "`ferry rollback --discard-writes-since-switch` goes back all the same"
-                )
+            if state.back or (state.done("switch") and not discard_writes_since_switch):
+                why = _no_follow_back(ctx)
+                if why and not state.back:
+                    raise RunbookError(
+                        f"the app has run on the new stores since the switch, {_left_behind(ctx)}, and {why}: a "
+                        "rollback leaves what it wrote there since on the targets, out of the app's reach; "
+                        "`ferry rollback --discard-writes-since-switch` goes back all the same"
+                    )
+                if not why or state.back:
+                    roll_back_after_switch(ctx)
+                    _rollback(ctx)
+                    return RunReport.of(state)
             _rollback(ctx)
-            return RunReport.of(ctx.state)
+            return RunReport.of(state)
+        finally:
+            ctx.close()
+
+
+def _no_follow_back(ctx: RunContext) -> str:
+    """Why the follow back cannot bring the new stores' writes back (``""``: it can)."""
+    if ctx.state.finished:
+        return "`ferry finish` ended the follow back"
+    if not ctx.config.migration.follows_back:
+        return "migration.reverse is off (nothing followed the new stores back)"
+    if not ctx.state.done("follow-back"):
+        return "the follow back never began"
+    lost = [
+        f"{store.name}: {why}" for store, run in moved_stores(ctx, back=True) if (why := store.follow_back_lost(run))
+    ]
+    return f"the follow back stopped ({lost[0]})" if lost else ""
+
+
+def finish(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
+    """The move is final: stop following the new stores back and take capture off both sides.
+
+    :raises RunbookError: the run has not switched yet, or was rolled back."""
+    with RunLock(settings.state_dir / "lock", settings.stack):
+        ctx = open_context(settings, say, lambda _question: True)
+        try:
+            state = ctx.state
+            if state.rolled_back:
+                raise RunbookError(f"stack {settings.stack} was rolled back: nothing to finish")
+            if not state.done("switch") or state.back:
+                raise RunbookError(
+                    f"stack {settings.stack}'s app is not on the new stores: `ferry run --stack {settings.stack}` "
+                    "first (finish ends the way back)"
+                )
+            if not state.finished:
+                run_phase(ctx, FINISH)
+            return RunReport.of(state)
         finally:
             ctx.close()

@@ -67,6 +67,10 @@ class StoreState:
     strategy: str | None = None
     #: The target's count of writes as the switch pointed the app at it (where the store keeps one).
     writes_at_switch: int | None = None
+    #: Its follow back (the target's writes into the old side, from the switch until ``finish``).
+    back_follower: FollowerState = field(default_factory=FollowerState)
+    #: When the follow back began (epoch seconds; ``None``: it did not).
+    back_since: float | None = None
 
     def __post_init__(self) -> None:
         if self.writes_at_switch is not None and self.writes_at_switch < 0:
@@ -124,6 +128,10 @@ class RunState:
     stores: dict[str, StoreState | dict[str, Any]] = field(default_factory=dict)
     #: The verify phase's reports, by what was compared (``postgres``, ``redis``, ``s3:BUCKET``).
     verify: dict[str, Any] = field(default_factory=dict)
+    #: A rollback after the switch is under way: the phases move every store from the target back.
+    back: bool = False
+    #: ``ferry finish`` ran: the follow back stopped, capture gone from both sides; no rollback any more.
+    finished: bool = False
 
     def section(self, name: str, kind: type[Section]) -> Section:
         """Store *name*'s section, as its store's own type (read from the file the first time)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from migration.errors import FerryError
 from migration.runbook.context import RunSettings
+from migration.runbook.follower import Follower
 from migration.runbook.run import PHASE_NAMES, RunReport, open_context
 from migration.runbook.stores import AnyStore, StoreRun, moved_stores
 
@@ -33,6 +34,8 @@ class StoreStatus:
     pid: int | None = None
     said: dict[str, Any] = field(default_factory=dict)
     writes_since_switch: int | None = None
+    #: The follow back (from the switch until ``finish``): its worker, as ``follower``; ``None``: none began.
+    back: dict[str, Any] | None = None
 
 
 @dataclass
@@ -46,6 +49,8 @@ class StatusReport:
     switched_seconds_ago: float | None
     rolled_back: bool
     stores: list[StoreStatus]
+    #: ``ferry finish`` ran: the follow back ended, and a rollback would leave the writes since behind.
+    finished: bool
     run: RunReport
 
     def to_json(self) -> dict[str, Any]:
@@ -69,6 +74,15 @@ class StatusReport:
             )
             pid = f" (pid {store.pid})" if store.pid else ""
             lines.append(f"  {store.name}: follower {store.follower}{pid}{' — ' + said if said else ''}{writes}")
+            if store.back is not None:
+                back = store.back
+                lag = ", ".join(f"{k} {v}" for k, v in back["said"].items())
+                lines.append(
+                    f"  {store.name}: follow back {back['follower']} for {back['seconds'] / 60:.0f} min"
+                    + (f" — {lag}" if lag else "")
+                )
+        if self.finished:
+            lines.append("  finished: the follow back ended; a rollback would leave the writes since behind")
         return lines
 
 
@@ -83,7 +97,8 @@ def status(settings: RunSettings) -> StatusReport:
         next_phase = next((name for name in PHASE_NAMES if not state.done(name)), None)
         switch = state.phases.get("switch")
         switched = switch is not None and state.done("switch") and not state.rolled_back
-        stores = [_store_status(store, run, switched) for store, run in moved_stores(ctx)] if state.phases else []
+        forward = moved_stores(ctx, back=False)
+        stores = [_store_status(store, run, switched) for store, run in forward] if state.phases else []
         return StatusReport(
             stack=settings.stack,
             started=bool(state.phases),
@@ -95,24 +110,48 @@ def status(settings: RunSettings) -> StatusReport:
             else None,
             rolled_back=state.rolled_back,
             stores=stores,
+            finished=state.finished,
             run=RunReport.of(state),
         )
     finally:
         ctx.close()
 
 
+def _said(follower: Follower) -> dict[str, Any]:
+    last = follower.status()
+    if last is None:
+        return {}
+    return {
+        "phase": last.phase,
+        "queued": last.queued,
+        "seconds_behind": last.seconds_behind,
+        "said_seconds_ago": round(max(0.0, time.time() - last.at), 1),
+    }
+
+
+def _worker_state(follower: Follower) -> str:
+    return "running" if follower.alive() else ("stopped" if follower.pid is not None else "none")
+
+
+def _back_status(run: StoreRun[Any, Any, Any]) -> dict[str, Any] | None:
+    since = run.state.back_since
+    if since is None:
+        return None
+    follower = run.reversed().follower()
+    running = follower.alive()
+    return {
+        "follower": _worker_state(follower),
+        "pid": follower.pid if running else None,
+        "seconds": round(max(0.0, time.time() - since), 1),
+        "said": _said(follower),
+    }
+
+
 def _store_status(store: AnyStore, run: StoreRun[Any, Any, Any], switched: bool) -> StoreStatus:
     follower = run.follower()
-    said: dict[str, Any] = {}
-    if (last := follower.status()) is not None:
-        said = {
-            "phase": last.phase,
-            "queued": last.queued,
-            "seconds_behind": last.seconds_behind,
-            "said_seconds_ago": round(max(0.0, time.time() - last.at), 1),
-        }
+    said = _said(follower)
     running = follower.alive()
-    state = "running" if running else ("stopped" if follower.pid is not None else "none")
+    state = _worker_state(follower)
     writes = None
     if switched and run.state.writes_at_switch is not None:
         try:
@@ -121,4 +160,4 @@ def _store_status(store: AnyStore, run: StoreRun[Any, Any, Any], switched: bool)
             now = None
         if now is not None and now >= run.state.writes_at_switch:
             writes = now - run.state.writes_at_switch
-    return StoreStatus(store.name, state, follower.pid if running else None, said, writes)
+    return StoreStatus(store.name, state, follower.pid if running else None, said, writes, _back_status(run))

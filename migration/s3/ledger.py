@@ -71,6 +71,21 @@ class Ledger:
             row = self._db.execute("SELECT source_etag, intended_etag FROM copied WHERE key = ?", (key,)).fetchone()
         return (None, None) if row is None else (row[0], row[1])
 
+    def adopt(self, other: Ledger) -> int:
+        """Every copy *other* saw land, taken as ferry's here too: the ledger of the sync back (new → old)
+        starts from the forward one's, whose sources are the old bucket's objects. Returns how many."""
+        with other._lock:
+            rows = other._db.execute("SELECT key, source_etag FROM copied WHERE source_etag IS NOT NULL").fetchall()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO copied (key, source_etag) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET source_etag = excluded.source_etag",
+                rows,
+            )
+            self._db.execute("COMMIT")
+        return len(rows)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -53,6 +53,8 @@ class RedisLiveCopyJob:
     replicaof: bool = False
     jobs: int = 8
     batch: int = 1000
+    #: ``False``: the sides are equal already (the follow back, begun inside the freeze): no scan first.
+    scan: bool = True
 
     kind = "redis-live-copy"
 

@@ -72,6 +72,7 @@ def run_job(job: Job, stop: Callable[[], bool]) -> str:
         live=not job.replicaof,
         replicaof=job.replicaof,
         merge=job.merge,
+        scan=job.scan,
         status_file=job.status_file,
     )
     copied = _with_progress("keys", lambda progress: copy_redis(copy_options, progress, stop))

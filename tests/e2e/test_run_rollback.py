@@ -9,7 +9,7 @@ from tests.support.world import World, stack_file
 
 
 def test_a_rollback_after_the_switch_says_what_it_would_leave_and_needs_the_flag(world: World) -> None:
-    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, reverse=False, smokeUrls=[])
     done = world.ferry("run", "--yes")
     assert done.code == 0, done.output
     assert world.state()["stores"]["postgres"]["writes_at_switch"] is not None
@@ -18,7 +18,7 @@ def test_a_rollback_after_the_switch_says_what_it_would_leave_and_needs_the_flag
     world.target_db.execute("UPDATE orders SET note = 'changed' WHERE id = 9001")
     cutover = world.writes()
     refused = world.ferry("rollback")
-    assert_one_line_error(refused, "the app has run on the new stores since the switch")
+    assert_one_line_error(refused, "the app has run on the new stores since the switch", "migration.reverse is off")
     assert "postgres: 3 writes" in refused.output and "--discard-writes-since-switch" in refused.output
     assert world.writes() == cutover  # refused before anything changed
     assert "rollback" not in world.state()["phases"]

@@ -170,11 +170,14 @@ def world(
         try:
             yield world
         finally:
-            # A run stopped before final-sync leaves its live Redis copy running, on purpose: stop it.
-            pid = world.state().get("stores", {}).get("redis", {}).get("follower", {}).get("pid")
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            # A run stopped before final-sync leaves its live copies running, on purpose, and a switched run
+            # its follow back (until `ferry finish`): stop them all.
+            for section in world.state().get("stores", {}).values():
+                for worker in ("follower", "back_follower"):
+                    pid = section.get(worker, {}).get("pid")
+                    if pid:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
         assert fake.violations == []
 
 

@@ -35,7 +35,15 @@ from migration.postgres.capture.install import (
 )
 from migration.postgres.capture.inventory import capture_problems
 from migration.postgres.capture.large_object_sync import large_object_count, sync_large_objects
+from migration.postgres.capture.passage import new_salt, passage_digest, passage_token, with_passage
 from migration.postgres.capture.proof import verify_frozen
+from migration.postgres.capture.reverse import (
+    BackOrigin,
+    begin_follow_back,
+    end_follow_back,
+    fence_with_passage,
+    open_follow_back,
+)
 from migration.postgres.capture.status import CaptureStatus, capture_status
 from migration.postgres.capture.tables import CaptureTable, capture_tables
 from migration.postgres.capture.verify import (
@@ -49,6 +57,7 @@ from migration.postgres.footprint import capture_schemas, our_trigger_oids
 
 __all__ = [
     "ApplyResult",
+    "BackOrigin",
     "CaptureSettings",
     "CaptureStatus",
     "CaptureTable",
@@ -63,6 +72,7 @@ __all__ = [
     "apply_batch",
     "await_copied_constraints",
     "await_validation",
+    "begin_follow_back",
     "capture_problems",
     "capture_schemas",
     "capture_status",
@@ -70,13 +80,19 @@ __all__ = [
     "copy_keyless_tables",
     "drain_frozen",
     "drain_to_marker",
+    "end_follow_back",
     "ensure_capture",
+    "fence_with_passage",
     "follow_changes",
     "forget_follow",
     "install_capture",
     "large_object_count",
     "lower_fence",
+    "new_salt",
+    "open_follow_back",
     "our_trigger_oids",
+    "passage_digest",
+    "passage_token",
     "prepare_target",
     "raise_fence",
     "read_identity",
@@ -90,4 +106,5 @@ __all__ = [
     "verify_changes",
     "verify_frozen",
     "verify_live",
+    "with_passage",
 ]

@@ -19,7 +19,13 @@ from psycopg import sql
 
 from migration.crashpoints import crashpoint
 from migration.postgres.catalog import Conn
-from migration.postgres.footprint import FERRY_SCHEMAS, FOLLOW_FOREIGN_KEYS, FOLLOW_SCHEMA, FOLLOW_TRIGGERS
+from migration.postgres.footprint import (
+    FERRY_SCHEMAS,
+    FOLLOW_FOREIGN_KEYS,
+    FOLLOW_SCHEMA,
+    FOLLOW_TRIGGERS,
+    NOT_OUR_TRIGGER,
+)
 
 __all__ = [
     "await_validation",
@@ -48,7 +54,10 @@ _FOREIGN_KEYS = (
 _TRIGGERS = (
     "SELECT format('%I.%I', n.nspname, c.relname), t.tgname FROM pg_catalog.pg_trigger t"
     + _USER_TABLES.format(rel="t.tgrelid")
-    + " AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgparentid = 0 ORDER BY 1, 2"
+    # Capture's own stay: on an old database followed back into, they are its fence.
+    + " AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgparentid = 0 AND "
+    + NOT_OUR_TRIGGER
+    + " ORDER BY 1, 2"
 )
 
 

@@ -33,6 +33,7 @@ from migration.postgres.capture.sql import (
     SETTLED_TYPES,
     create_schema,
     enable_always,
+    passage_function,
     row_function,
     row_trigger,
     statement_function,
@@ -252,10 +253,14 @@ def _unsettled_key(conn: Conn, table: CaptureTable) -> bool:
     return bool(row and row[0])
 
 
-def set_functions_fenced(conn: Conn, schema: str, fenced: bool) -> None:
+def set_functions_fenced(conn: Conn, schema: str, fenced: bool, *, passage: str | None = None) -> None:
     """Every trigger function of ours replaced by one that refuses writes (*fenced*) or logs them.
 
+    :param passage: fenced, the hash of the passage a session may hold to write all the same (ferry's
+        follower writing back: :mod:`.passage`), neither logged nor refused; ``None``: nobody passes.
+
     Run inside the caller's transaction; no table is locked."""
+    conn.execute(passage_function(schema, passage if fenced else None))
     conn.execute(statement_function(schema, fenced=fenced))
     for item in recorded_tables(conn, schema):
         if item.key:

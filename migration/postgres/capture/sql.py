@@ -38,9 +38,11 @@ from migration.postgres.footprint import (
 __all__ = [
     "KEY_SETTINGS",
     "LAYOUT",
+    "PASSAGE_FUNCTION",
     "SETTLED_TYPES",
     "create_schema",
     "enable_always",
+    "passage_function",
     "row_function",
     "row_source",
     "row_trigger",
@@ -52,9 +54,32 @@ __all__ = [
 #: The layout this ferry installs (``ferry_capture.layout``); another one is refused, not guessed at.
 LAYOUT = 2
 
+#: The fence's one way through: :func:`passage_function` says whether this session holds the passage
+#: (ferry's follower writing back into an old database that stays fenced to everyone else).
+PASSAGE_FUNCTION = "passes"
+
 _FENCED = """
+    IF {passes}() THEN
+        RETURN NULL;
+    END IF;
     RAISE EXCEPTION 'writes are stopped: this database is moving (ferry fence on %)', TG_TABLE_NAME
         USING ERRCODE = 'read_only_sql_transaction';"""
+
+
+def _fenced(schema: str) -> sql.Composed:
+    return sql.SQL(_FENCED).format(passes=in_capture(schema, PASSAGE_FUNCTION))
+
+
+def passage_function(schema: str, digest: str | None) -> sql.Composed:
+    """Whether the session's ``ferry.passage`` hashes to *digest* (``None``: no passage, nobody passes).
+
+    Only the hash is written into the catalog, which every role may read; the passage itself comes
+    with the follower's connection (:mod:`.passage`)."""
+    return sql.SQL(
+        "CREATE OR REPLACE FUNCTION {f}() RETURNS boolean LANGUAGE sql STABLE AS "
+        "$body$ SELECT pg_catalog.md5(COALESCE(pg_catalog.current_setting('ferry.passage', true), '')) "
+        "OPERATOR(pg_catalog.=) {digest} $body$;\nREVOKE ALL ON FUNCTION {f}() FROM PUBLIC;"
+    ).format(f=in_capture(schema, PASSAGE_FUNCTION), digest=sql.Literal(digest or "no passage"))
 
 
 def create_schema(schema: str) -> sql.Composed:
@@ -92,6 +117,7 @@ CREATE TABLE {s}.{captured} (
     storage oid,
     installed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+{passage}
 {statement}
 COMMENT ON SCHEMA {s} IS {mark};
 """).format(
@@ -101,6 +127,7 @@ COMMENT ON SCHEMA {s} IS {mark};
         fence=sql.SQL(CAPTURE_FENCE),
         captured=sql.SQL(CAPTURE_TABLES),
         layout=sql.Literal(LAYOUT),
+        passage=passage_function(schema, None),
         statement=statement_function(schema, fenced=False),
         mark=sql.Literal(CAPTURE_MARK),
     )
@@ -110,7 +137,7 @@ def statement_source(schema: str, *, fenced: bool) -> sql.Composable:
     """The statement trigger function's source (``prosrc``): a TRUNCATE logged (``TG_ARGV[0]``: the
     table has a key); fenced, every statement refused before it touches a row."""
     body = (
-        sql.SQL(_FENCED)
+        _fenced(schema)
         if fenced
         else sql.SQL("""
     IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' AND TG_NARGS OPERATOR(pg_catalog.>) 0 THEN
@@ -136,7 +163,7 @@ def row_source(schema: str, key_columns: list[str], *, fenced: bool) -> sql.Comp
     head = sql.SQL("\nDECLARE\n    old_key pg_catalog.jsonb;\n    new_key pg_catalog.jsonb;\nBEGIN")
     tail = sql.SQL("\nEND\n")
     if fenced:
-        return sql.Composed([head, sql.SQL(_FENCED), tail])
+        return sql.Composed([head, _fenced(schema), tail])
 
     def key_of(row: str) -> sql.Composed:
         pairs = sql.SQL(", ").join(

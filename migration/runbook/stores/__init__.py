@@ -24,13 +24,19 @@ AnyStore = Store[Any, Any, Any]
 STORES: tuple[AnyStore, ...] = (PostgresStore(), RedisStore(), S3Store())
 
 
-def moved_stores(ctx: RunContext) -> list[tuple[AnyStore, StoreRun[Any, Any, Any]]]:
-    """The stores this run moves, each with its view of this run."""
+def moved_stores(ctx: RunContext, *, back: bool | None = None) -> list[tuple[AnyStore, StoreRun[Any, Any, Any]]]:
+    """The stores this run moves, each with its view of this run.
+
+    :param back: views moving each store from the target back into the old side (``None``: as the run
+        goes now, back while a rollback after the switch is under way)."""
     moved = []
+    back = ctx.state.back if back is None else back
     for store in STORES:
         config = store.configure(ctx.config, ctx.settings)
         if store.moves(config, ctx):
             run = _view(ctx, store, config)
+            if back:
+                run = run.reversed()
             if not run.rolling_back:  # a rollback undoes the way the run began, whatever the file says now
                 store.check_kept(run)  # before the phase does anything with it
             moved.append((store, run))

@@ -142,8 +142,16 @@ class StoreRun(Generic[Config, Section, Endpoint]):
             rolling_back=self.rolling_back, direction=back,
         )  # fmt: skip
 
+    @property
+    def back(self) -> bool:
+        """This view moves the store from the target back into the old side."""
+        return self.direction[0] == "target"
+
     def follower(self) -> Follower:
-        """This store's background worker (its pid kept in the state section)."""
+        """This store's background worker (its pid kept in the state section); the follow back's, when
+        this view moves the store back."""
+        if self.back:
+            return Follower(f"{self.name}-back", self.work_dir, self.state.back_follower, self.save)
         return Follower(self.name, self.work_dir, self.state.follower, self.save)
 
 
@@ -316,4 +324,28 @@ class Store(Generic[Config, Section, Endpoint]):
 
     def cleanup(self, run: StoreRun[Config, Section, Endpoint]) -> str:
         """After the run is recorded: remove what the copy left on either side."""
+        return ""
+
+    # -- the follow back (``migration.reverse``): a rollback after the switch loses nothing ----------
+    def prepare_back(self, run: StoreRun[Config, Section, Endpoint]) -> str:
+        """While live, before the freeze: what the follow back will need on ``to_side`` (the target)."""
+        return ""
+
+    def begin_back(self, run: StoreRun[Config, Section, Endpoint]) -> str:
+        """Inside the freeze, both sides proven equal, right before the switch: the follow back starts from
+        here (nothing the app writes to ``to_side`` from now on may go unseen)."""
+        return ""
+
+    def follow_back(self, run: StoreRun[Config, Section, Endpoint]) -> str:
+        """After the switch (*run* moves back: ``from_side`` is the target): follow its writes into the old
+        side in the background, until ``finish`` or a rollback."""
+        return ""
+
+    def follow_back_lost(self, run: StoreRun[Config, Section, Endpoint]) -> str:
+        """What makes the follow back (*run* moves back) unable to bring every write back any more (``""``:
+        nothing: a dead worker is started again by the rollback)."""
+        return ""
+
+    def finish(self, run: StoreRun[Config, Section, Endpoint]) -> str:
+        """The move is final: stop the follow back and take off what it needed, on both sides."""
         return ""

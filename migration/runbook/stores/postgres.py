@@ -12,6 +12,7 @@ from typing import Any
 from migration.errors import ConfigError, PlatformError, PreconditionError
 from migration.postgres import (
     capture_errors,
+    capture_status,
     connect_source,
     large_object_count,
     lower_fence,
@@ -141,20 +142,21 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
             state.marker, state.witness = fence.marker, fence.witness.to_json()
             run.save()
             return f"postgres fenced for every role ({fence.ended} transactions open across it ended)"
-        set_read_only(run.from_side.url, True)
+        set_read_only(run.from_side.app_url, True)
         return "app's database role set read-only; its sessions ended"
 
     def writes_stopped(self, run: PostgresRun) -> str:
         return self.strategy(run).writes_stopped(run)
 
     def unfreeze_writes(self, run: PostgresRun) -> str:
-        if run.freeze.in_force == "fence":
+        if run.freeze.in_force == "fence" or (run.state.back_since is not None and not run.back):
+            # Followed back since the switch, the old database was fenced (but for the follower) in every mode.
             # After a recorded run the fence went with capture and the role was made read-only instead.
-            set_read_only(run.from_side.url, False)
+            set_read_only(run.from_side.app_url, False)
             with connect_source(run.from_side.url) as conn:
                 lower_fence(conn)
             return "postgres fence lowered"
-        set_read_only(run.from_side.url, False)
+        set_read_only(run.from_side.app_url, False)
         return "app's database role read-write again"
 
     def final_sync(self, run: PostgresRun, progress_for: ProgressFor) -> str:
@@ -177,6 +179,30 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
 
     def cleanup(self, run: PostgresRun) -> str:
         return self.strategy(run).cleanup(run)
+
+    def prepare_back(self, run: PostgresRun) -> str:
+        return self.strategy(run).prepare_back(run)
+
+    def begin_back(self, run: PostgresRun) -> str:
+        return self.strategy(run).begin_back(run)
+
+    def follow_back(self, run: PostgresRun) -> str:
+        return self.strategy(run).follow_back(run)
+
+    def finish(self, run: PostgresRun) -> str:
+        return self.strategy(run).finish(run)
+
+    def follow_back_lost(self, run: PostgresRun) -> str:
+        if run.state.back_since is None:
+            return ""
+        status = capture_status(run.from_side.url)
+        if not status.installed:
+            return "capture is gone from the new database (the follow back's log reached its cap, or it was removed)"
+        problems = status.problems
+        if problems:
+            # The follow back's log over its cap takes capture off the new database, as the forward one does.
+            return f"capture on the new database cannot bring every write back: {problems[0]}"
+        return ""
 
     def forget_copy(self, run: PostgresRun) -> None:
         state = run.state

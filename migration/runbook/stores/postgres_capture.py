@@ -9,6 +9,7 @@ the witness taken as writes stopped is proved before the switch.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -30,6 +31,7 @@ from migration.postgres import (
     drain_frozen,
     drain_to_marker,
     ensure_capture,
+    fence_with_passage,
     forget_follow,
     parse_url,
     prepare_target,
@@ -45,12 +47,14 @@ from migration.postgres import (
 )
 from migration.progress import PlainProgress
 from migration.runbook.follower import Follower, FollowerStatus
+from migration.runbook.stores import postgres_back
 from migration.runbook.stores.base import ProgressFor, StoreVerify
 from migration.runbook.stores.postgres_strategy import (
     PostgresRun,
     PostgresStrategy,
     copy_resuming,
     sync_sequences_between,
+    writable_to,
 )
 from migration.worker import PostgresFollowJob
 
@@ -97,7 +101,7 @@ class CaptureAndFollow(PostgresStrategy):
         detail = f"postgres: caught up ({status.queued} changes waiting, {status.seconds_behind:.1f} s behind)"
         if not run.config.full_verify:
             return detail
-        live = verify_live(run.from_side.url, run.to_side.url, jobs=run.config.jobs)
+        live = verify_live(run.from_side.url, writable_to(run), jobs=run.config.jobs)
         state = run.state
         state.verified_through = live.through
         state.deferred_ranges = [[r.table, r.label, r.where] for r in live.deferred]
@@ -170,16 +174,35 @@ class CaptureAndFollow(PostgresStrategy):
         return proof
 
     def finish_target(self, run: PostgresRun) -> str:
-        with connect_target(run.to_side.url) as dst, capture_errors():
+        with connect_target(writable_to(run)) as dst, capture_errors():
             validated = validate_constraints(dst)
             forget_follow(dst)  # its record of applied batches and keys: the run is over
         return f"{validated} foreign keys validated on the target" if validated else ""
 
+    def prepare_back(self, run: PostgresRun) -> str:
+        return postgres_back.prepare_back(run)
+
+    def begin_back(self, run: PostgresRun) -> str:
+        return postgres_back.begin_back(run)
+
+    def follow_back(self, run: PostgresRun) -> str:
+        return postgres_back.follow_back(run)
+
+    def finish(self, run: PostgresRun) -> str:
+        return postgres_back.finish(run)
+
     def cleanup(self, run: PostgresRun) -> str:
         rolling_back = run.rolling_back
+        if run.state.back_since is not None and not rolling_back:
+            # Capture on the old database is its fence now, with the follow back's passage: `finish` takes it off.
+            return "change capture stays on both sides for the follow back (ferry finish takes it off)"
         # After the switch nobody writes to the old database: waiting on its locks holds no one up, and
         # a wait past deadlock_timeout makes an autovacuum of a big table give way (a short one never does).
         patient = CaptureSettings(lock_timeout_ms=5000, attempts=10)
+        if rolling_back and run.state.back_since is not None:
+            # Capture on the target (the follow back's) stays, fenced for everyone: no dyno writes where nobody reads.
+            with connect_target(run.to_side.url) as new, capture_errors(), contextlib.suppress(PreconditionError):
+                fence_with_passage(new, None)  # refused where capture is gone from it: nothing to fence with
         try:
             tables = remove_capture(run.from_side.url, CaptureSettings() if rolling_back else patient)
         except PreconditionError as exc:
@@ -204,7 +227,7 @@ class CaptureAndFollow(PostgresStrategy):
         by_follower = max(0, last.applied - int(state.lag_at_freeze.get("applied", last.applied))) if last else 0
         with (
             connect_source(run.from_side.url) as src,
-            connect_target(run.to_side.url) as dst,
+            connect_target(writable_to(run)) as dst,
             capture_errors(),
         ):
             drained = drain_frozen(src, dst, state.marker)  # no marker: maintenance mode, the app is stopped
@@ -267,5 +290,5 @@ def _refuse_schema_changes(run: PostgresRun) -> None:
 
 def _start_follower(run: PostgresRun, follower: Follower) -> int:
     """The follow as a detached worker; returns its pid once live. The final sync puts the foreign keys back."""
-    job = PostgresFollowJob(run.from_side.url, run.to_side.url, follower.status_file)
+    job = PostgresFollowJob(run.from_side.url, writable_to(run), follower.status_file)
     return follower.start(job, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)

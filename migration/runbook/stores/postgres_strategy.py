@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
-from migration.errors import ResumeError
+from migration.errors import PreconditionError, ResumeError
 from migration.postgres import (
     CopyOptions,
     CopyResult,
@@ -20,9 +20,11 @@ from migration.postgres import (
     connect_source,
     connect_target,
     copy_database,
+    passage_token,
     sync_sequences,
     target_is_empty,
     verify_databases,
+    with_passage,
 )
 from migration.progress import ProgressSink
 from migration.runbook.follower import FollowerStatus
@@ -38,6 +40,7 @@ __all__ = [
     "PostgresStrategy",
     "copy_resuming",
     "sync_sequences_between",
+    "writable_to",
 ]
 
 
@@ -84,6 +87,10 @@ class PostgresState(StoreState):
     drained: int | None = None
     #: What the source looked like as its writes stopped (change capture's witness, as JSON).
     witness: dict[str, Any] | None = None
+    #: The salt of the follow back's passage through the old database's fence (no secret on its own).
+    passage_salt: str | None = None
+    #: Where the follow back begins (taken inside the freeze; recorded on the old database after the switch).
+    back_origin: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,6 +144,18 @@ class PostgresStrategy:
     def cleanup(self, run: PostgresRun) -> str:
         return ""
 
+    def prepare_back(self, run: PostgresRun) -> str:
+        return ""
+
+    def begin_back(self, run: PostgresRun) -> str:
+        return ""
+
+    def follow_back(self, run: PostgresRun) -> str:
+        return ""
+
+    def finish(self, run: PostgresRun) -> str:
+        return ""
+
 
 class CopyInFreeze(PostgresStrategy):
     """The whole database copied inside the freeze (``migration.capture: false``)."""
@@ -179,7 +198,20 @@ def copy_resuming(options: CopyOptions, progress: ProgressSink, *, resume: bool)
         return copy_database(options, progress)
 
 
+def writable_to(run: PostgresRun) -> str:
+    """The URL ferry writes to ``to_side`` with: moving back, the old database's, holding the passage
+    through its fence (:mod:`migration.postgres.capture.passage`).
+
+    :raises PreconditionError: moving back, but the follow back never began (no passage was made)."""
+    if not run.back:
+        return run.to_side.url
+    salt = run.state.passage_salt
+    if salt is None:
+        raise PreconditionError("the follow back never began: the old database has no passage", side="source")
+    return with_passage(run.to_side.url, passage_token(run.to_side.url, salt))
+
+
 def sync_sequences_between(run: PostgresRun) -> None:
     # nextval() takes no write the fence could refuse: a sequence the app moved since comes again.
-    with connect_source(run.from_side.url) as src, connect_target(run.to_side.url) as dst, capture_errors():
+    with connect_source(run.from_side.url) as src, connect_target(writable_to(run)) as dst, capture_errors():
         sync_sequences(src, dst)

@@ -9,6 +9,7 @@ resuming the source's writes are the store's own, whatever the strategy.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -59,6 +60,8 @@ _LIVE_PASSES: dict[Path, LiveRedisVerify] = {}
 class RedisConfig:
     moves: bool
     copy: Literal["live", "scan", "replicaof"]
+    #: Followed back from the switch until ``ferry finish`` (``migration.reverse``).
+    follows_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,10 +158,13 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
     section = StoreState
 
     def configure(self, config: StackConfig, settings: RunSettings) -> RedisConfig:
-        return RedisConfig(moves=config.migration.redis, copy=config.migration.redis_copy)
+        migration = config.migration
+        return RedisConfig(moves=migration.redis, copy=migration.redis_copy, follows_back=migration.follows_back)
 
     def strategy(self, run: RedisRun) -> ScanInFreeze:
         """The one place that reads how this run moves Redis."""
+        if run.back:
+            return LiveCopy()  # the follow back is a live copy, whichever way the keys went forward
         ways = {"live": LiveCopy, "scan": ScanInFreeze, "replicaof": ReplicaOf}
         return kept_strategy(run, ways[run.config.copy](), "migration.redisCopy", tuple(ways.values()))
 
@@ -225,7 +231,42 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         return "source Redis writes resumed"
 
     def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
-        return self.strategy(run).final_sync(run, progress_for)
+        detail = self.strategy(run).final_sync(run, progress_for)
+        if run.config.follows_back and not run.back:
+            # Listening to the target before the switch lets the app write there (its start is no part of the
+            # window: the switch waits for it). Nothing to scan: the sides are equal once the verify says so.
+            back = run.reversed().follower()
+            if not back.alive():
+                back.launch(
+                    RedisLiveCopyJob(run.to_side.url, run.from_side.url, back.status_file, merge=True, scan=False)
+                )
+        return detail
+
+    def begin_back(self, run: RedisRun) -> str:
+        back = run.reversed().follower()
+        if not back.alive():
+            # A crash since the final sync took it: listening again now, before the switch, is as good.
+            back.launch(RedisLiveCopyJob(run.to_side.url, run.from_side.url, back.status_file, merge=True, scan=False))
+        pid = back.await_ready("live", _SCAN_TIMEOUT_SECONDS)
+        run.state.back_since = time.time()
+        run.save()
+        return f"redis: the follow back listens to the target (pid {pid})"
+
+    def follow_back(self, run: RedisRun) -> str:
+        """The old Redis takes the follow back's writes (its pause is lifted: Redis cannot pause one client's
+        writes and let another's through); a follow back that died is started again, copying every key."""
+        resume_writes(run.to_side.url)
+        follower = run.follower()
+        if follower.alive():
+            return f"redis: following the target back into the old Redis (pid {follower.pid}; its writes resumed)"
+        # Keys the target deleted while nothing followed are compared (and refused) by a rollback's verify.
+        job = RedisLiveCopyJob(run.from_side.url, run.to_side.url, follower.status_file, merge=True)
+        pid = follower.start(job, ready_phase="live", timeout=_SCAN_TIMEOUT_SECONDS)
+        return f"redis: following the target back into the old Redis again, every key copied (pid {pid})"
+
+    def finish(self, run: RedisRun) -> str:
+        stopped = run.reversed().follower().stop()
+        return "redis: follow back stopped" if stopped else ""
 
     def catch_up(self, run: RedisRun) -> str:
         lag = super().catch_up(run)

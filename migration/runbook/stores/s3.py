@@ -95,7 +95,7 @@ class FollowBuckets:
     def after_switch(self, run: S3Run) -> str:
         follower = run.follower()
         # Stopped while held: it makes no pass of its own after the switch, which would not know the app's writes.
-        if not follower.drain(_DRAIN_TIMEOUT_SECONDS):
+        if not follower.drain(_DRAIN_TIMEOUT_SECONDS) and not run.back:  # the sync back has no follower
             run.say("s3 follower was not running to the end; the sync after the switch lists everything")
         hold_path(follower.status_file).unlink(missing_ok=True)
         done, arrived, deleted, lag, conflicts = [], 0, 0, 0.0, []
@@ -201,6 +201,27 @@ class S3Store(Store[StackConfig, S3State, BucketsSide]):
     def stop_following(self, run: S3Run) -> str:
         hold_path(run.follower().status_file).unlink(missing_ok=True)
         return "s3 follower stopped" if run.follower().stop() else ""
+
+    def follow_back(self, run: S3Run) -> str:
+        """The sync back (*run* moves back) starts knowing every object the forward sync copied: those the app
+        deleted or replaced in the new buckets since are deleted or replaced in the old ones by a rollback."""
+        known = 0
+        for new, old in _pairs(run):
+            forward = ledger_path(run.work_dir, old, new)
+            if forward.exists():  # gone: taken over already, by a run that crashed after
+                with Ledger(forward) as there, Ledger(ledger_path(run.work_dir, new, old)) as back:
+                    known += back.adopt(there)
+        if run.state.back_since is None:
+            run.state.back_since = time.time()
+            run.save()
+        return f"s3: {known} objects known to the sync back (a rollback brings the new buckets' changes back)"
+
+    def finish(self, run: S3Run) -> str:
+        for old, new in _pairs(run):
+            ledger = ledger_path(run.work_dir, new, old)
+            for path in ledger.parent.glob(ledger.name + "*"):
+                path.unlink(missing_ok=True)
+        return ""
 
     def cleanup(self, run: S3Run) -> str:
         for old, new in _pairs(run):
