@@ -8,6 +8,10 @@ TPS and latency p50/p99 side by side, and the capture run's TPS as a share of th
 baseline's (the goal is at least 0.8). After each capture round the target is verified
 identical to the source (sequences aside: the fence copies those).
 
+Then the other way, as after the switch with the follow back (``migration.reverse``): pgbench on the
+target alone, and on the target with capture installed and the follow back applying its log into the
+old database (fenced but for the follower's passage); the old database is verified identical after.
+
     .venv/bin/python bench/capture_overhead.py --scale 10 --clients 4 --seconds 20 --rounds 3
 """
 
@@ -30,7 +34,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine  # noqa: E402
-from migration.postgres import copy_keyless_tables, sync_sequences, verify_databases  # noqa: E402
+from migration.postgres import (  # noqa: E402
+    begin_follow_back,
+    copy_keyless_tables,
+    ensure_capture,
+    new_salt,
+    open_follow_back,
+    passage_digest,
+    passage_token,
+    sync_sequences,
+    verify_databases,
+    with_passage,
+)
 from migration.rehearse.pgcluster import Cluster, running_cluster, server_bindir  # noqa: E402
 
 SETTINGS = {"fsync": "on", "synchronous_commit": "on", "shared_buffers": "256MB", "max_connections": "100"}
@@ -60,6 +75,45 @@ def _pgbench(cluster: Cluster, db: str, clients: int, seconds: int, log_dir: Pat
     return tps, statistics.median(latencies), latencies[int(len(latencies) * 0.99)]
 
 
+def _follow_back_round(
+    target: Cluster,
+    db: str,
+    new: str,
+    old: str,
+    args: argparse.Namespace,
+    work: Path,
+    results: dict[str, list[tuple[float, float, float]]],
+    round_no: int,
+) -> None:
+    """pgbench on the target alone, then with capture and the follow back into the old database running."""
+    tps, p50, p99 = _pgbench(target, db, args.clients, args.seconds, work)
+    results["target alone"].append((tps, p50, p99))
+    print(f"round {round_no}: target alone      {tps:8.1f} tps  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    ensure_capture(new)
+    salt = new_salt()
+    token = passage_token(old, salt)
+    with psycopg.connect(new, autocommit=True) as n_conn, psycopg.connect(old, autocommit=True) as o_conn:
+        origin = begin_follow_back(n_conn)
+        open_follow_back(o_conn, origin, passage_digest(token))
+    old_pass = with_passage(old, token)
+    follow_env = {**os.environ, "FERRY_SOURCE_URL": new, "FERRY_TARGET_URL": old_pass}
+    follower = subprocess.Popen([sys.executable, "-m", "migration", "pg", "follow"], env=follow_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(1)
+    tps, p50, p99 = _pgbench(target, db, args.clients, args.seconds, work)
+    results["target + follow back"].append((tps, p50, p99))
+    print(f"round {round_no}: target + follow back {tps:8.1f} tps  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    follower.send_signal(signal.SIGTERM)
+    follower.wait(timeout=600)
+    drained = _ferry("pg", "follow", "--seconds", "0", env=follow_env)
+    assert drained.returncode == 0, drained.stderr
+    with psycopg.connect(new, autocommit=True) as n_conn, psycopg.connect(old_pass, autocommit=True) as o_conn:
+        sync_sequences(n_conn, o_conn)
+        copy_keyless_tables(n_conn, o_conn)
+    report = verify_databases(new, old, mode="full")
+    assert report.identical, report.differences[:3]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=10)
@@ -71,7 +125,9 @@ def main() -> None:
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "ferry-capture-bench"
     work.mkdir(exist_ok=True)
     os.chmod(work, 0o777)
-    results: dict[str, list[tuple[float, float, float]]] = {"baseline": [], "capture": [], "capture + follow": []}
+    results: dict[str, list[tuple[float, float, float]]] = {
+        "baseline": [], "capture": [], "capture + follow": [], "target alone": [], "target + follow back": [],
+    }  # fmt: skip
     with running_cluster(SETTINGS) as source, running_cluster(SETTINGS) as target:
         pgbench = shutil.which("pgbench") or str(server_bindir() / "pgbench")
         with psycopg.connect(source.url(), autocommit=True) as conn:
@@ -109,16 +165,19 @@ def main() -> None:
                 copy_keyless_tables(s_conn, d_conn)
             report = verify_databases(src, dst, mode="full")
             assert report.identical, report.differences[:3]
-            removed = _ferry("pg", "capture", "remove", "--source", src)
-            assert removed.returncode == 0, removed.stderr
+            _follow_back_round(target, f"copy{round_no}", dst, src, args, work, results, round_no)
+            for url in (src, dst):
+                removed = _ferry("pg", "capture", "remove", "--source", url)
+                assert removed.returncode == 0, removed.stderr
     base = statistics.median(r[0] for r in results["baseline"])
+    base_target = statistics.median(r[0] for r in results["target alone"])
     print()
-    print(f"{'source':<20} {'median tps':>11} {'p50 ms':>8} {'p99 ms':>8} {'runs (tps)':>28} {'share':>7}")
+    print(f"{'under pgbench':<20} {'median tps':>11} {'p50 ms':>8} {'p99 ms':>8} {'runs (tps)':>28} {'share':>7}")
     for name, runs in results.items():
         tps = statistics.median(r[0] for r in runs)
         print(f"{name:<20} {tps:11.1f} {statistics.median(r[1] for r in runs):8.2f} "
               f"{statistics.median(r[2] for r in runs):8.2f} {', '.join(f'{r[0]:.0f}' for r in runs):>28} "
-              f"{tps / base:7.2f}")  # fmt: skip
+              f"{tps / (base_target if name.startswith('target') else base):7.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

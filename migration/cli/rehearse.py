@@ -41,6 +41,20 @@ from migration.cli.common import handle_errors, json_option, print_json
     show_default=True,
     help="How long the app takes to boot after each release (every config change restarts it, like a dyno).",
 )
+@click.option(
+    "--rollback",
+    "roll_back",
+    is_flag=True,
+    help="After the switch, roll back while the app keeps writing (the follow back brings its new writes home); "
+    "the report adds the rollback's window and the writes lost either way.",
+)
+@click.option(
+    "--after-switch-seconds",
+    type=click.FloatRange(0, 3600),
+    default=5.0,
+    show_default=True,
+    help="With --rollback: how long the app writes to the new stores before the rollback.",
+)
 @json_option
 @handle_errors
 def rehearse(
@@ -51,6 +65,8 @@ def rehearse(
     capture: bool,
     freeze: str,
     boot_seconds: float,
+    roll_back: bool,
+    after_switch_seconds: float,
     as_json: bool,
 ) -> None:
     """Rehearse the migration locally: servers, data, a writing app, the whole runbook, a report."""
@@ -62,6 +78,10 @@ def rehearse(
             "--freeze fence (the default) needs --capture: the fence is capture's triggers refusing writes; "
             "with --no-capture give --freeze maintenance"
         )
+    if roll_back and not capture:
+        raise click.UsageError(
+            "--rollback needs --capture: the follow back that loses nothing is capture on the target"
+        )
     result = run_rehearsal(
         RehearsalOptions(
             report_dir=report_dir,
@@ -71,6 +91,7 @@ def rehearse(
             capture=capture,
             fence=freeze == "fence",
             boot_seconds=boot_seconds,
+            rollback_after_seconds=after_switch_seconds if roll_back else None,
         ),
         say=lambda line: click.echo(line, err=True),
     )
@@ -83,4 +104,11 @@ def rehearse(
             f"lost writes {result.lost_writes} of {result.acknowledged_writes}; "
             f"copy {'verified' if result.verified else 'NOT verified'}; report: {result.files['markdown']}"
         )
-    sys.exit(0 if result.verified and result.lost_writes == 0 else 1)
+        if result.rollback is not None:
+            back = result.rollback
+            click.echo(
+                f"rollback: write-unavailable window {back['write_unavailable_seconds']:.2f} s; lost writes "
+                f"{back['lost_writes']}; {'verified' if back['verified'] else 'NOT verified'}"
+            )
+    back_ok = result.rollback is None or (result.rollback["verified"] and result.rollback["lost_writes"] == 0)
+    sys.exit(0 if result.verified and result.lost_writes == 0 and back_ok else 1)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,19 @@ import yaml
 
 from migration.errors import LocalServerError, UsageError
 from migration.platform.local import LocalPlatform, write_env_file
-from migration.redis.connection import RespConn, encode
+from migration.redis.connection import RespConn
 from migration.redis.url import parse_redis_url
-from migration.rehearse.app import AVATAR, upload_key
 from migration.rehearse.dataset import fill_buckets, fill_postgres, fill_redis
+from migration.rehearse.lost import Sides, acknowledged_before, lost_writes
 from migration.rehearse.motoserver import running_moto
 from migration.rehearse.pgcluster import Cluster, free_port, running_cluster, stop_process
 from migration.rehearse.redisserver import running_redis
-from migration.rehearse.report import Rehearsal, longest, read_app_log, write_reports
-from migration.runbook import RunSettings, run
+from migration.rehearse.report import AppLog, Rehearsal, longest, read_app_log, write_reports
+from migration.rehearse.rollback import RollbackOutcome, roll_back_while_writing, rollback_outcome
+from migration.runbook import RunSettings, finish, run
 from migration.runbook.state import RunState
 from migration.runbook.stores.s3 import APP_KEY_ENV
+from migration.runbook.verify import BACK
 
 __all__ = ["RehearsalOptions", "rehearse"]
 
@@ -70,6 +72,9 @@ class RehearsalOptions:
     fence: bool = True
     #: How long the app takes to boot after each release (a dyno's restart).
     boot_seconds: float = 1.0
+    #: After the switch the app writes to the new stores this long, then the run is rolled back (``None``: it
+    #: is not: the move is made final with ``ferry finish``).
+    rollback_after_seconds: float | None = None
 
 
 def _stack_file(root: Path, app_port: int, capture: bool = True, fence: bool = True) -> None:
@@ -178,31 +183,14 @@ def _wait_for_writes(app: subprocess.Popen[bytes], log: Path, count: int) -> Non
         time.sleep(0.05)
 
 
-def _lost(
-    target_db: str, target_redis: str, s3_client: Any, acknowledged: dict[str, dict[int, tuple[float, str]]]
-) -> dict[str, int]:
-    """Per store: writes the app had acknowledged that the target does not hold."""
-    with psycopg.connect(target_db) as conn:
-        present = {int(row[0]) for row in conn.execute("SELECT id FROM app_writes").fetchall()}
-    ids = sorted(acknowledged["redis"])
-    with RespConn(parse_redis_url(target_redis, "target")) as cache:
-        exists = cache.pipeline([encode("EXISTS", f"write:{write_id}") for write_id in ids]) if ids else []
-    uploaded = {
-        item["Key"]
-        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=TARGET_BUCKET, Prefix="uploads/w-")
-        for item in page.get("Contents", [])
-    }
-    lost_s3 = sum(1 for write_id in acknowledged["s3"] if upload_key(write_id) not in uploaded)
-    last_avatar = max(acknowledged["s3"], default=0)
-    if last_avatar:
-        # The app's last acknowledged overwrite must be what the new bucket holds: nothing older over it.
-        held = s3_client.get_object(Bucket=TARGET_BUCKET, Key=AVATAR)["Body"].read().decode()
-        lost_s3 += held != str(last_avatar)
-    return {
-        "postgres": len(set(acknowledged["postgres"]) - present),
-        "redis": sum(1 for found in exists if not found),
-        "s3": lost_s3,
-    }
+def _until(log: AppLog, moment: float) -> AppLog:
+    """The app's log as it stood at *moment*: what the forward move is measured on, apart from the rollback."""
+    return replace(
+        log,
+        acknowledged=acknowledged_before(log.acknowledged, moment),
+        write_windows={store: [w for w in spans if w[0] < moment] for store, spans in log.write_windows.items()},
+        read_windows=[w for w in log.read_windows if w[0] < moment],
+    )
 
 
 def _require_writable(directory: Path) -> None:
@@ -289,14 +277,39 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
         )
         run(settings, say=say, confirm=lambda _question: True)
         _wait_for_writes(app, log, _web_writes(log) + 20)  # the app writes on the target too
+        # As the forward move left them: a rollback's freeze and drain take the same sections over.
+        forward_freeze = _freeze_summary(RunState.load(settings.state_file, STACK))
+        began = None
+        if options.rollback_after_seconds is not None:
+            began = roll_back_while_writing(
+                settings,
+                options.rollback_after_seconds,
+                lambda more: _wait_for_writes(app, log, _web_writes(log) + more),
+                say,
+            )
+        else:
+            finish(settings, say=say)  # the move is final: nothing follows the new stores back any more
         stop_process(app, timeout=15)
 
         app_log = read_app_log(log)
         origin = app_log.started  # the timeline starts when the app does; setup before it is reported apart
-        lost = _lost(target_db, target_redis.url(), client, app_log.acknowledged)
         state = RunState.load(settings.state_file, STACK)
-        verification = state.verify
-        switched_to = LocalPlatform(platform_dir).config_vars().get("S3_BUCKET")
+        new = Sides(target_db, target_redis.url(), TARGET_BUCKET)
+        backed: RollbackOutcome | None = None
+        if began is not None:
+            config = LocalPlatform(platform_dir).config_vars()
+            back_on_old = config.get("DATABASE_URL") == source_db and config.get("S3_BUCKET") == SOURCE_BUCKET
+            old = Sides(source_db, source_redis.url(), SOURCE_BUCKET)
+            backed = rollback_outcome(
+                state, app_log, began, old, new, client, back_on_old, options.rollback_after_seconds or 0.0
+            )
+            # The forward move as the app saw it: until the rollback began, against the new stores then.
+            app_log = _until(app_log, began)
+            lost = lost_writes(new, client, acknowledged_before(app_log.acknowledged, began), last_upload=False)
+        else:
+            lost = lost_writes(new, client, app_log.acknowledged, last_upload=True)
+        verification = {name: report for name, report in state.verify.items() if not name.startswith(BACK)}
+        switched_to = TARGET_BUCKET if began is not None else LocalPlatform(platform_dir).config_vars().get("S3_BUCKET")
         result = Rehearsal(
             phases=[
                 {
@@ -327,7 +340,8 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
             started_at=origin,
             seconds=time.time() - origin,
             setup_seconds=origin - started,
-            freeze=_freeze_summary(state),
+            freeze=forward_freeze,
+            rollback=backed.to_json() if backed is not None else None,
         )
     write_reports(result, options.report_dir)
     return result

@@ -134,6 +134,8 @@ class Rehearsal:
     #: (freeze's start to unfreeze's end) and the seconds each phase inside it took.
     freeze: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    #: ``--rollback``: the rollback after the switch (its window, writes on each side, lost either way, verified).
+    rollback: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -171,6 +173,7 @@ def _markdown(result: Rehearsal) -> str:
         "- **Data set**: " + ", ".join(f"{value} {key}" for key, value in result.dataset.items()),
         f"- **Run**: {result.seconds:.1f} s from the app's start (servers and data set up before: {result.setup_seconds:.1f} s)",
         *_freeze_lines(result.freeze),
+        *_rollback_lines(result.rollback),
         "",
         "| phase | status | seconds | detail |",
         "|---|---|---:|---|",
@@ -195,6 +198,26 @@ def _freeze_lines(freeze: dict[str, Any]) -> list[str]:
         f"- **Freeze** ({freeze.get('mode')}): {freeze.get('seconds', 0.0):.2f} s from its start to the unfreeze: {parts}",
         f"- **Lag before the freeze**: {lag or 'no live copy'}; **changes drained inside it**: "
         f"{freeze.get('drained', 0)}",
+    ]
+
+
+def _rollback_lines(back: dict[str, Any] | None) -> list[str]:
+    if not back:
+        return []
+    sides = "; ".join(
+        f"{store}: " + ", ".join(f"{count} {side}" for side, count in by_side.items())
+        for store, by_side in back["acknowledged_by_side"].items()
+    )
+    lost = ", ".join(f"{k} {v}" for k, v in back["lost_writes_by_store"].items())
+    forward = ", ".join(f"{k} {v}" for k, v in back["lost_forward_by_store"].items())
+    return [
+        f"- **Rollback** after {back['after_switch_seconds']:g} s on the new stores: write-unavailable window "
+        f"**{back['write_unavailable_seconds']:.2f} s**, read-unavailable {back['read_unavailable_seconds']:.2f} s; "
+        f"freeze {back.get('freeze', {}).get('seconds', 0.0):.2f} s",
+        f"- **Rollback lost writes**: **{back['lost_writes']}** (missing from the old stores at the end: {lost}; "
+        f"acknowledged before its freeze and missing from the new ones: {forward}); "
+        f"verified: {'yes' if back['verified'] else 'NO'}",
+        f"- **Writes acknowledged on each side**: {sides}",
     ]
 
 

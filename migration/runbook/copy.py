@@ -23,6 +23,7 @@ from migration.runbook.outcome import PhaseOutcome, done, skipped
 from migration.runbook.parallel import side_by_side
 from migration.runbook.preflight import check_targets
 from migration.runbook.stores import ProgressFor, StoreVerify, moved_stores
+from migration.runbook.verify import BACK
 
 __all__ = ["after_switch", "catch_up", "copy_live", "final_sync", "stop_live_copies"]
 
@@ -86,7 +87,7 @@ def after_switch(ctx: RunContext) -> PhaseOutcome:
     }
     results = side_by_side(tasks).values()
     checked = [item for _, items in results for item in items]
-    ctx.state.verify |= {item.name: item.report for item in checked}
+    ctx.state.verify |= {f"{BACK if ctx.state.back else ''}{item.name}": item.report for item in checked}
     ctx.save()
     differences = [line for item in checked for line in item.differences]
     if differences:

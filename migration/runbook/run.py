@@ -163,6 +163,8 @@ def run(
 def _after_smoke_failure(ctx: RunContext, failed: SmokeFailedError) -> None:
     automatic = ctx.settings.yes and ctx.config.migration.rollback_on_smoke_failure
     if automatic or (not ctx.settings.yes and ctx.confirm("smoke checks failed. Roll back now?")):
+        if ctx.state.done("switch") and not _no_follow_back(ctx):
+            roll_back_after_switch(ctx)  # what the app wrote to the new stores since comes back too
         _rollback(ctx)
         failed.message += "; rolled back to the old database"
 

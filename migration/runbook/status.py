@@ -77,9 +77,13 @@ class StatusReport:
             if store.back is not None:
                 back = store.back
                 lag = ", ".join(f"{k} {v}" for k, v in back["said"].items())
+                log = (
+                    f"; its log {back['log_entries']} entries, {back['log_bytes']} bytes" if "log_bytes" in back else ""
+                )
                 lines.append(
                     f"  {store.name}: follow back {back['follower']} for {back['seconds'] / 60:.0f} min"
                     + (f" — {lag}" if lag else "")
+                    + log
                 )
         if self.finished:
             lines.append("  finished: the follow back ended; a rollback would leave the writes since behind")
@@ -133,17 +137,23 @@ def _worker_state(follower: Follower) -> str:
     return "running" if follower.alive() else ("stopped" if follower.pid is not None else "none")
 
 
-def _back_status(run: StoreRun[Any, Any, Any]) -> dict[str, Any] | None:
+def _back_status(store: AnyStore, run: StoreRun[Any, Any, Any]) -> dict[str, Any] | None:
     since = run.state.back_since
     if since is None:
         return None
-    follower = run.reversed().follower()
+    back = run.reversed()
+    follower = back.follower()
     running = follower.alive()
+    try:
+        log = store.back_log(back)
+    except FerryError:
+        log = {}
     return {
         "follower": _worker_state(follower),
         "pid": follower.pid if running else None,
         "seconds": round(max(0.0, time.time() - since), 1),
         "said": _said(follower),
+        **log,
     }
 
 
@@ -160,4 +170,4 @@ def _store_status(store: AnyStore, run: StoreRun[Any, Any, Any], switched: bool)
             now = None
         if now is not None and now >= run.state.writes_at_switch:
             writes = now - run.state.writes_at_switch
-    return StoreStatus(store.name, state, follower.pid if running else None, said, writes, _back_status(run))
+    return StoreStatus(store.name, state, follower.pid if running else None, said, writes, _back_status(store, run))

@@ -12,7 +12,10 @@ from migration.runbook.outcome import PhaseOutcome, done
 from migration.runbook.parallel import side_by_side
 from migration.runbook.stores import StoreVerify, moved_stores
 
-__all__ = ["prove_frozen", "verify"]
+__all__ = ["BACK", "prove_frozen", "verify"]
+
+#: What a rollback's reports are named by in the run's state (``back:postgres``): the forward ones stay.
+BACK = "back:"
 
 
 def verify(ctx: RunContext) -> PhaseOutcome:
@@ -20,7 +23,11 @@ def verify(ctx: RunContext) -> PhaseOutcome:
         store.name: partial(store.verify, run) for store, run in moved_stores(ctx)
     }
     checked = [item for items in side_by_side(tasks).values() for item in items]
-    ctx.state.verify = {item.name: item.report for item in checked}
+    if ctx.state.back:  # the forward run's reports stay: the rollback's are told apart
+        ctx.state.verify = {k: v for k, v in ctx.state.verify.items() if not k.startswith(BACK)}
+        ctx.state.verify |= {f"{BACK}{item.name}": item.report for item in checked}
+    else:
+        ctx.state.verify = {item.name: item.report for item in checked}
     ctx.save()
     differences = [line for item in checked for line in item.differences]
     if differences:
@@ -37,7 +44,7 @@ def prove_frozen(ctx: RunContext) -> str:
     """
     checked = [item for store, run in moved_stores(ctx) for item in store.prove_frozen(run)]
     for item in checked:
-        ctx.state.verify[f"{item.name} before the switch"] = item.report
+        ctx.state.verify[f"{BACK if ctx.state.back else ''}{item.name} before the switch"] = item.report
     ctx.save()
     differences = [line for item in checked for line in item.differences]
     if differences:

@@ -9,18 +9,33 @@ from pathlib import Path
 import pytest
 
 from migration.rehearse.report import read_app_log
+from migration.runbook.back import BACK_PHASES
 from migration.runbook.run import PHASE_NAMES
 from tests.helpers import ferry
 
 
-def test_rehearse_moves_every_store_behind_the_fence_without_losing_a_write(tmp_path: Path) -> None:
+def test_rehearse_moves_every_store_behind_the_fence_and_back_without_losing_a_write(tmp_path: Path) -> None:
+    """The move, then (``--rollback``) the app on the new stores a while and the rollback while it writes."""
     report_dir = tmp_path / "report"
-    run = ferry("rehearse", "--report-dir", str(report_dir), "--customers", "2000", "--json", timeout=600)
+    run = ferry("rehearse", "--report-dir", str(report_dir), "--customers", "2000", "--rollback",
+                "--after-switch-seconds", "2", "--json", timeout=600)  # fmt: skip
     assert run.code == 0, run.output
     result = run.json
-    assert [phase["name"] for phase in result["phases"]] == list(PHASE_NAMES)
+    back_phases = [phase.name for phase in BACK_PHASES]
+    assert [phase["name"] for phase in result["phases"]] == [*PHASE_NAMES, *back_phases, "rollback"]
     statuses = {phase["name"]: phase["status"] for phase in result["phases"]}
     assert statuses.pop("provision") == "skipped" and set(statuses.values()) == {"done"}
+    # Back: every write acknowledged on either side is on the old stores at the end, both directions verified.
+    back = result["rollback"]
+    assert back["lost_writes"] == 0 and back["verified"] is True and back["freeze"]["mode"] == "fence"
+    assert back["lost_writes_by_store"] == back["lost_forward_by_store"] == {"postgres": 0, "redis": 0, "s3": 0}
+    for store in ("postgres", "redis", "s3"):
+        sides = back["acknowledged_by_side"][store]
+        assert sides["new"] > 0 and sides["old after the rollback"] > 0, (store, sides)
+    assert {"back:postgres", "back:postgres:witness", "back:redis", "back:s3:shop-rehearsal-uploads"} <= set(
+        back["verification"]
+    )
+    assert 0 < back["write_unavailable_seconds"] < 30
     assert result["lost_writes"] == 0 and result["lost_writes_by_store"] == {"postgres": 0, "redis": 0, "s3": 0}
     acknowledged = result["acknowledged_by_store"]
     assert acknowledged["postgres"] > 40 and acknowledged["redis"] > 40 and acknowledged["s3"] > 10
@@ -70,9 +85,10 @@ def test_rehearse_moves_every_store_behind_the_fence_without_losing_a_write(tmp_
     markdown = files["markdown"].read_text()
     assert "**Lost writes**: **0**" in markdown and "| final-sync | done |" in markdown
     assert "**Freeze** (fence)" in markdown and "**Read-unavailable window**" in markdown
+    assert "**Rollback lost writes**: **0**" in markdown
     svg = ElementTree.parse(files["timeline"]).getroot()
     labels = [element.text for element in svg.iter("{http://www.w3.org/2000/svg}text")]
-    assert set(PHASE_NAMES) <= set(labels) and {"app writes", "app reads"} <= set(labels)
+    assert {*PHASE_NAMES, *back_phases} <= set(labels) and {"app writes", "app reads"} <= set(labels)
     assert (report_dir / "run" / "record.json").exists()
     for path in report_dir.rglob("*"):
         if path.is_file():
@@ -103,6 +119,7 @@ def test_rehearse_in_maintenance_mode_still_moves_every_store(tmp_path: Path) ->
     result = run.json
     assert result["lost_writes"] == 0 and result["verified"] is True
     assert result["freeze"]["mode"] == "maintenance"
+    assert result["phases"][-1]["name"] == "finish" and result["rollback"] is None  # the move made final
     assert "s3:shop-uploads-heroku" in result["verification"]
     details = {phase["name"]: phase["detail"] for phase in result["phases"]}
     assert "maintenance on" in details["freeze"]

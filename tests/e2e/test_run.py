@@ -28,11 +28,13 @@ def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None
     phases = {p["name"]: p for p in run.json["phases"]}
     assert list(phases) == [
         "preflight", "provision", "copy", "alias", "catch-up", "freeze", "final-sync", "verify",
-        "switch", "unfreeze", "after-switch", "smoke", "record", "cleanup",
+        "switch", "unfreeze", "after-switch", "follow-back", "smoke", "record", "cleanup",
     ]  # fmt: skip
     assert phases["after-switch"]["status"] == "skipped"  # no store follows after the switch: S3 does not move
     assert phases["provision"]["status"] == "skipped"
-    assert all(p["status"] == "done" for name, p in phases.items() if name not in ("provision", "after-switch"))
+    assert phases["follow-back"]["status"] == "skipped"  # no capture: nothing follows the new stores back
+    skipped = ("provision", "after-switch", "follow-back")
+    assert all(p["status"] == "done" for name, p in phases.items() if name not in skipped)
     assert "5000 rows" in phases["final-sync"]["detail"]
     assert world.writes() == CUTOVER
     assert world.target_db.scalar("SELECT count(*) FROM orders") == 5000
@@ -461,8 +463,9 @@ def test_a_state_file_of_the_earlier_shape_still_loads(tmp_path: Path) -> None:
 
 
 def test_capture_copies_while_live_and_the_fence_only_drains(world: World) -> None:
-    """migration.capture with freeze: fence: copied and followed before the freeze, drained inside it."""
-    stack_file(world.root, "http://127.0.0.1:9", capture=True, freeze="fence", smokeUrls=[])
+    """migration.capture with freeze: fence: copied and followed before the freeze, drained inside it (and,
+    with no follow back, capture taken off the source at the end)."""
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, freeze="fence", reverse=False, smokeUrls=[])
     live = world.ferry("run", "--yes", "--until", "copy")
     assert live.code == 0, live.output
     assert "following the change log" in world.state()["phases"]["copy"]["detail"]
@@ -544,8 +547,10 @@ def test_the_fence_is_refused_where_large_objects_would_escape_it(world: World) 
 
 
 @pytest.mark.parametrize(
-    "phase", ["copy", "alias", "catch-up", "freeze", "final-sync", "verify", "switch", "unfreeze", "record", "cleanup"]
-)
+    "phase",
+    ["copy", "alias", "catch-up", "freeze", "final-sync", "verify", "switch", "unfreeze", "follow-back", "record",
+     "cleanup"],
+)  # fmt: skip
 def test_a_capture_run_killed_after_any_phase_resumes_to_an_identical_target(world: World, phase: str) -> None:
     """kill -9 of ``ferry run`` as each phase finished its work but before it was recorded."""
     stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
@@ -565,9 +570,17 @@ def test_a_capture_run_killed_after_any_phase_resumes_to_an_identical_target(wor
         "SELECT note FROM orders WHERE id = 11"
     )
     assert world.state()["verify"]["postgres"]["identical"] is True
-    assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
     follower = world.state()["stores"]["postgres"]["follower"]["pid"]
     assert follower is None
+    # Followed back once, whatever the phase the crash hit: a write on the target reaches the old database.
+    world.target_db.execute("UPDATE orders SET note = 'on the target' WHERE id = 12")
+    deadline = time.monotonic() + 30
+    while world.source_db.scalar("SELECT note FROM orders WHERE id = 12") != "on the target":
+        assert time.monotonic() < deadline, "not followed back"
+        time.sleep(0.1)
+    assert world.ferry("finish").code == 0
+    for db in (world.source_db, world.target_db):
+        assert db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
 
 
 @pytest.mark.parametrize("freeze", ["maintenance", "read-only"])

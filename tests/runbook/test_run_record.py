@@ -25,8 +25,10 @@ def test_record_in_the_middle_of_a_capture_run_takes_nothing_away(world: World) 
     assert finished.code == 0, finished.output
     assert world.target_db.scalar("SELECT count(*) FROM orders WHERE note = 'written after the record'") == 1000
     phases = {p["name"]: p for p in finished.json["phases"]}
-    assert "change capture removed" in phases["cleanup"]["detail"]
-    assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
+    assert "change capture stays on both sides for the follow back" in phases["cleanup"]["detail"]
+    assert world.ferry("finish").code == 0
+    for db in (world.source_db, world.target_db):
+        assert db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
 
 
 def test_record_on_a_stack_that_never_ran_leaves_any_capture_alone(world: World) -> None:

@@ -341,6 +341,10 @@ class Store(Generic[Config, Section, Endpoint]):
         side in the background, until ``finish`` or a rollback."""
         return ""
 
+    def back_log(self, run: StoreRun[Config, Section, Endpoint]) -> dict[str, Any]:
+        """What the follow back (*run* moves back) has waiting on the new side, where the store keeps a log."""
+        return {}
+
     def follow_back_lost(self, run: StoreRun[Config, Section, Endpoint]) -> str:
         """What makes the follow back (*run* moves back) unable to bring every write back any more (``""``:
         nothing: a dead worker is started again by the rollback)."""

@@ -192,6 +192,13 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
     def finish(self, run: PostgresRun) -> str:
         return self.strategy(run).finish(run)
 
+    def back_log(self, run: PostgresRun) -> dict[str, Any]:
+        status = capture_status(run.from_side.url)
+        if not status.installed:
+            return {}
+        # The worker's cap (PostgresFollowJob.max_log_bytes): over it capture comes off and the follow back stops.
+        return {"log_entries": status.log_entries, "log_bytes": status.log_bytes, "log_cap_bytes": 10 << 30}
+
     def follow_back_lost(self, run: PostgresRun) -> str:
         if run.state.back_since is None:
             return ""

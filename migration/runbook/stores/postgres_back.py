@@ -78,7 +78,7 @@ def follow_back(run: PostgresRun) -> str:
             # What a rollback's freeze compares: the keys the follow back rewrites from here on. The forward
             # run's positions, marker and witness are spent.
             state.verified_through, state.deferred_ranges, state.marker, state.witness = through, [], None, None
-            state.lag_at_freeze, state.back_origin = {}, None
+            state.back_origin = None
             run.save()
     job = PostgresFollowJob(run.from_side.url, writable_to(run), follower.status_file)
     pid = follower.start(job, ready_phase="live", timeout=_FOLLOW_READY_SECONDS)
@@ -93,10 +93,10 @@ def finish(run: PostgresRun) -> str:
     # The fence goes with capture: the role is closed first (as after a run without the follow back), and
     # ferry's own sessions, which hold the passage, are not read-only by it.
     set_read_only(run.from_side.app_url, True)
-    old_url = writable_to(back) if run.state.passage_salt is not None else run.from_side.url
-    with connect_source(old_url) as old, capture_errors():
+    old_writer = writable_to(back) if run.state.passage_salt is not None else run.from_side.url
+    with connect_source(old_writer) as old, capture_errors():
         restored = end_follow_back(run.to_side.url, old)
-    tables = remove_capture(old_url)
+    tables = remove_capture(old_writer)
     said = [
         "follow back stopped" if stopped else "no follow back was running",
         f"capture removed from both sides ({tables} tables on the old database)",

@@ -224,11 +224,11 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
 
     def freeze_writes(self, run: RedisRun) -> str:
         pause_writes(run.from_side.url)
-        return "source Redis writes paused"
+        return f"{_which(run)} Redis writes paused"
 
     def unfreeze_writes(self, run: RedisRun) -> str:
         resume_writes(run.from_side.url)
-        return "source Redis writes resumed"
+        return f"{_which(run)} Redis writes resumed"
 
     def final_sync(self, run: RedisRun, progress_for: ProgressFor) -> str:
         detail = self.strategy(run).final_sync(run, progress_for)
@@ -300,6 +300,11 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
             # A killed replicating worker left the target replicating the old source, its password set.
             stop_replicating(run.to_side.url)
         return "redis live copy stopped" if stopped else ""
+
+
+def _which(run: RedisRun) -> str:
+    """What the side writes stop on is called: the source, or the new Redis a rollback freezes."""
+    return "the new" if run.back else "source"
 
 
 def forget_live_pass(run: RedisRun) -> None:

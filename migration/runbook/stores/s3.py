@@ -172,13 +172,16 @@ class S3Store(Store[StackConfig, S3State, BucketsSide]):
 
     def writes_stopped(self, run: S3Run) -> str:
         # Uploads go on, and what lands now is synced after the switch: the freeze's drain has the cores.
-        hold_path(run.follower().status_file).touch()
+        if not run.back:
+            hold_path(run.follower().status_file).touch()
         return ""
 
     def forget_copy(self, run: S3Run) -> None:
         hold_path(run.follower().status_file).unlink(missing_ok=True)  # unfrozen: following again
 
     def final_sync(self, run: S3Run, progress_for: ProgressFor) -> str:
+        if run.back:
+            return "s3: uploads go on to the new buckets until the switch back; synced after it"
         # Held since the freeze began; the switch waits until the follower says so (``prove_frozen``): a listing
         # under way may take a while to end, and the other stores' drain and verify go on meanwhile.
         hold = hold_path(run.follower().status_file)
@@ -191,7 +194,8 @@ class S3Store(Store[StackConfig, S3State, BucketsSide]):
 
     def prove_frozen(self, run: S3Run) -> list[StoreVerify]:
         """Nothing of ferry's is on its way into the new buckets: the app may write there now."""
-        run.say(self.strategy.held(run))
+        if not run.back:  # moving back no follower copies: the rollback syncs after its switch
+            run.say(self.strategy.held(run))
         return []
 
     def after_switch(self, run: S3Run) -> tuple[str, list[StoreVerify]]:
