@@ -23,7 +23,9 @@ def crashpoint(step: str) -> None:
     wanted = os.environ.get("FERRY_CRASH_AT")
     if not wanted:
         return
-    name, _, nth = wanted.partition(":")
+    name, _, nth = wanted.rpartition(":")
+    if not nth.isdigit():  # a step's own name may hold a colon (``phase-back:freeze``)
+        name, nth = wanted, ""
     if name != step:
         return
     with _lock:

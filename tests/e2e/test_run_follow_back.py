@@ -142,3 +142,31 @@ def test_a_follow_back_that_lost_its_capture_is_refused_without_the_flag(world: 
     assert world.source_db.scalar("SELECT count(*) FROM orders WHERE id = 9001") == 0
     with psycopg.connect(world.source_db.url, autocommit=True) as app:
         app.execute("INSERT INTO orders VALUES (7777, 'the app writes to its old database again')")
+
+
+@pytest.mark.parametrize(
+    "phase", ["back:catch-up", "back:freeze", "back:final-sync", "back:verify", "back:switch", "back:unfreeze"]
+)
+def test_a_rollback_killed_after_any_phase_goes_on_and_loses_nothing(world: World, phase: str) -> None:
+    """kill -9 of ``ferry rollback`` as each of its phases finished its work but before it was recorded."""
+    _switched(world)
+    _app_writes_to_the_target(world)
+    killed = ferry("rollback", "--stack", "test", "--root", str(world.root),
+                   env={**world.env, "FERRY_CRASH_AT": f"phase-{phase}"})  # fmt: skip
+    assert killed.code == -9, killed.output
+    assert world.state()["phases"][phase]["status"] == "running"
+    if phase == "back:catch-up":  # not frozen yet: the app still writes to the target, followed back all the same
+        world.target_db.execute("INSERT INTO orders VALUES (9100, 'between the two rollbacks')")
+    else:  # frozen, or back on the old stores: the target refuses a stray write
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="ferry fence"):
+            world.target_db.execute("INSERT INTO orders VALUES (9100, 'a stray write')")
+    again = world.ferry("rollback")
+    assert again.code == 0, again.output
+    state = world.state()
+    assert state["rolled_back"] and state["phases"][phase]["attempts"] == 2
+    assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
+    report = verify_databases(world.target_db.url, world.source_db.url, mode="full")
+    assert report.identical, [str(d) for d in report.differences]
+    world.source_db.execute("INSERT INTO orders VALUES (7777, 'the app writes to its old database again')")
+    old_cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password)
+    assert old_cache.get("session:2") == b"bob" and old_cache.set("after", "1")
