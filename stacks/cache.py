@@ -26,6 +26,9 @@ class CacheArgs:
     subnet_group_name: pulumi.Input[str]
     security_group_ids: Sequence[pulumi.Input[str]]
     tags: Mapping[str, str]
+    #: Keyspace notifications on (``notify-keyspace-events KEA``): the live copy that follows the cache back
+    #: into the old Redis after the switch learns of every write from them.
+    keyspace_notifications: bool = False
 
 
 class Cache(pulumi.ComponentResource):
@@ -42,6 +45,17 @@ class Cache(pulumi.ComponentResource):
         # ElastiCache accepts 16 to 128 printable characters without '@', '"' or '/'; letters and digits are safe in URLs.
         token = random.RandomPassword(f"{name}-auth-token", length=64, special=False, opts=child)
         failover = config.failover(args.stack)
+        parameters = None
+        if args.keyspace_notifications:
+            parameters = aws.elasticache.ParameterGroup(
+                f"{name}-parameters",
+                name=f"{args.prefix}-redis-notifications",
+                family=_family(config.engine_version),
+                description=f"{args.prefix}: keyspace notifications for ferry's follow back",
+                parameters=[aws.elasticache.ParameterGroupParameterArgs(name="notify-keyspace-events", value="KEA")],
+                tags=dict(args.tags),
+                opts=child,
+            )
         group = aws.elasticache.ReplicationGroup(
             name,
             replication_group_id=args.prefix,
@@ -59,6 +73,7 @@ class Cache(pulumi.ComponentResource):
             subnet_group_name=args.subnet_group_name,
             security_group_ids=list(args.security_group_ids),
             snapshot_arns=list(config.snapshot_arns) or None,
+            parameter_group_name=parameters.name if parameters is not None else None,
             snapshot_retention_limit=1 if args.stack == "ci" else 7,
             apply_immediately=True,
             tags=dict(args.tags),
@@ -72,3 +87,11 @@ class Cache(pulumi.ComponentResource):
             )
         )
         self.register_outputs({"primary_endpoint": self.primary_endpoint, "port": self.port, "url": self.url})
+
+
+def _family(engine_version: str) -> str:
+    """ElastiCache's parameter group family of a Redis version: ``redis7``, ``redis6.x``, ``redis5.0``."""
+    major = engine_version.split(".")[0]
+    if int(major) >= 7:
+        return f"redis{major}"
+    return "redis6.x" if major == "6" else f"redis{'.'.join(engine_version.split('.')[:2])}"

@@ -58,6 +58,7 @@ def declare(config: StackConfig) -> Target:
                 subnet_group_name=network.cache_subnet_group_name,
                 security_group_ids=[network.cache_security_group_id],
                 tags=tags,
+                keyspace_notifications=config.migration.redis and config.migration.follows_back,
             ),
         )
         if config.cache

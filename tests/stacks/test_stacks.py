@@ -403,3 +403,18 @@ def test_the_freeze_defaults_to_the_fence_with_capture(given: dict[str, Any], fr
     from migration.stackconfig import MigrationConfig
 
     assert MigrationConfig.model_validate(given).freeze == freeze
+
+
+def test_a_cache_followed_back_gets_keyspace_notifications() -> None:
+    """With the follow back (capture, Redis moved), the cache's parameter group says ``notify-keyspace-events``;
+    without it, the default parameter group is kept."""
+    migration = {**yaml_config("ci")["ferry:migration"], "capture": True, "freeze": "fence"}
+    outcome = declared("ci", **{"ferry:migration": migration})
+    (parameters,) = outcome.of_type("aws:elasticache/parameterGroup:ParameterGroup")
+    assert parameters.inputs["family"] == "redis7"
+    assert parameters.inputs["parameters"] == [{"name": "notify-keyspace-events", "value": "KEA"}]
+    group = outcome.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
+    assert group["parameterGroupName"]
+    off = declared("ci", **{"ferry:migration": {**migration, "reverse": False}})
+    assert off.of_type("aws:elasticache/parameterGroup:ParameterGroup") == []
+    assert "parameterGroupName" not in off.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
