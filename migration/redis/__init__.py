@@ -1,7 +1,7 @@
 """Redis: copy (scan, live tail or replicaof), verify (whole, or in proportion to the changes with a witness), preflight,
 and the read-only freeze."""
 
-from migration.redis.changes import LiveRedisVerify, verify_again_live, verify_changed, verify_live
+from migration.redis.changes import LiveRedisVerify, level_kept, verify_again_live, verify_changed, verify_live
 from migration.redis.copy import RedisCopyOptions, RedisCopyResult, copy_redis
 from migration.redis.freeze import can_pause_writes, pause_writes, resume_writes
 from migration.redis.live import Lag, LiveTail
@@ -20,6 +20,7 @@ __all__ = [
     "RedisVerifyReport",
     "can_pause_writes",
     "copy_redis",
+    "level_kept",
     "parse_redis_url",
     "pause_writes",
     "preflight_redis",

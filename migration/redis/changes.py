@@ -17,8 +17,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from migration.redis.batch import CopySettings, copy_keys
 from migration.redis.connection import RespConn
-from migration.redis.info import keyspace
+from migration.redis.info import keyspace, version
 from migration.redis.url import parse_redis_pair
 from migration.redis.verify import (
     TTL_TOLERANCE_MS,
@@ -30,7 +31,7 @@ from migration.redis.verify import (
 )
 from migration.redis.witness import ChangeWitness, Testimony, start_witness
 
-__all__ = ["LiveRedisVerify", "verify_again_live", "verify_changed", "verify_live"]
+__all__ = ["LiveRedisVerify", "level_kept", "verify_again_live", "verify_changed", "verify_live"]
 
 _BATCH = 500
 
@@ -95,6 +96,26 @@ def verify_again_live(
     source, target = parse_redis_pair(source_url, target_url, tls_skip_verify=tls_skip_verify)
     with RespConn(source) as src, RespConn(target) as dst:
         names = _names(src, dst, live.kept, taken)
+        live.kept = _compare_names(src, dst, names, RedisVerifyReport())
+    return len(names)
+
+
+def level_kept(source_url: str, target_url: str, live: LiveRedisVerify, *, tls_skip_verify: bool = False) -> int:
+    """While the app writes, the keys the live passes kept (they differ) copied again from the source, and
+    deleted from the target where the source has none: on a target that is the old Redis followed back
+    into, a key written there since the switch by a client still on its URL is one the app no longer reads.
+    Then compared again (what still differs stays kept). Returns how many were copied again."""
+    if not live.kept:
+        return 0
+    names = sorted(live.kept)
+    source, target = parse_redis_pair(source_url, target_url, tls_skip_verify=tls_skip_verify)
+    with RespConn(source) as src, RespConn(target) as dst:
+        settings = CopySettings(restore_compatible=version(src)[:2] <= version(dst)[:2])
+        for db in sorted(keyspace(src).keys() | keyspace(dst).keys()):
+            src.select(db)
+            dst.select(db)
+            for start in range(0, len(names), _BATCH):
+                copy_keys(src, dst, names[start : start + _BATCH], settings, delete_missing=True)
         live.kept = _compare_names(src, dst, names, RedisVerifyReport())
     return len(names)
 

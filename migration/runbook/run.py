@@ -155,9 +155,23 @@ def run(
                     _after_smoke_failure(ctx, failed)
                     raise
 
+            _revive_follow_back(ctx)
             return RunReport.of(ctx.state)
         finally:
             ctx.close()
+
+
+def _revive_follow_back(ctx: RunContext) -> None:
+    """The run is over and the follow back on: a worker of it that died (a reboot, a kill) is started again,
+    before the new side's log grows toward its cap."""
+    state = ctx.state
+    if not state.done("follow-back") or state.finished or state.rolled_back or state.back:
+        return
+    dead = [
+        store.name for store, run in moved_stores(ctx, back=True) if run.follower().pid and not run.follower().alive()
+    ]
+    if dead:
+        ctx.say(f"[follow-back] {', '.join(dead)} stopped: started again: {follow_back(ctx).detail}")
 
 
 def _after_smoke_failure(ctx: RunContext, failed: SmokeFailedError) -> None:

@@ -42,7 +42,7 @@ class FollowerState:
 
     def __post_init__(self) -> None:
         if self.pid is not None and not 1 < self.pid < 1 << 22:
-            raise ValueError(f"follower.pid: {self.pid} is no worker's")
+            raise ValueError(f"pid: {self.pid} is no worker's")
 
 
 @dataclass
@@ -75,6 +75,8 @@ class StoreState:
     def __post_init__(self) -> None:
         if self.writes_at_switch is not None and self.writes_at_switch < 0:
             raise ValueError(f"writes_at_switch: {self.writes_at_switch} is no count of writes")
+        if self.back_since is not None and not 0 < self.back_since < 1e11:
+            raise ValueError(f"back_since: {self.back_since} is no moment")
 
     @classmethod
     def from_json(cls: type[Section], data: dict[str, Any]) -> Section:
@@ -106,7 +108,10 @@ def _strictly(kind: type[_T], data: Any, where: str) -> _T:
             values[item.name] = TypeAdapter(hint).validate_python(data[item.name], strict=True)
         except ValidationError as exc:
             raise ValueError(f"{name}: {str(exc.errors()[0]['msg']).lower()}") from None
-    return kind(**values)
+    try:
+        return kind(**values)
+    except ValueError as exc:
+        raise ValueError(f"{where}{exc}") from None
 
 
 @dataclass
@@ -164,6 +169,9 @@ class RunState:
                 name: dict(section) for name, section in data.pop("stores", {}).items()
             }
             state = cls(phases=phases, stores=stores, **data)
+            for name in ("frozen", "rolled_back", "targets_checked", "back", "finished"):
+                if not isinstance(getattr(state, name), bool):
+                    raise ValueError(f"{name}: {getattr(state, name)!r} is not true or false")
         except (ValueError, TypeError, AttributeError) as exc:
             raise ResumeError(
                 f"{path}: not a ferry run state file ({exc}); move it away to start the run anew"

@@ -80,8 +80,9 @@ class StatusReport:
                 log = (
                     f"; its log {back['log_entries']} entries, {back['log_bytes']} bytes" if "log_bytes" in back else ""
                 )
+                again = f" (`ferry run --stack {self.stack}` starts it again)" if back["follower"] == "stopped" else ""
                 lines.append(
-                    f"  {store.name}: follow back {back['follower']} for {back['seconds'] / 60:.0f} min"
+                    f"  {store.name}: follow back {back['follower']}{again} for {back['seconds'] / 60:.0f} min"
                     + (f" — {lag}" if lag else "")
                     + log
                 )

@@ -70,6 +70,10 @@ def test_a_rollback_after_the_switch_brings_every_write_back_and_the_old_databas
     status = world.ferry("status", "--json")
     postgres = {s["name"]: s for s in status.json["stores"]}["postgres"]
     assert postgres["back"]["follower"] == "running" and postgres["back"]["said"]["phase"] == "live"
+    assert postgres["back"]["log_bytes"] >= 0 and postgres["back"]["log_cap_bytes"] > 0
+    # A client still on the old REDIS_URL (Redis cannot refuse it): the rollback brings the old Redis to the new one's.
+    old_cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password)
+    old_cache.set("stray:only-old", "x")
     back = world.ferry("rollback")
     assert back.code == 0, back.output
     state = world.state()
@@ -82,9 +86,8 @@ def test_a_rollback_after_the_switch_brings_every_write_back_and_the_old_databas
     assert world.source_db.scalar("SELECT count(*) FROM orders WHERE id BETWEEN 10 AND 20") == 0
     assert world.source_db.scalar("SELECT count(*) FROM scratch") == 0
     assert world.source_db.scalar("SELECT email FROM people WHERE id = 1") == "b@x"
-    old_cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password)
     assert old_cache.get("session:2") == b"bob" and old_cache.get("session:1") is None
-    assert old_cache.hget("cart:1", "qty") == b"3"
+    assert old_cache.hget("cart:1", "qty") == b"3" and old_cache.get("stray:only-old") is None
     # The app writes to its old database again; the new one stays fenced for a dyno still on its URL.
     world.source_db.execute("INSERT INTO orders VALUES (7777, 'back on the old one')")
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="ferry fence"):
@@ -98,7 +101,16 @@ def test_a_killed_follow_back_is_started_again_and_loses_nothing(world: World) -
     os.kill(pid, signal.SIGKILL)
     _app_writes_to_the_target(world)  # nothing follows back meanwhile: the target's log keeps it
     status = world.ferry("status")
-    assert "follow back stopped" in status.output, status.output
+    assert "follow back stopped (`ferry run --stack test` starts it again)" in status.output, status.output
+    revived = world.ferry("run", "--yes")
+    assert revived.code == 0 and "postgres stopped: started again" in revived.output, revived.output
+    again = world.state()["stores"]["postgres"]["back_follower"]["pid"]
+    assert again and again != pid
+    deadline = time.monotonic() + 30
+    while world.source_db.scalar("SELECT count(*) FROM orders WHERE id = 9002") == 0:
+        assert time.monotonic() < deadline, "the revived follow back brought nothing"
+        time.sleep(0.2)
+    os.kill(again, signal.SIGKILL)  # and killed again: the rollback starts it itself
     back = world.ferry("rollback")
     assert back.code == 0, back.output
     report = verify_databases(world.target_db.url, world.source_db.url, mode="full")
@@ -123,6 +135,9 @@ def test_finish_leaves_nothing_of_ferrys_and_a_rollback_after_it_needs_the_flag(
         psycopg.connect(world.source_db.url, autocommit=True) as stray,
     ):
         stray.execute("INSERT INTO orders VALUES (7777, 'stray')")
+    old_cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password, socket_timeout=0.5)
+    with pytest.raises(redis.exceptions.TimeoutError):
+        old_cache.set("stray", "x")  # the old Redis's writes held again, as after a run without the follow back
     refused = world.ferry("rollback")
     assert_one_line_error(refused, "`ferry finish` ended the follow back", "--discard-writes-since-switch")
     assert "rollback" not in world.state()["phases"]

@@ -32,6 +32,7 @@ __all__ = [
     "can_pause_per_batch",
     "forget_follow",
     "pause_constraints",
+    "pause_replica_triggers",
     "restore_constraints",
     "validate_constraints",
 ]
@@ -52,7 +53,7 @@ _FOREIGN_KEYS = (
     " AND o.conparentid = 0 ORDER BY 1, 2"
 )
 _TRIGGERS = (
-    "SELECT format('%I.%I', n.nspname, c.relname), t.tgname FROM pg_catalog.pg_trigger t"
+    "SELECT format('%I.%I', n.nspname, c.relname), t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t"
     + _USER_TABLES.format(rel="t.tgrelid")
     # Capture's own stay: on an old database followed back into, they are its fence.
     + " AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgparentid = 0 AND "
@@ -75,8 +76,34 @@ def _prepare(target: Conn) -> None:
     target.execute(
         f"CREATE TABLE IF NOT EXISTS {FOLLOW_FOREIGN_KEYS} (rel text NOT NULL, name text NOT NULL, "
         "definition text NOT NULL, state text NOT NULL DEFAULT 'dropped', PRIMARY KEY (rel, name)); "
-        f"CREATE TABLE IF NOT EXISTS {FOLLOW_TRIGGERS} (rel text NOT NULL, name text NOT NULL, PRIMARY KEY (rel, name))"
+        f"CREATE TABLE IF NOT EXISTS {FOLLOW_TRIGGERS} (rel text NOT NULL, name text NOT NULL, PRIMARY KEY (rel, name)); "
+        # How it fired: ENABLE (O), ENABLE ALWAYS (A) or ENABLE REPLICA (R) comes back as it was.
+        f"ALTER TABLE {FOLLOW_TRIGGERS} ADD COLUMN IF NOT EXISTS mode text NOT NULL DEFAULT 'O'"
     )
+
+
+_ENABLE = {"A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+
+
+def _disable(target: Conn, triggers: list[tuple[str, str, str]]) -> None:
+    for rel, name, mode in triggers:
+        target.execute(
+            f"INSERT INTO {FOLLOW_TRIGGERS} (rel, name, mode) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (rel, name, mode),
+        )
+        target.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.SQL(rel), sql.Identifier(name)))
+
+
+def pause_replica_triggers(target: Conn) -> int:
+    """Where batches pause the target's triggers by ``session_replication_role``: those that fire all the same
+    (``ENABLE ALWAYS``, ``ENABLE REPLICA``: an audit trigger would write rows the app never did) are disabled
+    and recorded, to come back as they were with the foreign keys. Returns how many."""
+    _prepare(target)
+    with target.transaction():
+        target.execute("SET LOCAL search_path = ''")
+        triggers = [(str(r), str(n), str(m)) for r, n, m in target.execute(_TRIGGERS) if str(m) in _ENABLE]
+        _disable(target, triggers)
+    return len(triggers)
 
 
 def pause_constraints(target: Conn) -> int:
@@ -95,11 +122,7 @@ def pause_constraints(target: Conn) -> int:
                 (rel, name, definition),
             )
             target.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.SQL(rel), sql.Identifier(name)))
-        for rel, name in triggers:
-            target.execute(
-                f"INSERT INTO {FOLLOW_TRIGGERS} (rel, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (rel, name)
-            )
-            target.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.SQL(rel), sql.Identifier(name)))
+        _disable(target, [(str(r), str(n), str(m)) for r, n, m in triggers])
         crashpoint("constraints-pausing")
     return len(keys) + len(triggers)
 
@@ -109,8 +132,9 @@ def restore_constraints(target: Conn) -> int:
     _prepare(target)
     with target.transaction():
         target.execute("SET LOCAL search_path = ''")
-        for rel, name in target.execute(f"SELECT rel, name FROM {FOLLOW_TRIGGERS}").fetchall():
-            target.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.SQL(rel), sql.Identifier(name)))
+        for rel, name, mode in target.execute(f"SELECT rel, name, mode FROM {FOLLOW_TRIGGERS}").fetchall():
+            enable = sql.SQL(_ENABLE.get(str(mode), "ENABLE"))
+            target.execute(sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(sql.SQL(rel), enable, sql.Identifier(name)))
         target.execute(f"DELETE FROM {FOLLOW_TRIGGERS}")
         dropped = target.execute(
             f"SELECT rel, name, definition, (SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = rel::regclass) "

@@ -30,7 +30,7 @@ from migration.errors import FerryError, PreconditionError, SourceChangedError
 from migration.files import replace_file
 from migration.postgres.capture.apply import apply_batch, prepare_target
 from migration.postgres.capture.claim import claimed
-from migration.postgres.capture.constraints import can_pause_per_batch, pause_constraints
+from migration.postgres.capture.constraints import can_pause_per_batch, pause_constraints, pause_replica_triggers
 from migration.postgres.capture.install import CaptureSettings, remove_capture
 from migration.postgres.capture.inventory import (
     capture_problems,
@@ -162,6 +162,8 @@ def follow_changes(
             if not can_pause_per_batch(dst):
                 # Batches cannot pause the target's foreign keys and triggers: they come off until the end.
                 pause_constraints(dst)
+            else:
+                pause_replica_triggers(dst)  # those the batches' replica role does not pause
             _Loop(options, progress, src, dst, result, shape).run(should_stop, started)
     result.seconds = time.monotonic() - started
     _write_status(options.status_file, "stopped", result.queued, result.seconds_behind, 0.0, result.entries)

@@ -19,6 +19,7 @@ from migration.errors import FollowerError, PreconditionError
 from migration.postgres import (
     CaptureSettings,
     CopyOptions,
+    DatabaseVerifyReport,
     DeferredRange,
     Witness,
     apply_batch,
@@ -160,7 +161,7 @@ class CaptureAndFollow(PostgresStrategy):
         # Both only read, and the witness does not trust the log the other relies on: side by side.
         with ThreadPoolExecutor(1) as pool:
             proof = pool.submit(_proof, run)
-            return [StoreVerify.of(run.name, changes()), *proof.result()]
+            return [StoreVerify.of(run.name, _sequences_moved_on(run, changes())), *proof.result()]
 
     def prove_frozen(self, run: PostgresRun) -> list[StoreVerify]:
         """The verify of what changed trusts the change log; the witness the freeze took does not."""
@@ -248,6 +249,22 @@ def _proof(run: PostgresRun) -> list[StoreVerify]:
         return []
     report = verify_frozen(run.from_side.url, run.to_side.url, Witness.from_json(run.state.witness))
     return [StoreVerify.of(f"{run.name}:witness", report)]
+
+
+def _sequences_moved_on(run: PostgresRun, report: DatabaseVerifyReport) -> DatabaseVerifyReport:
+    """A sequence behind on the target and nothing else different: ``nextval()`` (an app that takes its ids
+    before its inserts) is no write the fence can refuse, and a sequence moved since the sync says nothing of
+    the rows. Synced again now, and once more right before the switch (``prove_frozen``), which is what holds."""
+    moved = [d for d in report.differences if d.kind == "sequence" and d.target.endswith("(behind)")]
+    if not moved or len(moved) != report.differences_total:
+        return report
+    sync_sequences_between(run)
+    report.differences, report.differences_total = [], 0
+    report.notes.append(
+        f"{len(moved)} sequences moved on the source during the verify (nextval, which the fence cannot refuse): "
+        "synced again, and once more right before the switch"
+    )
+    return report
 
 
 def _empty_log(run: PostgresRun) -> None:

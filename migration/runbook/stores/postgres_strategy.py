@@ -8,11 +8,13 @@ every strategy does alike (preflight, stopping and reopening the source's writes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
 from migration.errors import PreconditionError, ResumeError
 from migration.postgres import (
+    BackOrigin,
     CopyOptions,
     CopyResult,
     Witness,
@@ -103,6 +105,13 @@ class PostgresState(StoreState):
                 Witness.from_json(self.witness)
             except (KeyError, TypeError, ValueError, AttributeError):
                 raise ValueError("witness: not one a freeze took") from None
+        if self.back_origin is not None:
+            try:
+                BackOrigin.from_json(self.back_origin)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+                raise ValueError("back_origin: not one a switch took") from None
+        if self.passage_salt is not None and not re.fullmatch(r"[0-9a-f]{32}", self.passage_salt):
+            raise ValueError("passage_salt: not one ferry made")
 
 
 PostgresRun: TypeAlias = StoreRun[PostgresConfig, PostgresState, PostgresSide]

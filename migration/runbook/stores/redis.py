@@ -21,6 +21,7 @@ from migration.redis import (
     RedisCopyOptions,
     can_pause_writes,
     copy_redis,
+    level_kept,
     pause_writes,
     preflight_redis,
     resume_writes,
@@ -266,7 +267,12 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
 
     def finish(self, run: RedisRun) -> str:
         stopped = run.reversed().follower().stop()
-        return "redis: follow back stopped" if stopped else ""
+        said = ["follow back stopped" if stopped else "no follow back was running"]
+        if run.freeze.in_force in ("read-only", "fence") and run.state.back_since is not None:
+            # Closed again, as a run without the follow back leaves it: no dyno writes where nobody reads.
+            pause_writes(run.from_side.url)
+            said.append("the old Redis's writes paused again")
+        return "redis: " + ", ".join(said)
 
     def catch_up(self, run: RedisRun) -> str:
         lag = super().catch_up(run)
@@ -280,7 +286,12 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         if compared is None:
             forget_live_pass(run)
             return "redis: the witness cannot say what changed any more: every key is compared inside the freeze"
-        return f"redis: {compared} keys written since compared again, {len(live.kept)} left to the freeze"
+        leveled = ""
+        if run.back and live.kept:
+            # The old Redis takes writes since the follow back began (Redis cannot pause all but one client):
+            # what differs is brought to the new Redis's state, the one the app has read and written since.
+            leveled = f"; {level_kept(run.from_side.url, run.to_side.url, live)} keys that differed copied again"
+        return f"redis: {compared} keys written since compared again{leveled}, {len(live.kept)} left to the freeze"
 
     def verify(self, run: RedisRun) -> list[StoreVerify]:
         live = _LIVE_PASSES.pop(run.follower().status_file, None)

@@ -118,3 +118,34 @@ def test_a_foreign_key_of_a_partitioned_table_comes_back_valid(source_db: Databa
     finally:
         remove_capture(source_db.url)
         target_db.execute(f"REASSIGN OWNED BY {ROLE} TO CURRENT_USER; DROP OWNED BY {ROLE}")
+
+
+def test_triggers_that_fire_in_replica_mode_are_paused_too_and_come_back_as_they_were(
+    source_db: Database, target_db: Database
+) -> None:
+    """A superuser's batches pause the target's triggers by ``session_replication_role``; an ``ENABLE ALWAYS``
+    or ``ENABLE REPLICA`` trigger fires all the same, and would write rows the app never wrote."""
+    source_db.execute(SCHEMA)
+    source_db.execute(
+        "ALTER TABLE child ENABLE ALWAYS TRIGGER audited; "
+        "CREATE TABLE tally (n int); CREATE FUNCTION count_parent() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO tally VALUES (1); RETURN NEW; END $$; "
+        "CREATE TRIGGER counted AFTER INSERT ON parent FOR EACH ROW EXECUTE FUNCTION count_parent(); "
+        "ALTER TABLE parent ENABLE REPLICA TRIGGER counted"
+    )
+    copied = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url, "--follow-seconds", "0")
+    assert copied.code == 0, copied.output
+    source_db.execute("INSERT INTO parent VALUES (100, 'new'); INSERT INTO child VALUES (100, 100, 'new')")
+    options = FollowOptions(source_db.url, target_db.url, seconds=0)
+    followed = follow_changes(options, PlainProgress(unit="entries"))
+    assert followed.entries >= 2
+    # The app's audit row came with the copy's rows, and the trigger wrote none of its own on the target.
+    assert target_db.scalar("SELECT count(*) FROM audit") == source_db.scalar("SELECT count(*) FROM audit") == 51
+    assert target_db.scalar("SELECT count(*) FROM tally") == 0
+    with psycopg.connect(target_db.url, autocommit=True) as dst:
+        restore_constraints(dst)
+        modes = dict(
+            dst.execute("SELECT tgname::text, tgenabled::text FROM pg_trigger WHERE tgname IN ('audited', 'counted')")
+        )
+    assert modes == {"audited": "A", "counted": "R"}
+    remove_capture(source_db.url)
