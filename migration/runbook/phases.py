@@ -30,7 +30,9 @@ class Phase:
 def _hint(ctx: RunContext) -> str:
     stack = ctx.settings.stack
     if ctx.state.back:
-        return f"`ferry rollback --stack {stack}` tries again; the app stays on the new stores until it succeeds"
+        return f"`ferry rollback --stack {stack}` tries again; the app stays on the new stores until it succeeds" + (
+            "" if ctx.state.done("back:switch") else ", or `--discard-writes-since-switch` goes back without them"
+        )
     hint = f"`ferry run --stack {stack}` resumes"
     if ctx.state.phases.get("freeze"):
         hint += f", `ferry rollback --stack {stack}` puts the app back"

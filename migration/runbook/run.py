@@ -257,18 +257,21 @@ def rollback(
                 raise RunbookError(f"stack {settings.stack} is already rolled back")
             if "freeze" not in state.phases:
                 raise RunbookError(f"nothing to roll back: stack {settings.stack}'s app was never frozen")
-            if state.back or (state.done("switch") and not discard_writes_since_switch):
-                why = _no_follow_back(ctx)
-                if why and not state.back:
+            if state.done("back:switch") or (state.done("switch") and not discard_writes_since_switch):
+                # Once the app is switched back, the rollback in reverse can only be finished.
+                why = "" if state.back else _no_follow_back(ctx)
+                if why:
                     raise RunbookError(
                         f"the app has run on the new stores since the switch, {_left_behind(ctx)}, and {why}: a "
                         "rollback leaves what it wrote there since on the targets, out of the app's reach; "
                         "`ferry rollback --discard-writes-since-switch` goes back all the same"
                     )
-                if not why or state.back:
-                    roll_back_after_switch(ctx)
-                    _rollback(ctx)
-                    return RunReport.of(state)
+                roll_back_after_switch(ctx)
+            elif state.back:
+                # Asked to go back without the follow back, halfway through a rollback that went through it
+                # (it failed): the old stores as they are, the new ones left closed.
+                state.back = False
+                ctx.save()
             _rollback(ctx)
             return RunReport.of(state)
         finally:

@@ -185,3 +185,19 @@ def test_a_rollback_killed_after_any_phase_goes_on_and_loses_nothing(world: Worl
     world.source_db.execute("INSERT INTO orders VALUES (7777, 'the app writes to its old database again')")
     old_cache = redis.Redis(port=world.source_redis.port, password=world.source_redis.password)
     assert old_cache.get("session:2") == b"bob" and old_cache.set("after", "1")
+
+
+def test_ddl_on_the_target_stops_the_rollback_and_the_flag_goes_back_without_it(world: World) -> None:
+    """A migration of the app's on the new database: the old one cannot take rows of a shape it does not have."""
+    _switched(world)
+    world.target_db.execute("ALTER TABLE orders ADD COLUMN extra int; INSERT INTO orders VALUES (9001, 'new', 1)")
+    refused = world.ferry("rollback")
+    assert refused.code != 0 and "--discard-writes-since-switch" in refused.output, refused.output
+    assert world.fake.apps["shop"].config["DATABASE_URL"] == world.target_db.url  # still on the new stores
+    world.target_db.execute("INSERT INTO orders VALUES (9002, 'the app writes on', 2)")  # and not frozen
+    back = world.ferry("rollback", "--discard-writes-since-switch")
+    assert back.code == 0, back.output
+    assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
+    world.source_db.execute("INSERT INTO orders VALUES (7777, 'the app writes to its old database again')")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="ferry fence"):
+        world.target_db.execute("INSERT INTO orders VALUES (7778, 'a stray on the new one', 3)")

@@ -272,3 +272,20 @@ def test_attribute_options_the_target_does_not_know_are_left_out(source_db: Data
     }
     assert options == {"id": [], "a": ["n_distinct=-0.5"], "b": ["n_distinct=100"]}
     assert target_db.scalar("SELECT count(*) FROM stamped") == 50
+
+
+def test_ferrys_own_records_on_a_source_stay_behind(source_db: Database, target_db: Database) -> None:
+    """A database that was once a follow's target (an old database followed back into after a switch) holds
+    ferry's records: they are no data of the app's, and a copy of them would confuse the next follow."""
+    source_db.execute(
+        "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2);"
+        "CREATE SCHEMA _ferry_follow; CREATE TABLE _ferry_follow.batches (id bigint GENERATED ALWAYS AS IDENTITY "
+        "PRIMARY KEY, entries int); INSERT INTO _ferry_follow.batches (entries) VALUES (1), (2);"
+        "CREATE SCHEMA _ferry; CREATE TABLE _ferry.run (id int)"
+    )
+    copied = ferry("pg", "copy", "--source", source_db.url, "--target", target_db.url)
+    assert copied.code == 0, copied.output
+    assert target_db.scalar("SELECT count(*) FROM orders") == 2
+    assert target_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname IN ('_ferry_follow', '_ferry')") == 0
+    verified = ferry("pg", "verify", "--source", source_db.url, "--target", target_db.url)
+    assert verified.code == 0, verified.output

@@ -16,7 +16,7 @@ import psycopg
 from migration.postgres.catalog import Conn
 from migration.postgres.conninfo import PgEndpoint
 from migration.postgres.copy.schema import DumpFilters, TocEntry
-from migration.postgres.footprint import capture_schemas, our_trigger_oids
+from migration.postgres.footprint import FERRY_SCHEMAS, capture_schemas, our_trigger_oids
 from migration.progress import ProgressSink
 
 __all__ = ["PLATFORM_SCHEMAS", "LeftBehind", "copy_database_settings", "left_behind", "platform_filters", "skip_entry"]
@@ -27,7 +27,7 @@ PLATFORM_SCHEMAS = ("_heroku",)
 
 @dataclass(frozen=True)
 class LeftBehind:
-    """What stays on the source: schemas (the platform's, every change capture's), and the oids of the
+    """What stays on the source: schemas (the platform's, ferry's own, every change capture's), and the oids of the
     triggers and event triggers of theirs that sit on the app's tables or the database."""
 
     schemas: tuple[str, ...] = PLATFORM_SCHEMAS
@@ -43,7 +43,9 @@ def left_behind(holder: Conn) -> LeftBehind:
         (list(PLATFORM_SCHEMAS),),
     ).fetchall()
     oids = {int(r[0]) for r in rows} | our_trigger_oids(holder)
-    return LeftBehind((*PLATFORM_SCHEMAS, *captures), frozenset(oids))
+    # ferry's own records on a database that was once a follow's target (an old database followed back
+    # into, a target copied again) are no data of the app's: a copy of them would confuse the next follow.
+    return LeftBehind((*PLATFORM_SCHEMAS, *FERRY_SCHEMAS, *captures), frozenset(oids))
 
 
 def _exact(schema: str) -> str:
