@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from migration.errors import FerryError, PreconditionError, SourceChangedError
 from migration.redis.connection import RespConn, encode
 from migration.redis.info import config_get, info
-from migration.redis.url import RedisEndpoint
+from migration.redis.url import RedisEndpoint, parse_redis_url
 
 __all__ = ["FlushWatch", "Lag", "LiveTail", "notifications_status"]
 
@@ -60,6 +60,16 @@ def require_notifications(conn: RespConn) -> str | None:
             side="source",
         )
     return None
+
+
+def notifications_at(url: str) -> str | None:
+    """Why the Redis at *url* (the new one, followed back) cannot be followed live (``None``: it can, or
+    CONFIG is refused and the stack's parameter group is trusted to have set them)."""
+    with RespConn(parse_redis_url(url, "target")) as conn:
+        flags = notifications_status(conn)
+    if flags is None or notifications_enabled(flags):
+        return None
+    return f"keyspace notifications are off on the new Redis (notify-keyspace-events={flags!r})"
 
 
 class FlushWatch:

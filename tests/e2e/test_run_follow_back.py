@@ -201,3 +201,15 @@ def test_ddl_on_the_target_stops_the_rollback_and_the_flag_goes_back_without_it(
     world.source_db.execute("INSERT INTO orders VALUES (7777, 'the app writes to its old database again')")
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="ferry fence"):
         world.target_db.execute("INSERT INTO orders VALUES (7778, 'a stray on the new one', 3)")
+
+
+def test_a_new_redis_without_keyspace_notifications_is_refused_before_the_freeze(world: World) -> None:
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    cache = redis.Redis(port=world.target_redis.port, password=world.target_redis.password)
+    cache.config_set("notify-keyspace-events", "")
+    try:
+        refused = world.ferry("run", "--yes")
+        assert_one_line_error(refused, "phase catch-up failed", "keyspace notifications are off on the new Redis")
+        assert "freeze" not in world.state()["phases"]  # the app was never frozen
+    finally:
+        cache.config_set("notify-keyspace-events", "KEA")

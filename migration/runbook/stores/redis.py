@@ -22,6 +22,7 @@ from migration.redis import (
     can_pause_writes,
     copy_redis,
     level_kept,
+    notifications_at,
     pause_writes,
     preflight_redis,
     resume_writes,
@@ -242,6 +243,18 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
                     RedisLiveCopyJob(run.to_side.url, run.from_side.url, back.status_file, merge=True, scan=False)
                 )
         return detail
+
+    def prepare_back(self, run: RedisRun) -> str:
+        """While live: the new Redis must announce every write for the live copy back (before the freeze,
+        not at the switch, where a failure would hold the app frozen)."""
+        reason = notifications_at(run.to_side.url)
+        if reason is not None:
+            raise PreconditionError(
+                f"{reason}: the follow back (migration.reverse) copies the new Redis's writes back by them; "
+                "CONFIG SET notify-keyspace-events KEA (the stack's parameter group sets it), or reverse: false",
+                side="target",
+            )
+        return ""
 
     def begin_back(self, run: RedisRun) -> str:
         back = run.reversed().follower()
