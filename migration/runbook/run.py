@@ -285,7 +285,10 @@ def _no_follow_back(ctx: RunContext) -> str:
     if not ctx.config.migration.follows_back:
         return "migration.reverse is off (nothing followed the new stores back)"
     if not ctx.state.done("follow-back"):
-        return "the follow back never began"
+        return (
+            f"the follow back never began (`ferry run --stack {ctx.settings.stack}` begins it, and brings what the "
+            "app wrote since the switch: then roll back)"
+        )
     lost = [
         f"{store.name}: {why}" for store, run in moved_stores(ctx, back=True) if (why := store.follow_back_lost(run))
     ]
@@ -302,11 +305,22 @@ def finish(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
             state = ctx.state
             if state.rolled_back:
                 raise RunbookError(f"stack {settings.stack} was rolled back: nothing to finish")
-            if not state.done("switch") or state.back:
+            if state.back and (state.frozen or state.done("back:switch")):
+                raise RunbookError(
+                    f"a rollback of stack {settings.stack} is under way: `ferry rollback --stack {settings.stack}` "
+                    "finishes it"
+                )
+            if not state.done("switch"):
                 raise RunbookError(
                     f"stack {settings.stack}'s app is not on the new stores: `ferry run --stack {settings.stack}` "
                     "first (finish ends the way back)"
                 )
+            if state.back:
+                # A rollback that stopped before its freeze (the app still writes to the new stores): given up.
+                for name in [name for name in state.phases if name.startswith("back:")]:
+                    state.phases.pop(name)
+                state.back = False
+                ctx.save()
             if not state.finished:
                 run_phase(ctx, FINISH)
             return RunReport.of(state)
