@@ -50,8 +50,14 @@ def target_is_empty(url: str) -> bool:
 
 
 def connect_source(url: str) -> Conn:
-    """An autocommit connection to the source (errors name the source)."""
-    return connect(parse_url(url, "source"), autocommit=True)
+    """An autocommit connection to the source (errors name the source), writable whatever the read-only freeze
+    set on a role ferry shares with the app (capture's log is cleared, the fence raised, through it)."""
+    return _read_write(connect(parse_url(url, "source"), autocommit=True))
+
+
+def _read_write(conn: Conn) -> Conn:
+    conn.execute("SET default_transaction_read_only = off")
+    return conn
 
 
 def row_writes(url: str) -> int | None:
@@ -75,8 +81,9 @@ def row_writes(url: str) -> int | None:
 
 
 def connect_target(url: str) -> Conn:
-    """An autocommit connection to the target (errors name the target)."""
-    return connect(parse_url(url, "target"), autocommit=True)
+    """An autocommit connection to the target (errors name the target), writable as :func:`connect_source` is
+    (a rollback's read-only freeze closes the role ferry may share with the app there)."""
+    return _read_write(connect(parse_url(url, "target"), autocommit=True))
 
 
 @contextmanager

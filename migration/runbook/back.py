@@ -106,6 +106,9 @@ def roll_back_after_switch(ctx: RunContext) -> None:
     :raises FerryError: a phase failed (before the switch back the app writes to the new stores again)."""
     if not ctx.state.back:
         ctx.state.back = True
+        # The formation is the app's as it runs on the new stores (a process type added since, a scale changed):
+        # the rollback's maintenance freeze stops what runs now and puts back what ran.
+        ctx.state.formation = {}
         ctx.save()
     for phase in BACK_PHASES:
         if ctx.state.done(phase.name):

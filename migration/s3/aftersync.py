@@ -46,6 +46,8 @@ class AfterSwitchResult:
     kept_deleted: int = 0
     lag_seconds: float = 0.0
     conflicts: list[str] = field(default_factory=list)
+    #: Objects a stray deleted or replaced on a side only strays wrote to, brought again (``target_strays``).
+    replaced_strays: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,10 +99,13 @@ def _delete_ferrys(client: Any, dst: S3Location, change: Change) -> bool:
 
 
 def sync_after_switch(
-    source_url: str, target_url: str, source: S3Side, target: S3Side, ledger: Ledger
+    source_url: str, target_url: str, source: S3Side, target: S3Side, ledger: Ledger, *, target_strays: bool = False
 ) -> AfterSwitchResult:
     """Bring over what the old bucket (*source_url*) took since the last pass, by the rules above.
 
+    :param target_strays: nothing but strays wrote to the target since the switch (the old bucket, synced back
+        before a rollback switches the app to it): where one deleted or replaced ferry's copy, the source's
+        object is brought again (counted in ``replaced_strays``); an object only a stray uploaded stays.
     :raises FerryError: naming the side and bucket.
     """
     src, dst = parse_location(source_url, "source"), parse_location(target_url, "target")
@@ -124,12 +129,16 @@ def sync_after_switch(
                 ledger.record(change.key, change.source.etag)
             continue
         if change.target is None and ferrys[0] is not None:
-            # ferry's copy of it had landed there: the app deleted it since the switch, and that is its last word.
-            result.kept_deleted += 1
-            continue
-        if change.target is not None and not _ferrys_copy(target_client, dst, change, ferrys):
-            result.conflicts.append(change.key)
-            continue
+            if not target_strays:
+                # ferry's copy of it had landed there: the app deleted it since the switch, its last word.
+                result.kept_deleted += 1
+                continue
+            result.replaced_strays += 1
+        elif change.target is not None and not _ferrys_copy(target_client, dst, change, ferrys):
+            if not target_strays:
+                result.conflicts.append(change.key)
+                continue
+            result.replaced_strays += 1
         settings = TransferSettings(
             server_side=False,  # conditional writes hold for PutObject and CompleteMultipartUpload everywhere
             if_absent=change.target is None,

@@ -22,13 +22,13 @@ _OURS = (
 )
 
 
-def _switched(world: World) -> None:
+def _switched(world: World, **migration: str) -> None:
     world.source_db.execute(
         "CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL UNIQUE); "
         "INSERT INTO people VALUES (1, 'a@x'), (2, 'b@x'); CREATE TABLE scratch (id int PRIMARY KEY); "
         "INSERT INTO scratch SELECT generate_series(1, 50)"
     )
-    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[], **migration)
     done = world.ferry("run", "--yes")
     assert done.code == 0, done.output
     assert world.state()["phases"]["follow-back"]["status"] == "done", done.output
@@ -213,3 +213,26 @@ def test_a_new_redis_without_keyspace_notifications_is_refused_before_the_freeze
         assert "freeze" not in world.state()["phases"]  # the app was never frozen
     finally:
         cache.config_set("notify-keyspace-events", "KEA")
+
+
+@pytest.mark.parametrize("freeze", ["read-only", "maintenance"])
+def test_the_follow_back_in_the_other_freeze_modes(world: World, freeze: str) -> None:
+    """read-only: ferry's role is the app's (as on Heroku), read-only by the freeze on the old database;
+    maintenance: the rollback's freeze stops the processes running now, and puts back the scale set since."""
+    _switched(world, freeze=freeze)
+    with (
+        psycopg.connect(world.source_db.url, autocommit=True) as stray,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        stray.execute("SET default_transaction_read_only = off; INSERT INTO orders VALUES (7777, 'stray')")
+    _app_writes_to_the_target(world)
+    app = world.fake.apps["shop"]
+    app.formation |= {"worker": 6, "sidekiq": 2}  # scaled on the new stores
+    back = world.ferry("rollback")
+    assert back.code == 0, back.output
+    report = verify_databases(world.target_db.url, world.source_db.url, mode="full")
+    assert report.identical, [str(d) for d in report.differences]
+    world.source_db.execute("INSERT INTO orders VALUES (7777, 'the app writes to its old database again')")
+    if freeze == "maintenance":
+        assert any("sidekiq=0" in w for w in world.writes()), world.writes()
+        assert app.formation == {"web": 2, "worker": 6, "clock": 1, "sidekiq": 2} and app.maintenance is False

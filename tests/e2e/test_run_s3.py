@@ -103,3 +103,35 @@ def test_a_run_moving_buckets_killed_after_a_phase_resumes_with_nothing_lost(
     assert client.get_object(Bucket=NEW_BUCKET, Key="uploads/after-the-kill.png")["Body"].read() == b"k"  # type: ignore[attr-defined]
     assert world.state()["verify"][f"s3:{OLD_BUCKET}"]["identical"] is True
     assert world.state()["releases_in_freeze"] == 3  # the switch's releases made once, whatever was killed
+
+
+def _contents(client: object, bucket: str) -> dict[str, bytes]:
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])  # type: ignore[attr-defined]
+    return {
+        item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()  # type: ignore[attr-defined]
+        for item in listed
+    }
+
+
+def test_a_rollback_after_the_switch_brings_the_new_buckets_back_and_undoes_strays_on_the_old(
+    world: World, moto: MotoServer
+) -> None:
+    _with_buckets(world, moto)
+    client = _s3(moto)
+    done = world.ferry("run", "--yes")
+    assert done.code == 0, done.output
+    # The app on the new bucket: an upload, an overwrite, a delete.
+    client.put_object(Bucket=NEW_BUCKET, Key="uploads/new.png", Body=b"new")  # type: ignore[attr-defined]
+    client.put_object(Bucket=NEW_BUCKET, Key="uploads/1.png", Body=b"overwritten")  # type: ignore[attr-defined]
+    client.delete_object(Bucket=NEW_BUCKET, Key="uploads/2.png")  # type: ignore[attr-defined]
+    # A client still on the old bucket: a delete and an overwrite of what the app has, and an upload of its own.
+    client.delete_object(Bucket=OLD_BUCKET, Key="uploads/4.png")  # type: ignore[attr-defined]
+    client.put_object(Bucket=OLD_BUCKET, Key="uploads/6.png", Body=b"stray")  # type: ignore[attr-defined]
+    client.put_object(Bucket=OLD_BUCKET, Key="uploads/stray.png", Body=b"stray")  # type: ignore[attr-defined]
+    back = world.ferry("rollback")
+    assert back.code == 0, back.output
+    assert "2 a stray had deleted or replaced" in back.output
+    old, new = _contents(client, OLD_BUCKET), _contents(client, NEW_BUCKET)
+    assert old.pop("uploads/stray.png") == b"stray"  # only a stray's: it stays where it was written
+    assert old == new and old["uploads/1.png"] == b"overwritten" and "uploads/2.png" not in old
+    assert world.fake.apps["shop"].config["S3_BUCKET"] == OLD_BUCKET

@@ -28,6 +28,7 @@ from migration.postgres import (
     open_follow_back,
     passage_digest,
     passage_token,
+    read_write,
     remove_capture,
     set_read_only,
 )
@@ -69,7 +70,8 @@ def follow_back(run: PostgresRun) -> str:
         state.passage_salt = new_salt()
         run.save()
     digest = passage_digest(passage_token(run.to_side.url, state.passage_salt))
-    with connect_source(run.to_side.url) as old, capture_errors():
+    # Not read-only by the freeze's role setting (ferry's role is the app's on Heroku), nor by the fence.
+    with connect_source(writable_to(run)) as old, capture_errors():
         if state.back_origin is None:
             # Again: the passage must be this run's, whatever a rollback to an earlier state left.
             fence_with_passage(old, digest)
@@ -93,9 +95,9 @@ def finish(run: PostgresRun) -> str:
     # The fence goes with capture: the role is closed first (as after a run without the follow back), and
     # ferry's own sessions, which hold the passage, are not read-only by it.
     set_read_only(run.from_side.app_url, True)
-    old_writer = writable_to(back) if run.state.passage_salt is not None else run.from_side.url
+    old_writer = writable_to(back) if run.state.passage_salt is not None else read_write(run.from_side.url)
     with connect_source(old_writer) as old, capture_errors():
-        restored = end_follow_back(run.to_side.url, old)
+        restored = end_follow_back(read_write(run.to_side.url), old)
     tables = remove_capture(old_writer)
     said = [
         "follow back stopped" if stopped else "no follow back was running",

@@ -165,6 +165,8 @@ class S3Store(Store[StackConfig, S3State, BucketsSide]):
         return run.follower().status()
 
     def catch_up(self, run: S3Run) -> str:
+        if run.back:
+            return _sync_back_before_switch(run)
         status = self.live_status(run)
         if status is None:
             return ""
@@ -233,6 +235,22 @@ class S3Store(Store[StackConfig, S3State, BucketsSide]):
             for path in ledger.parent.glob(ledger.name + "*"):  # with SQLite's -wal and -shm beside it
                 path.unlink(missing_ok=True)
         return ""
+
+
+def _sync_back_before_switch(run: S3Run) -> str:
+    """A rollback's catch-up (*run* moves back): the old buckets brought to the new ones while the app still
+    writes only to the new ones, so what happened to the old ones meanwhile was a stray's: a delete or an
+    overwrite of what the app has is undone there (after the switch back, the old buckets' changes are the
+    app's own, and the sync after it keeps them)."""
+    arrived = replaced = 0
+    for new, old in _pairs(run):
+        with Ledger(ledger_path(run.work_dir, new, old)) as ledger:
+            result = sync_after_switch(
+                f"s3://{new}", f"s3://{old}", run.from_side.credentials, run.to_side.credentials, ledger,
+                target_strays=True,
+            )  # fmt: skip
+        arrived, replaced = arrived + result.arrived, replaced + result.replaced_strays
+    return f"s3: {arrived} objects synced back while live ({replaced} a stray had deleted or replaced)"
 
 
 def _pairs(run: S3Run) -> list[tuple[str, str]]:
