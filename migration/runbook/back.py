@@ -53,6 +53,7 @@ def _open_old(ctx: RunContext) -> PhaseOutcome:
     said = [store.unfreeze_writes(run) for store, run in moved_stores(ctx, back=False)]
     if ctx.state.freeze_mode not in ("read-only", "fence"):
         restore = {kind: count for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
+        ctx.platform.wait_for_release(0)  # no process of the release before the switch back serves any more
         ctx.platform.scale(restore)
         ctx.platform.set_maintenance(False)
         said.append("maintenance off")

@@ -91,6 +91,10 @@ def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> PhaseOutcome:
         detail = "; ".join(d for d in (store.unfreeze_writes(run) for store, run in moved_stores(ctx)) if d)
     else:
         restore = {kind: count for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
+        if ctx.state.done("switch") and not rolling_back:
+            # A process still on the release before the switch must serve nothing once maintenance is off: it
+            # would write to the old stores (on Heroku the router sends nothing to a dyno the release stopped).
+            ctx.platform.wait_for_release(0)
         ctx.platform.scale(restore)
         ctx.platform.set_maintenance(False)
         detail = (
