@@ -97,7 +97,10 @@ class Database(pulumi.ComponentResource):
             f"{name}-parameters",
             name_prefix=f"{args.prefix}-pg{config.major_version}-",
             family=f"postgres{config.major_version}",
-            description=f"{args.prefix}: {'bulk load' if args.loading else 'normal'} profile",
+            # The same whatever the profile: a description is no parameter RDS can change, and a group replaced
+            # by the switch's update would take effect only after a reboot nothing triggers. Updated in place,
+            # the bulk-load parameters (every one of them dynamic) end at once with apply_method immediate.
+            description=f"{args.prefix}: PostgreSQL parameters (ferry)",
             parameters=[
                 aws.rds.ParameterGroupParameterArgs(name=param, value=value, apply_method="immediate")
                 for param, value in sorted(parameters.items())

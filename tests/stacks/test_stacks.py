@@ -197,6 +197,15 @@ def test_parameter_group_profiles_follow_migration_loading() -> None:
         return {p["name"]: p["value"] for p in group.inputs["parameters"]}
 
     loading, normal = parameters(True), parameters(False)
+    # The switch ends the profile by an update in place: nothing that replaces the group differs.
+    groups = [
+        declared("qa", **{"ferry:migration": {"loading": on}}).one("aws:rds/parameterGroup:ParameterGroup").inputs
+        for on in (True, False)
+    ]
+    fixed = ("family", "description", "namePrefix", "name")
+    loading_group, normal_group = ({k: g.get(k) for k in fixed} for g in groups)
+    assert loading_group == normal_group and loading_group["description"]
+    assert all(p["applyMethod"] == "immediate" for g in groups for p in g["parameters"])
     assert BULK_LOAD_PARAMETERS.items() <= loading.items()
     assert loading["synchronous_commit"] == "off" and loading["autovacuum"] == "0"
     assert not set(BULK_LOAD_PARAMETERS) & set(normal)
