@@ -83,10 +83,16 @@ def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> PhaseOutcome:
     """Let writes go on: to the targets after the switch, to the old stores before it or on rollback."""
     if not ctx.state.frozen:
         return done("not frozen")
+    closed = ""
+    if ctx.state.done("switch") and not rolling_back and ctx.config.migration.follows_back:
+        # Before the app writes anywhere again: the old stores closed to a process still on their URLs, in every
+        # mode (the follow back will write there through its own passage).
+        closed = "; ".join(d for d in (store.close_old(run) for store, run in moved_stores(ctx)) if d)
     if ctx.state.freeze_mode in ("read-only", "fence"):
         if ctx.state.done("switch") and not rolling_back:
             return done(
                 "the app writes to the targets now; the old stores stay read-only (ferry rollback reopens them)"
+                + (f"; {closed}" if closed else "")
             )
         detail = "; ".join(d for d in (store.unfreeze_writes(run) for store, run in moved_stores(ctx)) if d)
     else:
@@ -99,6 +105,7 @@ def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> PhaseOutcome:
         ctx.platform.set_maintenance(False)
         detail = (
             f"maintenance off; scaled back: {', '.join(f'{k}={v}' for k, v in sorted(restore.items())) or 'nothing'}"
+            + (f"; {closed}" if closed else "")
         )
     ctx.state.frozen = False
     ctx.save()

@@ -236,3 +236,20 @@ def test_the_follow_back_in_the_other_freeze_modes(world: World, freeze: str) ->
     if freeze == "maintenance":
         assert any("sidekiq=0" in w for w in world.writes()), world.writes()
         assert app.formation == {"web": 2, "worker": 6, "clock": 1, "sidekiq": 2} and app.maintenance is False
+
+
+def test_in_maintenance_mode_the_old_database_is_closed_before_the_app_writes_again(world: World) -> None:
+    """Maintenance mode touches no store: without the follow back's fence, a process still on the old URL could
+    write there between the unfreeze and the follow back's start."""
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, freeze="maintenance", smokeUrls=[])
+    done = world.ferry("run", "--yes", "--until", "unfreeze")
+    assert done.code == 0, done.output
+    assert world.fake.apps["shop"].maintenance is False  # the app writes to the new stores now
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="ferry fence"):
+        world.source_db.execute("INSERT INTO orders VALUES (7777, 'a process on the old release')")
+    world.target_db.execute("INSERT INTO orders VALUES (9001, 'on the target')")
+    rest = world.ferry("run", "--yes")
+    assert rest.code == 0, rest.output
+    back = world.ferry("rollback")
+    assert back.code == 0, back.output
+    assert world.source_db.scalar("SELECT note FROM orders WHERE id = 9001") == "on the target"

@@ -336,6 +336,11 @@ class Store(Generic[Config, Section, Endpoint]):
         here (nothing the app writes to ``to_side`` from now on may go unseen)."""
         return ""
 
+    def close_old(self, run: StoreRun[Config, Section, Endpoint]) -> str:
+        """After the switch, before the app writes again (unfreeze): ``from_side`` closed to any writer but the
+        follow back, whatever the freeze's mode."""
+        return ""
+
     def follow_back(self, run: StoreRun[Config, Section, Endpoint]) -> str:
         """After the switch (*run* moves back: ``from_side`` is the target): follow its writes into the old
         side in the background, until ``finish`` or a rollback."""

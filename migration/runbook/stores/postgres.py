@@ -189,6 +189,9 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
     def follow_back(self, run: PostgresRun) -> str:
         return self.strategy(run).follow_back(run)
 
+    def close_old(self, run: PostgresRun) -> str:
+        return self.strategy(run).close_old(run)
+
     def finish(self, run: PostgresRun) -> str:
         return self.strategy(run).finish(run)
 

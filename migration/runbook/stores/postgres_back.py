@@ -35,7 +35,7 @@ from migration.postgres import (
 from migration.runbook.stores.postgres_strategy import PostgresRun, writable_to
 from migration.worker import PostgresFollowJob
 
-__all__ = ["begin_back", "finish", "follow_back", "prepare_back"]
+__all__ = ["begin_back", "close_old", "finish", "follow_back", "prepare_back"]
 
 _FOLLOW_READY_SECONDS = 600
 
@@ -57,6 +57,19 @@ def begin_back(run: PostgresRun) -> str:
     state.back_origin, state.back_since = origin.to_json(), time.time()
     run.save()
     return "postgres: the follow back begins here (the target's log emptied)"
+
+
+def close_old(run: PostgresRun) -> str:
+    """After the switch, before the app writes again: the old database fenced for everyone but the follow back's
+    passage, in every freeze mode (maintenance mode leaves it open otherwise until ``follow-back``)."""
+    back = run.reversed()
+    state = run.state
+    if state.passage_salt is None:
+        state.passage_salt = new_salt()
+        run.save()
+    with connect_source(writable_to(back)) as old, capture_errors():
+        fence_with_passage(old, passage_digest(passage_token(run.from_side.url, state.passage_salt)))
+    return "postgres: the old database fenced but for the follow back"
 
 
 def follow_back(run: PostgresRun) -> str:

@@ -190,6 +190,9 @@ class CaptureAndFollow(PostgresStrategy):
     def follow_back(self, run: PostgresRun) -> str:
         return postgres_back.follow_back(run)
 
+    def close_old(self, run: PostgresRun) -> str:
+        return postgres_back.close_old(run)
+
     def finish(self, run: PostgresRun) -> str:
         return postgres_back.finish(run)
 

@@ -162,6 +162,9 @@ class PostgresStrategy:
     def follow_back(self, run: PostgresRun) -> str:
         return ""
 
+    def close_old(self, run: PostgresRun) -> str:
+        return ""
+
     def finish(self, run: PostgresRun) -> str:
         return ""
 
