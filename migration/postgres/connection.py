@@ -75,17 +75,27 @@ def pg_errors(side: Side, endpoint: PgEndpoint | None = None) -> Iterator[None]:
 
 
 def connect(
-    endpoint: PgEndpoint, *, autocommit: bool = False, application_name: str = APPLICATION_NAME
+    endpoint: PgEndpoint,
+    *,
+    autocommit: bool = False,
+    application_name: str = APPLICATION_NAME,
+    read_write: bool = False,
 ) -> psycopg.Connection[TupleRow]:
     """Open a connection to *endpoint*; errors name its side.
 
     :param endpoint: where to connect.
     :param autocommit: open in autocommit mode.
     :param application_name: how the session shows in ``pg_stat_activity``.
+    :param read_write: writable whatever the role's default says (the read-only freeze's setting, on a role
+        ferry shares with the app, as on Heroku): for ferry's own writes (capture's log, the fence, its removal).
     """
     with pg_errors(endpoint.side, endpoint):
         conn = psycopg.connect(endpoint.conninfo(application_name=application_name), autocommit=autocommit)
         _no_timeouts(conn)
+        if read_write:
+            conn.execute("SET default_transaction_read_only = off")
+            if not autocommit:
+                conn.commit()
     return conn
 
 

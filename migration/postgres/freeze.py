@@ -52,12 +52,7 @@ def target_is_empty(url: str) -> bool:
 def connect_source(url: str) -> Conn:
     """An autocommit connection to the source (errors name the source), writable whatever the read-only freeze
     set on a role ferry shares with the app (capture's log is cleared, the fence raised, through it)."""
-    return _read_write(connect(parse_url(url, "source"), autocommit=True))
-
-
-def _read_write(conn: Conn) -> Conn:
-    conn.execute("SET default_transaction_read_only = off")
-    return conn
+    return connect(parse_url(url, "source"), autocommit=True, read_write=True)
 
 
 def row_writes(url: str) -> int | None:
@@ -83,7 +78,7 @@ def row_writes(url: str) -> int | None:
 def connect_target(url: str) -> Conn:
     """An autocommit connection to the target (errors name the target), writable as :func:`connect_source` is
     (a rollback's read-only freeze closes the role ferry may share with the app there)."""
-    return _read_write(connect(parse_url(url, "target"), autocommit=True))
+    return connect(parse_url(url, "target"), autocommit=True, read_write=True)
 
 
 @contextmanager

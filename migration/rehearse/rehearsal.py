@@ -36,7 +36,7 @@ from migration.rehearse.motoserver import running_moto
 from migration.rehearse.pgcluster import Cluster, free_port, running_cluster, stop_process
 from migration.rehearse.redisserver import running_redis
 from migration.rehearse.report import AppLog, Rehearsal, longest, read_app_log, write_reports
-from migration.rehearse.rollback import RollbackOutcome, roll_back_while_writing, rollback_outcome
+from migration.rehearse.rollback import RollbackOutcome, freeze_window, roll_back_while_writing, rollback_outcome
 from migration.runbook import RunSettings, finish, run
 from migration.runbook.state import RunState
 from migration.runbook.stores.s3 import APP_KEY_ENV
@@ -347,19 +347,13 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
     return result
 
 
-_INSIDE_THE_FREEZE = ("freeze", "final-sync", "verify", "switch", "unfreeze")
-
-
 def _freeze_summary(state: RunState) -> dict[str, Any]:
-    inside = {name: state.phases[name] for name in _INSIDE_THE_FREEZE if name in state.phases}
-    if "freeze" not in inside or "unfreeze" not in inside:
+    window = freeze_window(state)
+    if not window:
         return {}
-    unfrozen = inside["unfreeze"].started_at + inside["unfreeze"].seconds
     sections = state.sections()
     return {
-        "mode": state.freeze_mode,
-        "seconds": round(unfrozen - inside["freeze"].started_at, 3),
-        "phases": {name: record.seconds for name, record in inside.items()},
+        **window,
         "lag_before": {name: lag for name, section in sections.items() if (lag := section.get("lag_at_freeze"))},
         "drained": sum(section.get("drained") or 0 for section in sections.values()),
         "s3_after_switch": sections.get("s3", {}).get("after_switch", {}),

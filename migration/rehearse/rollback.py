@@ -15,7 +15,7 @@ from migration.runbook import RunSettings, rollback
 from migration.runbook.state import RunState
 from migration.runbook.verify import BACK
 
-__all__ = ["RollbackOutcome", "roll_back_while_writing", "rollback_outcome"]
+__all__ = ["RollbackOutcome", "freeze_window", "roll_back_while_writing", "rollback_outcome"]
 
 
 @dataclass
@@ -102,7 +102,7 @@ def rollback_outcome(
         and all(bool(r.get("identical", not r.get("differences"))) for r in reports.values())
         and switched_back,
         verification={name: {k: v for k, v in r.items() if k != "differences"} for name, r in reports.items()},
-        freeze=_back_freeze(state),
+        freeze=freeze_window(state, BACK),
     )
 
 
@@ -115,16 +115,18 @@ def _by_side(acks: dict[int, tuple[float, str]], moments: tuple[float, float]) -
     }
 
 
-_INSIDE = ("back:freeze", "back:final-sync", "back:verify", "back:switch", "back:unfreeze")
+_INSIDE = ("freeze", "final-sync", "verify", "switch", "unfreeze")
 
 
-def _back_freeze(state: RunState) -> dict[str, Any]:
-    inside = {name: state.phases[name] for name in _INSIDE if name in state.phases}
-    if "back:freeze" not in inside or "back:unfreeze" not in inside:
+def freeze_window(state: RunState, prefix: str = "") -> dict[str, Any]:
+    """The freeze's mode, its length (from the freeze's start to the unfreeze's end) and the seconds of each
+    phase inside it; *prefix* ``back:`` for the rollback's. Empty when it did not run whole."""
+    inside = {name: state.phases[prefix + name] for name in _INSIDE if prefix + name in state.phases}
+    if "freeze" not in inside or "unfreeze" not in inside:
         return {}
-    end = inside["back:unfreeze"].started_at + inside["back:unfreeze"].seconds
+    end = inside["unfreeze"].started_at + inside["unfreeze"].seconds
     return {
         "mode": state.freeze_mode,
-        "seconds": round(end - inside["back:freeze"].started_at, 3),
-        "phases": {name: record.seconds for name, record in inside.items()},
+        "seconds": round(end - inside["freeze"].started_at, 3),
+        "phases": {prefix + name: record.seconds for name, record in inside.items()},
     }

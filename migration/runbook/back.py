@@ -20,7 +20,7 @@ from functools import partial
 from migration.runbook.context import RunContext
 from migration.runbook.copy import after_switch, catch_up, final_sync
 from migration.runbook.cutover import rollback_cutover
-from migration.runbook.freeze import freeze
+from migration.runbook.freeze import end_maintenance, freeze
 from migration.runbook.outcome import PhaseOutcome, done, skipped
 from migration.runbook.parallel import side_by_side
 from migration.runbook.phases import Phase, run_phase
@@ -52,11 +52,7 @@ def _open_old(ctx: RunContext) -> PhaseOutcome:
     stores stay closed to a dyno still on their URLs."""
     said = [store.unfreeze_writes(run) for store, run in moved_stores(ctx, back=False)]
     if ctx.state.freeze_mode not in ("read-only", "fence"):
-        restore = {kind: count for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
-        ctx.platform.wait_for_release(0)  # no process of the release before the switch back serves any more
-        ctx.platform.scale(restore)
-        ctx.platform.set_maintenance(False)
-        said.append("maintenance off")
+        said.append(end_maintenance(ctx, after_release=True))
     ctx.state.frozen = False
     ctx.save()
     return done("; ".join(d for d in said if d) + "; the new stores stay closed")
@@ -90,8 +86,7 @@ def _writes_on_new_again(ctx: RunContext) -> str:
             for store, run in moved_stores(ctx, back=True):
                 store.unfreeze_writes(run)
         else:
-            ctx.platform.scale({k: n for k, n in ctx.state.formation.items() if k != "web" and n > 0})
-            ctx.platform.set_maintenance(False)
+            end_maintenance(ctx, after_release=False)  # nothing was switched: the app runs the release it ran
         ctx.state.frozen = False
     for phase in BACK_PHASES:
         ctx.state.phases.pop(phase.name, None)

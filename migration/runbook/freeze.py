@@ -25,7 +25,7 @@ from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome, done
 from migration.runbook.stores import AnyStore, StoreRun, moved_stores
 
-__all__ = ["freeze", "unfreeze"]
+__all__ = ["end_maintenance", "freeze", "unfreeze"]
 
 
 def freeze(ctx: RunContext) -> PhaseOutcome:
@@ -63,6 +63,20 @@ def freeze(ctx: RunContext) -> PhaseOutcome:
     return done(detail)
 
 
+def end_maintenance(ctx: RunContext, *, after_release: bool) -> str:
+    """Maintenance off and the process counts recorded at the freeze scaled back; what was done.
+
+    :param after_release: a switch (or a switch back) made a release: no process still on the release before it
+        may serve once maintenance is off, it would write to the stores the app left (locally: the app restarted;
+        on Heroku the router sends nothing to a dyno the release stopped)."""
+    restore = {kind: count for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
+    if after_release:
+        ctx.platform.wait_for_release(0)
+    ctx.platform.scale(restore)
+    ctx.platform.set_maintenance(False)
+    return f"maintenance off; scaled back: {', '.join(f'{k}={v}' for k, v in sorted(restore.items())) or 'nothing'}"
+
+
 def _freeze_each(stores: list[tuple[AnyStore, StoreRun[Any, Any, Any]]]) -> list[str]:
     """Each store's own write stop; when one fails, those already stopped go on again (the app must not
     stay half frozen by a freeze that did not happen)."""
@@ -96,17 +110,8 @@ def unfreeze(ctx: RunContext, *, rolling_back: bool = False) -> PhaseOutcome:
             )
         detail = "; ".join(d for d in (store.unfreeze_writes(run) for store, run in moved_stores(ctx)) if d)
     else:
-        restore = {kind: count for kind, count in ctx.state.formation.items() if kind != "web" and count > 0}
-        if ctx.state.done("switch") and not rolling_back:
-            # A process still on the release before the switch must serve nothing once maintenance is off: it
-            # would write to the old stores (on Heroku the router sends nothing to a dyno the release stopped).
-            ctx.platform.wait_for_release(0)
-        ctx.platform.scale(restore)
-        ctx.platform.set_maintenance(False)
-        detail = (
-            f"maintenance off; scaled back: {', '.join(f'{k}={v}' for k, v in sorted(restore.items())) or 'nothing'}"
-            + (f"; {closed}" if closed else "")
-        )
+        detail = end_maintenance(ctx, after_release=ctx.state.done("switch") and not rolling_back)
+        detail += f"; {closed}" if closed else ""
     ctx.state.frozen = False
     ctx.save()
     return done(detail)

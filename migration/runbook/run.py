@@ -14,7 +14,8 @@ safe to repeat). One run per stack at a time (:class:`~migration.runbook.lock.Ru
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,17 @@ def open_context(settings: RunSettings, say: Callable[[str], None], confirm: Cal
     return RunContext(settings=settings, config=config, state=state, say=say, confirm=confirm)
 
 
+@contextmanager
+def _opened(settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool]) -> Iterator[RunContext]:
+    """The stack's context, under the run's lock (one run, rollback or finish per stack at a time)."""
+    with RunLock(settings.state_dir / "lock", settings.stack):
+        ctx = open_context(settings, say, confirm)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
 def _selected(state: RunState, start: str | None, until: str | None) -> list[Phase]:
     for name in (start, until):
         if name is not None and name not in PHASE_NAMES:
@@ -138,27 +150,23 @@ def run(
     :param confirm: asked before phases that change what the app's users see; ``--yes`` answers yes.
     :raises FerryError: the phase that failed, with how to resume or roll back.
     """
-    with RunLock(settings.state_dir / "lock", settings.stack):
-        ctx = open_context(settings, say, confirm)
-        try:
-            if ctx.state.rolled_back:
-                raise RunbookError(
-                    f"stack {settings.stack} was rolled back; remove {settings.state_file} to start a new run"
-                )
-            for phase in _selected(ctx.state, start, until):
-                asks = phase.asks and not (phase.name == "provision" and not settings.uses_stack)
-                if asks and not settings.yes and not confirm(f"{phase.name}: {phase.asks}. Go on?"):
-                    raise RunbookError(f"stopped before {phase.name}; `ferry run --stack {settings.stack}` continues")
-                try:
-                    run_phase(ctx, phase, on_differences=_after_differences)
-                except SmokeFailedError as failed:
-                    _after_smoke_failure(ctx, failed)
-                    raise
+    with _opened(settings, say, confirm) as ctx:
+        if ctx.state.rolled_back:
+            raise RunbookError(
+                f"stack {settings.stack} was rolled back; remove {settings.state_file} to start a new run"
+            )
+        for phase in _selected(ctx.state, start, until):
+            asks = phase.asks and not (phase.name == "provision" and not settings.uses_stack)
+            if asks and not settings.yes and not confirm(f"{phase.name}: {phase.asks}. Go on?"):
+                raise RunbookError(f"stopped before {phase.name}; `ferry run --stack {settings.stack}` continues")
+            try:
+                run_phase(ctx, phase, on_differences=_after_differences)
+            except SmokeFailedError as failed:
+                _after_smoke_failure(ctx, failed)
+                raise
 
-            _revive_follow_back(ctx)
-            return RunReport.of(ctx.state)
-        finally:
-            ctx.close()
+        _revive_follow_back(ctx)
+        return RunReport.of(ctx.state)
 
 
 def _revive_follow_back(ctx: RunContext) -> None:
@@ -249,33 +257,29 @@ def rollback(
     :raises RunbookError: the run never reached the freeze, so there is nothing to roll back; or the app
         has run on the new stores and the writes it made there would be left behind.
     """
-    with RunLock(settings.state_dir / "lock", settings.stack):
-        ctx = open_context(settings, say, lambda _question: True)
-        try:
-            state = ctx.state
-            if state.rolled_back:
-                raise RunbookError(f"stack {settings.stack} is already rolled back")
-            if "freeze" not in state.phases:
-                raise RunbookError(f"nothing to roll back: stack {settings.stack}'s app was never frozen")
-            if state.done("back:switch") or (state.done("switch") and not discard_writes_since_switch):
-                # Once the app is switched back, the rollback in reverse can only be finished.
-                why = "" if state.back else _no_follow_back(ctx)
-                if why:
-                    raise RunbookError(
-                        f"the app has run on the new stores since the switch, {_left_behind(ctx)}, and {why}: a "
-                        "rollback leaves what it wrote there since on the targets, out of the app's reach; "
-                        "`ferry rollback --discard-writes-since-switch` goes back all the same"
-                    )
-                roll_back_after_switch(ctx)
-            elif state.back:
-                # Asked to go back without the follow back, halfway through a rollback that went through it
-                # (it failed): the old stores as they are, the new ones left closed.
-                state.back = False
-                ctx.save()
-            _rollback(ctx)
-            return RunReport.of(state)
-        finally:
-            ctx.close()
+    with _opened(settings, say, lambda _question: True) as ctx:
+        state = ctx.state
+        if state.rolled_back:
+            raise RunbookError(f"stack {settings.stack} is already rolled back")
+        if "freeze" not in state.phases:
+            raise RunbookError(f"nothing to roll back: stack {settings.stack}'s app was never frozen")
+        if state.done("back:switch") or (state.done("switch") and not discard_writes_since_switch):
+            # Once the app is switched back, the rollback in reverse can only be finished.
+            why = "" if state.back else _no_follow_back(ctx)
+            if why:
+                raise RunbookError(
+                    f"the app has run on the new stores since the switch, {_left_behind(ctx)}, and {why}: a "
+                    "rollback leaves what it wrote there since on the targets, out of the app's reach; "
+                    "`ferry rollback --discard-writes-since-switch` goes back all the same"
+                )
+            roll_back_after_switch(ctx)
+        elif state.back:
+            # Asked to go back without the follow back, halfway through a rollback that went through it
+            # (it failed): the old stores as they are, the new ones left closed.
+            state.back = False
+            ctx.save()
+        _rollback(ctx)
+        return RunReport.of(state)
 
 
 def _no_follow_back(ctx: RunContext) -> str:
@@ -299,30 +303,26 @@ def finish(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
     """The move is final: stop following the new stores back and take capture off both sides.
 
     :raises RunbookError: the run has not switched yet, or was rolled back."""
-    with RunLock(settings.state_dir / "lock", settings.stack):
-        ctx = open_context(settings, say, lambda _question: True)
-        try:
-            state = ctx.state
-            if state.rolled_back:
-                raise RunbookError(f"stack {settings.stack} was rolled back: nothing to finish")
-            if state.back and (state.frozen or state.done("back:switch")):
-                raise RunbookError(
-                    f"a rollback of stack {settings.stack} is under way: `ferry rollback --stack {settings.stack}` "
-                    "finishes it"
-                )
-            if not state.done("switch"):
-                raise RunbookError(
-                    f"stack {settings.stack}'s app is not on the new stores: `ferry run --stack {settings.stack}` "
-                    "first (finish ends the way back)"
-                )
-            if state.back:
-                # A rollback that stopped before its freeze (the app still writes to the new stores): given up.
-                for name in [name for name in state.phases if name.startswith("back:")]:
-                    state.phases.pop(name)
-                state.back = False
-                ctx.save()
-            if not state.finished:
-                run_phase(ctx, FINISH)
-            return RunReport.of(state)
-        finally:
-            ctx.close()
+    with _opened(settings, say, lambda _question: True) as ctx:
+        state = ctx.state
+        if state.rolled_back:
+            raise RunbookError(f"stack {settings.stack} was rolled back: nothing to finish")
+        if state.back and (state.frozen or state.done("back:switch")):
+            raise RunbookError(
+                f"a rollback of stack {settings.stack} is under way: `ferry rollback --stack {settings.stack}` "
+                "finishes it"
+            )
+        if not state.done("switch"):
+            raise RunbookError(
+                f"stack {settings.stack}'s app is not on the new stores: `ferry run --stack {settings.stack}` "
+                "first (finish ends the way back)"
+            )
+        if state.back:
+            # A rollback that stopped before its freeze (the app still writes to the new stores): given up.
+            for name in [name for name in state.phases if name.startswith("back:")]:
+                state.phases.pop(name)
+            state.back = False
+            ctx.save()
+        if not state.finished:
+            run_phase(ctx, FINISH)
+        return RunReport.of(state)

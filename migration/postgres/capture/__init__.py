@@ -35,7 +35,7 @@ from migration.postgres.capture.install import (
 )
 from migration.postgres.capture.inventory import capture_problems
 from migration.postgres.capture.large_object_sync import large_object_count, sync_large_objects
-from migration.postgres.capture.passage import new_salt, passage_digest, passage_token, read_write, with_passage
+from migration.postgres.capture.passage import new_salt, passage_digest, passage_token, with_passage
 from migration.postgres.capture.proof import verify_frozen
 from migration.postgres.capture.reverse import (
     BackOrigin,
@@ -96,7 +96,6 @@ __all__ = [
     "prepare_target",
     "raise_fence",
     "read_identity",
-    "read_write",
     "refuse_schema_changes",
     "remove_capture",
     "restore_constraints",

@@ -274,7 +274,8 @@ def remove_capture(source_url: str, settings: CaptureSettings | None = None) -> 
     """
     settings = settings or CaptureSettings()
     source = parse_url(source_url, "source")
-    with connect(source, autocommit=True) as conn, pg_errors("source", source):
+    # After a read-only freeze the role ferry may share with the app defaults to read-only: ours to take off all the same.
+    with connect(source, autocommit=True, read_write=True) as conn, pg_errors("source", source):
         return _remove(conn, settings)
 
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from migration.redact import register_secret
 
-__all__ = ["new_salt", "passage_digest", "passage_token", "read_write", "with_passage"]
+__all__ = ["new_salt", "passage_digest", "passage_token", "with_passage"]
 
 
 def new_salt() -> str:
@@ -46,12 +46,6 @@ def passage_digest(token: str) -> str:
 def with_passage(url: str, token: str) -> str:
     """*url* whose sessions hold the passage and are not read-only by their role's default."""
     return _with_options(url, f"-c ferry.passage={token} -c default_transaction_read_only=off")
-
-
-def read_write(url: str) -> str:
-    """*url* whose sessions are not read-only by their role's default (the read-only freeze's setting, on a
-    role ferry shares with the app, as on Heroku)."""
-    return _with_options(url, "-c default_transaction_read_only=off")
 
 
 def _with_options(url: str, more: str) -> str:

@@ -28,7 +28,6 @@ from migration.postgres import (
     open_follow_back,
     passage_digest,
     passage_token,
-    read_write,
     remove_capture,
     set_read_only,
 )
@@ -63,13 +62,20 @@ def close_old(run: PostgresRun) -> str:
     """After the switch, before the app writes again: the old database fenced for everyone but the follow back's
     passage, in every freeze mode (maintenance mode leaves it open otherwise until ``follow-back``)."""
     back = run.reversed()
-    state = run.state
+    digest = _passage_digest(back)
+    with connect_source(back.to_side.url) as old, capture_errors():
+        fence_with_passage(old, digest)
+    return "postgres: the old database fenced but for the follow back"
+
+
+def _passage_digest(back: PostgresRun) -> str:
+    """What the old database's fence holds of this run's passage (*back* moves back: ``to_side`` is the old
+    database); its salt made the first time it is asked for."""
+    state = back.state
     if state.passage_salt is None:
         state.passage_salt = new_salt()
-        run.save()
-    with connect_source(writable_to(back)) as old, capture_errors():
-        fence_with_passage(old, passage_digest(passage_token(run.from_side.url, state.passage_salt)))
-    return "postgres: the old database fenced but for the follow back"
+        back.save()
+    return passage_digest(passage_token(back.to_side.url, state.passage_salt))
 
 
 def follow_back(run: PostgresRun) -> str:
@@ -79,12 +85,8 @@ def follow_back(run: PostgresRun) -> str:
     follower = run.follower()
     if follower.alive():
         return f"postgres: following back (pid {follower.pid})"
-    if state.passage_salt is None:
-        state.passage_salt = new_salt()
-        run.save()
-    digest = passage_digest(passage_token(run.to_side.url, state.passage_salt))
-    # Not read-only by the freeze's role setting (ferry's role is the app's on Heroku), nor by the fence.
-    with connect_source(writable_to(run)) as old, capture_errors():
+    digest = _passage_digest(run)
+    with connect_source(run.to_side.url) as old, capture_errors():
         if state.back_origin is None:
             # Again: the passage must be this run's, whatever a rollback to an earlier state left.
             fence_with_passage(old, digest)
@@ -105,13 +107,12 @@ def finish(run: PostgresRun) -> str:
     database's foreign keys and triggers as they were, its app role read-only."""
     back = run.reversed()
     stopped = back.follower().stop()
-    # The fence goes with capture: the role is closed first (as after a run without the follow back), and
-    # ferry's own sessions, which hold the passage, are not read-only by it.
+    # The fence goes with capture: the role is closed first (as after a run without the follow back); ferry's
+    # own sessions are writable whatever it says, and put back no row the fence would refuse.
     set_read_only(run.from_side.app_url, True)
-    old_writer = writable_to(back) if run.state.passage_salt is not None else read_write(run.from_side.url)
-    with connect_source(old_writer) as old, capture_errors():
-        restored = end_follow_back(read_write(run.to_side.url), old)
-    tables = remove_capture(old_writer)
+    with connect_source(run.from_side.url) as old, capture_errors():
+        restored = end_follow_back(run.to_side.url, old)
+    tables = remove_capture(run.from_side.url)
     said = [
         "follow back stopped" if stopped else "no follow back was running",
         f"capture removed from both sides ({tables} tables on the old database)",

@@ -37,7 +37,6 @@ from migration.postgres import (
     parse_url,
     prepare_target,
     read_identity,
-    read_write,
     refuse_schema_changes,
     remove_capture,
     set_read_only,
@@ -206,12 +205,10 @@ class CaptureAndFollow(PostgresStrategy):
         patient = CaptureSettings(lock_timeout_ms=5000, attempts=10)
         if rolling_back and run.state.back_since is not None:
             # Capture on the target (the follow back's) stays, fenced for everyone: no dyno writes where nobody reads.
-            # The rollback's read-only freeze may have closed the role ferry shares with the app there.
-            new_url = read_write(run.to_side.url)
-            with connect_target(new_url) as new, capture_errors(), contextlib.suppress(PreconditionError):
+            with connect_target(run.to_side.url) as new, capture_errors(), contextlib.suppress(PreconditionError):
                 fence_with_passage(new, None)  # refused where capture is gone from it: nothing to fence with
         try:
-            tables = remove_capture(read_write(run.from_side.url), CaptureSettings() if rolling_back else patient)
+            tables = remove_capture(run.from_side.url, CaptureSettings() if rolling_back else patient)
         except PreconditionError as exc:
             if not rolling_back:
                 raise

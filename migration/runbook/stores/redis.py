@@ -33,7 +33,7 @@ from migration.redis import (
     verify_redis,
 )
 from migration.runbook.context import RunSettings
-from migration.runbook.follower import FollowerStatus
+from migration.runbook.follower import Follower, FollowerStatus
 from migration.runbook.state import StoreState
 from migration.runbook.stores.base import (
     ProgressFor,
@@ -237,11 +237,7 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         if run.config.follows_back and not run.back:
             # Listening to the target before the switch lets the app write there (its start is no part of the
             # window: the switch waits for it). Nothing to scan: the sides are equal once the verify says so.
-            back = run.reversed().follower()
-            if not back.alive():
-                back.launch(
-                    RedisLiveCopyJob(run.to_side.url, run.from_side.url, back.status_file, merge=True, scan=False)
-                )
+            _listen_back(run)
         return detail
 
     def prepare_back(self, run: RedisRun) -> str:
@@ -257,11 +253,8 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         return ""
 
     def begin_back(self, run: RedisRun) -> str:
-        back = run.reversed().follower()
-        if not back.alive():
-            # A crash since the final sync took it: listening again now, before the switch, is as good.
-            back.launch(RedisLiveCopyJob(run.to_side.url, run.from_side.url, back.status_file, merge=True, scan=False))
-        pid = back.await_ready("live", _SCAN_TIMEOUT_SECONDS)
+        # Launched at the final sync; a crash since took it: listening again now, before the switch, is as good.
+        pid = _listen_back(run).await_ready("live", _SCAN_TIMEOUT_SECONDS)
         run.state.back_since = time.time()
         run.save()
         return f"redis: the follow back listens to the target (pid {pid})"
@@ -324,6 +317,15 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
             # A killed replicating worker left the target replicating the old source, its password set.
             stop_replicating(run.to_side.url)
         return "redis live copy stopped" if stopped else ""
+
+
+def _listen_back(run: RedisRun) -> Follower:
+    """The live copy back (the new Redis into the old one), launched unless running: no scan, the sides are
+    equal inside the freeze, it only listens until the app writes to the new Redis."""
+    back = run.reversed().follower()
+    if not back.alive():
+        back.launch(RedisLiveCopyJob(run.to_side.url, run.from_side.url, back.status_file, merge=True, scan=False))
+    return back
 
 
 def _which(run: RedisRun) -> str:
