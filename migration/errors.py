@@ -22,6 +22,7 @@ where they happen, so the CLI only ever catches :class:`FerryError` and prints o
     ├── PlatformError               the app's platform (Heroku Platform API) refused or failed
     ├── InfraError                  Pulumi (the Automation API or its CLI) missing or failing
     ├── FollowerError               a background copy (the live Redis copy) died, stalled or did not drain
+    ├── RunnerError                 a data-plane task (local child, ECS task) could not start, failed or vanished
     ├── RunbookError                a ferry run that cannot start or go on (locked, wrong phase, …)
     │   ├── DifferencesFoundError   its verify phase found differences (exit code 1, like verify)
     │   └── SmokeFailedError        a smoke URL did not answer 2xx/3xx after the switch
@@ -57,6 +58,7 @@ __all__ = [
     "PreconditionError",
     "ResumeError",
     "RunbookError",
+    "RunnerError",
     "SameStoreError",
     "Side",
     "SmokeFailedError",
@@ -155,6 +157,10 @@ class InfraError(FerryError):
 
 class FollowerError(FerryError):
     """A background copy (the live Redis copy today) died, stalled or did not drain."""
+
+
+class RunnerError(FerryError):
+    """A data-plane task (a local child, an ECS task) could not be started, failed, or vanished."""
 
 
 class RunbookError(FerryError):

@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from migration.configmodel import Model as _Model
 from migration.errors import ConfigError
+from migration.runnerconfig import ReachConfig, RunnerConfig, reach_of
 from migration.storageconfig import BucketConfig, BucketConfigVars, StorageConfig
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "MovedAddon",
     "NetworkConfig",
     "PeeringConfig",
+    "ReachConfig",
+    "RunnerConfig",
     "StackConfig",
     "StorageConfig",
     "from_pulumi",
@@ -112,6 +115,8 @@ class NetworkConfig(_Model):
     vpc_id: str | None = None
     vpc_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.60.0.0/16")
     subnet_ids: list[str] = Field(default_factory=list)
+    #: With ``vpcId``: subnets routed to an internet gateway, for a database the app reaches publicly.
+    public_subnet_ids: list[str] = Field(default_factory=list)
     route_table_ids: list[str] = Field(default_factory=list)
     availability_zones: list[str] = Field(default_factory=list)
     allowed_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
@@ -135,8 +140,6 @@ class NetworkConfig(_Model):
                 raise ValueError("subnetIds needs at least two private subnets when vpcId is given")
         elif len(set(self.availability_zones)) < 2:
             raise ValueError("availabilityZones needs at least two zones when a VPC is created")
-        if not self.allowed_cidrs and not self.allowed_security_group_ids and not self.peering:
-            raise ValueError("nothing may reach the database: give allowedCidrs, allowedSecurityGroupIds or peering")
         return self
 
 
@@ -300,6 +303,9 @@ class StackConfig(_Model):
     storage: StorageConfig | None = None
     cache: CacheConfig | None = None
     migration: MigrationConfig = Field(default_factory=MigrationConfig)
+    #: How the app reaches its new stores; unset: through the peered Private Space (else refused).
+    reach_given: ReachConfig | None = Field(default=None, alias="reach")
+    runner: RunnerConfig | None = None
 
     @field_validator("app")
     @classmethod
@@ -338,7 +344,21 @@ class StackConfig(_Model):
             ]
             if unprotected:
                 raise ValueError(f"production must keep {', '.join(unprotected)} on")
+        self.reach  # noqa: B018 -- refused here, when the file is read, if the app could not reach a store
         return self
+
+    @property
+    def reach(self) -> ReachConfig:
+        """How the app reaches its new stores (:func:`reach_of`). :raises ValueError: it could not."""
+        network = self.network
+        return reach_of(
+            self.reach_given, heroku_app=self.heroku.app, stack=self.stack,
+            peering_kind=network.peering.kind if network.peering else None,
+            admitted=bool(network.allowed_cidrs or network.allowed_security_group_ids),
+            redis_moved=self.migration.redis,
+            buckets_by_role=bool(self.migration.s3 and self.storage is not None and self.storage.app_role),
+            public_subnets=not network.vpc_id or bool(network.public_subnet_ids),
+        )  # fmt: skip
 
     def _bucket_vars_free(self, storage: StorageConfig) -> None:
         """A bucket variable must not be one the cutover sets or keeps otherwise (an add-on's URL, an alias's)."""

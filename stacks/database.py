@@ -32,7 +32,9 @@ _SEQUENCE_READ_WRITE = ["USAGE", "SELECT", "UPDATE"]
 @dataclass(frozen=True)
 class DatabaseArgs:
     """:param prefix: resource name prefix. :param loading: apply the bulk-load parameter profile.
-    :param production: the stack is production (final snapshot, deletion protection are checked on)."""
+    :param publicly_accessible: a Common Runtime app reaches it over the internet (``reach.app: public``): its
+        subnet group must hold public subnets and its security group admit the app's addresses alone.
+    """
 
     prefix: str
     config: DatabaseConfig
@@ -40,6 +42,7 @@ class DatabaseArgs:
     subnet_group_name: pulumi.Input[str]
     security_group_ids: Sequence[pulumi.Input[str]]
     tags: Mapping[str, str]
+    publicly_accessible: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,9 @@ def _url(
 
 
 class Database(pulumi.ComponentResource):
-    """An encrypted, private RDS PostgreSQL instance and, per configured database, an owner role,
-    an app role with read-write grants and a read-only role (used to freeze writes at cutover)."""
+    """An encrypted RDS PostgreSQL instance, private unless a Common Runtime app must reach it, and, per
+    configured database, an owner role, an app role with read-write grants and a read-only role (used to
+    freeze writes at cutover)."""
 
     address: pulumi.Output[str]
     port: pulumi.Output[int]
@@ -122,7 +126,9 @@ class Database(pulumi.ComponentResource):
             storage_type="gp3",
             storage_encrypted=True,
             kms_key_id=key.arn,
-            publicly_accessible=False,
+            # Public only for an app that reaches no VPC; it stays TLS-only (rds.force_ssl) behind a generated
+            # 40-character password and a security group admitting the app's addresses.
+            publicly_accessible=args.publicly_accessible,
             multi_az=config.multi_az,
             db_subnet_group_name=args.subnet_group_name,
             vpc_security_group_ids=list(args.security_group_ids),

@@ -1,4 +1,5 @@
-"""Network: the VPC (existing or new), subnet groups, security groups and peering to the source."""
+"""Network: the VPC (existing or new), subnet groups, security groups and peering to the source; the public
+side of a created VPC (:mod:`stacks.egress`) when a public database or a runner task needs one."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pulumi_aws as aws
 import pulumiverse_heroku as heroku
 
 from stacks.config import NetworkConfig, PeeringConfig
+from stacks.egress import declare_public_side, private_blocks
 
 __all__ = ["POSTGRES_PORT", "REDIS_PORT", "Network", "NetworkArgs"]
 
@@ -20,18 +22,35 @@ REDIS_PORT = 6379
 
 @dataclass(frozen=True)
 class NetworkArgs:
-    """:param prefix: resource name prefix (``app-stack``). :param config: the ``network`` settings."""
+    """:param prefix: resource name prefix (``app-stack``). :param config: the ``network`` settings.
+    :param public_cidrs: ``reach.cidrs`` of a Common Runtime app (``reach.app: public``): the database goes into
+        public subnets and admits these besides what it admits anyway; empty: the database stays private.
+    :param runner_egress: a runner task runs in the private subnets: a created VPC gets a NAT gateway.
+    """
 
     prefix: str
     config: NetworkConfig
     tags: Mapping[str, str]
+    public_cidrs: Sequence[ipaddress.IPv4Network] = ()
+    runner_egress: bool = False
 
 
 class Network(pulumi.ComponentResource):
     """Private subnets in two or more zones, security groups that admit only named networks,
-    and VPC peering (with routes both ways) to the Heroku Private Space or VPC of the source."""
+    and VPC peering (with routes both ways) to the Heroku Private Space or VPC of the source.
+
+    A created VPC gets public subnets behind an internet gateway when the database is public or a runner
+    runs in it, and then, for the runner, a NAT gateway that its private subnets route the internet through.
+    An existing VPC (``vpcId``) is used as it is: its private subnets (``subnetIds``) are assumed to have a way
+    out already (a NAT gateway or the VPC endpoints for ECR, S3, CloudWatch Logs and Secrets Manager, plus a
+    route to Heroku's stores), and a public database goes into its ``publicSubnetIds``.
+    """
 
     vpc_id: pulumi.Output[str]
+    #: Where the private resources live: the cache, a private database and the runner's tasks.
+    private_subnet_ids: list[pulumi.Input[str]]
+    #: Routed to an internet gateway: a public database's subnets; empty when nothing needs them.
+    public_subnet_ids: list[pulumi.Input[str]]
     db_subnet_group_name: pulumi.Output[str]
     cache_subnet_group_name: pulumi.Output[str]
     database_security_group_id: pulumi.Output[str]
@@ -40,14 +59,16 @@ class Network(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("ferry:stacks:Network", name, None, opts)
-        self._args = args
+        self._args, self._name = args, name
         config = args.config
         subnet_ids, route_table_ids = self._vpc_and_subnets()
+        self.private_subnet_ids = subnet_ids
+        public = bool(args.public_cidrs)
 
         self.db_subnet_group_name = aws.rds.SubnetGroup(
             f"{name}-db",
             name=f"{args.prefix}-db",
-            subnet_ids=subnet_ids,
+            subnet_ids=self.public_subnet_ids if public else subnet_ids,
             tags=dict(args.tags),
             opts=self._child(),
         ).name
@@ -61,7 +82,9 @@ class Network(pulumi.ComponentResource):
 
         peer_cidrs = list(config.peering.peer_cidrs) if config.peering else []
         admitted = list(dict.fromkeys([*config.allowed_cidrs, *peer_cidrs]))
-        self.database_security_group_id = self._security_group(f"{name}-postgres", POSTGRES_PORT, admitted)
+        # The app's own addresses reach the database alone: ElastiCache cannot be public, so the cache never does.
+        by_app = list(dict.fromkeys([*admitted, *args.public_cidrs]))
+        self.database_security_group_id = self._security_group(f"{name}-postgres", POSTGRES_PORT, by_app)
         self.cache_security_group_id = self._security_group(f"{name}-redis", REDIS_PORT, admitted)
 
         self.peering_connection_id = (
@@ -70,6 +93,8 @@ class Network(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,
+                "private_subnet_ids": self.private_subnet_ids,
+                "public_subnet_ids": self.public_subnet_ids,
                 "db_subnet_group_name": self.db_subnet_group_name,
                 "cache_subnet_group_name": self.cache_subnet_group_name,
                 "database_security_group_id": self.database_security_group_id,
@@ -84,9 +109,11 @@ class Network(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, depends_on=list(depends_on), provider=provider)
 
     def _vpc_and_subnets(self) -> tuple[list[pulumi.Input[str]], list[pulumi.Input[str]]]:
-        config, prefix, tags = self._args.config, self._args.prefix, dict(self._args.tags)
+        args = self._args
+        config, prefix, tags = args.config, args.prefix, dict(args.tags)
         if config.vpc_id:
             self.vpc_id = pulumi.Output.from_input(config.vpc_id)
+            self.public_subnet_ids = list(config.public_subnet_ids)
             return list(config.subnet_ids), list(config.route_table_ids)
 
         vpc = aws.ec2.Vpc(
@@ -102,7 +129,7 @@ class Network(pulumi.ComponentResource):
             f"{prefix}-private", vpc_id=vpc.id, tags={**tags, "Name": f"{prefix}-private"}, opts=self._child()
         )
         # One /20 per zone: room for RDS, its standby and the cache nodes, leaving the rest of the VPC free.
-        blocks = config.vpc_cidr.subnets(new_prefix=min(config.vpc_cidr.prefixlen + 4, 28))
+        blocks = private_blocks(config.vpc_cidr, len(config.availability_zones))
         subnet_ids: list[pulumi.Input[str]] = []
         for zone, block in zip(config.availability_zones, blocks, strict=False):
             subnet = aws.ec2.Subnet(
@@ -118,7 +145,37 @@ class Network(pulumi.ComponentResource):
                 f"{prefix}-private-{zone}", subnet_id=subnet.id, route_table_id=route_table.id, opts=self._child()
             )
             subnet_ids.append(subnet.id)
+        self.public_subnet_ids = []
+        if args.public_cidrs or args.runner_egress:
+            zones = config.availability_zones[: len(subnet_ids)]
+            public_side = declare_public_side(
+                prefix=prefix, vpc_id=vpc.id, vpc_cidr=config.vpc_cidr, zones=zones,
+                private_route_table_id=route_table.id, nat=args.runner_egress, tags=tags, parent=self,
+            )  # fmt: skip
+            self.public_subnet_ids = list(public_side)
         return subnet_ids, [route_table.id]
+
+    def admit_group(self, source: str, group_id: pulumi.Input[str], *, cache: bool) -> None:
+        """Admit a security group of this stack's (the runner's tasks) to the database's port, and to the
+        cache's when there is a cache to reach.
+
+        :param source: what the group is, for the rules' names (``runner``).
+        :param group_id: the security group admitted. :param cache: admit it to the cache's port too.
+        """
+        targets = [("postgres", self.database_security_group_id, POSTGRES_PORT)]
+        if cache:
+            targets.append(("redis", self.cache_security_group_id, REDIS_PORT))
+        for label, target, port in targets:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{self._name}-{label}-from-{source}",
+                security_group_id=target,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                referenced_security_group_id=group_id,
+                description=f"port {port} from ferry's {source}",
+                opts=self._child(),
+            )
 
     def _security_group(
         self, name: str, port: int, cidrs: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]

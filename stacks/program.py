@@ -9,6 +9,8 @@ from stacks.config import StackConfig
 from stacks.cutover import Cutover, CutoverArgs, SwitchedAddon
 from stacks.database import Database, DatabaseArgs
 from stacks.network import Network, NetworkArgs
+from stacks.runner import Runner, RunnerArgs
+from stacks.secrets import RunnerSecrets, RunnerSecretsArgs, applicable_secrets
 from stacks.storage import Storage, StorageArgs
 
 __all__ = ["Target", "declare"]
@@ -18,9 +20,16 @@ class Target:
     """The components one stack declares (kept for tests and for readers of the program)."""
 
     def __init__(
-        self, network: Network, database: Database, storage: Storage | None, cache: Cache | None, cutover: Cutover
+        self,
+        network: Network,
+        database: Database,
+        storage: Storage | None,
+        cache: Cache | None,
+        cutover: Cutover,
+        runner: tuple[Runner, RunnerSecrets] | None = None,
     ) -> None:
         self.network, self.database, self.storage, self.cache, self.cutover = network, database, storage, cache, cutover
+        self.runner = runner
 
 
 def declare(config: StackConfig) -> Target:
@@ -31,7 +40,17 @@ def declare(config: StackConfig) -> Target:
     prefix = f"{config.app}-{config.stack}"
     tags = {"app": config.app, "environment": config.stack, "managed-by": "ferry", **config.tags}
 
-    network = Network("network", NetworkArgs(prefix=prefix, config=config.network, tags=tags))
+    reach = config.reach
+    network = Network(
+        "network",
+        NetworkArgs(
+            prefix=prefix,
+            config=config.network,
+            tags=tags,
+            public_cidrs=reach.cidrs if reach.public else (),
+            runner_egress=config.runner is not None,
+        ),
+    )
     database = Database(
         "database",
         DatabaseArgs(
@@ -41,6 +60,7 @@ def declare(config: StackConfig) -> Target:
             subnet_group_name=network.db_subnet_group_name,
             security_group_ids=[network.database_security_group_id],
             tags=tags,
+            publicly_accessible=reach.public,
         ),
     )
     storage = (
@@ -77,6 +97,8 @@ def declare(config: StackConfig) -> Target:
         CutoverArgs(app=config.heroku.app, state=config.cutover, addons=switched, switched_vars=bucket_vars),
     )
 
+    runner = _runner(config, prefix, tags, network, database, storage, cache) if config.runner else None
+
     pulumi.export("region", config.aws_region)
     pulumi.export("cutover", config.cutover)
     pulumi.export("vpcId", network.vpc_id)
@@ -105,4 +127,72 @@ def declare(config: StackConfig) -> Target:
         pulumi.export("redisEndpoint", cache.primary_endpoint)
         pulumi.export("redisPort", cache.port)
         pulumi.export("redisUrl", cache.url)
-    return Target(network, database, storage, cache, cutover)
+    if runner is not None:
+        _export_runner(network, *runner)
+    return Target(network, database, storage, cache, cutover, runner)
+
+
+def _runner(
+    config: StackConfig,
+    prefix: str,
+    tags: dict[str, str],
+    network: Network,
+    database: Database,
+    storage: Storage | None,
+    cache: Cache | None,
+) -> tuple[Runner, RunnerSecrets]:
+    """The runner's secrets and task, and the stores' security groups opened to it.
+
+    :param config: the stack configuration (with ``runner`` set). :param prefix: resource name prefix.
+    :param tags: every resource's tags. :param network: where the task runs and whose groups admit it.
+    :param database: whose owner URL the task reads. :param storage: the buckets it copies into, if any.
+    :param cache: whose URL it reads, if there is a cache.
+    """
+    assert config.runner is not None  # the caller's condition
+    primary_roles = database.roles[config.database.databases[0]]
+    known = {
+        "FERRY_TARGET_DATABASE_URL": primary_roles.owner_url,
+        "FERRY_TARGET_APP_DATABASE_URL": primary_roles.app_url
+        if config.migration.app_role == "app"
+        else primary_roles.owner_url,
+    }
+    if cache is not None:
+        known["FERRY_TARGET_REDIS_URL"] = cache.url
+    secrets = RunnerSecrets(
+        "runner-secrets",
+        RunnerSecretsArgs(
+            app=config.app, stack=config.stack, secrets=applicable_secrets(config), known=known, tags=tags
+        ),
+    )
+    runner = Runner(
+        "runner",
+        RunnerArgs(
+            prefix=prefix,
+            stack=config.stack,
+            region=config.aws_region,
+            config=config.runner,
+            vpc_id=network.vpc_id,
+            secret_arns=secrets.arns,
+            bucket_arns=list(storage.bucket_arns.values()) if storage is not None else [],
+            # The old Redis is Heroku's whenever Redis moves (the target's is the stack's own cache).
+            heroku_redis=config.migration.redis,
+            tags=tags,
+        ),
+    )
+    network.admit_group("runner", runner.security_group_id, cache=cache is not None)
+    return runner, secrets
+
+
+def _export_runner(network: Network, runner: Runner, secrets: RunnerSecrets) -> None:
+    """What ``ferry run --runner ecs`` needs to start a task: where, as what, and the secrets it reads.
+
+    :param network: its private subnets. :param runner: the task. :param secrets: the secrets it reads.
+    """
+    pulumi.export("runnerCluster", runner.cluster_arn)
+    pulumi.export("runnerTaskDefinition", runner.task_definition_arn)
+    pulumi.export("runnerSubnets", network.private_subnet_ids)
+    pulumi.export("runnerSecurityGroup", runner.security_group_id)
+    pulumi.export("runnerRepositoryUrl", runner.repository_url)
+    pulumi.export("runnerLogGroup", runner.log_group_name)
+    pulumi.export("runnerSecrets", secrets.arns)
+    pulumi.export("stateBucket", runner.state_bucket_name)

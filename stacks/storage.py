@@ -12,7 +12,7 @@ import pulumi_aws as aws
 
 from stacks.config import BucketConfig, StorageConfig
 
-__all__ = ["OBJECT_READ_ACTIONS", "OBJECT_WRITE_ACTIONS", "Storage", "StorageArgs"]
+__all__ = ["OBJECT_READ_ACTIONS", "OBJECT_WRITE_ACTIONS", "Storage", "StorageArgs", "locked_bucket"]
 
 OBJECT_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion"]
 OBJECT_WRITE_ACTIONS = ["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload"]
@@ -80,103 +80,7 @@ class Storage(pulumi.ComponentResource):
 
     def _bucket(self, config: BucketConfig) -> aws.s3.Bucket:
         args = self._args
-        bucket_name = args.config.bucket_name(args.app, args.stack, config)
-        child = pulumi.ResourceOptions(parent=self)
-        bucket = aws.s3.Bucket(
-            bucket_name,
-            bucket=bucket_name,
-            force_destroy=False,
-            tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                import_=bucket_name if config.import_existing else None,
-                # An adopted bucket holds the app's files: `pulumi destroy` must not take it along.
-                retain_on_delete=config.import_existing,
-            ),
-        )
-        aws.s3.BucketOwnershipControls(
-            bucket_name,
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
-        )
-        aws.s3.BucketPublicAccessBlock(
-            bucket_name,
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketVersioning(
-            bucket_name,
-            bucket=bucket.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            bucket_name,
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms"
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-            opts=child,
-        )
-        transitions = (
-            [
-                aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
-                    days=config.transition_to_infrequent_access_days, storage_class="STANDARD_IA"
-                )
-            ]
-            if config.transition_to_infrequent_access_days
-            else None
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            bucket_name,
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="ferry-housekeeping",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                        noncurrent_days=config.noncurrent_version_expiration_days
-                    ),
-                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                        days_after_initiation=config.abort_incomplete_multipart_days
-                    ),
-                    transitions=transitions,
-                )
-            ],
-            opts=child,
-        )
-        aws.s3.BucketPolicy(
-            bucket_name,
-            bucket=bucket.id,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "DenyInsecureTransport",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        }
-                    ],
-                }
-            ),
-            opts=child,
-        )
-        return bucket
+        return locked_bucket(args.config.bucket_name(args.app, args.stack, config), config, parent=self, tags=args.tags)
 
     def _app_policy(self, name: str) -> pulumi.Output[str]:
         config = self._args.config
@@ -224,6 +128,118 @@ class Storage(pulumi.ComponentResource):
         key = aws.iam.AccessKey(f"{name}-app-key", user=config.app_user, opts=pulumi.ResourceOptions(parent=self))
         # The id is kept secret too: it is half the credential, and alone it gives the account away.
         return pulumi.Output.secret(key.id), pulumi.Output.secret(key.secret)
+
+
+def locked_bucket(
+    bucket_name: str,
+    config: BucketConfig,
+    *,
+    parent: pulumi.Resource,
+    tags: Mapping[str, str],
+    force_destroy: bool = False,
+) -> aws.s3.Bucket:
+    """A private bucket: owner-enforced, public access blocked, versioned, KMS-encrypted, TLS-only, with
+    housekeeping lifecycle rules. Its resources are children of *parent*.
+
+    :param bucket_name: the bucket's name (and its resources'). :param config: its lifecycle and adoption settings.
+    :param force_destroy: ``pulumi destroy`` empties it first (a disposable stack's own bucket only).
+    """
+    child = pulumi.ResourceOptions(parent=parent)
+    bucket = aws.s3.Bucket(
+        bucket_name,
+        bucket=bucket_name,
+        force_destroy=force_destroy,
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            import_=bucket_name if config.import_existing else None,
+            # An adopted bucket holds the app's files: `pulumi destroy` must not take it along.
+            retain_on_delete=config.import_existing,
+        ),
+    )
+    aws.s3.BucketOwnershipControls(
+        bucket_name,
+        bucket=bucket.id,
+        rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+        opts=child,
+    )
+    aws.s3.BucketPublicAccessBlock(
+        bucket_name,
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=child,
+    )
+    aws.s3.BucketVersioning(
+        bucket_name,
+        bucket=bucket.id,
+        versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+        opts=child,
+    )
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        bucket_name,
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms"
+                ),
+                bucket_key_enabled=True,
+            )
+        ],
+        opts=child,
+    )
+    transitions = (
+        [
+            aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(
+                days=config.transition_to_infrequent_access_days, storage_class="STANDARD_IA"
+            )
+        ]
+        if config.transition_to_infrequent_access_days
+        else None
+    )
+    aws.s3.BucketLifecycleConfiguration(
+        bucket_name,
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="ferry-housekeeping",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=config.noncurrent_version_expiration_days
+                ),
+                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=config.abort_incomplete_multipart_days
+                ),
+                transitions=transitions,
+            )
+        ],
+        opts=child,
+    )
+    aws.s3.BucketPolicy(
+        bucket_name,
+        bucket=bucket.id,
+        policy=pulumi.Output.json_dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            }
+        ),
+        opts=child,
+    )
+    return bucket
 
 
 def _sid(name: str) -> str:

@@ -84,6 +84,7 @@ def _stack_file(root: Path, app_port: int, capture: bool = True, fence: bool = T
         "ferry:app": APP,
         "ferry:heroku": {"app": "shop-rehearsal", "databaseAddon": "postgresql-local-1", "redisAddon": "redis-local-1"},
         "ferry:network": {"availabilityZones": ["us-east-1a", "us-east-1b"], "allowedCidrs": ["127.0.0.0/8"]},
+        "ferry:reach": {"app": "vpc"},  # the app runs next to its stores
         "ferry:database": {"instanceClass": "db.t4g.micro", "databases": [APP]},
         "ferry:cache": {"nodeType": "cache.t4g.micro", "replicas": 0},
         "ferry:storage": {

@@ -47,7 +47,17 @@ EXPECTED_HEROKU = {
     | {
         ("detach", PG, "DATABASE"),
         ("detach", REDIS, "REDIS"),
-        ("config", "AWS_REGION", "DATABASE_URL", "EXPORTS_BUCKET", ROLLBACK_VAR, "REDIS_URL", "S3_BUCKET"),
+        (
+            "config",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_REGION",
+            "AWS_SECRET_ACCESS_KEY",
+            "DATABASE_URL",
+            "EXPORTS_BUCKET",
+            ROLLBACK_VAR,
+            "REDIS_URL",
+            "S3_BUCKET",
+        ),
     },
     "rolled_back": ALIASES
     | {("config",), ("attach", f"addon-{PG}", "DATABASE"), ("attach", f"addon-{REDIS}", "REDIS")},
@@ -68,11 +78,18 @@ def test_each_cutover_value_declares_exactly_its_heroku_resources(state: str) ->
         assert switched["AWS_REGION"] == "us-east-1"
 
 
-@pytest.mark.parametrize("stack", ["ci", "qa", "production"])
-def test_aliased_attaches_the_alias_and_detaches_nothing(stack: str) -> None:
+@pytest.mark.parametrize(
+    ("stack", "aliases"),
+    [
+        ("ci", {"HEROKU_POSTGRES_DB"}),  # its Redis stays on Heroku: nothing to keep an alias of
+        ("qa", {"HEROKU_POSTGRES_DB", "HEROKU_REDIS_OLD"}),
+        ("production", {"HEROKU_POSTGRES_DB", "HEROKU_REDIS_OLD"}),
+    ],
+)
+def test_aliased_attaches_the_alias_and_detaches_nothing(stack: str, aliases: set[str]) -> None:
     outcome = declared(stack, **{"ferry:cutover": "aliased"})
     assert not outcome.of_type(DETACHMENT) and not outcome.of_type(CONFIG)
-    assert {a.inputs["name"] for a in outcome.of_type(ATTACHMENT)} == {"HEROKU_POSTGRES_DB", "HEROKU_REDIS_OLD"}
+    assert {a.inputs["name"] for a in outcome.of_type(ATTACHMENT)} == aliases
 
 
 def test_app_role_picks_the_role_database_url_connects_as() -> None:
@@ -94,7 +111,7 @@ def test_redis_and_buckets_stay_on_heroku_when_not_moved() -> None:
 
 
 def test_buckets_found_without_config_vars_get_none_set() -> None:
-    storage = {"buckets": [{"name": "uploads", "source": "shop-qa-uploads-heroku"}], "appRole": "shop-qa-app"}
+    storage = {"buckets": [{"name": "uploads", "source": "shop-qa-uploads-heroku"}], "appUser": "shop-qa-app"}
     outcome = declared("qa", **{"ferry:cutover": "switched", "ferry:storage": {**storage, "bucketsByConfig": False}})
     assert ("config", "DATABASE_URL", "REDIS_URL") in _heroku_side(outcome)
 
@@ -128,7 +145,6 @@ def test_switched_points_the_moved_bucket_at_the_new_one_with_the_app_users_key_
     switched = secret_value(outcome.one(CONFIG).inputs["sensitiveVars"])
     assert set(switched) == {
         "DATABASE_URL",
-        "REDIS_URL",
         "S3_BUCKET",
         "AWS_REGION",
         "AWS_ACCESS_KEY_ID",
@@ -144,9 +160,26 @@ def test_switched_points_the_moved_bucket_at_the_new_one_with_the_app_users_key_
     assert APP_SECRET not in plain and "storage-app-key-id" not in plain
 
 
+def _app_in_aws(stack: str) -> dict[str, Any]:
+    """*stack* for an app that runs in AWS (``reach.app: vpc``, admitted by a security group) and reaches its
+    buckets through its role: what only such an app can do."""
+    document = {key: json.loads(value) if value[:1] in "{[" else value for key, value in stack_config(stack).items()}
+    network = {**document["ferry:network"], "allowedSecurityGroupIds": ["sg-0e5e5e5e5e5e5e5e5"]}
+    storage = {
+        **document["ferry:storage"],
+        "buckets": [
+            {**bucket, "configVars": {"bucket": bucket["configVars"]["bucket"], "region": "AWS_REGION"}}
+            for bucket in document["ferry:storage"]["buckets"]
+        ],
+        "appRole": f"shop-{stack}-app",
+    }
+    del storage["appUser"]
+    return {"ferry:reach": {"app": "vpc"}, "ferry:network": network, "ferry:storage": storage}
+
+
 @pytest.mark.parametrize("stack", ["qa", "production"])
 def test_an_app_role_gets_no_access_key(stack: str) -> None:
-    outcome = declared(stack, **{"ferry:cutover": "switched"})
+    outcome = declared(stack, **{"ferry:cutover": "switched", **_app_in_aws(stack)})
     assert outcome.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert not outcome.of_type(ACCESS_KEY)
     assert not {"appAccessKeyId", "appSecretAccessKey"} & set(outcome.outputs)
@@ -184,7 +217,7 @@ def test_the_config_set_follows_the_detachments_with_nothing_between(monkeypatch
     migration = {**json.loads(stack_config("ci")["ferry:migration"]), "loading": False}  # as the switch ends it
     run_program("ci", stack_config("ci", {"ferry:cutover": "switched", "ferry:migration": migration}))
     detachments = {key for key in waits if key[0] == DETACHMENT}
-    assert detachments == {(DETACHMENT, "cutover-database-detached"), (DETACHMENT, "cutover-redis-detached")}
+    assert detachments == {(DETACHMENT, "cutover-database-detached")}  # ci's Redis stays on Heroku
     config = waits[(CONFIG, "cutover-config-vars")]
     assert detachments <= config
     assert [key for key, deps in waits.items() if deps & detachments] == [(CONFIG, "cutover-config-vars")]
@@ -265,7 +298,7 @@ def test_rolled_back_puts_the_old_bucket_values_back_and_unsets_the_rest(monkeyp
     }
     assert not outcome.of_type(DETACHMENT)
     restored = {a.name: a.inputs["name"] for a in outcome.of_type(ATTACHMENT) if a.name.endswith("-restored")}
-    assert restored == {"cutover-database-restored": "DATABASE", "cutover-redis-restored": "REDIS"}
+    assert restored == {"cutover-database-restored": "DATABASE"}
     for name in restored:
         assert (CONFIG, "cutover-config-vars") in waits[(ATTACHMENT, name)]
 

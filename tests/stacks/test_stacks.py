@@ -18,8 +18,11 @@ from tests.stacks.outcomes import declared, secret_value
 from tests.support.pulumi_program import ROOT, run_program, stack_config
 
 STACKS = ["ci", "qa", "production"]
-COMPONENTS = {f"ferry:stacks:{kind}" for kind in ("Network", "Database", "Storage", "Cache", "Cutover")}
+COMPONENTS = {
+    f"ferry:stacks:{kind}" for kind in ("Network", "Database", "Storage", "Cache", "Cutover", "Runner", "RunnerSecrets")
+}
 OPEN = {"0.0.0.0/0", "::/0"}
+RUNNER, STORAGE = "ferry:stacks:Runner", "ferry:stacks:Storage"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -40,9 +43,11 @@ def test_encryption_is_on_everywhere(stack: str) -> None:
     assert instance["storageEncrypted"] is True and instance["kmsKeyId"].startswith("arn:aws:kms:")
     assert instance["storageType"] == "gp3"
     assert outcome.one("aws:kms/key:Key").inputs["enableKeyRotation"] is True
-    group = outcome.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
-    assert group["atRestEncryptionEnabled"] is True and group["transitEncryptionEnabled"] is True
-    assert group["authToken"]
+    groups = outcome.of_type("aws:elasticache/replicationGroup:ReplicationGroup")
+    assert len(groups) == (0 if stack == "ci" else 1)  # ci's Redis stays on Heroku
+    for group in groups:
+        assert group.inputs["atRestEncryptionEnabled"] is True and group.inputs["transitEncryptionEnabled"] is True
+        assert group.inputs["authToken"]
     buckets = outcome.of_type("aws:s3/bucket:Bucket")
     encrypted = outcome.of_type(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
@@ -60,12 +65,14 @@ def test_encryption_is_on_everywhere(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_nothing_is_public(stack: str) -> None:
+    """Nothing but the database of a Common Runtime app (ci's: ``reach.app: public``) is reachable from outside."""
     outcome = declared(stack)
-    assert outcome.one("aws:rds/instance:Instance").inputs["publiclyAccessible"] is False
+    assert outcome.one("aws:rds/instance:Instance").inputs["publiclyAccessible"] is (stack == "ci")
     subnets = outcome.of_type("aws:ec2/subnet:Subnet")
-    # A stack given an existing VPC creates no subnet; every other creates one per zone.
+    # A stack given an existing VPC creates no subnet; every other one private subnet per zone, and one public
+    # per zone besides for a public database or a runner's way out (every example stack has a runner).
     network = load_stack_file(ROOT, stack).network
-    assert len(subnets) == (0 if network.vpc_id else len(network.availability_zones))
+    assert len(subnets) == (0 if network.vpc_id else 2 * len(network.availability_zones))
     for subnet in subnets:
         assert subnet.inputs["mapPublicIpOnLaunch"] is False
     blocks = outcome.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
@@ -92,16 +99,23 @@ def test_security_groups_admit_only_named_networks(stack: str) -> None:
         assert (inputs["fromPort"], inputs["toPort"]) in ((5432, 5432), (6379, 6379))
         assert inputs.get("cidrIpv4") not in OPEN and inputs.get("cidrIpv6") not in OPEN
         assert inputs.get("cidrIpv4") or inputs.get("cidrIpv6") or inputs.get("referencedSecurityGroupId")
-    groups = outcome.of_type("aws:ec2/securityGroup:SecurityGroup")
-    assert len(groups) >= 2  # the database's and the cache's
+    groups = [g for g in outcome.of_type("aws:ec2/securityGroup:SecurityGroup") if g.parents[-1] != RUNNER]
+    assert len(groups) == 2  # the database's and the cache's; the runner's goes out (tests/stacks/test_runner.py)
     for group in groups:
         assert group.inputs.get("egress", []) == []
-    config = load_stack_file(ROOT, stack).network
+    stack_file = load_stack_file(ROOT, stack)
+    config = stack_file.network
     expected = {str(cidr) for cidr in config.allowed_cidrs} | {
         str(cidr) for cidr in (config.peering.peer_cidrs if config.peering else [])
     }
-    admitted = {rule.inputs.get("cidrIpv4") for rule in rules} - {None}
-    assert admitted == expected
+    # A Common Runtime app's own addresses reach its database, and its database only.
+    by_app = {str(cidr) for cidr in stack_file.reach.cidrs}
+    admitted = {
+        port: {rule.inputs.get("cidrIpv4") for rule in rules if rule.inputs["fromPort"] == port} - {None}
+        for port in (5432, 6379)
+    }
+    assert admitted == {5432: expected | by_app, 6379: expected}
+    assert bool(by_app) == (stack == "ci")
 
 
 def test_a_created_vpc_spans_the_configured_zones() -> None:
@@ -136,14 +150,33 @@ def test_production_protections_are_on_and_ci_stays_small() -> None:
 
     ci = declared("ci").one("aws:rds/instance:Instance").inputs
     assert ci["deletionProtection"] is False and ci["skipFinalSnapshot"] is True
+    # A cache on ci (its Redis kept on Heroku) fails over to its replica only when told to.
+    with_cache = declared("ci", **{"ferry:cache": {"nodeType": "cache.t4g.micro", "replicas": 1}})
     assert (
-        declared("ci").one("aws:elasticache/replicationGroup:ReplicationGroup").inputs["automaticFailoverEnabled"]
-        is False
+        with_cache.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs["automaticFailoverEnabled"] is False
     )
 
 
+#: qa peered with a VPC of ours (both sides accepted here), its app running in AWS behind a bastion.
+QA_PEERED_WITH_OUR_VPC = {
+    "ferry:reach": {"app": "vpc"},
+    "ferry:network": {
+        "vpcCidr": "10.62.0.0/16",
+        "availabilityZones": ["us-east-1a", "us-east-1b", "us-east-1c"],
+        "allowedSecurityGroupIds": ["sg-0a1b2c3d4e5f60718"],
+        "peering": {
+            "kind": "vpc",
+            "peerVpcId": "vpc-0f1e2d3c4b5a69788",
+            "peerOwnerId": "123456789012",
+            "peerCidrs": ["10.10.0.0/16"],
+            "peerRouteTableIds": ["rtb-0123456789abcdef0", "rtb-0fedcba9876543210"],
+        },
+    },
+}
+
+
 def test_vpc_peering_routes_both_ways_when_both_sides_are_ours() -> None:
-    outcome = declared("qa")
+    outcome = declared("qa", **QA_PEERED_WITH_OUR_VPC)
     connection = outcome.one("aws:ec2/vpcPeeringConnection:VpcPeeringConnection").inputs
     assert connection["peerVpcId"] == "vpc-0f1e2d3c4b5a69788"
     assert outcome.one("aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter").inputs["autoAccept"] is True
@@ -171,7 +204,9 @@ def test_heroku_private_space_peering_is_accepted_on_heroku() -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_connection_urls_are_secret_outputs(stack: str) -> None:
     outcome = declared(stack)
-    assert {"databaseUrls", "databaseOwnerUrls", "databaseReadonlyUrls", "redisUrl"} <= outcome.secret_outputs
+    cached = stack != "ci"  # ci's Redis stays on Heroku: no cache, no redis outputs
+    assert {"databaseUrls", "databaseOwnerUrls", "databaseReadonlyUrls"} <= outcome.secret_outputs
+    assert ("redisUrl" in outcome.secret_outputs) == cached and ("redisUrl" in outcome.outputs) == cached
     assert outcome.outputs["databaseUrls"]["shop"].startswith("postgres://shop_app:generated")
     plain = json.dumps({k: v for k, v in outcome.outputs.items() if k not in outcome.secret_outputs})
     assert "generated" not in plain  # no password leaks into a plain output
@@ -182,12 +217,13 @@ def test_connection_urls_are_secret_outputs(stack: str) -> None:
         "databaseRoles",
         "bucketNames",
         "bucketArns",
-        "redisEndpoint",
+        *(["redisEndpoint"] if cached else []),
     ):
         assert outcome.outputs[key], key
     instance = outcome.one("aws:rds/instance:Instance").inputs
     assert secret_value(instance["password"]) == "generateddatabasemasterpasswordxxxxxxxx"
-    assert secret_value(outcome.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs["authToken"])
+    for group in outcome.of_type("aws:elasticache/replicationGroup:ReplicationGroup"):
+        assert secret_value(group.inputs["authToken"])
 
 
 def test_parameter_group_profiles_follow_migration_loading() -> None:
@@ -238,14 +274,16 @@ def test_each_database_gets_owner_app_and_readonly_roles() -> None:
 
 def test_storage_names_buckets_by_convention_with_least_privilege() -> None:
     outcome = declared("production")
-    buckets = {b.inputs["bucket"] for b in outcome.of_type("aws:s3/bucket:Bucket")}
+    # The app's buckets; the runner's state bucket is the runner's (tests/stacks/test_runner.py).
+    buckets = {b.inputs["bucket"] for b in outcome.of_type("aws:s3/bucket:Bucket") if b.parents[-1] == STORAGE}
     assert buckets == {"shop-production-uploads", "shop-production-exports"}
-    versioning = outcome.of_type("aws:s3/bucketVersioning:BucketVersioning")
+    versioning = [v for v in outcome.of_type("aws:s3/bucketVersioning:BucketVersioning") if v.parents[-1] == STORAGE]
     assert {v.inputs["versioningConfiguration"]["status"] for v in versioning} == {"Enabled"} and len(versioning) == 2
     lifecycle = [
         rules.inputs["rules"][0]
         for rules in outcome.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
     ]
+    assert len(lifecycle) == 3  # the app's two and the state bucket
     assert all(rule["abortIncompleteMultipartUpload"]["daysAfterInitiation"] == 7 for rule in lifecycle)
     statements = json.loads(outcome.one("aws:iam/policy:Policy").inputs["policy"])["Statement"]
     resources = {resource for statement in statements for resource in statement["Resource"]}
@@ -256,7 +294,7 @@ def test_storage_names_buckets_by_convention_with_least_privilege() -> None:
     assert "s3:PutObject" not in exports["Action"] and "s3:GetObject" in exports["Action"]
     uploads = next(s for s in statements if s["Sid"] == "ObjectsUploads")
     assert "s3:PutObject" in uploads["Action"]
-    assert outcome.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment").inputs["role"] == "shop-production-app"
+    assert outcome.one("aws:iam/userPolicyAttachment:UserPolicyAttachment").inputs["user"] == "shop-production-app"
 
 
 def test_an_existing_bucket_is_imported_and_retained(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -417,13 +455,13 @@ def test_the_freeze_defaults_to_the_fence_with_capture(given: dict[str, Any], fr
 def test_a_cache_followed_back_gets_keyspace_notifications() -> None:
     """With the follow back (capture, Redis moved), the cache's parameter group says ``notify-keyspace-events``;
     without it, the default parameter group is kept."""
-    migration = {**yaml_config("ci")["ferry:migration"], "capture": True, "freeze": "fence"}
-    outcome = declared("ci", **{"ferry:migration": migration})
+    migration = {**yaml_config("qa")["ferry:migration"], "capture": True, "freeze": "fence"}
+    outcome = declared("qa", **{"ferry:migration": migration})
     (parameters,) = outcome.of_type("aws:elasticache/parameterGroup:ParameterGroup")
     assert parameters.inputs["family"] == "redis7"
     assert parameters.inputs["parameters"] == [{"name": "notify-keyspace-events", "value": "KEA"}]
     group = outcome.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
     assert group["parameterGroupName"]
-    off = declared("ci", **{"ferry:migration": {**migration, "reverse": False}})
+    off = declared("qa", **{"ferry:migration": {**migration, "reverse": False}})
     assert off.of_type("aws:elasticache/parameterGroup:ParameterGroup") == []
     assert "parameterGroupName" not in off.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs

@@ -82,6 +82,8 @@ class _Recorder(pulumi.runtime.Mocks):
             outputs["arn"] = f"arn:aws:iam::111122223333:policy/{name}"
         elif args.typ == "aws:rds/parameterGroup:ParameterGroup":
             outputs["name"] = f"{outputs['namePrefix']}0001"
+        else:
+            outputs |= _computed_outputs(args.typ, name, outputs)
         return f"{name}-id", outputs
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:
@@ -94,6 +96,32 @@ class _Recorder(pulumi.runtime.Mocks):
         if args.token == "heroku:space/getPeeringInfo:getPeeringInfo":
             return dict(HEROKU_SPACE)
         raise AssertionError(f"unexpected invoke {args.token}")
+
+
+_ACCOUNT = "arn:aws:{service}:us-east-1:111122223333:{resource}"
+
+
+def _computed_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The computed outputs of the other resources the program reads back, shaped as AWS returns them (a log
+    group's ARN without the ``:*`` the API adds, as the provider hands it over)."""
+    if typ == "aws:iam/accessKey:AccessKey":
+        return {"secret": f"generated{name.replace('-', '')}secretkey"}
+    if typ == "aws:ecr/repository:Repository":
+        return {
+            "arn": _ACCOUNT.format(service="ecr", resource=f"repository/{inputs['name']}"),
+            "repositoryUrl": f"111122223333.dkr.ecr.us-east-1.amazonaws.com/{inputs['name']}",
+        }
+    if typ == "aws:ecs/cluster:Cluster":
+        return {"arn": _ACCOUNT.format(service="ecs", resource=f"cluster/{inputs['name']}")}
+    if typ == "aws:ecs/taskDefinition:TaskDefinition":
+        return {"arn": _ACCOUNT.format(service="ecs", resource=f"task-definition/{inputs['family']}:1")}
+    if typ == "aws:cloudwatch/logGroup:LogGroup":
+        return {"arn": _ACCOUNT.format(service="logs", resource=f"log-group:{inputs['name']}")}
+    if typ == "aws:iam/role:Role":
+        return {"arn": f"arn:aws:iam::111122223333:role/{inputs.get('name', name)}"}
+    if typ == "aws:secretsmanager/secret:Secret":
+        return {"arn": _ACCOUNT.format(service="secretsmanager", resource=f"secret:{inputs['name']}-AbCdEf")}
+    return {}
 
 
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:

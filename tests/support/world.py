@@ -123,6 +123,10 @@ def stack_file(root: Path, smoke: str, **migration: Any) -> None:
     document = yaml.safe_load((ROOT / "Pulumi.ci.yaml").read_text())
     config = document["config"]
     config["ferry:heroku"] = {"app": "shop", "databaseAddon": PG_ADDON, "redisAddon": REDIS_ADDON}
+    # The app runs next to its stores here: a network the stack admits.
+    config["ferry:reach"] = {"app": "vpc"}
+    config["ferry:network"]["allowedCidrs"] = ["127.0.0.0/8"]
+    config["ferry:cache"] = {"nodeType": "cache.t4g.micro", "replicas": 0}
     config["ferry:migration"] = {
         "postgres": True,
         "redis": True,
