@@ -30,7 +30,7 @@ AppReach = Literal["private-space", "vpc", "public"]
 
 #: Fargate's task sizes: vCPU units → the memory (MiB) each allows.
 FARGATE_SIZES: dict[int, range] = {
-    256: range(512, 2049, 512),
+    256: range(512, 2049, 512),  # but 1536: see _fargate_size
     512: range(1024, 4097, 1024),
     1024: range(2048, 8193, 1024),
     2048: range(4096, 16385, 1024),
@@ -42,6 +42,8 @@ FARGATE_SIZES: dict[int, range] = {
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
                       2922, 3288, 3653)  # fmt: skip
 _OPEN_TO_ALL = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
+#: A public database admits the app's static outbound addresses: a /32 or two, a provider's small block at most.
+_WIDEST_PUBLIC_PREFIX = 16
 
 
 class ReachConfig(Model):
@@ -63,8 +65,12 @@ class ReachConfig(Model):
     @classmethod
     def _not_open(cls, cidrs: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
         for cidr in cidrs:
-            if cidr in _OPEN_TO_ALL:
-                raise ValueError(f"{cidr} would open the database to the whole internet; name the app's networks")
+            if cidr in _OPEN_TO_ALL or cidr.prefixlen < _WIDEST_PUBLIC_PREFIX:
+                # A few wide blocks add up to the whole internet as surely as 0.0.0.0/0 does.
+                raise ValueError(
+                    f"{cidr} opens the database to far more than the app (wider than a /{_WIDEST_PUBLIC_PREFIX}): "
+                    "name the app's own outbound addresses"
+                )
         return cidrs
 
     @model_validator(mode="after")
@@ -104,11 +110,11 @@ class RunnerConfig(Model):
                 f"cpu must be one of {', '.join(map(str, FARGATE_SIZES))} (Fargate's sizes), not {self.cpu}"
             )
         allowed = FARGATE_SIZES[self.cpu]
-        if self.memory_mb not in allowed:
-            raise ValueError(
-                f"memoryMb {self.memory_mb} does not go with cpu {self.cpu}: Fargate allows {allowed.start}-"
-                f"{allowed.stop - 1} MiB in steps of {allowed.step}"
-            )
+        if self.memory_mb not in allowed or (self.cpu, self.memory_mb) == (256, 1536):
+            sizes = "512, 1024 or 2048" if self.cpu == 256 else (
+                f"{allowed.start}-{allowed.stop - 1} MiB in steps of {allowed.step}"
+            )  # fmt: skip
+            raise ValueError(f"memoryMb {self.memory_mb} does not go with cpu {self.cpu}: Fargate allows {sizes}")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise ValueError(
                 f"logRetentionDays must be one of CloudWatch's periods ({', '.join(map(str, LOG_RETENTION_DAYS))})"
@@ -121,21 +127,25 @@ class RunnerSecret:
     """One secret the runner's task reads, as an environment variable of that name.
 
     :param name: its last path part in Secrets Manager (:func:`secret_name`).
-    :param filled_by: ``stack`` (``pulumi up`` writes it) or ``person`` (``ferry secrets set``).
+    :param filled_by: ``stack`` (``pulumi up`` writes it), ``person`` (``ferry secrets set``) or ``run``
+        (``ferry run`` writes it from the app's config before it starts a task that needs it).
     :param needs: the moved store it serves (``postgres``, ``redis``, ``s3``), or ``None``: always.
     """
 
     env: str
     name: str
-    filled_by: Literal["stack", "person"]
+    filled_by: Literal["stack", "person", "run"]
     needs: Literal["postgres", "redis", "s3"] | None
     about: str
 
 
-#: Every secret the task may read. The source URLs are not among them: they are read from the app through
-#: the Heroku API key when needed (Heroku rotates its credentials; a copy kept here would go stale).
+#: Every secret the task may read. A phase task reads the source URLs from the app through the Heroku API key
+#: (Heroku rotates its credentials; a copy kept here would go stale); a copy helper task (``--tasks``) has no
+#: Heroku key: ``ferry run`` writes the source database's URL for it, fresh from the app, before it starts one.
 RUNNER_SECRETS: tuple[RunnerSecret, ...] = (
     RunnerSecret("HEROKU_API_KEY", "heroku-api-key", "person", None, "the Heroku API key of the app's owner"),
+    RunnerSecret("FERRY_SOURCE_DATABASE_URL", "source-database-url", "run", "postgres",
+                 "the old database's URL, as the app has it (for the copy's helper tasks)"),
     RunnerSecret("FERRY_TARGET_DATABASE_URL", "target-database-url", "stack", "postgres",
                  "the target database's owner URL"),
     RunnerSecret("FERRY_TARGET_APP_DATABASE_URL", "target-app-database-url", "stack", "postgres",

@@ -101,8 +101,11 @@ def test_the_runbook_and_the_cli_use_stores_through_their_public_names() -> None
 
 
 def test_the_worker_imports_neither_the_runbook_nor_the_cli() -> None:
+    """But for one door: a ``--runner`` task's job is phases of the runbook (``RunPhasesJob``), which the
+    worker hands to ``migration.runbook.intask`` and to nothing else of the runbook."""
     forbidden = ("migration.runbook", "migration.cli", "migration.platform", "migration.rehearse", "stacks")
-    assert _violations(ROOT / "migration" / "worker", forbidden) == []
+    door = "migration/worker/runner.py imports migration.runbook.intask"
+    assert [v for v in _violations(ROOT / "migration" / "worker", forbidden) if v != door] == []
 
 
 def _strings(path: Path) -> set[str]:

@@ -33,6 +33,7 @@ _GROUPS = {
     "record": "migration.cli.run",
     "status": "migration.cli.run",
     "rehearse": "migration.cli.rehearse",
+    "secrets": "migration.cli.secrets",
 }
 
 

@@ -55,6 +55,16 @@ from migration.cli.common import handle_errors, json_option, print_json
     show_default=True,
     help="With --rollback: how long the app writes to the new stores before the rollback.",
 )
+@click.option(
+    "--runner",
+    type=click.Choice(["local"]),
+    help="Run the phases that reach the stores as tasks (local: child processes with the ECS task's command "
+    "and environment), as `ferry run --runner ecs` does in the stack's network.",
+)
+@click.option(
+    "--tasks", type=click.IntRange(1, 16), default=1, show_default=True,
+    help="With --runner: how many tasks share the PostgreSQL copy.",
+)  # fmt: skip
 @json_option
 @handle_errors
 def rehearse(
@@ -67,6 +77,8 @@ def rehearse(
     boot_seconds: float,
     roll_back: bool,
     after_switch_seconds: float,
+    runner: str | None,
+    tasks: int,
     as_json: bool,
 ) -> None:
     """Rehearse the migration locally: servers, data, a writing app, the whole runbook, a report."""
@@ -78,6 +90,8 @@ def rehearse(
             "--freeze fence (the default) needs --capture: the fence is capture's triggers refusing writes; "
             "with --no-capture give --freeze maintenance"
         )
+    if tasks > 1 and runner is None:
+        raise click.UsageError("--tasks shares the copy between tasks: it needs --runner local")
     if roll_back and not capture:
         raise click.UsageError(
             "--rollback needs --capture: the follow back that loses nothing is capture on the target"
@@ -92,6 +106,8 @@ def rehearse(
             fence=freeze == "fence",
             boot_seconds=boot_seconds,
             rollback_after_seconds=after_switch_seconds if roll_back else None,
+            runner=runner,
+            tasks=tasks,
         ),
         say=lambda line: click.echo(line, err=True),
     )

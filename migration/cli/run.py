@@ -93,6 +93,8 @@ def _settings(stack: str, root: Path, state_dir: Path | None, **given: Any) -> R
         yes=given.get("yes", False),
         smoke_urls=tuple(given.get("smoke_url", ())),
         verify_mode=given.get("verify_mode", "full"),
+        runner=given.get("runner"),
+        tasks=given.get("tasks", 1),
     )
 
 
@@ -121,6 +123,16 @@ def _show(report: RunReport, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask before provision, alias, freeze and switch (CI).")
 @click.option("--smoke-url", multiple=True, metavar="URL", help="Also check this URL after unfreeze.")
 @click.option("--verify-mode", type=click.Choice(["quick", "full"]), default="full", show_default=True)
+@click.option(
+    "--runner",
+    type=click.Choice(["local", "ecs"]),
+    help="Run the phases that reach the stores as tasks: ecs (Fargate, in the stack's private subnets: "
+    "`ferry:runner`) or local (child processes, the same command and environment).",
+)
+@click.option(
+    "--tasks", type=click.IntRange(1, 64), default=1, show_default=True,
+    help="With --runner: how many tasks share the PostgreSQL copy.",
+)  # fmt: skip
 @json_option
 @handle_errors
 def run(
@@ -131,6 +143,8 @@ def run(
     preflight → provision → copy → alias → catch-up → freeze → final-sync → verify → switch → unfreeze →
     after-switch → smoke → record → cleanup
     """
+    if given.get("tasks", 1) > 1 and not given.get("runner"):
+        raise UsageError("--tasks shares the copy between tasks: it needs --runner local or --runner ecs")
     settings = _settings(stack, root, state_dir, **given)
     report = run_runbook(settings, say=_say, confirm=_confirm, start=start, until=until)
     _show(report, as_json)

@@ -134,6 +134,11 @@ class HerokuClient:
     def maintenance(self, app: str) -> bool:
         return bool(self._call("GET", _path("apps", app))["maintenance"])
 
+    def space(self, app: str) -> str | None:
+        """The Private Space *app* runs in; ``None``: the Common Runtime."""
+        space = self._call("GET", _path("apps", app)).get("space")
+        return str(space["name"]) if isinstance(space, dict) and space.get("name") else None
+
     def set_maintenance(self, app: str, on: bool) -> None:
         self._call("PATCH", _path("apps", app), json={"maintenance": on})
 

@@ -25,6 +25,10 @@ class HerokuApp:
     def set_maintenance(self, on: bool) -> None:
         self.client.set_maintenance(self.app, on)
 
+    def network(self) -> str:
+        space = self.client.space(self.app)
+        return f"private-space:{space}" if space else "common-runtime"
+
     def formation(self) -> dict[str, int]:
         return {process.type: process.quantity for process in self.client.formation(self.app)}
 

@@ -86,6 +86,9 @@ class LocalPlatform:
             time.sleep(0.05)
         return f"the app runs release {latest}"
 
+    def network(self) -> str:
+        return "unknown"
+
     def set_maintenance(self, on: bool) -> None:
         if on:
             self.maintenance_flag.touch()

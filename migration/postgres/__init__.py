@@ -47,7 +47,8 @@ from migration.postgres.capture import (
     with_passage,
 )
 from migration.postgres.conninfo import PgEndpoint, parse_url
-from migration.postgres.copy.model import CopyOptions, CopyResult, TableResult
+from migration.postgres.copy.helper import help_copy
+from migration.postgres.copy.model import CopyOptions, CopyResult, HelpResult, TableResult
 from migration.postgres.copy.pipeline import copy_database
 from migration.postgres.copy.schema import DumpFilters
 from migration.postgres.copy.snapshot import SourceSnapshot
@@ -77,6 +78,7 @@ __all__ = [
     "FollowOptions",
     "FollowResult",
     "FrozenDrain",
+    "HelpResult",
     "InstallResult",
     "LiveVerifyResult",
     "PgEndpoint",
@@ -101,6 +103,7 @@ __all__ = [
     "fence_with_passage",
     "follow_changes",
     "forget_follow",
+    "help_copy",
     "install_capture",
     "large_object_count",
     "lower_fence",

@@ -11,7 +11,8 @@ row trigger function per table; two triggers on every table. Capture's objects a
 by that mark, never by name (two captures, or the app's own triggers, may share names), so the
 readers that find them live here too.
 
-On the target: the copy's resume state (:data:`STATE_SCHEMA`, dropped when the copy finishes),
+On the target: the copy's resume state (:data:`STATE_SCHEMA`, dropped when the copy finishes; a
+shared copy's snapshot and part claims live there too),
 and the follow's record (:data:`FOLLOW_SCHEMA`): where the copy began (written by the copy, read
 by the follow), the batches applied, the keys they rewrote, the materialized views as copied,
 the foreign keys and triggers paused for the follow.
@@ -49,10 +50,12 @@ __all__ = [
     "NOT_OUR_TRIGGER",
     "ROW_FUNCTION_PREFIX",
     "STATEMENT_FUNCTION",
+    "STATE_CLAIM",
     "STATE_ENTRY",
     "STATE_PART",
     "STATE_RUN",
     "STATE_SCHEMA",
+    "STATE_SHARE",
     "STATE_STEP",
     "capture_schemas",
     "in_capture",
@@ -140,6 +143,9 @@ STATE_RUN = f"{STATE_SCHEMA}.run"
 STATE_PART = f"{STATE_SCHEMA}.part"
 STATE_STEP = f"{STATE_SCHEMA}.step"
 STATE_ENTRY = f"{STATE_SCHEMA}.entry"
+#: A shared copy (``CopyOptions.shared``): the snapshot its helpers import, and one claim row per part.
+STATE_SHARE = f"{STATE_SCHEMA}.share"
+STATE_CLAIM = f"{STATE_SCHEMA}.part_claim"
 
 #: The follow's record; dropped once nothing in it is needed (:func:`~migration.postgres.capture.forget_follow`).
 FOLLOW_SCHEMA = "_ferry_follow"

@@ -78,6 +78,10 @@ def redis_errors(side: Side, endpoint: RedisEndpoint | None = None) -> Iterator[
         raise translate(exc, side, endpoint) from exc
 
 
+#: The name every connection of ferry's gives itself (``CLIENT SETNAME``).
+CLIENT_NAME = "ferry"
+
+
 class RespConn:
     """One connection; ``pipeline`` sends many commands in one write and reads their replies.
 
@@ -105,6 +109,10 @@ class RespConn:
             self.call("AUTH", *auth)
         if db:
             self.call("SELECT", db)
+        # Named, so that ferry's own connections are told from the app's (a held write refused at the follow
+        # back's start must never be ferry's own); a server that refuses names loses nothing else.
+        with suppress(FerryError):
+            self.call("CLIENT", "SETNAME", CLIENT_NAME)
 
     def close(self) -> None:
         with suppress(OSError):

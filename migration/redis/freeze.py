@@ -9,7 +9,7 @@ crash of ferry (it ends only by ``CLIENT UNPAUSE`` or its timeout), as a freeze 
 from __future__ import annotations
 
 from migration.errors import FerryError, PreconditionError
-from migration.redis.connection import RespConn
+from migration.redis.connection import CLIENT_NAME, RespConn
 from migration.redis.url import parse_redis_url
 
 __all__ = ["PAUSE_SECONDS", "can_pause_writes", "pause_writes", "resume_writes"]
@@ -37,6 +37,27 @@ def pause_writes(url: str) -> None:
         conn.call("CLIENT", "PAUSE", PAUSE_SECONDS * 1000, "WRITE")
 
 
-def resume_writes(url: str) -> None:
+def resume_writes(url: str, *, refuse_held: bool = False) -> int:
+    """End the pause; the writes it held run then.
+
+    :param refuse_held: the app has moved away since the pause began (the follow back lifts it on the old
+        Redis): the writes it held, sent before the switch, must not run there, acknowledged, where nobody reads
+        — their clients are disconnected first (the app sees an error, not an acknowledgement).
+    :returns: how many held clients were disconnected.
+    """
     with RespConn(parse_redis_url(url, "source")) as conn:
+        refused = 0
+        if refuse_held:
+            me = int(conn.call("CLIENT", "ID"))
+            for line in _text(conn.call("CLIENT", "LIST", "TYPE", "normal")).splitlines():
+                fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+                # A client held by the pause is blocked ('b') on its write.
+                ours = fields.get("name", "").startswith(CLIENT_NAME)
+                if "b" in fields.get("flags", "") and int(fields.get("id", me)) != me and not ours:
+                    refused += int(conn.call("CLIENT", "KILL", "ID", fields["id"], "SKIPME", "yes"))
         conn.call("CLIENT", "UNPAUSE")
+    return refused
+
+
+def _text(reply: object) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)

@@ -75,6 +75,10 @@ class RehearsalOptions:
     #: After the switch the app writes to the new stores this long, then the run is rolled back (``None``: it
     #: is not: the move is made final with ``ferry finish``).
     rollback_after_seconds: float | None = None
+    #: Run the data-plane phases as tasks of this runner (``local``: child processes), as ``--runner`` does.
+    runner: str | None = None
+    #: How many tasks share the PostgreSQL copy.
+    tasks: int = 1
 
 
 def _stack_file(root: Path, app_port: int, capture: bool = True, fence: bool = True) -> None:
@@ -275,6 +279,8 @@ def rehearse(options: RehearsalOptions, say: Callable[[str], None]) -> Rehearsal
             target_redis_url=target_redis.url(),
             yes=True,
             jobs=options.jobs,
+            runner=options.runner,
+            tasks=options.tasks,
         )
         run(settings, say=say, confirm=lambda _question: True)
         _wait_for_writes(app, log, _web_writes(log) + 20)  # the app writes on the target too

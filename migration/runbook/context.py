@@ -7,13 +7,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migration.errors import ConfigError, UsageError
 from migration.infra import Infra, StackOutputs
 from migration.platform.base import Platform
 from migration.runbook.state import RunState
 from migration.stackconfig import MovedAddon, StackConfig
+
+if TYPE_CHECKING:
+    from migration.runner.statestore import StateMirror
 
 __all__ = ["RunContext", "RunSettings"]
 
@@ -43,6 +46,11 @@ class RunSettings:
     smoke_urls: tuple[str, ...] = ()
     jobs: int | None = None
     verify_mode: str = "full"
+    #: Where the data-plane phases run: in this process (``None``), or as tasks: ``local`` (child processes)
+    #: or ``ecs`` (Fargate tasks in the stack's private subnets).
+    runner: str | None = None
+    #: How many tasks share the PostgreSQL copy (``--tasks``).
+    tasks: int = 1
 
     @property
     def uses_stack(self) -> bool:
@@ -65,11 +73,15 @@ class RunContext:
     _infra: Infra | None = None
     _outputs: StackOutputs | None = None
     _saving: threading.Lock = field(default_factory=threading.Lock)
+    #: Where the state is shared with the run's tasks (``--runner ecs``: the stack's state bucket).
+    mirror: StateMirror | None = None
 
     # -- state ---------------------------------------------------------------------------------
     def save(self) -> None:
         with self._saving:  # stores moved side by side save from their own threads
             self.state.save(self.settings.state_file)
+            if self.mirror is not None:
+                self.mirror.push(self.settings.state_file)
 
     # -- the platform and the stack ----------------------------------------------------------------
     @property

@@ -23,7 +23,7 @@ from migration.runbook.parallel import side_by_side
 from migration.runbook.stores import moved_addons, moved_stores
 from migration.runbook.verify import prove_frozen
 
-__all__ = ["alias", "rollback_cutover", "switch"]
+__all__ = ["alias", "rollback_cutover", "switch", "witness_switch"]
 
 
 def alias(ctx: RunContext) -> PhaseOutcome:
@@ -49,6 +49,26 @@ def switch(ctx: RunContext) -> PhaseOutcome:
     if already and (ctx.state.releases_in_freeze or not ctx.settings.uses_stack):
         # Set already by a run that crashed before recording it: setting them again restarts every dyno.
         return done(f"{', '.join(sorted(urls))} already point at the target")
+    if not (ctx.settings.runner and ctx.state.witnessed == _this_freeze(ctx)):
+        witness_switch(ctx)
+    if ctx.settings.uses_stack:
+        # synchronous_commit off and no autovacuum suit the copy, not the app: the same update ends them.
+        ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))
+        releases = len(moves) + 1
+    else:
+        # This run, by when its freeze began: a keeper of the old values an earlier run left is not this one's.
+        run = f"{ctx.settings.stack}@{ctx.state.phases['freeze'].started_at:.6f}"
+        releases = ctx.platform.switch(urls, moves, run)
+    ctx.state.releases_in_freeze += releases
+    ctx.save()
+    detached = ", ".join(move.attachment for move in moves)
+    return done(f"{detached} detached, then {', '.join(sorted(urls))} set: {releases} releases in the freeze")
+
+
+def witness_switch(ctx: RunContext) -> str:
+    """The switch's work on the stores, right before the app is moved: what the targets took so far, the
+    witnesses proved once more, the follow back begun. A ``--runner`` task does it as its last step (the
+    caller cannot reach the stores), and notes it in the state for this freeze."""
     stores = moved_stores(ctx)
     with ThreadPoolExecutor(len(stores) or 1, thread_name_prefix="ferry-count") as pool:
         # What the targets took so far (nothing writes to them since the drain): a rollback later says how
@@ -63,18 +83,14 @@ def switch(ctx: RunContext) -> PhaseOutcome:
         # The app may write to the targets from the next release on: the follow back must see every write.
         began = side_by_side({store.name: partial(store.begin_back, moved) for store, moved in stores})
         ctx.say("; ".join(d for d in began.values() if d))
-    if ctx.settings.uses_stack:
-        # synchronous_commit off and no autovacuum suit the copy, not the app: the same update ends them.
-        ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))
-        releases = len(moves) + 1
-    else:
-        # This run, by when its freeze began: a keeper of the old values an earlier run left is not this one's.
-        run = f"{ctx.settings.stack}@{ctx.state.phases['freeze'].started_at:.6f}"
-        releases = ctx.platform.switch(urls, moves, run)
-    ctx.state.releases_in_freeze += releases
+    ctx.state.witnessed = _this_freeze(ctx)
     ctx.save()
-    detached = ", ".join(move.attachment for move in moves)
-    return done(f"{detached} detached, then {', '.join(sorted(urls))} set: {releases} releases in the freeze")
+    return "the witnesses proved again"
+
+
+def _this_freeze(ctx: RunContext) -> float:
+    """When the freeze the app is in began (the rollback's own, moving back)."""
+    return ctx.state.phases["back:freeze" if ctx.state.back else "freeze"].started_at
 
 
 def rollback_cutover(ctx: RunContext) -> str:

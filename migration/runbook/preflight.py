@@ -13,7 +13,7 @@ __all__ = ["check_targets", "preflight"]
 
 def preflight(ctx: RunContext) -> PhaseOutcome:
     formation = ctx.platform.formation()
-    checked = [f"{ctx.platform.description}: {sum(formation.values())} dynos"]
+    checked = [f"{ctx.platform.description}: {sum(formation.values())} dynos", _reachable(ctx)]
     for store, run in moved_stores(ctx):
         # Each store's old side, where the app has it, is found now: a missing URL stops the run here.
         _ = run.from_side
@@ -23,6 +23,32 @@ def preflight(ctx: RunContext) -> PhaseOutcome:
         return done("; ".join([*checked, "target checks run after provision, before the copy"]))
     copying_began = "copy" in ctx.state.phases or "final-sync" in ctx.state.phases
     return done("; ".join([*checked, check_targets(ctx, copying_began=copying_began)]))
+
+
+def _reachable(ctx: RunContext) -> str:
+    """The app can reach its new stores from where its host says it runs (the stack file's ``reach``).
+
+    :raises PreconditionError: it could not, after the switch."""
+    reach, config = ctx.config.reach, ctx.config
+    network = ctx.platform.network()
+    space = config.network.peering.space if config.network.peering else None
+    where = f"app {config.heroku.app} on stack {ctx.settings.stack}"
+    runs = "in the Common Runtime" if network == "common-runtime" else f"in {network.removeprefix('private-space:')}"
+    if network == "unknown":
+        return f"reach: {reach.app} (as the stack file says)"
+    if reach.app == "private-space" and network != f"private-space:{space}":
+        raise PreconditionError(
+            f"the new stores would be out of reach of {where}: reach.app private-space peers Private Space "
+            f"{space}, but the app runs {runs}; fix ferry:reach (or network.peering) before anything is built",
+            side="target",
+        )
+    if reach.app == "vpc":
+        raise PreconditionError(
+            f"the new stores would be out of reach of {where}: reach.app vpc says it runs in AWS, but it runs "
+            f"{runs} on Heroku; fix ferry:reach before anything is built",
+            side="target",
+        )
+    return f"reach: {reach.app} ({runs})"
 
 
 def check_targets(ctx: RunContext, *, copying_began: bool) -> str:

@@ -33,7 +33,9 @@ from migration.runbook.record import cleanup, record
 from migration.runbook.smoke import SmokeFailedError, smoke
 from migration.runbook.state import RunState
 from migration.runbook.stores import STORES, moved_stores
+from migration.runbook.tasks import HANDOFF, guard_task, legs, open_runner, run_leg, runner_order
 from migration.runbook.verify import verify
+from migration.runner import Runner
 from migration.stackconfig import load_stack_file
 
 __all__ = ["PHASES", "PhaseSummary", "RunReport", "finish", "open_context", "rollback", "run"]
@@ -112,11 +114,15 @@ def open_context(settings: RunSettings, say: Callable[[str], None], confirm: Cal
 
 
 @contextmanager
-def _opened(settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool]) -> Iterator[RunContext]:
-    """The stack's context, under the run's lock (one run, rollback or finish per stack at a time)."""
+def _opened(
+    settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool], *, stops_task: bool = False
+) -> Iterator[RunContext]:
+    """The stack's context, under the run's lock (one run, rollback or finish per stack at a time), and no task
+    of the run's running beside it (:func:`~migration.runbook.tasks.guard_task`; *stops_task*: stopped)."""
     with RunLock(settings.state_dir / "lock", settings.stack):
         ctx = open_context(settings, say, confirm)
         try:
+            guard_task(ctx, stop=stops_task)
             yield ctx
         finally:
             ctx.close()
@@ -151,22 +157,58 @@ def run(
     :raises FerryError: the phase that failed, with how to resume or roll back.
     """
     with _opened(settings, say, confirm) as ctx:
+        runner = open_runner(ctx) if settings.runner else None
         if ctx.state.rolled_back:
             raise RunbookError(
                 f"stack {settings.stack} was rolled back; remove {settings.state_file} to start a new run"
             )
-        for phase in _selected(ctx.state, start, until):
-            asks = phase.asks and not (phase.name == "provision" and not settings.uses_stack)
-            if asks and not settings.yes and not confirm(f"{phase.name}: {phase.asks}. Go on?"):
-                raise RunbookError(f"stopped before {phase.name}; `ferry run --stack {settings.stack}` continues")
-            try:
-                run_phase(ctx, phase, on_differences=_after_differences)
-            except SmokeFailedError as failed:
-                _after_smoke_failure(ctx, failed)
-                raise
+        selected = _selected(ctx.state, start, until)
+        if runner is not None:
+            _run_with_runner(ctx, runner, selected, start)
+        else:
+            for phase in selected:
+                _ask(ctx, phase)
+                _run_phase(ctx, phase)
 
         _revive_follow_back(ctx)
         return RunReport.of(ctx.state)
+
+
+def _ask(ctx: RunContext, phase: Phase) -> None:
+    settings = ctx.settings
+    asks = phase.asks and not (phase.name == "provision" and not settings.uses_stack)
+    if asks and not settings.yes and not ctx.confirm(f"{phase.name}: {phase.asks}. Go on?"):
+        raise RunbookError(f"stopped before {phase.name}; `ferry run --stack {settings.stack}` continues")
+
+
+def _run_phase(ctx: RunContext, phase: Phase) -> None:
+    try:
+        run_phase(ctx, phase, on_differences=after_differences)
+    except SmokeFailedError as failed:
+        _after_smoke_failure(ctx, failed)
+        raise
+
+
+def _run_with_runner(ctx: RunContext, runner: Runner, selected: list[Phase], start: str | None) -> None:
+    """The control phases here, each leg of data phases as one task (:mod:`.tasks`). A leg's questions are
+    asked before its task starts (the task asks none), but for the switch's, asked when the task hands the
+    switch over."""
+    by_name = {phase.name: phase for phase in PHASES}
+
+    def handoff(name: str) -> None:
+        _ask(ctx, by_name[name])
+        _run_phase(ctx, by_name[name])
+
+    chosen = {phase.name for phase in selected}
+    for phase, leg in legs([phase for phase in runner_order(PHASES) if phase.name in chosen]):
+        if phase is not None:
+            _ask(ctx, phase)
+            _run_phase(ctx, phase)
+            continue
+        for name in leg:
+            if name in by_name and name not in HANDOFF:
+                _ask(ctx, by_name[name])
+        run_leg(ctx, runner, leg, handoff, forced=start)
 
 
 def _revive_follow_back(ctx: RunContext) -> None:
@@ -191,7 +233,7 @@ def _after_smoke_failure(ctx: RunContext, failed: SmokeFailedError) -> None:
         failed.message += "; rolled back to the old database"
 
 
-def _after_differences(ctx: RunContext) -> str:
+def after_differences(ctx: RunContext) -> str:
     """Nothing was switched: the app goes back to writing to its old stores, at once.
 
     The next ``ferry run`` starts again at the freeze (the old stores took writes since),
@@ -257,7 +299,7 @@ def rollback(
     :raises RunbookError: the run never reached the freeze, so there is nothing to roll back; or the app
         has run on the new stores and the writes it made there would be left behind.
     """
-    with _opened(settings, say, lambda _question: True) as ctx:
+    with _opened(settings, say, lambda _question: True, stops_task=True) as ctx:
         state = ctx.state
         if state.rolled_back:
             raise RunbookError(f"stack {settings.stack} is already rolled back")
@@ -303,7 +345,7 @@ def finish(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
     """The move is final: stop following the new stores back and take capture off both sides.
 
     :raises RunbookError: the run has not switched yet, or was rolled back."""
-    with _opened(settings, say, lambda _question: True) as ctx:
+    with _opened(settings, say, lambda _question: True, stops_task=True) as ctx:
         state = ctx.state
         if state.rolled_back:
             raise RunbookError(f"stack {settings.stack} was rolled back: nothing to finish")

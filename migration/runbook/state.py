@@ -137,6 +137,10 @@ class RunState:
     back: bool = False
     #: ``ferry finish`` ran: the follow back stopped, capture gone from both sides; no rollback any more.
     finished: bool = False
+    #: A ``--runner`` task waits, idle, for the caller to run this phase (``switch``); the caller clears it.
+    awaiting: str | None = None
+    #: When the freeze began whose switch a ``--runner`` task has witnessed (its stores' work done).
+    witnessed: float | None = None
 
     def section(self, name: str, kind: type[Section]) -> Section:
         """Store *name*'s section, as its store's own type (read from the file the first time)."""
@@ -172,6 +176,8 @@ class RunState:
             for name in ("frozen", "rolled_back", "targets_checked", "back", "finished"):
                 if not isinstance(getattr(state, name), bool):
                     raise ValueError(f"{name}: {getattr(state, name)!r} is not true or false")
+            if state.awaiting is not None and not isinstance(state.awaiting, str):
+                raise ValueError(f"awaiting: {state.awaiting!r} is not a phase")
         except (ValueError, TypeError, AttributeError) as exc:
             raise ResumeError(
                 f"{path}: not a ferry run state file ({exc}); move it away to start the run anew"

@@ -16,6 +16,7 @@ from migration.runbook.context import RunSettings
 from migration.runbook.follower import Follower
 from migration.runbook.run import PHASE_NAMES, RunReport, open_context
 from migration.runbook.stores import AnyStore, StoreRun, moved_stores
+from migration.runbook.tasks import task_status
 
 __all__ = ["StatusReport", "StoreStatus", "status"]
 
@@ -52,6 +53,8 @@ class StatusReport:
     #: ``ferry finish`` ran: the follow back ended, and a rollback would leave the writes since behind.
     finished: bool
     run: RunReport
+    #: A data-plane task of the run (``--runner``): its runner, id, phases and whether it still runs.
+    task: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {key: value for key, value in asdict(self).items() if key not in ("run", "stores")}
@@ -88,6 +91,12 @@ class StatusReport:
                 )
         if self.finished:
             lines.append("  finished: the follow back ended; a rollback would leave the writes since behind")
+        if self.task is not None:
+            task = self.task
+            goes_on = (f" (`ferry run --stack {self.stack} --runner {task['runner']}` waits for it)"
+                       if task["running"] else "")  # fmt: skip
+            lines.append(f"  task {task['id']} ({task['runner']}, {'..'.join(task['phases'])}): "
+                         f"{'running' if task['running'] else 'ended'}{goes_on}")  # fmt: skip
         return lines
 
 
@@ -117,6 +126,7 @@ def status(settings: RunSettings) -> StatusReport:
             stores=stores,
             finished=state.finished,
             run=RunReport.of(state),
+            task=task_status(ctx),
         )
     finally:
         ctx.close()

@@ -102,6 +102,10 @@ class LocalRunner:
         if pid is not None and self.running(task_id):
             os.kill(pid, signal.SIGTERM)
 
+    def live(self) -> list[str]:
+        """The ids of this directory's tasks still running (found by their process's environment)."""
+        return sorted(path.stem for path in self.work_dir.glob("local-*.pid") if self.running(path.stem))
+
     def _log(self, task_id: str) -> Path:
         return self.work_dir / f"{task_id}.log"
 

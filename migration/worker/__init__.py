@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import sys
 
-from migration.worker.jobs import Job, PostgresFollowJob, RedisLiveCopyJob, S3FollowJob, job_from_json, job_to_json
+from migration.worker.jobs import (
+    Job,
+    PostgresCopyHelperJob,
+    PostgresFollowJob,
+    RedisLiveCopyJob,
+    RunPhasesJob,
+    S3FollowJob,
+    job_from_json,
+    job_to_json,
+)
 from migration.worker.runner import run_job, stop_on_signals
 
 __all__ = [
     "WORKER_COMMAND",
     "WORKER_MODULE",
     "Job",
+    "PostgresCopyHelperJob",
     "PostgresFollowJob",
     "RedisLiveCopyJob",
+    "RunPhasesJob",
     "S3FollowJob",
     "job_from_json",
     "job_to_json",

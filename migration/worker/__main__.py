@@ -7,13 +7,24 @@ import sys
 
 from migration.errors import FerryError
 from migration.redact import redact
+from migration.runner.base import EXIT_LINE
 from migration.worker.jobs import job_from_json
 from migration.worker.runner import run_job, stop_on_signals
 
 
 def main() -> int:
+    # Taken out of the environment: the workers this task starts in turn read theirs from stdin.
+    task_job = os.environ.pop("FERRY_JOB", None)
+    code = _run(task_job)
+    if task_job is not None:
+        # A task's last line says how it ended: its runner relays that, whatever the platform reports.
+        print(f"{EXIT_LINE}{code}", file=sys.stderr, flush=True)
+    return code
+
+
+def _run(task_job: str | None) -> int:
     try:
-        job = job_from_json(os.environ.get("FERRY_JOB") or sys.stdin.read())
+        job = job_from_json(task_job if task_job is not None else sys.stdin.read())
         with stop_on_signals() as stop:
             print(run_job(job, stop), file=sys.stderr)
     except FerryError as exc:

@@ -7,13 +7,24 @@ the ``FERRY_JOB`` environment variable its secrets store fills): never on a comm
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from migration.errors import UsageError
+from migration.runner.base import ENV_REF
 
-__all__ = ["Job", "PostgresFollowJob", "RedisLiveCopyJob", "S3FollowJob", "job_from_json", "job_to_json"]
+__all__ = [
+    "Job",
+    "PostgresCopyHelperJob",
+    "PostgresFollowJob",
+    "RedisLiveCopyJob",
+    "RunPhasesJob",
+    "S3FollowJob",
+    "job_from_json",
+    "job_to_json",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,27 @@ class PostgresFollowJob:
     max_log_bytes: int = 10 << 30
 
     kind = "postgres-follow"
+
+
+@dataclass(frozen=True)
+class PostgresCopyHelperJob:
+    """Help a shared PostgreSQL copy into *target_url*: claim and copy parts of its plan until none is left.
+
+    The leader (the copy run with ``CopyOptions.shared``) does the schema, the indexes and the rest; see
+    :func:`migration.postgres.help_copy`.
+
+    :param status_file: where the parts, rows and bytes copied so far are written.
+    :param jobs: parallel COPY streams.
+    :param wait_seconds: how long to wait for the leader's plan to appear on the target.
+    """
+
+    source_url: str
+    target_url: str
+    status_file: Path
+    jobs: int = 4
+    wait_seconds: float = 600.0
+
+    kind = "postgres-copy-helper"
 
 
 @dataclass(frozen=True)
@@ -78,11 +110,40 @@ class S3FollowJob:
     kind = "s3-follow"
 
 
-Job = PostgresFollowJob | RedisLiveCopyJob | S3FollowJob
-_KINDS: dict[str, type[PostgresFollowJob] | type[RedisLiveCopyJob] | type[S3FollowJob]] = {
+@dataclass(frozen=True)
+class RunPhasesJob:
+    """Run phases of a stack's runbook, in order, as ``ferry run`` would (a data-plane task of ``--runner``).
+
+    The job names no secret: its settings and the stack's outputs say ``env:NAME`` wherever a URL or key
+    goes, and the task's environment holds ``NAME``.
+
+    :param stack_file: the text of ``Pulumi.<stack>.yaml`` (the task has no checkout to read it from).
+    :param phases: the phases to run, in order; the run's state is read from and written to *state_dir*.
+    :param settings: ``RunSettings`` fields (without ``stack``, ``root``, ``state_dir``).
+    :param outputs: the stack's outputs, for a run with a stack (``None``: its targets are given as URLs).
+    """
+
+    stack: str
+    stack_file: str
+    phases: list[str]
+    settings: dict[str, Any]
+    state_dir: str
+    status_file: Path
+    outputs: dict[str, Any] | None = None
+    #: The stack file and the outputs are in the run's state bucket (``job-data.json``), not here: ECS takes
+    #: 8 KiB of overrides at most.
+    in_state: bool = False
+
+    kind = "run-phases"
+
+
+Job = PostgresFollowJob | PostgresCopyHelperJob | RedisLiveCopyJob | S3FollowJob | RunPhasesJob
+_KINDS: dict[str, type[Job]] = {
     PostgresFollowJob.kind: PostgresFollowJob,
+    PostgresCopyHelperJob.kind: PostgresCopyHelperJob,
     RedisLiveCopyJob.kind: RedisLiveCopyJob,
     S3FollowJob.kind: S3FollowJob,
+    RunPhasesJob.kind: RunPhasesJob,
 }
 
 
@@ -108,6 +169,14 @@ def job_from_json(text: str) -> Job:
     if not isinstance(status, str) or not status:
         raise UsageError(f"worker: {kind} job: status_file must be a path")
     data["status_file"] = Path(status)
+    for name in ("source_url", "target_url"):
+        value = data.get(name)
+        if isinstance(value, str) and value.startswith(ENV_REF):
+            # A task's job names the variable its secret is in (an ECS secret), never the URL itself.
+            variable = value.removeprefix(ENV_REF)
+            if not os.environ.get(variable):
+                raise UsageError(f"worker: {kind} job: {name} names {variable}, which its environment does not hold")
+            data[name] = os.environ[variable]
     try:
         job = cls(**data)
     except TypeError as exc:
@@ -120,6 +189,9 @@ def _check(job: Job) -> None:
     if isinstance(job, S3FollowJob):
         _check_s3(job)
         return
+    if isinstance(job, RunPhasesJob):
+        _check_phases(job)
+        return
     for name in ("source_url", "target_url"):
         value = getattr(job, name)
         if not isinstance(value, str) or not value:
@@ -128,6 +200,10 @@ def _check(job: Job) -> None:
         value = getattr(job, name, 1)
         if type(value) is not int or value < 1:
             raise UsageError(f"worker: {job.kind} job: {name} must be a positive integer")
+    if isinstance(job, PostgresCopyHelperJob) and (
+        type(job.wait_seconds) not in (int, float) or not 0 < job.wait_seconds <= 86400
+    ):
+        raise UsageError(f"worker: {job.kind} job: wait_seconds must be a number of seconds up to 86400")
     for flag in ("merge", "replicaof"):
         if isinstance(job, RedisLiveCopyJob) and type(getattr(job, flag)) is not bool:
             raise UsageError(f"worker: {job.kind} job: {flag} must be true or false")
@@ -149,3 +225,13 @@ def _check_s3(job: S3FollowJob) -> None:
         raise UsageError(f"worker: {job.kind} job: interval must be a number of seconds up to 3600")
     if type(job.jobs) is not int or not 0 < job.jobs <= 256:
         raise UsageError(f"worker: {job.kind} job: jobs must be a positive integer")
+
+
+def _check_phases(job: RunPhasesJob) -> None:
+    for name in ("stack", "state_dir", *(() if job.in_state else ("stack_file",))):
+        if not isinstance(getattr(job, name), str) or not getattr(job, name):
+            raise UsageError(f"worker: {job.kind} job: {name} must be a non-empty string")
+    if not isinstance(job.phases, list) or not job.phases or not all(isinstance(p, str) for p in job.phases):
+        raise UsageError(f"worker: {job.kind} job: phases must be a list of phase names")
+    if not isinstance(job.settings, dict) or not (job.outputs is None or isinstance(job.outputs, dict)):
+        raise UsageError(f"worker: {job.kind} job: settings and outputs must be JSON objects")

@@ -7,16 +7,24 @@ live Redis copy: drain); a second one stops at once (what is in flight rolls bac
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from migration.postgres import CaptureSettings, FollowOptions, follow_changes
+from migration.postgres import CaptureSettings, FollowOptions, follow_changes, help_copy
 from migration.progress import ProgressSink, make_progress
 from migration.redis import RedisCopyOptions, copy_redis
-from migration.worker.jobs import Job, PostgresFollowJob, RedisLiveCopyJob, S3FollowJob
+from migration.worker.jobs import (
+    Job,
+    PostgresCopyHelperJob,
+    PostgresFollowJob,
+    RedisLiveCopyJob,
+    RunPhasesJob,
+    S3FollowJob,
+)
 
 __all__ = ["run_job", "stop_on_signals"]
 
@@ -43,6 +51,10 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
 
 def run_job(job: Job, stop: Callable[[], bool]) -> str:
     """Run *job* until *stop* says so (or it fails); a line saying what it did."""
+    if isinstance(job, RunPhasesJob):
+        from migration.runbook.intask import run_phases_job
+
+        return run_phases_job(job, lambda line: print(line, file=sys.stderr, flush=True), stop)
     if isinstance(job, PostgresFollowJob):
         options = FollowOptions(
             job.source_url,
@@ -54,6 +66,12 @@ def run_job(job: Job, stop: Callable[[], bool]) -> str:
         )
         followed = _with_progress("rows", lambda progress: follow_changes(options, progress, stop))
         return f"postgres follow: applied {followed.entries} entries in {followed.batches} batches"
+    if isinstance(job, PostgresCopyHelperJob):
+        helped = _with_progress("bytes", lambda progress: help_copy(
+            job.source_url, job.target_url, jobs=job.jobs, progress=progress, stop=stop,
+            wait_seconds=job.wait_seconds, status_file=job.status_file,
+        ))  # fmt: skip
+        return f"postgres copy helper: {helped.parts} parts, {helped.rows} rows copied"
     if isinstance(job, S3FollowJob):
         from migration.s3 import S3Side, follow_buckets
 

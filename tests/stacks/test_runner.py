@@ -375,7 +375,13 @@ _EXISTING_VPC = {"vpcId": "vpc-0ci", "subnetIds": ["subnet-a", "subnet-b"]}
         ),
         ({"storage": _ROLE_STORAGE}, "the buckets would be out of reach of app shop-ci on stack ci"),
         ({"network": _EXISTING_VPC}, "give network.publicSubnetIds with network.vpcId"),
-        ({"reach": {"app": "public", "cidrs": ["0.0.0.0/0"]}}, "ferry:reach.cidrs: 0.0.0.0/0 would open the database"),
+        ({"reach": {"app": "public", "cidrs": ["0.0.0.0/0"]}}, "ferry:reach.cidrs: 0.0.0.0/0 opens the database"),
+        # Wide blocks that add up to the whole internet, as surely as 0.0.0.0/0.
+        ({"reach": {"app": "public", "cidrs": ["0.0.0.0/1", "128.0.0.0/1"]}}, "wider than a /16"),
+        (
+            {"runner": {"cpu": 256, "memoryMb": 1536}},
+            "memoryMb 1536 does not go with cpu 256: Fargate allows 512, 1024",
+        ),
         ({"reach": {"app": "public"}}, "app: public needs cidrs"),
         ({"runner": {"cpu": 3000, "memoryMb": 4096}}, "ferry:runner: cpu must be one of 256, 512"),
         ({"runner": {"cpu": 1024, "memoryMb": 1024}}, "ferry:runner: memoryMb 1024 does not go with cpu 1024"),

@@ -75,6 +75,8 @@ class _App:
     maintenance: bool = False
     config: dict[str, str] = field(default_factory=dict)
     formation: dict[str, int] = field(default_factory=dict)
+    #: The Private Space the app runs in (``None``: the Common Runtime).
+    space: str | None = None
 
 
 class FakeHeroku:
@@ -107,8 +109,15 @@ class FakeHeroku:
         self.lock = threading.Lock()
 
     # -- set-up ----------------------------------------------------------------------------
-    def add_app(self, name: str, config: dict[str, str] | None = None, formation: dict[str, int] | None = None) -> None:
-        self.apps[name] = _App(str(uuid.uuid4()), name, config=dict(config or {}), formation=dict(formation or {}))
+    def add_app(
+        self,
+        name: str,
+        config: dict[str, str] | None = None,
+        formation: dict[str, int] | None = None,
+        space: str | None = None,
+    ) -> None:
+        self.apps[name] = _App(str(uuid.uuid4()), name, config=dict(config or {}), formation=dict(formation or {}),
+                               space=space)  # fmt: skip
 
     def add_addon(self, app: str, name: str, service: str, url: str, attach_as: str) -> str:
         addon = _Addon(str(uuid.uuid4()), name, service, url)
@@ -159,7 +168,9 @@ class FakeHeroku:
             "owner": {"email": "owner@example.com", "id": str(uuid.uuid4())},
             "organization": None,
             "team": None,
-            "space": None,
+            "space": {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, app.space)), "name": app.space, "shield": False}
+            if app.space
+            else None,
             "region": {"id": str(uuid.uuid4()), "name": "us"},
             "repo_size": None,
             "slug_size": None,

@@ -123,9 +123,9 @@ def stack_file(root: Path, smoke: str, **migration: Any) -> None:
     document = yaml.safe_load((ROOT / "Pulumi.ci.yaml").read_text())
     config = document["config"]
     config["ferry:heroku"] = {"app": "shop", "databaseAddon": PG_ADDON, "redisAddon": REDIS_ADDON}
-    # The app runs next to its stores here: a network the stack admits.
-    config["ferry:reach"] = {"app": "vpc"}
-    config["ferry:network"]["allowedCidrs"] = ["127.0.0.0/8"]
+    # The app runs in a Private Space peered with the stack's network (its servers are all local here).
+    config.pop("ferry:reach")
+    config["ferry:network"]["peering"] = {"kind": "heroku-space", "space": "shop-space", "peerCidrs": ["127.0.0.0/8"]}
     config["ferry:cache"] = {"nodeType": "cache.t4g.micro", "replicas": 0}
     config["ferry:migration"] = {
         "postgres": True,
@@ -159,7 +159,8 @@ def world(
     cache.hset("cart:1", mapping={"sku": "42", "qty": "2"})
     stack_file(tmp_path, smoke_server)
     with running_fake_heroku() as (fake, api_url):
-        fake.add_app("shop", config={"RAILS_ENV": "production"}, formation={"web": 2, "worker": 3, "clock": 1})
+        fake.add_app("shop", config={"RAILS_ENV": "production"}, formation={"web": 2, "worker": 3, "clock": 1},
+                     space="shop-space")  # fmt: skip
         fake.add_addon("shop", PG_ADDON, "heroku-postgresql", source_db.url, attach_as="DATABASE")
         fake.add_addon("shop", REDIS_ADDON, "heroku-redis", source_redis.url(), attach_as="REDIS")
         env = {

@@ -18,7 +18,7 @@ from migration.postgres.catalog import Conn
 from migration.postgres.footprint import COPY_APPLICATION_PREFIX
 from migration.postgres.sessions import end_sessions
 
-__all__ = ["COPY_APPLICATION_NAME", "end_orphan_sessions", "take_copy_lock"]
+__all__ = ["COPY_APPLICATION_NAME", "copy_lock_held", "end_orphan_sessions", "take_copy_lock"]
 
 COPY_APPLICATION_NAME = f"{COPY_APPLICATION_PREFIX}{os.getpid()}"
 _LOCK_KEYS = (0x66657272, 0x79636F70)  # "ferr", "ycop": any two fixed ints
@@ -46,6 +46,18 @@ def take_copy_lock(admin: Conn) -> None:
     name = str(holder[0]) if holder and holder[0] else ""
     who = f" (pid {name.rsplit(' ', 1)[-1]})" if name.startswith(COPY_APPLICATION_PREFIX) else ""
     raise CopyRunningError(f"another copy is running into this database{who}; wait for it to end", side="target")
+
+
+def copy_lock_held(conn: Conn) -> bool:
+    """Whether a copy (its session, alive) holds this database's copy lock: a shared copy's helpers
+    stop when their leader is gone."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND classid = %s AND objid = %s AND objsubid = 2 "
+        "AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))",
+        _LOCK_KEYS,
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def end_orphan_sessions(admin: Conn, wait_seconds: float = 60.0) -> int:

@@ -29,11 +29,12 @@ from migration.postgres.connection import connect, pg_errors, translate
 from migration.postgres.conninfo import PgEndpoint
 from migration.postgres.copy.copylock import COPY_APPLICATION_NAME
 from migration.postgres.copy.plan import Part
+from migration.postgres.copy.share import claim_next, record_copier
 from migration.postgres.copy.snapshot import SourceSnapshot, begin_in_snapshot
 from migration.postgres.copy.state import part_marker_sql
 from migration.redact import redact
 
-__all__ = ["PartResult", "WorkerConnections", "copy_part", "open_target_session"]
+__all__ = ["ClaimedPart", "PartResult", "WorkerConnections", "copy_claimed_part", "copy_part", "open_target_session"]
 
 _BATCH_BYTES = 1 << 20
 # Below this a psql child costs more to start than it saves.
@@ -139,6 +140,54 @@ def copy_part(
         numbers and timestamps); only for binary-safe tables between equal major versions.
     """
     src, dst = conns.pair()
+    with pg_errors("target", conns.target), dst.transaction():
+        result = _load_part(conns, src, dst, table, part, on_progress, binary=binary)
+        crashpoint("part-loading")
+    crashpoint("part-copied")
+    return result
+
+
+#: A claimed part's key → the part, its table, and whether it travels in binary.
+ClaimedPart = Callable[[str], tuple[Part, TableInfo, bool]]
+
+
+def copy_claimed_part(
+    conns: WorkerConnections, prepare: ClaimedPart, on_progress: ProgressCallback, copier: str
+) -> PartResult | None:
+    """Claim the next part of a shared copy, copy it and mark it done, in one target transaction.
+
+    Returns ``None`` when no part is left to claim (every part done, or held by another session).
+    See :mod:`migration.postgres.copy.share`.
+
+    :param prepare: called with the claimed part's key, inside the transaction.
+    :param copier: who copies (recorded with the part).
+    """
+    src, dst = conns.pair()
+    with pg_errors("target", conns.target), dst.transaction():
+        # The claim reads the markers again after taking its lock: only a new statement's snapshot sees them.
+        dst.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        key = claim_next(dst, conns.snapshot.snapshot_id)
+        if key is None:
+            return None
+        part, table, binary = prepare(key)
+        result = _load_part(conns, src, dst, table, part, on_progress, binary=binary)
+        record_copier(dst, key, copier)
+        crashpoint("part-loading")
+    crashpoint("part-copied")
+    return result
+
+
+def _load_part(
+    conns: WorkerConnections,
+    src: Conn,
+    dst: Conn,
+    table: TableInfo,
+    part: Part,
+    on_progress: ProgressCallback,
+    *,
+    binary: bool,
+) -> PartResult:
+    """Stream *part* from *src* into *dst* and insert its marker, in the caller's target transaction."""
     started = time.monotonic()
     columns = table.column_list
     fmt = "FORMAT binary" if binary else "FORMAT text"
@@ -155,24 +204,21 @@ def copy_part(
     else:
         chunks = _libpq_chunks(conns, src, query)
     rows = size = 0
-    with pg_errors("target", conns.target), dst.transaction():
-        if part.freeze:
-            dst.execute(f"TRUNCATE ONLY {part.table}")
-        cursor = dst.cursor()
-        with cursor.copy(load) as writer:
-            for chunk in chunks:
-                writer.write(chunk)
-                lines = len(chunk) // bytes_per_row if binary else chunk.count(b"\n")
-                rows += lines
-                size += len(chunk)
-                on_progress(part.table, lines, len(chunk))
-        if cursor.rowcount >= 0:
-            on_progress(part.table, cursor.rowcount - rows, 0)
-            rows = cursor.rowcount
-        seconds = time.monotonic() - started
-        dst.execute(part_marker_sql(), (part.key, rows, size, seconds))
-        crashpoint("part-loading")
-    crashpoint("part-copied")
+    if part.freeze:
+        dst.execute(f"TRUNCATE ONLY {part.table}")
+    cursor = dst.cursor()
+    with cursor.copy(load) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+            lines = len(chunk) // bytes_per_row if binary else chunk.count(b"\n")
+            rows += lines
+            size += len(chunk)
+            on_progress(part.table, lines, len(chunk))
+    if cursor.rowcount >= 0:
+        on_progress(part.table, cursor.rowcount - rows, 0)
+        rows = cursor.rowcount
+    seconds = time.monotonic() - started
+    dst.execute(part_marker_sql(), (part.key, rows, size, seconds))
     return PartResult(part, rows, size, seconds)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from migration.postgres.copy.schema import DumpFilters
 from migration.postgres.copy.snapshot import SourceSnapshot
 
-__all__ = ["CopyOptions", "CopyResult", "TableResult"]
+__all__ = ["CopyOptions", "CopyResult", "HelpResult", "TableResult"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class CopyOptions:
         (bigger is not faster: bench/RESULTS.md).
     :param split_bytes: tables bigger than this are copied in ranges by several workers;
         ``None`` decides per table (see :func:`migration.postgres.copy.plan.split_count`), 0 never splits.
+    :param shared: other tasks may help (:func:`migration.postgres.copy.helper.help_copy`): the plan and
+        the snapshot are recorded on the target for them, and every part is claimed there before it is
+        copied (see :mod:`migration.postgres.copy.share`).
     """
 
     source_url: str
@@ -36,6 +39,7 @@ class CopyOptions:
     create_database: bool = False
     split_bytes: int | None = None
     maintenance_work_mem: str | None = None
+    shared: bool = False
 
 
 @dataclass
@@ -49,6 +53,8 @@ class TableResult:
     index_seconds: float = 0.0
     parts: int = 0
     resumed_parts: int = 0
+    #: Parts a helper copied (a shared copy); their rows and bytes are counted in too.
+    helped_parts: int = 0
 
 
 @dataclass
@@ -104,7 +110,25 @@ class CopyResult:
                     "index_seconds": round(t.index_seconds, 3),
                     "parts": t.parts,
                     "resumed_parts": t.resumed_parts,
+                    "helped_parts": t.helped_parts,
                 }
                 for t in self.tables
             ],
         }
+
+
+@dataclass
+class HelpResult:
+    """What one helper of a shared copy copied (:func:`~migration.postgres.copy.helper.help_copy`).
+
+    :param keys: the parts it copied and marked done, in the order it finished them.
+    """
+
+    keys: list[str] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def parts(self) -> int:
+        return len(self.keys)

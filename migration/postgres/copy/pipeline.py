@@ -53,6 +53,8 @@ from migration.postgres.copy.resume import (
 )
 from migration.postgres.copy.scheduler import DataPhase
 from migration.postgres.copy.schema import PG_CONSTRAINT, DumpFilters, SchemaDump, TocEntry, dump_schema
+from migration.postgres.copy.share import share_copy, shared_parts, unshare_copy
+from migration.postgres.copy.shared_phase import SharedDataPhase
 from migration.postgres.copy.snapshot import SourceSnapshot, exported_snapshot
 from migration.postgres.copy.state import (
     CopyState,
@@ -186,16 +188,20 @@ class _CopyRun:
     extra_sequences: list[int] = field(default_factory=list)
     #: On resume, the large objects all copied before it (kept as they are), else ``None``.
     lo_kept: int | None = None
+    #: Rows travel in COPY's binary format (binary-safe tables; the servers' majors are equal).
+    binary: bool = False
 
     def run(self, workdir: Path, source_major: int, *, binary: bool) -> CopyResult:
         result = CopyResult(self.source.display, self.target.display, self.snapshot, resumed=self.state is not None)
+        self.binary = binary
         with self.phase("schema"):
             dump, tables, parts, done = self._schema(workdir, source_major)
         with self.phase("data"):
             with pg_errors("source", self.source):
                 lo_oids = catalog.read_large_objects(self.holder) if self.lo_kept is None else []
             self.progress.set_total(sum(p.est_bytes for p in parts if p.key not in done))
-            scheduler = DataPhase(
+            kind = SharedDataPhase if self.options.shared else DataPhase
+            scheduler = kind(
                 self.options, self.source, self.target, self.snapshot, tables, self.progress, self.tools.psql, binary
             )
             scheduler.run(parts, done, lo_oids)
@@ -254,6 +260,12 @@ class _CopyRun:
             with pg_errors("target", self.target):
                 restart = restart_partial_groups(self.control, parts, self.state)
             self.lo_kept = restart.large_objects_kept
+            with pg_errors("target", self.target), self.control.transaction():
+                # This run's snapshot for helpers to import (or, unshared now, nothing for an earlier run's to join).
+                if self.options.shared:
+                    self._share(parts, tables)
+                else:
+                    unshare_copy(self.control)
             kept = sum(1 for p in parts if p.key in restart.done)
             self.progress.message(f"resuming: {kept} of {len(parts)} parts already copied")
             for name in restart.tables + (["the large objects"] if restart.large_objects_again else []):
@@ -286,11 +298,19 @@ class _CopyRun:
             self.control.execute("SELECT pg_catalog.set_config('search_path', '', false)")
             plan = {"parts": [p.to_json() for p in parts], "large_objects": large_objects}
             create_state(self.control, self.source.display, self.snapshot.as_dict(), plan)
+            if self.options.shared:
+                self._share(parts, tables)
             crashpoint("pre-data")
         crashpoint("pre-data-committed")
         with pg_errors("source", self.source):
             copy_database_settings(self.holder, self.admin, self.target, self.progress)
         return dump, tables, parts, {}
+
+    def _share(self, parts: list[Part], tables: list[TableInfo]) -> None:
+        share_copy(
+            self.control, self.snapshot, self.options.owner, COPY_APPLICATION_NAME,
+            shared_parts(parts, tables, self.binary),
+        )  # fmt: skip
 
     def _sequences(self, dump: SchemaDump) -> int:
         with pg_errors("source", self.source):

@@ -60,6 +60,7 @@ class DataPhase:
         self.parts_left: dict[str, int] = {}
         self.indexes_left: dict[str, int] = {}
         self.first_start: dict[str, float] = {}
+        self.large_objects: list[tuple[str, list[int]]] = []
         self._index_local = threading.local()
         self._index_conns: list[Conn] = []
         self._lock = threading.Lock()
@@ -99,20 +100,23 @@ class DataPhase:
                 result.resumed_parts += 1
                 self._part_done(part.table)
             else:
-                self.submit(self.copy_pool, partial(self._copy, part), partial(self._copied, part))
-        for i, batch in enumerate(large_object_batches(lo_oids)):
-            key = f"large-objects#{i}"
-            if key not in done:
-                self.submit(self.copy_pool, partial(self._copy_los, batch, key), _ignore)
+                self._schedule(part)
+        self.large_objects = [
+            (f"large-objects#{i}", batch)
+            for i, batch in enumerate(large_object_batches(lo_oids))
+            if f"large-objects#{i}" not in done
+        ]
+        self._started()
         try:
-            while self.pending:
-                finished, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+            while self.pending or self._elsewhere():
+                finished = self._next_finished()
                 # In the order they were submitted: when several failed, the first one's error is the cause
                 # (a part that fails aborts its worker's snapshot transaction, and the next part on it fails
                 # with "current transaction is aborted", which says nothing).
                 for future in [pending for pending in self.pending if pending in finished]:
                     then = self.pending.pop(future)
                     then(future.result())
+                self._tick()
         except BaseException:
             self.abort()
             raise
@@ -122,6 +126,31 @@ class DataPhase:
             self.workers.close()
             for conn in self._index_conns:
                 conn.close()
+
+    # The hooks a shared copy (migration.postgres.copy.shared_phase) changes: here, each part is
+    # submitted to the copy pool up front and the loop waits for its own work only.
+
+    def _schedule(self, part: Part) -> None:
+        self.submit(self.copy_pool, partial(self._copy, part), partial(self._copied, part))
+
+    def _started(self) -> None:
+        self._submit_large_objects()
+
+    def _submit_large_objects(self) -> None:
+        for key, batch in self.large_objects:
+            self.submit(self.copy_pool, partial(self._copy_los, batch, key), _ignore)
+        self.large_objects = []
+
+    def _elsewhere(self) -> bool:
+        """Whether parts are being copied elsewhere (by a shared copy's helpers) that the loop waits for."""
+        return False
+
+    def _next_finished(self) -> set[Future[Any]]:
+        finished, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+        return finished
+
+    def _tick(self) -> None:
+        return None
 
     def abort(self) -> None:
         for future in self.pending:

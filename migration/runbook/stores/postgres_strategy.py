@@ -60,6 +60,8 @@ class PostgresConfig:
     full_verify: bool
     catch_up_seconds: float
     app_role: str
+    #: Other tasks help the copy (``--tasks``): its plan and snapshot are shared on the target.
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,8 @@ class CopyInFreeze(PostgresStrategy):
         state = run.state
         resume, state.copy_started = state.copy_started, True
         run.save()
-        options = CopyOptions(source_url=run.from_side.url, target_url=run.to_side.url, jobs=run.config.jobs)
+        options = CopyOptions(source_url=run.from_side.url, target_url=run.to_side.url, jobs=run.config.jobs,
+                              shared=run.config.shared)  # fmt: skip
         progress = progress_for("bytes")
         try:
             if state.recopy:

@@ -262,10 +262,12 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
     def follow_back(self, run: RedisRun) -> str:
         """The old Redis takes the follow back's writes (its pause is lifted: Redis cannot pause one client's
         writes and let another's through); a follow back that died is started again, copying every key."""
-        resume_writes(run.to_side.url)
+        held = resume_writes(run.to_side.url, refuse_held=True)
+        refused = f"; {held} writes held since the freeze refused" if held else ""
         follower = run.follower()
         if follower.alive():
-            return f"redis: following the target back into the old Redis (pid {follower.pid}; its writes resumed)"
+            return (f"redis: following the target back into the old Redis (pid {follower.pid}; its writes "
+                    f"resumed{refused})")  # fmt: skip
         # Keys the target deleted while nothing followed are compared (and refused) by a rollback's verify.
         job = RedisLiveCopyJob(run.from_side.url, run.to_side.url, follower.status_file, merge=True)
         pid = follower.start(job, ready_phase="live", timeout=_SCAN_TIMEOUT_SECONDS)

@@ -1,0 +1,342 @@
+"""The runbook's data plane as tasks (``ferry run --runner local|ecs``): the caller keeps the control plane.
+
+The caller — a laptop, a CI job — asks the questions, runs Pulumi (``provision``, ``alias``, ``switch``,
+``record``) and checks the app (``smoke``). Every phase that reaches a store — the copy and its follows, the
+freeze and the final sync, the verify, the after-switch sync — runs as a task next to the stores: one task
+per run of consecutive such phases (a *leg*), so the live copies a leg starts run inside it until the final
+sync drains them. A leg that ends right before the switch also does the switch's work on the stores (the
+witnesses once more, the follow back begun): the caller then only moves the app.
+
+The task is :mod:`migration.worker` with a :class:`~migration.worker.RunPhasesJob`: the stack file's text,
+the phases, the run's settings and the stack's outputs, secrets replaced by ``env:NAME`` references that
+the task's environment answers (ECS secrets from Secrets Manager; the caller's own values for a local
+child). The task id is kept in the run's state: a run started again after a crash waits for a task still
+running instead of starting a second one, and starts it again if it died.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from migration.crashpoints import crashpoint
+from migration.errors import FerryError, RunbookError, RunnerError
+from migration.runbook.context import RunContext
+from migration.runbook.copyhelpers import end_copy_helpers, start_copy_helpers
+from migration.runbook.phases import Phase
+from migration.runner import ENV_REF, LocalRunner, Runner, TaskSpec
+from migration.runner.aws import endpoint_from_env
+from migration.stackconfig import stack_file
+from migration.worker import RunPhasesJob, job_to_json
+
+__all__ = [
+    "CONTROL_PHASES",
+    "HANDOFF",
+    "JOB_DATA",
+    "WITNESS",
+    "guard_task",
+    "legs",
+    "open_runner",
+    "reload_state",
+    "run_leg",
+    "runner_order",
+    "task_status",
+]
+
+#: Phases the caller runs itself: Pulumi's, and the app's smoke checks over the internet.
+CONTROL_PHASES = frozenset({"provision", "alias", "switch", "smoke", "record"})
+#: The step a leg does right before the switch (:func:`~migration.runbook.cutover.witness_switch`).
+WITNESS = "switch:witness"
+#: Control phases a leg's task waits for, idle, while the caller runs them (``task.awaiting`` in the state).
+HANDOFF = frozenset({"switch"})
+
+#: ``RunSettings`` fields holding secrets → the task's environment variable that carries each instead.
+_SECRET_SETTINGS = {
+    "target_url": "FERRY_TARGET_DATABASE_URL",
+    "target_app_url": "FERRY_TARGET_APP_DATABASE_URL",
+    "target_redis_url": "FERRY_TARGET_REDIS_URL",
+}
+#: Secret stack outputs the task needs → the variable carrying each (the stack's runner secrets).
+_SECRET_OUTPUTS = {
+    "databaseOwnerUrls": "FERRY_TARGET_DATABASE_URL",
+    "redisUrl": "FERRY_TARGET_REDIS_URL",
+}
+#: The first database's URL the app moves to (``databaseUrls``, or the owner's with ``appRole: owner``).
+_APP_URL_ENV = "FERRY_TARGET_APP_DATABASE_URL"
+#: Where a job's stack file and outputs wait for an ECS task, in the run's state bucket.
+JOB_DATA = "job-data.json"
+
+
+def open_runner(ctx: RunContext) -> Runner:
+    """The run's runner; with ``ecs``, the run's state read from the stack's bucket (where the task writes it)."""
+    from migration.runner.choose import runner_for
+
+    runner = runner_for(ctx)
+    if ctx.mirror is not None:
+        reload_state(ctx)
+    return runner
+
+
+def runner_order(phases: Sequence[Phase]) -> list[Phase]:
+    """The phases in the order a ``--runner`` run takes them: ``alias`` (a release while live, Pulumi's) before
+    ``copy``, so one task runs from the copy to the verify and its live copies never outlive their task."""
+    order = [phase for phase in phases if phase.name != "alias"]
+    alias = [phase for phase in phases if phase.name == "alias"]
+    at = next((i for i, phase in enumerate(order) if phase.name == "copy"), len(order))
+    return order[:at] + alias + order[at:]
+
+
+def legs(phases: Sequence[Phase]) -> Iterator[tuple[Phase | None, list[str]]]:
+    """The selected *phases* as the caller takes them: a control phase alone (``(phase, [])``), or a leg of
+    consecutive data phases for one task (``(None, names)``). ``switch`` stays inside its leg, after
+    :data:`WITNESS`: the task does the switch's work on the stores, waits while the caller moves the app
+    (:data:`HANDOFF`), and unfreezes it — no task starts inside the freeze."""
+    leg: list[str] = []
+    for phase in phases:
+        if phase.name in HANDOFF:
+            leg += [WITNESS, phase.name]
+        elif phase.name not in CONTROL_PHASES:
+            leg.append(phase.name)
+        else:
+            if leg:
+                yield None, leg
+                leg = []
+            yield phase, []
+    if leg:
+        yield None, leg
+
+
+def _job(ctx: RunContext, names: list[str]) -> tuple[RunPhasesJob, dict[str, str]]:
+    """The job for a leg, and the secrets it references (environment variable → value)."""
+    settings = ctx.settings
+    fields = {k: v for k, v in asdict(settings).items() if k not in ("stack", "root", "state_dir", "runner")}
+    secrets: dict[str, str] = {}
+    for name, env in _SECRET_SETTINGS.items():
+        if fields.get(name):
+            secrets[env], fields[name] = fields[name], f"{ENV_REF}{env}"
+    fields["smoke_urls"] = list(settings.smoke_urls)
+    outputs = None
+    if settings.uses_stack:
+        stack = ctx.stack_outputs()
+        outputs = {k: v for k, v in stack.values.items() if k not in stack.secret_keys}
+        app_output = "databaseUrls" if ctx.config.migration.app_role == "app" else "databaseOwnerUrls"
+        for name, env in [*_SECRET_OUTPUTS.items(), (app_output, _APP_URL_ENV)]:
+            if name in stack.values:
+                # Only the first database moves: of each map, its URL is the one secret the task is handed.
+                first = ctx.config.database.databases[0]
+                value = stack.values[name]
+                secrets[env] = str(value.get(first, "") if isinstance(value, dict) else value)
+                outputs[name if env != _APP_URL_ENV else "databaseUrls"] = (
+                    {first: f"{ENV_REF}{env}"} if isinstance(value, dict) else f"{ENV_REF}{env}"
+                )
+    job = RunPhasesJob(
+        stack=settings.stack,
+        stack_file=stack_file(settings.root, settings.stack).read_text(),
+        phases=names,
+        settings=fields,
+        state_dir=str(settings.state_dir),
+        status_file=settings.state_dir / "task-status.json",
+        outputs=outputs,
+    )
+    return job, secrets
+
+
+def run_leg(
+    ctx: RunContext,
+    runner: Runner,
+    names: list[str],
+    handoff: Callable[[str], None],
+    forced: str | None = None,
+) -> None:
+    """Run the leg *names* as a task of *runner* and wait for it, its output shown as it comes; the run's state
+    read again afterwards (the task wrote it). A task of this run still running (the caller was killed) is
+    waited for first; what it left undone (it died, or ended) is started again in a new task.
+
+    While a task runs, the run's state is the task's to write; the caller writes it only while the task waits
+    for it (``awaiting``). The task's id is kept apart (``task.json``), written by the caller alone.
+
+    :param handoff: runs a :data:`HANDOFF` phase here when the task waits for it.
+    :param forced: a phase to run again although done (``--from``).
+    :raises FerryError: the task's own error (its last line, its exit code), or :class:`RunnerError`.
+    """
+    task = _task_record(ctx)
+    if task and task.get("runner") == runner.name and runner.running(str(task.get("id"))):
+        ctx.say(f"[{'..'.join(task.get('phases') or ['?'])}] task {task['id']} of this run is still running: "
+                "waiting for it")  # fmt: skip
+        _follow(ctx, runner, str(task["id"]), handoff)
+    reload_state(ctx)
+    names = [name for name in names if name in (forced, WITNESS) or not ctx.state.done(name)]
+    if not [name for name in names if name != WITNESS]:
+        return
+    job, secrets = _job(ctx, names)
+    ctx.settings.state_dir.mkdir(parents=True, exist_ok=True)  # a CI checkout's first run: nothing here yet
+    if ctx.mirror is not None:
+        # ECS takes 8 KiB of overrides: the stack file and the outputs go by the state bucket.
+        data = ctx.settings.state_dir / JOB_DATA
+        data.write_text(json.dumps({"stack_file": job.stack_file, "outputs": job.outputs}))
+        ctx.mirror.push(data)
+        job = replace(job, stack_file="", outputs=None, in_state=True)
+    spec = TaskSpec(name=f"{names[0]}..{names[-1]}", job=job_to_json(job), secrets=secrets)
+    task_id = runner.start(spec)
+    _task_file(ctx).write_text(json.dumps({"runner": runner.name, "id": task_id, "phases": [names[0], names[-1]]}))
+    if ctx.mirror is not None:
+        ctx.mirror.push(_task_file(ctx))
+    ctx.say(f"[{spec.name}] task {task_id} started ({runner.name})")
+    crashpoint("task-started")
+    helpers = start_copy_helpers(ctx, runner, names, secrets)
+    try:
+        _follow(ctx, runner, task_id, handoff)
+    finally:
+        end_copy_helpers(ctx, runner, helpers)
+
+
+def guard_task(ctx: RunContext, *, stop: bool) -> None:
+    """What a run's live task means for a command opening the run (under its lock): a run with the task's
+    runner waits for it (in :func:`run_leg`); a rollback or finish (*stop*) stops it first — it would write
+    the state beside them; anything else is refused while it runs. A task record ferry cannot read is taken
+    for a live task while any task of this run's local runner lives. A ``task.json`` naming no live task is
+    cleared, with the hand-over it left (``awaiting``).
+
+    :raises RunbookError: a task of the run still runs, and this command may not run beside it."""
+    record = _task_record(ctx)
+    unreadable = record is None and _task_file(ctx).exists()
+    settings = ctx.settings
+    if unreadable:
+        local = LocalRunner(settings.state_dir / "tasks")
+        live = local.live()
+        for task_id in live if stop else []:
+            ctx.say(f"task {task_id} of this run still runs: stopping it first")
+            local.stop(task_id)
+            if local.wait(task_id, lambda line: ctx.say(f"  | {line}"), timeout=300) is None:
+                raise RunbookError(f"task {task_id} did not stop")
+        if live and not stop:
+            raise RunbookError(
+                f"{_task_file(ctx)} is not one ferry wrote, and task {live[0]} of stack {settings.stack} still runs: "
+                "stop it (`kill` its pid, in tasks/) or wait, then move the file away"
+            )
+        record = None
+    if record is not None:
+        runner = _runner_of(ctx, str(record.get("runner")))
+        task_id = str(record["id"])
+        if runner is not None and runner.running(task_id):
+            if settings.runner == runner.name and not stop:
+                return  # run_leg waits for it
+            if not stop:
+                raise RunbookError(
+                    f"task {task_id} of stack {settings.stack} still runs ({record.get('runner')}): `ferry run "
+                    f"--stack {settings.stack} --runner {record.get('runner')}` waits for it and goes on"
+                )
+            ctx.say(f"task {task_id} of this run still runs: stopping it first")
+            runner.stop(task_id)
+            if runner.wait(task_id, lambda line: ctx.say(f"  | {line}"), timeout=300) is None:
+                raise RunbookError(f"task {task_id} did not stop")
+    if record is not None or unreadable:
+        _task_file(ctx).unlink(missing_ok=True)
+        if ctx.mirror is not None:
+            ctx.mirror.push(_task_file(ctx))
+    reload_state(ctx)
+    if ctx.state.awaiting is not None:
+        ctx.state.awaiting = None  # its task is gone: nobody waits for the hand-over any more
+        ctx.save()
+
+
+def task_status(ctx: RunContext) -> dict[str, Any] | None:
+    """The run's task as ``ferry status`` tells it (``None``: no task recorded)."""
+    record = _task_record(ctx)
+    if record is None:
+        return None
+    runner = _runner_of(ctx, str(record.get("runner")))
+    try:
+        running = runner is not None and runner.running(str(record["id"]))
+    except FerryError:
+        running = False
+    phases = record.get("phases")
+    return {"runner": str(record.get("runner")), "id": str(record["id"]), "running": running,
+            "phases": [str(p) for p in phases] if isinstance(phases, list) else []}  # fmt: skip
+
+
+def _runner_of(ctx: RunContext, name: str) -> Runner | None:
+    """The runner a task record names, to ask after its task (``None``: one this caller cannot reach)."""
+    if name == "local":
+        return LocalRunner(ctx.settings.state_dir / "tasks")
+    if name == "ecs":
+        try:
+            from migration.runner.ecs import EcsRunner
+
+            return EcsRunner.from_outputs(ctx.stack_outputs().values, region=ctx.config.aws_region,
+                                          endpoint_url=endpoint_from_env())  # fmt: skip
+        except FerryError:
+            return None
+    return None
+
+
+def _task_file(ctx: RunContext) -> Path:
+    return ctx.settings.state_dir / "task.json"
+
+
+def _task_record(ctx: RunContext) -> dict[str, Any] | None:
+    if ctx.mirror is not None:
+        ctx.mirror.pull(_task_file(ctx))
+    try:
+        record = json.loads(_task_file(ctx).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+
+
+def _follow(ctx: RunContext, runner: Runner, task_id: str, handoff: Callable[[str], None]) -> None:
+    """Wait for the task to end, running each phase it hands over; raise its error if it failed."""
+
+    def show(line: str) -> None:
+        ctx.say(f"  | {line}")
+
+    while (outcome := runner.wait(task_id, show, until=lambda: _awaiting(ctx) is not None)) is None:
+        reload_state(ctx)
+        phase = ctx.state.awaiting
+        assert phase is not None
+        try:
+            handoff(phase)
+        except BaseException:
+            runner.stop(task_id)  # it would wait for a phase that will not come
+            raise
+        finally:
+            ctx.state.awaiting = None
+            ctx.save()
+    _task_file(ctx).unlink(missing_ok=True)
+    if ctx.mirror is not None:
+        ctx.mirror.push(_task_file(ctx))
+    reload_state(ctx)
+    if outcome.succeeded:
+        return
+    if outcome.exit_code is None:
+        raise RunnerError(f"task {task_id} stopped before it ended ({outcome.reason or 'no reason given'}): "
+                          f"`ferry run --stack {ctx.settings.stack}` starts it again")  # fmt: skip
+    error = RunnerError(outcome.last_line.removeprefix("ferry: error: ") or f"task {task_id} failed")
+    error.exit_code = outcome.exit_code
+    raise error
+
+
+def _awaiting(ctx: RunContext) -> str | None:
+    """The phase the running task waits for the caller to run, as the state file says now."""
+    if ctx.mirror is not None:
+        ctx.mirror.pull(ctx.settings.state_file)
+    try:
+        awaiting = json.loads(ctx.settings.state_file.read_text()).get("awaiting")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return awaiting if isinstance(awaiting, str) else None
+
+
+def reload_state(ctx: RunContext) -> None:
+    from migration.runbook.state import RunState
+    from migration.runbook.stores import STORES
+
+    if ctx.mirror is not None:
+        ctx.mirror.pull(ctx.settings.state_file)
+    state = RunState.load(ctx.settings.state_file, ctx.settings.stack)
+    for store in STORES:
+        state.section(store.name, store.section)
+    ctx.state = state
