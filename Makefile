@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_PROGRAMS := initdb pg_ctl pg_dump pg_restore psql
+# ferry's version (pyproject.toml's), the container image's tag.
+VERSION := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' pyproject.toml | head -n 1)
 
-.PHONY: setup system-packages test lint format rehearse bench-setup bench clean
+.PHONY: setup system-packages test lint format rehearse bench-setup bench image clean
 
 setup: system-packages $(STAMP)
 
@@ -62,6 +64,15 @@ bench: bench-setup
 	$(BIN)/python bench/redis_copy.py
 	$(BIN)/python bench/s3_sync.py
 	$(BIN)/python bench/capture_overhead.py
+
+# ferry's container image (Dockerfile), ferry:$(VERSION), with docker or else podman; for the platform the
+# stack's Fargate task runs on (X86_64), whatever this machine is.
+IMAGE_PLATFORM ?= linux/amd64
+image:
+	@engine="$$(command -v docker || command -v podman)"; \
+	if [ -z "$$engine" ]; then echo "error: neither docker nor podman is installed; one is needed to build the image" >&2; exit 1; fi; \
+	set -x; "$$engine" build --platform $(IMAGE_PLATFORM) --build-arg FERRY_VERSION=$(VERSION) -t ferry:$(VERSION) . \
+	  && "$$engine" image ls ferry:$(VERSION)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
