@@ -56,6 +56,7 @@ __all__ = [
     "STATE_RUN",
     "STATE_SCHEMA",
     "STATE_SHARE",
+    "STATE_SHARE_HELPER",
     "STATE_STEP",
     "capture_schemas",
     "in_capture",
@@ -146,6 +147,8 @@ STATE_ENTRY = f"{STATE_SCHEMA}.entry"
 #: A shared copy (``CopyOptions.shared``): the snapshot its helpers import, and one claim row per part.
 STATE_SHARE = f"{STATE_SCHEMA}.share"
 STATE_CLAIM = f"{STATE_SCHEMA}.part_claim"
+#: The helpers that joined a shared copy (the leader waits for those it expects before it claims).
+STATE_SHARE_HELPER = f"{STATE_SCHEMA}.share_helper"
 
 #: The follow's record; dropped once nothing in it is needed (:func:`~migration.postgres.capture.forget_follow`).
 FOLLOW_SCHEMA = "_ferry_follow"

@@ -175,3 +175,23 @@ def test_nothing_runs_beside_a_live_task_but_a_run_with_its_runner_and_a_rollbac
     assert state["rolled_back"] is True and state["awaiting"] is None
     assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
     world.source_db.execute("INSERT INTO orders VALUES (9002, 'after the rollback')")
+
+
+def test_a_helper_task_killed_mid_part_leaves_its_part_to_the_leader_and_the_copy_verifies(world: World) -> None:
+    """--tasks 2 on a source of many parts: the leader waits for its helper, both claim parts; the helper is
+    killed with its first part loaded and marked but not committed: the leader copies that part, once."""
+    for n in range(8):
+        world.source_db.execute(f"CREATE TABLE extra_{n} (id int PRIMARY KEY, note text)")
+        world.source_db.execute(f"INSERT INTO extra_{n} SELECT g, 'row ' || g FROM generate_series(1, 2000) g")
+    stack_file(world.root, "http://127.0.0.1:9", **CAPTURE)
+    run = ferry("run", "--stack", "test", "--root", str(world.root), "--yes", "--runner", "local", "--tasks", "2",
+                "--until", "verify", env={**world.env, "FERRY_CRASH_AT": "helper-part-loading:1"})  # fmt: skip
+    assert run.code == 0, run.output
+    assert "1 of 1 helpers joined the shared copy" in run.output
+    status = json.loads((world.root / ".ferry" / "test" / "copy-helper-1.json").read_text())
+    # Killed inside its first part (it never said "done"), nothing of that part committed.
+    assert status["phase"] == "copying" and status["parts"] == 0
+    assert world.state()["verify"]["postgres"]["identical"] is True
+    for n in range(8):
+        assert world.target_db.scalar(f"SELECT count(*) FROM extra_{n}") == 2000
+        assert world.target_db.scalar(f"SELECT count(DISTINCT id) FROM extra_{n}") == 2000

@@ -119,7 +119,7 @@ def test_a_helper_killed_mid_part_leaves_it_to_the_leader(
 ) -> None:
     source_db.execute(SLOW_SOURCE + SECOND_SPLIT)
     # Killed in its third part: rows loaded and marker inserted, not committed, the claim's lock held.
-    helper = _helper(target_db, source_db, tmp_path / "helper.json", crash_at="part-loading:3")
+    helper = _helper(target_db, source_db, tmp_path / "helper.json", crash_at="helper-part-loading:3")
     progress = _Watching(target_db)
     try:
         result = _lead(source_db, target_db, progress)

@@ -152,7 +152,11 @@ ClaimedPart = Callable[[str], tuple[Part, TableInfo, bool]]
 
 
 def copy_claimed_part(
-    conns: WorkerConnections, prepare: ClaimedPart, on_progress: ProgressCallback, copier: str
+    conns: WorkerConnections,
+    prepare: ClaimedPart,
+    on_progress: ProgressCallback,
+    copier: str,
+    crash_step: str = "part-loading",
 ) -> PartResult | None:
     """Claim the next part of a shared copy, copy it and mark it done, in one target transaction.
 
@@ -161,6 +165,7 @@ def copy_claimed_part(
 
     :param prepare: called with the claimed part's key, inside the transaction.
     :param copier: who copies (recorded with the part).
+    :param crash_step: its crash point inside the transaction (tests tell a helper's from the leader's).
     """
     src, dst = conns.pair()
     with pg_errors("target", conns.target), dst.transaction():
@@ -172,7 +177,7 @@ def copy_claimed_part(
         part, table, binary = prepare(key)
         result = _load_part(conns, src, dst, table, part, on_progress, binary=binary)
         record_copier(dst, key, copier)
-        crashpoint("part-loading")
+        crashpoint(crash_step)
     crashpoint("part-copied")
     return result
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -32,7 +33,7 @@ from migration.postgres.copy.copylock import COPY_APPLICATION_NAME, copy_lock_he
 from migration.postgres.copy.data import WorkerConnections, copy_claimed_part
 from migration.postgres.copy.model import HelpResult
 from migration.postgres.copy.plan import Part
-from migration.postgres.copy.share import SharedCopy, done_markers, read_share
+from migration.postgres.copy.share import SharedCopy, done_markers, join_share, read_share
 from migration.postgres.copy.snapshot import SourceSnapshot, begin_in_snapshot
 from migration.postgres.copy.tools import find_client_tools
 from migration.progress import ProgressSink
@@ -182,6 +183,8 @@ class _Helper:
         self._lock = threading.Lock()
         self._parts: dict[str, tuple[Part, TableInfo, bool]] = {}
         self._share: SharedCopy | None = None
+        #: How this helper is known among those that joined (tasks in containers share process numbers).
+        self.name = f"{COPY_APPLICATION_NAME}:{uuid.uuid4().hex[:12]}"
 
     def status(self, phase: str) -> None:
         if self.status_file is None:
@@ -225,6 +228,8 @@ class _Helper:
         """On a worker thread: claim and copy parts until none is left (or the helper stops)."""
         try:
             workers.pair()  # the leader's snapshot imported, or the reason it cannot be
+            with pg_errors("target", self.target), connect(self.target, autocommit=True) as conn:
+                join_share(conn, self.name)
             while not self.stop() and not self._halt.is_set():
                 with pg_errors("target", self.target):
                     leader_alive = copy_lock_held(workers.pair()[1])
@@ -234,7 +239,8 @@ class _Helper:
                     if self._still_shared():
                         raise _leader_gone(self.target)
                     return
-                copied = copy_claimed_part(workers, self._prepare, self.progress.advance, COPY_APPLICATION_NAME)
+                copied = copy_claimed_part(workers, self._prepare, self.progress.advance, COPY_APPLICATION_NAME,
+                                           crash_step="helper-part-loading")  # fmt: skip
                 if copied is None:
                     return
                 key = copied.part.key

@@ -40,6 +40,10 @@ class CopyOptions:
     split_bytes: int | None = None
     maintenance_work_mem: str | None = None
     shared: bool = False
+    #: A shared copy's helpers started beside it: the leader waits (at most :attr:`helpers_wait_seconds`) until
+    #: they have joined before it claims a part, so a copy that is quick next to a task's start is shared too.
+    helpers: int = 0
+    helpers_wait_seconds: float = 60.0
 
 
 @dataclass

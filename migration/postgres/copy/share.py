@@ -34,13 +34,15 @@ from migration.errors import ResumeError
 from migration.postgres.catalog import Conn, TableInfo
 from migration.postgres.copy.plan import Part
 from migration.postgres.copy.snapshot import SourceSnapshot
-from migration.postgres.footprint import STATE_CLAIM, STATE_PART, STATE_RUN, STATE_SHARE
+from migration.postgres.footprint import STATE_CLAIM, STATE_PART, STATE_RUN, STATE_SHARE, STATE_SHARE_HELPER
 
 __all__ = [
     "SharedCopy",
     "SharedPart",
     "claim_next",
     "done_markers",
+    "join_share",
+    "joined_helpers",
     "read_share",
     "record_copier",
     "share_copy",
@@ -55,6 +57,10 @@ CREATE TABLE IF NOT EXISTS {STATE_SHARE} (
     owner text,
     leader text NOT NULL,
     shared_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {STATE_SHARE_HELPER} (
+    name text PRIMARY KEY,
+    joined_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS {STATE_CLAIM} (
     part_key text PRIMARY KEY,
@@ -157,7 +163,18 @@ def share_copy(conn: Conn, snapshot: SourceSnapshot, owner: str | None, leader: 
 
 def unshare_copy(conn: Conn) -> None:
     """A copy resumed unshared: helpers of an earlier, shared run find nothing to join (nor claim)."""
-    conn.execute(f"DROP TABLE IF EXISTS {STATE_SHARE}, {STATE_CLAIM}")
+    conn.execute(f"DROP TABLE IF EXISTS {STATE_SHARE}, {STATE_CLAIM}, {STATE_SHARE_HELPER}")
+
+
+def join_share(conn: Conn, name: str) -> None:
+    """A helper says it has joined (its snapshot imported): the leader waits for the helpers it expects."""
+    conn.execute(f"INSERT INTO {STATE_SHARE_HELPER} (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
+
+
+def joined_helpers(conn: Conn) -> int:
+    """How many helpers have joined the shared copy so far."""
+    row = conn.execute(f"SELECT count(*) FROM {STATE_SHARE_HELPER}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def read_share(conn: Conn) -> SharedCopy | None:

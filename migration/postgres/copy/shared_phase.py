@@ -21,7 +21,7 @@ from migration.postgres.copy.copylock import COPY_APPLICATION_NAME
 from migration.postgres.copy.data import PartResult, copy_claimed_part, open_target_session
 from migration.postgres.copy.plan import Part
 from migration.postgres.copy.scheduler import DataPhase
-from migration.postgres.copy.share import done_markers
+from migration.postgres.copy.share import done_markers, joined_helpers
 
 __all__ = ["POLL_SECONDS", "SharedDataPhase"]
 
@@ -57,11 +57,24 @@ class SharedDataPhase(DataPhase):
         self.undone[part.key] = part
 
     def _started(self) -> None:
+        self._await_helpers()
         for _ in range(min(self.options.jobs, len(self.undone))):
             self._submit_claim()
         self.idle = self.options.jobs - self._claiming
         if not self.undone:
             self._submit_large_objects()
+
+    def _await_helpers(self) -> None:
+        """The helpers started beside this copy join before a part is claimed, or the copy goes on without
+        those still missing after :attr:`~CopyOptions.helpers_wait_seconds`."""
+        expected, options = self.options.helpers, self.options
+        if expected < 1 or not self.undone:
+            return
+        deadline = time.monotonic() + options.helpers_wait_seconds
+        with open_target_session(self.target, options.owner) as conn, pg_errors("target", self.target):
+            while (joined := joined_helpers(conn)) < expected and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self.progress.message(f"{joined} of {expected} helpers joined the shared copy")
 
     def _submit_claim(self) -> None:
         self._claiming += 1

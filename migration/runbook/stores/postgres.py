@@ -61,7 +61,7 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
             full_verify=settings.verify_mode == "full",
             catch_up_seconds=migration.catch_up_seconds,
             app_role=migration.app_role,
-            shared=settings.tasks > 1 and settings.runner is not None,
+            helpers=settings.tasks - 1,  # --tasks needs a runner: its caller starts them (copyhelpers)
         )
 
     def strategy(self, run: PostgresRun) -> PostgresStrategy:

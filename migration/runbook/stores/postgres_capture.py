@@ -80,7 +80,9 @@ class CaptureAndFollow(PostgresStrategy):
             # install that was interrupted is finished, tables created since get their triggers).
             ensure_capture(run.from_side.url)
         run.save()
-        options = CopyOptions(run.from_side.url, run.to_side.url, jobs=run.config.jobs, shared=run.config.shared)
+        helpers = run.config.helpers
+        options = CopyOptions(run.from_side.url, run.to_side.url, jobs=run.config.jobs, shared=helpers > 0,
+                              helpers=helpers)  # fmt: skip
         copied = copy_resuming(options, PlainProgress(unit="bytes"), resume=resume)
         if copied is not None and copied.not_valid_foreign_keys:
             with connect_target(run.to_side.url) as dst, capture_errors():

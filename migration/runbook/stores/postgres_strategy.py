@@ -60,8 +60,8 @@ class PostgresConfig:
     full_verify: bool
     catch_up_seconds: float
     app_role: str
-    #: Other tasks help the copy (``--tasks``): its plan and snapshot are shared on the target.
-    shared: bool = False
+    #: Other tasks help the copy (``--tasks N``: N-1 of them): its plan and snapshot are shared on the target.
+    helpers: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class CopyInFreeze(PostgresStrategy):
         resume, state.copy_started = state.copy_started, True
         run.save()
         options = CopyOptions(source_url=run.from_side.url, target_url=run.to_side.url, jobs=run.config.jobs,
-                              shared=run.config.shared)  # fmt: skip
+                              shared=run.config.helpers > 0, helpers=run.config.helpers)  # fmt: skip
         progress = progress_for("bytes")
         try:
             if state.recopy:
