@@ -154,6 +154,11 @@ def run(
 @_stack_options
 @json_option
 @click.option(
+    "--runner",
+    type=click.Choice(["local", "ecs"]),
+    help="Do the rollback's work on the stores (unfreeze, cleanup) as a task, as `ferry run --runner` does.",
+)
+@click.option(
     "--discard-writes-since-switch",
     is_flag=True,
     help="After the switch: go back although what the app wrote to the new stores since stays there.",

@@ -19,7 +19,7 @@ from typing import Any
 from migration.crashpoints import crashpoint
 from migration.errors import RunnerError
 from migration.runbook.context import RunContext, RunSettings
-from migration.runbook.tasks import HANDOFF, JOB_DATA, WITNESS, reload_state
+from migration.runbook.tasks import HANDOFF, JOB_DATA, RELEASE, WITNESS, reload_state
 from migration.runner import ENV_REF
 from migration.runner.aws import endpoint_from_env
 from migration.runner.statestore import STATE_BUCKET_ENV, StateMirror
@@ -60,7 +60,7 @@ def run_phases_job(job: RunPhasesJob, say: Callable[[str], None], stop: Callable
     from migration.infra import StackOutputs
     from migration.runbook.cutover import witness_switch
     from migration.runbook.phases import run_phase
-    from migration.runbook.run import PHASES, after_differences, open_context
+    from migration.runbook.run import PHASES, after_differences, open_context, release_old_stores
 
     fields = resolved(job.settings)
     fields["smoke_urls"] = tuple(fields.get("smoke_urls", ()))
@@ -83,6 +83,8 @@ def run_phases_job(job: RunPhasesJob, say: Callable[[str], None], stop: Callable
                 if name == WITNESS:
                     ctx.say(f"[{WITNESS}] {witness_switch(ctx)}")
                     crashpoint("task-witnessed")
+                elif name == RELEASE:
+                    ctx.say(f"[{RELEASE}] {release_old_stores(ctx)}")
                 elif name in HANDOFF:
                     _await_caller(ctx, name, stop)
                 elif name not in by_name:

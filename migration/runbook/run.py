@@ -33,12 +33,12 @@ from migration.runbook.record import cleanup, record
 from migration.runbook.smoke import SmokeFailedError, smoke
 from migration.runbook.state import RunState
 from migration.runbook.stores import STORES, moved_stores
-from migration.runbook.tasks import HANDOFF, guard_task, legs, open_runner, run_leg, runner_order
+from migration.runbook.tasks import HANDOFF, RELEASE, guard_task, legs, open_runner, run_leg, runner_order
 from migration.runbook.verify import verify
 from migration.runner import Runner
 from migration.stackconfig import load_stack_file
 
-__all__ = ["PHASES", "PhaseSummary", "RunReport", "finish", "open_context", "rollback", "run"]
+__all__ = ["PHASES", "PhaseSummary", "RunReport", "finish", "open_context", "release_old_stores", "rollback", "run"]
 
 
 PHASES: tuple[Phase, ...] = (
@@ -261,13 +261,25 @@ def _rollback(ctx: RunContext) -> None:
     done = [stop_live_copies(ctx), stop_live_copies(ctx, back=not ctx.state.back)]
     if ctx.state.phases.get("switch") and not ctx.state.done("back:switch"):
         done.append(rollback_cutover(ctx))
-    if ctx.state.frozen:
-        done.append(unfreeze(ctx, rolling_back=True).detail)
-    done += [store.cleanup(run) for store, run in moved_stores(ctx, back=False)]
+    if ctx.settings.runner:
+        # The old stores are the task's to reach (inside the target's network), not the caller's.
+        run_leg(ctx, open_runner(ctx), [RELEASE], handoff=lambda _phase: None)
+        done.append(ctx.state.released)
+    else:
+        done.append(release_old_stores(ctx))
     ctx.state.rolled_back = True
     ctx.state.finish("rollback", "done", "; ".join(d for d in done if d), time.monotonic() - started)
     ctx.save()
     ctx.say(f"[rollback] done in {time.monotonic() - started:.1f} s")
+
+
+def release_old_stores(ctx: RunContext) -> str:
+    """A rollback's work on the stores: the app unfrozen on its old stores, ferry's things taken off them."""
+    done = [unfreeze(ctx, rolling_back=True).detail] if ctx.state.frozen else []
+    done += [store.cleanup(run) for store, run in moved_stores(ctx, back=False)]
+    ctx.state.released = "; ".join(d for d in done if d)
+    ctx.save()
+    return ctx.state.released
 
 
 def _left_behind(ctx: RunContext) -> str:

@@ -139,6 +139,8 @@ class RunState:
     finished: bool = False
     #: A ``--runner`` task waits, idle, for the caller to run this phase (``switch``); the caller clears it.
     awaiting: str | None = None
+    #: What a rollback's work on the stores did (a ``--runner`` task does it, the caller records it).
+    released: str = ""
     #: When the freeze began whose switch a ``--runner`` task has witnessed (its stores' work done).
     witnessed: float | None = None
 

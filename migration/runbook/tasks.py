@@ -36,6 +36,7 @@ __all__ = [
     "CONTROL_PHASES",
     "HANDOFF",
     "JOB_DATA",
+    "RELEASE",
     "WITNESS",
     "guard_task",
     "legs",
@@ -52,6 +53,8 @@ CONTROL_PHASES = frozenset({"provision", "alias", "switch", "smoke", "record"})
 WITNESS = "switch:witness"
 #: Control phases a leg's task waits for, idle, while the caller runs them (``task.awaiting`` in the state).
 HANDOFF = frozenset({"switch"})
+#: A rollback's work on the stores (:func:`~migration.runbook.run.release_old_stores`), as a task's step.
+RELEASE = "rollback:release"
 
 #: ``RunSettings`` fields holding secrets → the task's environment variable that carries each instead.
 _SECRET_SETTINGS = {
@@ -168,7 +171,7 @@ def run_leg(
                 "waiting for it")  # fmt: skip
         _follow(ctx, runner, str(task["id"]), handoff)
     reload_state(ctx)
-    names = [name for name in names if name in (forced, WITNESS) or not ctx.state.done(name)]
+    names = [name for name in names if name in (forced, WITNESS, RELEASE) or not ctx.state.done(name)]
     if not [name for name in names if name != WITNESS]:
         return
     job, secrets = _job(ctx, names)

@@ -88,10 +88,13 @@ def test_a_run_stopped_before_the_switch_leaves_the_app_frozen_for_a_rollback(wo
     stopped = world.ferry("run", "--yes", "--runner", "local", "--until", "verify")
     assert stopped.code == 0, stopped.output
     assert world.state()["frozen"] is True and "switch" not in world.state()["phases"]
-    back = world.ferry("rollback")
+    back = world.ferry("rollback", "--runner", "local")  # the stores' part of it as a task, as the run's
     assert back.code == 0, back.output
+    assert "[rollback:release..rollback:release] task local-" in back.output
+    assert "capture removed" in world.state()["phases"]["rollback"]["detail"]
     assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
     world.source_db.execute("INSERT INTO orders VALUES (9001, 'after the rollback')")
+    assert world.source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
 
 
 @pytest.mark.parametrize(
