@@ -77,12 +77,13 @@ class _LazyGroup(click.Group):
             click.echo("ferry: interrupted", err=True)
             sys.exit(130)
         except click.ClickException as exc:
+            # One line, as every other error of ferry's: what is wrong, and where the help is.
+            hint = ""
             if isinstance(exc, click.UsageError) and exc.ctx is not None:
-                click.echo(exc.ctx.get_usage(), err=True)
                 if exc.ctx.command.get_help_option(exc.ctx) is not None:
-                    click.echo(f"Try '{exc.ctx.command_path} {exc.ctx.help_option_names[0]}' for help.", err=True)
-                click.echo("", err=True)
-            click.echo(f"Error: {hide_passwords(exc.format_message())}", err=True)
+                    hint = f" (`{exc.ctx.command_path} {exc.ctx.help_option_names[0]}` for help)"
+            message = " ".join(hide_passwords(exc.format_message()).split())
+            click.echo(f"ferry: error: {message}{hint}", err=True)
             sys.exit(exc.exit_code)
         sys.exit(result if isinstance(result, int) else 0)
 

@@ -140,3 +140,19 @@ def test_follow_with_table_filters_is_refused_before_anything_is_installed(
     assert run.code == 2 and "--follow copies and follows the whole database" in run.stderr
     assert source_db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
     assert target_db.scalar("SELECT count(*) FROM pg_class WHERE relname = 'kept'") == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run", "--stack", "x", "--tasks", "0"], "Invalid value for '--tasks'"),
+        (["run", "--stack", "x", "--runner", "kubernetes"], "Invalid value for '--runner'"),
+        (["pg", "copy"], "Missing option '--source'"),
+        (["nope"], "No such command 'nope'"),
+        (["pg", "copy", "--source", "postgres://u:hunter2-pw@h/db", "--bogus"], "No such option '--bogus'"),
+    ],
+)
+def test_what_the_argument_parser_refuses_is_one_line_too(args: list[str], fragment: str) -> None:
+    refused = ferry(*args)
+    assert_one_line_error(refused, fragment, "for help)")
+    assert "hunter2-pw" not in refused.output
