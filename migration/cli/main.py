@@ -78,10 +78,9 @@ class _LazyGroup(click.Group):
             sys.exit(130)
         except click.ClickException as exc:
             # One line, as every other error of ferry's: what is wrong, and where the help is.
-            hint = ""
-            if isinstance(exc, click.UsageError) and exc.ctx is not None:
-                if exc.ctx.command.get_help_option(exc.ctx) is not None:
-                    hint = f" (`{exc.ctx.command_path} {exc.ctx.help_option_names[0]}` for help)"
+            hint, where = "", exc.ctx if isinstance(exc, click.UsageError) else None
+            if where is not None and where.command.get_help_option(where) is not None:
+                hint = f" (`{where.command_path} {where.help_option_names[0]}` for help)"
             message = " ".join(hide_passwords(exc.format_message()).split())
             click.echo(f"ferry: error: {message}{hint}", err=True)
             sys.exit(exc.exit_code)
