@@ -51,6 +51,14 @@ class RunSettings:
     runner: str | None = None
     #: How many tasks share the PostgreSQL copy (``--tasks``).
     tasks: int = 1
+    #: Inside a task: the runner its caller runs with (what a hint tells the user to run again with).
+    caller_runner: str | None = None
+
+    @property
+    def resume_command(self) -> str:
+        """The command that goes on with this run (with the runner it runs with)."""
+        runner = self.runner or self.caller_runner
+        return f"ferry run --stack {self.stack}" + (f" --runner {runner}" if runner else "")
 
     @property
     def uses_stack(self) -> bool:

@@ -33,7 +33,7 @@ def _hint(ctx: RunContext) -> str:
         return f"`ferry rollback --stack {stack}` tries again; the app stays on the new stores until it succeeds" + (
             "" if ctx.state.done("back:switch") else ", or `--discard-writes-since-switch` goes back without them"
         )
-    hint = f"`ferry run --stack {stack}` resumes"
+    hint = f"`{ctx.settings.resume_command}` resumes"
     if ctx.state.phases.get("freeze"):
         hint += f", `ferry rollback --stack {stack}` puts the app back"
     return hint

@@ -115,14 +115,16 @@ def open_context(settings: RunSettings, say: Callable[[str], None], confirm: Cal
 
 @contextmanager
 def _opened(
-    settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool], *, stops_task: bool = False
+    settings: RunSettings, say: Callable[[str], None], confirm: Callable[[str], bool], *, guarded: bool = True
 ) -> Iterator[RunContext]:
     """The stack's context, under the run's lock (one run, rollback or finish per stack at a time), and no task
-    of the run's running beside it (:func:`~migration.runbook.tasks.guard_task`; *stops_task*: stopped)."""
+    of the run's running beside it (:func:`~migration.runbook.tasks.guard_task`); not *guarded*: the caller
+    stops the run's task itself, once it knows it will go on (a refused rollback or finish stops nothing)."""
     with RunLock(settings.state_dir / "lock", settings.stack):
         ctx = open_context(settings, say, confirm)
         try:
-            guard_task(ctx, stop=stops_task)
+            if guarded:
+                guard_task(ctx, stop=False)
             yield ctx
         finally:
             ctx.close()
@@ -311,12 +313,13 @@ def rollback(
     :raises RunbookError: the run never reached the freeze, so there is nothing to roll back; or the app
         has run on the new stores and the writes it made there would be left behind.
     """
-    with _opened(settings, say, lambda _question: True, stops_task=True) as ctx:
-        state = ctx.state
-        if state.rolled_back:
+    with _opened(settings, say, lambda _question: True, guarded=False) as ctx:
+        if ctx.state.rolled_back:
             raise RunbookError(f"stack {settings.stack} is already rolled back")
-        if "freeze" not in state.phases:
+        if "freeze" not in ctx.state.phases:
             raise RunbookError(f"nothing to roll back: stack {settings.stack}'s app was never frozen")
+        guard_task(ctx, stop=True)  # a task of the run would write the state beside the rollback
+        state = ctx.state
         if state.done("back:switch") or (state.done("switch") and not discard_writes_since_switch):
             # Once the app is switched back, the rollback in reverse can only be finished.
             why = "" if state.back else _no_follow_back(ctx)
@@ -333,7 +336,7 @@ def rollback(
             state.back = False
             ctx.save()
         _rollback(ctx)
-        return RunReport.of(state)
+        return RunReport.of(ctx.state)  # read again if a task did the stores' part
 
 
 def _no_follow_back(ctx: RunContext) -> str:
@@ -357,7 +360,7 @@ def finish(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
     """The move is final: stop following the new stores back and take capture off both sides.
 
     :raises RunbookError: the run has not switched yet, or was rolled back."""
-    with _opened(settings, say, lambda _question: True, stops_task=True) as ctx:
+    with _opened(settings, say, lambda _question: True, guarded=False) as ctx:
         state = ctx.state
         if state.rolled_back:
             raise RunbookError(f"stack {settings.stack} was rolled back: nothing to finish")
@@ -371,6 +374,8 @@ def finish(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
                 f"stack {settings.stack}'s app is not on the new stores: `ferry run --stack {settings.stack}` "
                 "first (finish ends the way back)"
             )
+        guard_task(ctx, stop=True)  # a task of the run would write the state beside the finish
+        state = ctx.state
         if state.back:
             # A rollback that stopped before its freeze (the app still writes to the new stores): given up.
             for name in [name for name in state.phases if name.startswith("back:")]:

@@ -116,6 +116,7 @@ def _job(ctx: RunContext, names: list[str]) -> tuple[RunPhasesJob, dict[str, str
     """The job for a leg, and the secrets it references (environment variable → value)."""
     settings = ctx.settings
     fields = {k: v for k, v in asdict(settings).items() if k not in ("stack", "root", "state_dir", "runner")}
+    fields["caller_runner"] = settings.runner
     secrets: dict[str, str] = {}
     for name, env in _SECRET_SETTINGS.items():
         if fields.get(name):
@@ -250,7 +251,9 @@ def task_status(ctx: RunContext) -> dict[str, Any] | None:
     """The run's task as ``ferry status`` tells it (``None``: no task recorded)."""
     record = _task_record(ctx)
     if record is None:
-        return None
+        live = LocalRunner(ctx.settings.state_dir / "tasks").live() if _task_file(ctx).exists() else []
+        # The record is not ferry's any more (garbled), but a task of the run still runs: say so.
+        return {"runner": "local", "id": live[0], "running": True, "phases": ["?"]} if live else None
     runner = _runner_of(ctx, str(record.get("runner")))
     try:
         running = runner is not None and runner.running(str(record["id"]))
@@ -316,7 +319,7 @@ def _follow(ctx: RunContext, runner: Runner, task_id: str, handoff: Callable[[st
         return
     if outcome.exit_code is None:
         raise RunnerError(f"task {task_id} stopped before it ended ({outcome.reason or 'no reason given'}): "
-                          f"`ferry run --stack {ctx.settings.stack}` starts it again")  # fmt: skip
+                          f"`{ctx.settings.resume_command}` starts it again")  # fmt: skip
     error = RunnerError(outcome.last_line.removeprefix("ferry: error: ") or f"task {task_id} failed")
     error.exit_code = outcome.exit_code
     raise error

@@ -51,7 +51,7 @@ def test_a_task_killed_at_any_phase_is_started_again_by_the_next_run(world: Worl
     step = "task-witnessed" if phase == "switch:witness" else f"phase-{phase}"
     killed = ferry("run", "--stack", "test", "--root", str(world.root), "--yes", "--runner", "local",
                    env={**world.env, "FERRY_CRASH_AT": step})  # fmt: skip
-    assert_one_line_error(killed, "stopped before it ended", "`ferry run --stack test` starts it again")
+    assert_one_line_error(killed, "stopped before it ended", "`ferry run --stack test --runner local` starts it again")
     resumed = world.ferry("run", "--yes", "--runner", "local")
     assert resumed.code == 0, resumed.output
     state = world.state()
@@ -88,8 +88,9 @@ def test_a_run_stopped_before_the_switch_leaves_the_app_frozen_for_a_rollback(wo
     stopped = world.ferry("run", "--yes", "--runner", "local", "--until", "verify")
     assert stopped.code == 0, stopped.output
     assert world.state()["frozen"] is True and "switch" not in world.state()["phases"]
-    back = world.ferry("rollback", "--runner", "local")  # the stores' part of it as a task, as the run's
+    back = world.ferry("rollback", "--runner", "local", "--json")  # the stores' part as a task, as the run's
     assert back.code == 0, back.output
+    assert {p["name"]: p["status"] for p in back.json["phases"]}["rollback"] == "done"  # the state read again
     assert "[rollback:release..rollback:release] task local-" in back.output
     assert "capture removed" in world.state()["phases"]["rollback"]["detail"]
     assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
@@ -169,6 +170,10 @@ def test_nothing_runs_beside_a_live_task_but_a_run_with_its_runner_and_a_rollbac
     (world.root / ".ferry" / "test" / "task.json").write_text("{not json")
     garbled = world.ferry("run", "--yes", "--runner", "local")
     assert_one_line_error(garbled, "is not one ferry wrote", f"task {record['id']} of stack test still runs")
+    assert f"task {record['id']} (local, ?): running" in world.ferry("status").output
+    # Nothing to finish before the switch: refused, and the task is left to go on.
+    assert_one_line_error(world.ferry("finish"), "is not on the new stores")
+    assert _running(world, record["id"])
     assert _running(world, record["id"])
     back = world.ferry("rollback")  # stops the task first: it would write the state beside the rollback
     assert back.code == 0, back.output

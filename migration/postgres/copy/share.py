@@ -152,6 +152,7 @@ def share_copy(conn: Conn, snapshot: SourceSnapshot, owner: str | None, leader: 
         (json.dumps(snapshot.as_dict()), owner, leader),
     )
     conn.execute(f"DELETE FROM {STATE_CLAIM}")
+    conn.execute(f"DELETE FROM {STATE_SHARE_HELPER}")  # a resume's helpers join anew
     with conn.cursor().copy(
         f"COPY {STATE_CLAIM} (part_key, ord, part, columns, table_bytes, est_rows, in_binary) FROM STDIN"
     ) as copy:
