@@ -8,6 +8,8 @@ crash of ferry (it ends only by ``CLIENT UNPAUSE`` or its timeout), as a freeze 
 
 from __future__ import annotations
 
+import time
+
 from migration.errors import FerryError, PreconditionError
 from migration.redis.connection import CLIENT_NAME, RespConn
 from migration.redis.url import parse_redis_url
@@ -16,6 +18,8 @@ __all__ = ["PAUSE_SECONDS", "can_pause_writes", "pause_writes", "resume_writes"]
 
 #: Long enough for any freeze; ``ferry rollback`` or the end of the run ends it sooner.
 PAUSE_SECONDS = 24 * 3600
+#: How long the end of a pause keeps refusing the writes it held, for clients that send them again.
+HELD_GRACE_SECONDS = 15.0
 
 
 def can_pause_writes(url: str) -> str | None:
@@ -42,20 +46,39 @@ def resume_writes(url: str, *, refuse_held: bool = False) -> int:
 
     :param refuse_held: the app has moved away since the pause began (the follow back lifts it on the old
         Redis): the writes it held, sent before the switch, must not run there, acknowledged, where nobody reads
-        — their clients are disconnected first (the app sees an error, not an acknowledgement).
+        — their clients are disconnected first (the app sees an error, not an acknowledgement). A client that
+        retries sends its write again on a new connection, held again: disconnected again, until none has been
+        held for a second (its retries spent) or :data:`HELD_GRACE_SECONDS` passed.
     :returns: how many held clients were disconnected.
     """
     with RespConn(parse_redis_url(url, "source")) as conn:
         refused = 0
         if refuse_held:
-            me = int(conn.call("CLIENT", "ID"))
-            for line in _text(conn.call("CLIENT", "LIST", "TYPE", "normal")).splitlines():
-                fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
-                # A client held by the pause is blocked ('b') on its write.
-                ours = fields.get("name", "").startswith(CLIENT_NAME)
-                if "b" in fields.get("flags", "") and int(fields.get("id", me)) != me and not ours:
-                    refused += int(conn.call("CLIENT", "KILL", "ID", fields["id"], "SKIPME", "yes"))
+            deadline, quiet_since = time.monotonic() + HELD_GRACE_SECONDS, None
+            while time.monotonic() < deadline:
+                killed = _disconnect_held(conn)
+                refused += killed
+                now = time.monotonic()
+                if killed:
+                    quiet_since = None
+                elif quiet_since is None:
+                    quiet_since = now
+                elif now - quiet_since >= 1.0:
+                    break
+                time.sleep(0.05)
         conn.call("CLIENT", "UNPAUSE")
+    return refused
+
+
+def _disconnect_held(conn: RespConn) -> int:
+    """Disconnect every client held by the pause ('b': blocked on its write), but ferry's own and *conn*."""
+    me = int(conn.call("CLIENT", "ID"))
+    refused = 0
+    for line in _text(conn.call("CLIENT", "LIST", "TYPE", "normal")).splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        ours = fields.get("name", "").startswith(CLIENT_NAME)
+        if "b" in fields.get("flags", "") and int(fields.get("id", me)) != me and not ours:
+            refused += int(conn.call("CLIENT", "KILL", "ID", fields["id"], "SKIPME", "yes"))
     return refused
 
 

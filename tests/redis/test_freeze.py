@@ -35,7 +35,7 @@ def test_a_write_held_by_the_pause_is_refused_when_the_follow_back_lifts_it(serv
     outcomes: dict[str, object] = {}
 
     def app_write() -> None:
-        try:
+        try:  # redis-py's default client: it sends a write again on a new connection when its own is cut
             outcomes["app"] = redis.Redis.from_url(server.url()).set("app:held", "1")
         except redis.ConnectionError as exc:
             outcomes["app"] = exc
@@ -48,7 +48,7 @@ def test_a_write_held_by_the_pause_is_refused_when_the_follow_back_lifts_it(serv
     for thread in threads:
         thread.start()
     _held(server, 2)
-    assert resume_writes(server.url(), refuse_held=True) == 1
+    assert resume_writes(server.url(), refuse_held=True) >= 1  # once, and again for each of its retries
     for thread in threads:
         thread.join(10)
     assert isinstance(outcomes["app"], redis.ConnectionError)  # never acknowledged
