@@ -26,7 +26,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from migration.configmodel import Model as _Model
 from migration.errors import ConfigError
-from migration.runnerconfig import ReachConfig, RunnerConfig, reach_of
+from migration.runnerconfig import RUNNER_SECRETS, ReachConfig, RunnerConfig, RunnerSecret, reach_of
 from migration.storageconfig import BucketConfig, BucketConfigVars, StorageConfig
 
 __all__ = [
@@ -376,6 +376,12 @@ class StackConfig(_Model):
     @property
     def is_production(self) -> bool:
         return self.stack == "production"
+
+    def runner_secrets(self) -> list[RunnerSecret]:
+        """The secrets a runner of this stack reads: those every run needs, and those of each store it moves."""
+        moved = {"postgres": self.migration.postgres, "redis": self.migration.redis and self.cache is not None,
+                 "s3": self.migration.s3}  # fmt: skip
+        return [secret for secret in RUNNER_SECRETS if secret.needs is None or moved[secret.needs]]
 
     def moved_addons(self) -> list[MovedAddon]:
         """The add-ons the app leaves: its database, and its Redis when ``migration.redis`` is on."""

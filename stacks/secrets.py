@@ -13,24 +13,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from migration.runnerconfig import RUNNER_SECRETS, RunnerSecret, secret_name
+from migration.runnerconfig import RunnerSecret, secret_name
 from stacks.config import StackConfig
 
 __all__ = ["RunnerSecrets", "RunnerSecretsArgs", "applicable_secrets"]
 
 
 def applicable_secrets(config: StackConfig) -> list[RunnerSecret]:
-    """The secrets a runner of this stack reads: those every run needs, and those of each store it moves.
+    """The secrets a runner of this stack reads (:meth:`StackConfig.runner_secrets`).
 
     :param config: the validated stack configuration.
     """
-    moved = {
-        "postgres": config.migration.postgres,
-        # The cache must exist for its URL to be known (the config model makes redis imply it).
-        "redis": config.migration.redis and config.cache is not None,
-        "s3": config.migration.s3,
-    }
-    return [secret for secret in RUNNER_SECRETS if secret.needs is None or moved[secret.needs]]
+    return config.runner_secrets()
 
 
 @dataclass(frozen=True)

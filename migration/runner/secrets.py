@@ -16,7 +16,7 @@ import botocore.exceptions
 from migration.errors import RunnerError, UsageError
 from migration.redact import register_secret
 from migration.runner.aws import aws_client, aws_errors, error_code
-from migration.runnerconfig import RUNNER_SECRETS, RunnerSecret, secret_name
+from migration.runnerconfig import RunnerSecret, secret_name
 from migration.stackconfig import StackConfig
 
 __all__ = ["PersonSecret", "person_secrets", "set_secrets"]
@@ -39,12 +39,6 @@ class PersonSecret:
         return self.secret.env
 
 
-def _applies(secret: RunnerSecret, config: StackConfig) -> bool:
-    """Whether the stack's task reads *secret*: always, or because the store it serves is moved."""
-    moved = {"postgres": config.migration.postgres, "redis": config.migration.redis, "s3": config.migration.s3}
-    return secret.needs is None or moved[secret.needs]
-
-
 def person_secrets(config: StackConfig) -> list[PersonSecret]:
     """The secrets a person fills on the stack *config* describes, in :data:`RUNNER_SECRETS`' order.
 
@@ -55,8 +49,8 @@ def person_secrets(config: StackConfig) -> list[PersonSecret]:
                          f"in Pulumi.{config.stack}.yaml and run `pulumi up -s {config.stack}`)")  # fmt: skip
     return [
         PersonSecret(secret, secret_name(config.app, config.stack, secret))
-        for secret in RUNNER_SECRETS
-        if secret.filled_by == "person" and _applies(secret, config)
+        for secret in config.runner_secrets()
+        if secret.filled_by == "person"
     ]
 
 
