@@ -4,14 +4,16 @@ The caller — a laptop, a CI job — asks the questions, runs Pulumi (``provisi
 ``record``) and checks the app (``smoke``). Every phase that reaches a store — the copy and its follows, the
 freeze and the final sync, the verify, the after-switch sync — runs as a task next to the stores: one task
 per run of consecutive such phases (a *leg*), so the live copies a leg starts run inside it until the final
-sync drains them. A leg that ends right before the switch also does the switch's work on the stores (the
-witnesses once more, the follow back begun): the caller then only moves the app.
+sync drains them. The switch stays inside its leg: the task does the switch's work on the stores (the
+witnesses once more, the follow back begun), then waits, idle, while the caller moves the app (the hand-over,
+``awaiting`` in the state), then unfreezes it: no task starts inside the freeze.
 
 The task is :mod:`migration.worker` with a :class:`~migration.worker.RunPhasesJob`: the stack file's text,
 the phases, the run's settings and the stack's outputs, secrets replaced by ``env:NAME`` references that
 the task's environment answers (ECS secrets from Secrets Manager; the caller's own values for a local
-child). The task id is kept in the run's state: a run started again after a crash waits for a task still
-running instead of starting a second one, and starts it again if it died.
+child). The task's id is kept beside the state (``task.json``, written by the caller alone): a run started
+again after a crash waits for a task still running instead of starting a second one, and starts a task for
+what a dead one left undone; any other command on the run is kept from running beside it (:func:`guard_task`).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def open_runner(ctx: RunContext) -> Runner:
 
 def runner_order(phases: Sequence[Phase]) -> list[Phase]:
     """The phases in the order a ``--runner`` run takes them: ``alias`` (a release while live, Pulumi's) before
-    ``copy``, so one task runs from the copy to the verify and its live copies never outlive their task."""
+    ``copy``, so one task runs from the copy to the unfreeze and its live copies never outlive their task."""
     order = [phase for phase in phases if phase.name != "alias"]
     alias = [phase for phase in phases if phase.name == "alias"]
     at = next((i for i, phase in enumerate(order) if phase.name == "copy"), len(order))
