@@ -156,7 +156,8 @@ def run(
 @click.option(
     "--runner",
     type=click.Choice(["local", "ecs"]),
-    help="Do the rollback's work on the stores (unfreeze, cleanup) as a task, as `ferry run --runner` does.",
+    help="Do the rollback's work on the stores as a task, as `ferry run --runner` does (ecs: through the task "
+    "that keeps the follow back).",
 )
 @click.option(
     "--discard-writes-since-switch",
@@ -183,6 +184,11 @@ def rollback(
 @click.command()
 @_stack_options
 @json_option
+@click.option(
+    "--runner",
+    type=click.Choice(["local", "ecs"]),
+    help="ecs: asks the task that keeps the follow back (or a task of its own) to finish, where its workers are.",
+)
 @handle_errors
 def finish(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
     """Make STACK's move final: stop following the new stores back and take capture off both sides.

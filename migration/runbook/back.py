@@ -27,7 +27,7 @@ from migration.runbook.phases import Phase, run_phase
 from migration.runbook.stores import moved_stores
 from migration.runbook.verify import prove_frozen, verify
 
-__all__ = ["BACK_PHASES", "FINISH", "follow_back", "roll_back_after_switch"]
+__all__ = ["BACK_PHASES", "CUTOVER_BACK", "FINISH", "follow_back", "roll_back_after_switch"]
 
 
 def follow_back(ctx: RunContext) -> PhaseOutcome:
@@ -40,10 +40,19 @@ def follow_back(ctx: RunContext) -> PhaseOutcome:
     return done("; ".join(d for d in side_by_side(tasks).values() if d) or "nothing to follow back")
 
 
+#: The switch back's move of the app (Pulumi's, the platform's), handed over by a task to its caller.
+CUTOVER_BACK = "back:cutover"
+
+
 def _switch_back(ctx: RunContext) -> PhaseOutcome:
-    """The target's witnesses asked once more, then the app's config back on the old stores."""
+    """The target's witnesses asked once more, then the app's config back on the old stores (by the caller,
+    when a task does the rest)."""
     proven = prove_frozen(ctx)
-    moved = rollback_cutover(ctx)
+    if ctx.hand_over is not None:
+        ctx.hand_over(CUTOVER_BACK)
+        moved = "the app moved back by the caller"
+    else:
+        moved = rollback_cutover(ctx)
     return done(moved + (f" (proven before: {proven})" if proven else ""))
 
 

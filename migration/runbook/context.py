@@ -83,6 +83,8 @@ class RunContext:
     _saving: threading.Lock = field(default_factory=threading.Lock)
     #: Where the state is shared with the run's tasks (``--runner ecs``: the stack's state bucket).
     mirror: StateMirror | None = None
+    #: Inside a task: hands a step that is the caller's (Pulumi's, the platform's) over to it, and waits.
+    hand_over: Callable[[str], None] | None = None
 
     # -- state ---------------------------------------------------------------------------------
     def save(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from migration.crashpoints import crashpoint
 from migration.errors import RunnerError
 from migration.runbook.context import RunContext, RunSettings
-from migration.runbook.tasks import HANDOFF, JOB_DATA, RELEASE, WITNESS, reload_state
+from migration.runbook.tasks import BACK_STEP, FAILED, HANDOFF, JOB_DATA, RELEASE, WITNESS, reload_state
 from migration.runner import ENV_REF
 from migration.runner.aws import endpoint_from_env
 from migration.runner.statestore import STATE_BUCKET_ENV, StateMirror
@@ -58,6 +58,7 @@ def run_phases_job(job: RunPhasesJob, say: Callable[[str], None], stop: Callable
 
     :raises FerryError: the first phase that failed (the state records it)."""
     from migration.infra import StackOutputs
+    from migration.runbook.back import FINISH, roll_back_after_switch
     from migration.runbook.cutover import witness_switch
     from migration.runbook.phases import run_phase
     from migration.runbook.run import PHASES, after_differences, open_context, release_old_stores
@@ -75,6 +76,7 @@ def run_phases_job(job: RunPhasesJob, say: Callable[[str], None], stop: Callable
             mirror.pull(settings.state_file)
         ctx = open_context(settings, say, lambda _question: True)
         ctx.mirror = mirror
+        ctx.hand_over = lambda step: _await_caller(ctx, step, stop)
         try:
             if job.outputs is not None:
                 ctx.stack_outputs(StackOutputs(values=resolved(job.outputs), secret_keys=frozenset()))
@@ -89,8 +91,14 @@ def run_phases_job(job: RunPhasesJob, say: Callable[[str], None], stop: Callable
                     _await_caller(ctx, name, stop)
                 elif name not in by_name:
                     raise RunnerError(f"the task was asked for phase {name!r}, which this ferry has not")
+                elif name == FINISH.name:
+                    run_phase(ctx, FINISH)
+                elif name == BACK_STEP:
+                    roll_back_after_switch(ctx)
                 else:
                     run_phase(ctx, by_name[name], on_differences=after_differences)
+            if job.keep:
+                _keep(ctx, stop)
         finally:
             ctx.close()
     return f"phases {', '.join(job.phases)} done"
@@ -117,24 +125,66 @@ def _mirror(stack: str) -> StateMirror | None:
     return StateMirror(bucket, stack, region, endpoint_from_env())
 
 
-def _await_caller(ctx: RunContext, phase: str, stop: Callable[[], bool]) -> None:
-    """Say in the state that this task waits for the caller to run *phase*; return once it is done.
+def _await_caller(ctx: RunContext, step: str, stop: Callable[[], bool]) -> None:
+    """Say in the state that this task waits for the caller to run *step* (a phase, or a step of one); return
+    once the caller has cleared the wait (and, for a phase, recorded it done).
 
-    :raises RunnerError: the caller's *phase* failed, or the task was asked to stop."""
-    ctx.state.awaiting = phase
+    :raises RunnerError: the caller's *step* failed, or the task was asked to stop."""
+    ctx.state.awaiting = step
     ctx.save()
-    ctx.say(f"[{phase}] waiting for the caller")
+    ctx.say(f"[{step}] waiting for the caller")
     while True:
         reload_state(ctx)
-        record = ctx.state.phases.get(phase)
-        if ctx.state.awaiting is None and ctx.state.done(phase):
+        record = ctx.state.phases.get(step)
+        if ctx.state.awaiting is None and (step not in ctx.state.phases or ctx.state.done(step)):
             return
         if record is not None and record.status == "failed":
-            raise RunnerError(f"{phase} failed on the caller's side: {record.detail}")
+            raise RunnerError(f"{step} failed on the caller's side: {record.detail}")
+        if ctx.state.awaiting == f"{FAILED}{step}":
+            raise RunnerError(f"{step} failed on the caller's side")
         if ctx.state.rolled_back:
-            raise RunnerError(f"the run was rolled back while this task waited for its {phase}")
+            raise RunnerError(f"the run was rolled back while this task waited for its {step}")
         if ctx.state.awaiting is None:
-            raise RunnerError(f"the caller did not run {phase}: stopping here (`ferry run` goes on)")
+            raise RunnerError(f"the caller did not run {step}: stopping here (`ferry run` goes on)")
         if stop():
-            raise RunnerError(f"stopped while waiting for the caller's {phase}")
+            raise RunnerError(f"stopped while waiting for the caller's {step}")
         time.sleep(0.02)
+
+
+def _keep(ctx: RunContext, stop: Callable[[], bool]) -> None:
+    """Keep the follow back's workers (this task's processes) until the caller asks for a rollback through
+    them or for ``finish`` — each done here, where the workers are — or the task is stopped (they stop too);
+    a worker found dead is started again."""
+    from migration.runbook.back import FINISH, follow_back, roll_back_after_switch
+    from migration.runbook.copy import stop_live_copies
+    from migration.runbook.phases import run_phase
+    from migration.runbook.stores import moved_stores
+
+    ctx.state.keeper = True
+    ctx.save()
+    ctx.say("[follow-back] this task keeps the follow back's workers until `ferry rollback` or `ferry finish`")
+    try:
+        while True:
+            reload_state(ctx)
+            request = ctx.state.request
+            if request is not None:
+                ctx.state.request = None
+                ctx.save()
+                if request == "finish":
+                    run_phase(ctx, FINISH)
+                else:
+                    roll_back_after_switch(ctx)
+                return
+            if stop():
+                ctx.say(f"[follow-back] {stop_live_copies(ctx, back=True) or 'nothing to stop'}")
+                return
+            dead = [
+                s.name for s, run in moved_stores(ctx, back=True) if run.follower().pid and not run.follower().alive()
+            ]
+            if dead:
+                ctx.say(f"[follow-back] {', '.join(dead)} stopped: started again: {follow_back(ctx).detail}")
+            time.sleep(1.0)
+    finally:
+        reload_state(ctx)
+        ctx.state.keeper = False
+        ctx.save()

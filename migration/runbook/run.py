@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migration.errors import RunbookError, UsageError
-from migration.runbook.back import FINISH, follow_back, roll_back_after_switch
+from migration.runbook.back import CUTOVER_BACK, FINISH, follow_back, roll_back_after_switch
 from migration.runbook.context import RunContext, RunSettings
 from migration.runbook.copy import after_switch, catch_up, copy_live, final_sync, stop_live_copies
 from migration.runbook.cutover import alias, rollback_cutover, switch
@@ -33,7 +33,18 @@ from migration.runbook.record import cleanup, record
 from migration.runbook.smoke import SmokeFailedError, smoke
 from migration.runbook.state import RunState
 from migration.runbook.stores import STORES, moved_stores
-from migration.runbook.tasks import HANDOFF, RELEASE, guard_task, legs, open_runner, run_leg, runner_order
+from migration.runbook.tasks import (
+    BACK_STEP,
+    HANDOFF,
+    RELEASE,
+    ask_keeper,
+    guard_task,
+    keeper_of,
+    legs,
+    open_runner,
+    run_leg,
+    runner_order,
+)
 from migration.runbook.verify import verify
 from migration.runner import Runner
 from migration.stackconfig import load_stack_file
@@ -198,6 +209,9 @@ def _run_with_runner(ctx: RunContext, runner: Runner, selected: list[Phase], sta
     by_name = {phase.name: phase for phase in PHASES}
 
     def handoff(name: str) -> None:
+        if name == CUTOVER_BACK:  # a rollback's, through the follow back (ferry run's own smoke failure)
+            rollback_cutover(ctx)
+            return
         _ask(ctx, by_name[name])
         _run_phase(ctx, by_name[name])
 
@@ -215,9 +229,15 @@ def _run_with_runner(ctx: RunContext, runner: Runner, selected: list[Phase], sta
 
 def _revive_follow_back(ctx: RunContext) -> None:
     """The run is over and the follow back on: a worker of it that died (a reboot, a kill) is started again,
-    before the new side's log grows toward its cap."""
+    before the new side's log grows toward its cap (with ``--runner ecs``: its keeper task, if gone)."""
     state = ctx.state
     if not state.done("follow-back") or state.finished or state.rolled_back or state.back:
+        return
+    if ctx.settings.runner == "ecs":
+        runner = open_runner(ctx)
+        if keeper_of(ctx, runner) is None:
+            ctx.say("[follow-back] no task keeps the follow back any more: started again")
+            run_leg(ctx, runner, ["follow-back"], _back_handoff(ctx), forced="follow-back")
         return
     dead = [
         store.name for store, run in moved_stores(ctx, back=True) if run.follower().pid and not run.follower().alive()
@@ -226,11 +246,33 @@ def _revive_follow_back(ctx: RunContext) -> None:
         ctx.say(f"[follow-back] {', '.join(dead)} stopped: started again: {follow_back(ctx).detail}")
 
 
+def _back_handoff(ctx: RunContext) -> Callable[[str], None]:
+    """What a task doing a rollback through the follow back hands over: the app's move back."""
+
+    def handoff(step: str) -> None:
+        if step != CUTOVER_BACK:
+            raise RunbookError(f"a rollback's task handed over {step!r}, which is not the caller's")
+        rollback_cutover(ctx)
+
+    return handoff
+
+
+def _roll_back_after_switch(ctx: RunContext) -> None:
+    """The rollback through the follow back, where its workers are: in this process, or (``--runner ecs``) in
+    the task keeping them, or a new task if none does (it starts them again)."""
+    if ctx.settings.runner != "ecs":
+        roll_back_after_switch(ctx)
+        return
+    runner = open_runner(ctx)
+    if not ask_keeper(ctx, runner, "rollback", _back_handoff(ctx)):
+        run_leg(ctx, runner, [BACK_STEP], _back_handoff(ctx))
+
+
 def _after_smoke_failure(ctx: RunContext, failed: SmokeFailedError) -> None:
     automatic = ctx.settings.yes and ctx.config.migration.rollback_on_smoke_failure
     if automatic or (not ctx.settings.yes and ctx.confirm("smoke checks failed. Roll back now?")):
         if ctx.state.done("switch") and not _no_follow_back(ctx):
-            roll_back_after_switch(ctx)  # what the app wrote to the new stores since comes back too
+            _roll_back_after_switch(ctx)  # what the app wrote to the new stores since comes back too
         _rollback(ctx)
         failed.message += "; rolled back to the old database"
 
@@ -329,7 +371,7 @@ def rollback(
                     "rollback leaves what it wrote there since on the targets, out of the app's reach; "
                     "`ferry rollback --discard-writes-since-switch` goes back all the same"
                 )
-            roll_back_after_switch(ctx)
+            _roll_back_after_switch(ctx)
         elif state.back:
             # Asked to go back without the follow back, halfway through a rollback that went through it
             # (it failed): the old stores as they are, the new ones left closed.
@@ -350,6 +392,8 @@ def _no_follow_back(ctx: RunContext) -> str:
             f"the follow back never began (`ferry run --stack {ctx.settings.stack}` begins it, and brings what the "
             "app wrote since the switch: then roll back)"
         )
+    if ctx.settings.runner == "ecs":
+        return ""  # the stores are the tasks' to reach: a follow back that lost its log stops the rollback there
     lost = [
         f"{store.name}: {why}" for store, run in moved_stores(ctx, back=True) if (why := store.follow_back_lost(run))
     ]
@@ -383,5 +427,11 @@ def finish(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
             state.back = False
             ctx.save()
         if not state.finished:
-            run_phase(ctx, FINISH)
-        return RunReport.of(state)
+            if settings.runner == "ecs":
+                # Where the follow back's workers are: the task keeping them, or a task of its own.
+                runner = open_runner(ctx)
+                if not ask_keeper(ctx, runner, "finish", _back_handoff(ctx)):
+                    run_leg(ctx, runner, [FINISH.name], _back_handoff(ctx))
+            else:
+                run_phase(ctx, FINISH)
+        return RunReport.of(ctx.state)

@@ -35,12 +35,16 @@ from migration.stackconfig import stack_file
 from migration.worker import RunPhasesJob, job_to_json
 
 __all__ = [
+    "BACK_STEP",
     "CONTROL_PHASES",
+    "FAILED",
     "HANDOFF",
     "JOB_DATA",
     "RELEASE",
     "WITNESS",
+    "ask_keeper",
     "guard_task",
+    "keeper_of",
     "legs",
     "open_runner",
     "reload_state",
@@ -57,6 +61,10 @@ WITNESS = "switch:witness"
 HANDOFF = frozenset({"switch"})
 #: A rollback's work on the stores (:func:`~migration.runbook.run.release_old_stores`), as a task's step.
 RELEASE = "rollback:release"
+#: ``awaiting`` set to this and the step: the caller's part of it failed (the waiting task fails too).
+FAILED = "failed:"
+#: A rollback through the follow back, as a task's step (where no task keeps the follow back's workers).
+BACK_STEP = "rollback:back"
 
 #: ``RunSettings`` fields holding secrets → the task's environment variable that carries each instead.
 _SECRET_SETTINGS = {
@@ -172,12 +180,18 @@ def run_leg(
     if task and task.get("runner") == runner.name and runner.running(str(task.get("id"))):
         ctx.say(f"[{'..'.join(task.get('phases') or ['?'])}] task {task['id']} of this run is still running: "
                 "waiting for it")  # fmt: skip
-        _follow(ctx, runner, str(task["id"]), handoff)
+        _follow(ctx, runner, str(task["id"]), handoff, keeps=runner.name == "ecs")
     reload_state(ctx)
-    names = [name for name in names if name in (forced, WITNESS, RELEASE) or not ctx.state.done(name)]
+    names = [name for name in names if name in (forced, WITNESS, RELEASE, BACK_STEP) or not ctx.state.done(name)]
     if not [name for name in names if name != WITNESS]:
         return
     job, secrets = _job(ctx, names)
+    # An ECS task's processes end with it: the one that begins the follow back keeps its workers.
+    keeps = runner.name == "ecs" and "follow-back" in names and ctx.config.migration.follows_back
+    job = replace(job, keep=keeps)
+    if keeps and (ctx.state.keeper or ctx.state.request):
+        ctx.state.keeper, ctx.state.request = False, None  # a keeper gone without a word (killed): not this one
+        ctx.save()
     ctx.settings.state_dir.mkdir(parents=True, exist_ok=True)  # a CI checkout's first run: nothing here yet
     if ctx.mirror is not None:
         # ECS takes 8 KiB of overrides: the stack file and the outputs go by the state bucket.
@@ -194,7 +208,7 @@ def run_leg(
     crashpoint("task-started")
     helpers = start_copy_helpers(ctx, runner, names, secrets)
     try:
-        _follow(ctx, runner, task_id, handoff)
+        _follow(ctx, runner, task_id, handoff, keeps=keeps)
     finally:
         end_copy_helpers(ctx, runner, helpers)
 
@@ -295,24 +309,37 @@ def _task_record(ctx: RunContext) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and isinstance(record.get("id"), str) else None
 
 
-def _follow(ctx: RunContext, runner: Runner, task_id: str, handoff: Callable[[str], None]) -> None:
-    """Wait for the task to end, running each phase it hands over; raise its error if it failed."""
+def _follow(
+    ctx: RunContext, runner: Runner, task_id: str, handoff: Callable[[str], None], *, keeps: bool = False
+) -> None:
+    """Wait for the task to end, running each phase it hands over; raise its error if it failed. *keeps*: the
+    task may go on keeping the follow back's workers once its phases are done: then it is the run's keeper
+    (``keeper.json``), and the wait ends there."""
 
     def show(line: str) -> None:
         ctx.say(f"  | {line}")
 
-    while (outcome := runner.wait(task_id, show, until=lambda: _awaiting(ctx) is not None)) is None:
+    def handed_or_kept() -> bool:
+        return _awaiting(ctx) is not None or (keeps and _kept(ctx))
+
+    while (outcome := runner.wait(task_id, show, until=handed_or_kept)) is None:
         reload_state(ctx)
-        phase = ctx.state.awaiting
-        assert phase is not None
+        step = ctx.state.awaiting
+        if step is None:  # kept: its phases are done, it holds the follow back's workers
+            _task_file(ctx).unlink(missing_ok=True)
+            _keeper_file(ctx).write_text(json.dumps({"runner": runner.name, "id": task_id}))
+            for path in (_task_file(ctx), _keeper_file(ctx)):
+                if ctx.mirror is not None:
+                    ctx.mirror.push(path)
+            return
         try:
-            handoff(phase)
+            handoff(step)
         except BaseException:
-            runner.stop(task_id)  # it would wait for a phase that will not come
-            raise
-        finally:
-            ctx.state.awaiting = None
+            ctx.state.awaiting = f"{FAILED}{step}"  # the task stops waiting, and fails
             ctx.save()
+            raise
+        ctx.state.awaiting = None
+        ctx.save()
     _task_file(ctx).unlink(missing_ok=True)
     if ctx.mirror is not None:
         ctx.mirror.push(_task_file(ctx))
@@ -325,6 +352,48 @@ def _follow(ctx: RunContext, runner: Runner, task_id: str, handoff: Callable[[st
     error = RunnerError(outcome.last_line.removeprefix("ferry: error: ") or f"task {task_id} failed")
     error.exit_code = outcome.exit_code
     raise error
+
+
+def _kept(ctx: RunContext) -> bool:
+    try:
+        return json.loads(ctx.settings.state_file.read_text()).get("keeper") is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _keeper_file(ctx: RunContext) -> Path:
+    return ctx.settings.state_dir / "keeper.json"
+
+
+def keeper_of(ctx: RunContext, runner: Runner) -> str | None:
+    """The id of the task keeping this run's follow back (``--runner ecs``), if it still runs."""
+    if ctx.mirror is not None:
+        ctx.mirror.pull(_keeper_file(ctx))
+    try:
+        record = json.loads(_keeper_file(ctx).read_text())
+    except (OSError, ValueError):
+        return None
+    task_id = record.get("id") if isinstance(record, dict) and record.get("runner") == runner.name else None
+    return str(task_id) if isinstance(task_id, str) and runner.running(task_id) else None
+
+
+def ask_keeper(ctx: RunContext, runner: Runner, request: str, handoff: Callable[[str], None]) -> bool:
+    """Ask the run's keeper (where the follow back's workers are) for *request* — ``rollback`` or ``finish`` —
+    and follow it until it has done it and ended; ``False``: no keeper runs (the caller does it otherwise)."""
+    task_id = keeper_of(ctx, runner)
+    if task_id is None:
+        return False
+    reload_state(ctx)
+    ctx.state.request = request
+    ctx.save()
+    ctx.say(f"[{request}] asked of task {task_id}, which keeps the follow back")
+    try:
+        _follow(ctx, runner, task_id, handoff)
+    finally:
+        _keeper_file(ctx).unlink(missing_ok=True)
+        if ctx.mirror is not None:
+            ctx.mirror.push(_keeper_file(ctx))
+    return True
 
 
 def _awaiting(ctx: RunContext) -> str | None:

@@ -28,12 +28,6 @@ def runner_for(ctx: RunContext) -> Runner:
         from migration.runner.ecs import EcsRunner
         from migration.runner.statestore import StateMirror
 
-        if ctx.config.migration.follows_back:
-            # Its workers would end with the task that starts them, the follow back with them.
-            raise UsageError(
-                "--runner ecs does not carry the follow back yet (migration.reverse, on with capture): set "
-                "migration.reverse: false, or run the data plane where ferry runs (no --runner)"
-            )
         outputs = ctx.stack_outputs().values
         if not outputs.get("stateBucket"):
             raise UsageError(

@@ -133,6 +133,9 @@ class RunPhasesJob:
     #: The stack file and the outputs are in the run's state bucket (``job-data.json``), not here: ECS takes
     #: 8 KiB of overrides at most.
     in_state: bool = False
+    #: After its phases the task keeps the follow back's workers running, until the caller asks for a rollback
+    #: or ``finish`` (an ECS task's processes end with it).
+    keep: bool = False
 
     kind = "run-phases"
 

@@ -4,18 +4,23 @@ definition, and share the run's state with the caller through the stack's state 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 from migration.infra import StackOutputs
+from migration.platform.heroku import HerokuClient
+from migration.platform.heroku_app import HerokuApp
 from migration.rehearse.motoserver import MotoServer, running_moto
-from migration.runbook import RunSettings
+from migration.runbook import RunSettings, finish, rollback, run
 from migration.runbook.run import PHASES, _run_with_runner, open_context
 from migration.runbook.state import RunState
 from migration.runbook.tasks import open_runner
 from migration.runner.aws import AWS_ENDPOINT_ENV
+from migration.stackconfig import load_stack_file
 from tests.support.fake_fargate import FakeFargate, aws, hold_tasks_running
 from tests.support.world import World, stack_file
 
@@ -100,3 +105,82 @@ def test_the_data_plane_runs_as_ecs_tasks_sharing_the_state_through_the_bucket_a
     for secret in (world.target_db.cluster.password, world.target_redis.password, world.fake.token):
         assert secret not in said
         assert secret not in settings.state_file.read_text()
+
+
+class _StackOnMoto:
+    """Pulumi's part, as the stack's cutover component would do it (the engine cannot run here): the outputs of
+    the runner built on moto, and ``ferry:cutover`` applied to the app through the Platform API."""
+
+    values: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, root: Path, stack: str, _say: Any) -> None:
+        self.config = load_stack_file(root, stack)
+
+    def outputs(self) -> StackOutputs:
+        return StackOutputs(values=dict(self.values), secret_keys=frozenset({"databaseOwnerUrls", "databaseUrls",
+                                                                            "redisUrl"}))  # fmt: skip
+
+    def up(self, _message: str) -> StackOutputs:
+        return self.outputs()
+
+    def export(self) -> dict[str, Any]:
+        return {"deployment": "on moto"}
+
+    def set_cutover(self, state: str, *, end_bulk_load: bool = False) -> StackOutputs:
+        app, moves = HerokuApp(HerokuClient(), self.config.heroku.app), self.config.moved_addons()
+        urls = {"DATABASE_URL": self.values["databaseUrls"]["shop"], "REDIS_URL": self.values["redisUrl"]}
+        if state == "aliased":
+            app.alias(moves)
+        elif state == "switched":
+            app.switch(urls, moves, "moto")
+        else:
+            app.rollback(moves)
+        app.close()
+        return self.outputs()
+
+
+@pytest.mark.parametrize("end", ["finish", "rollback"])
+def test_the_follow_back_runs_in_a_task_that_keeps_it_and_does_the_rollback_or_finish_asked_of_it(
+    world: World, moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, end: str
+) -> None:
+    """With capture (the follow back on), under ``--runner ecs``: the task that begins the follow back keeps its
+    workers after the run; ``ferry rollback`` (the app's move back handed over to the caller) or ``ferry finish``
+    is done in that task, where the workers are."""
+    stack_file(world.root, "http://127.0.0.1:9", capture=True, smokeUrls=[])
+    for name in ("HEROKU_API_KEY", "HEROKU_API_URL"):
+        monkeypatch.setenv(name, world.env[name])
+    outputs = _runner_stack(moto, world)
+    monkeypatch.setattr(_StackOnMoto, "values", outputs)
+    monkeypatch.setattr("migration.runbook.context.Infra", _StackOnMoto)
+    settings = RunSettings(stack="test", root=world.root, state_dir=tmp_path / "laptop", yes=True, runner="ecs")
+    network = {"HEROKU_API_URL": world.env["HEROKU_API_URL"], AWS_ENDPOINT_ENV: moto.endpoint,
+               "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # fmt: skip
+    lines: list[str] = []
+    with FakeFargate(moto.endpoint, REGION, str(outputs["runnerCluster"]), network=network) as fargate:
+        run(settings, say=lines.append, confirm=lambda _question: True)
+        assert world.fake.apps["shop"].config["DATABASE_URL"] == world.target_db.url
+        assert (settings.state_dir / "keeper.json").exists(), "\n".join(lines)
+        # Followed back through the workers the keeper holds.
+        world.target_db.execute("UPDATE orders SET note = 'on the target' WHERE id = 12")
+        deadline = time.monotonic() + 60
+        while world.source_db.scalar("SELECT note FROM orders WHERE id = 12") != "on the target":
+            assert time.monotonic() < deadline, "not followed back"
+            time.sleep(0.2)
+        if end == "rollback":
+            rollback(settings, say=lines.append)
+            assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
+            assert world.source_db.scalar("SELECT note FROM orders WHERE id = 12") == "on the target"
+            state = RunState.load(settings.state_file, "test")
+            assert state.rolled_back and state.done("back:switch") and state.done("back:verify")
+            world.source_db.execute("INSERT INTO orders VALUES (9003, 'after the rollback')")
+        else:
+            finish(settings, say=lines.append)
+            for db in (world.source_db, world.target_db):
+                assert db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_capture'") == 0
+        assert not (settings.state_dir / "keeper.json").exists()
+    assert fargate.errors == []
+    said = "\n".join(lines)
+    assert "this task keeps the follow back's workers" in said
+    assert f"[{end}] asked of task" in said
+    for secret in (world.target_db.cluster.password, world.target_redis.password, world.fake.token):
+        assert secret not in said
