@@ -212,6 +212,11 @@ def record(stack: str, root: Path, state_dir: Path | None, as_json: bool, **give
 @click.command()
 @_stack_options
 @json_option
+@click.option(
+    "--runner",
+    type=click.Choice(["local", "ecs"]),
+    help="The run's runner: ecs reads the state from the stack's bucket and names the task keeping the follow back.",
+)
 @handle_errors
 def status(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
     """Where STACK's run stands: its phases, the app frozen or switched, each store's background copy and

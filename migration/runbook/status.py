@@ -16,7 +16,7 @@ from migration.runbook.context import RunSettings
 from migration.runbook.follower import Follower
 from migration.runbook.run import PHASE_NAMES, RunReport, open_context
 from migration.runbook.stores import AnyStore, StoreRun, moved_stores
-from migration.runbook.tasks import task_status
+from migration.runbook.tasks import keeper_of, open_runner, task_status
 
 __all__ = ["StatusReport", "StoreStatus", "status"]
 
@@ -55,6 +55,8 @@ class StatusReport:
     run: RunReport
     #: A data-plane task of the run (``--runner``): its runner, id, phases and whether it still runs.
     task: dict[str, Any] | None = None
+    #: The task keeping the follow back's workers (``--runner ecs``), when one runs.
+    keeper: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {key: value for key, value in asdict(self).items() if key not in ("run", "stores")}
@@ -91,6 +93,8 @@ class StatusReport:
                 )
         if self.finished:
             lines.append("  finished: the follow back ended; a rollback would leave the writes since behind")
+        if self.keeper is not None:
+            lines.append(f"  follow back kept by task {self.keeper['id']} ({self.keeper['runner']}): running")
         if self.task is not None:
             task = self.task
             goes_on = (f" (`ferry run --stack {self.stack} --runner {task['runner']}` waits for it)"
@@ -107,6 +111,12 @@ def status(settings: RunSettings) -> StatusReport:
     """
     ctx = open_context(settings, say=lambda _line: None, confirm=lambda _question: False)
     try:
+        keeper = None
+        if settings.runner:
+            # The run's state as its tasks left it (under ecs: in the stack's bucket), and who keeps the follow back.
+            runner = open_runner(ctx)
+            kept_by = keeper_of(ctx, runner)
+            keeper = {"runner": runner.name, "id": kept_by, "running": True} if kept_by else None
         state = ctx.state
         next_phase = next((name for name in PHASE_NAMES if not state.done(name)), None)
         switch = state.phases.get("switch")
@@ -127,6 +137,7 @@ def status(settings: RunSettings) -> StatusReport:
             finished=state.finished,
             run=RunReport.of(state),
             task=task_status(ctx),
+            keeper=keeper,
         )
     finally:
         ctx.close()

@@ -18,6 +18,7 @@ from migration.rehearse.motoserver import MotoServer, running_moto
 from migration.runbook import RunSettings, finish, rollback, run
 from migration.runbook.run import PHASES, _run_with_runner, open_context
 from migration.runbook.state import RunState
+from migration.runbook.status import status
 from migration.runbook.tasks import open_runner
 from migration.runner.aws import AWS_ENDPOINT_ENV
 from migration.stackconfig import load_stack_file
@@ -160,6 +161,9 @@ def test_the_follow_back_runs_in_a_task_that_keeps_it_and_does_the_rollback_or_f
         run(settings, say=lines.append, confirm=lambda _question: True)
         assert world.fake.apps["shop"].config["DATABASE_URL"] == world.target_db.url
         assert (settings.state_dir / "keeper.json").exists(), "\n".join(lines)
+        standing = status(settings)  # read from the bucket, where the tasks write the state
+        assert standing.keeper is not None and standing.keeper["running"]
+        assert any(line.startswith("  follow back kept by task arn:aws:ecs:") for line in standing.lines())
         # Followed back through the workers the keeper holds.
         world.target_db.execute("UPDATE orders SET note = 'on the target' WHERE id = 12")
         deadline = time.monotonic() + 60
