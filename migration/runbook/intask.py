@@ -19,7 +19,7 @@ from typing import Any
 from migration.crashpoints import crashpoint
 from migration.errors import RunnerError
 from migration.runbook.context import RunContext, RunSettings
-from migration.runbook.tasks import BACK_STEP, FAILED, HANDOFF, JOB_DATA, RELEASE, WITNESS, reload_state
+from migration.runbook.tasks import BACK_STEP, FAILED, HANDOFF, JOB_DATA, RELEASE, WITNESS, reload_state, take_request
 from migration.runner import ENV_REF
 from migration.runner.aws import endpoint_from_env
 from migration.runner.statestore import STATE_BUCKET_ENV, StateMirror
@@ -89,12 +89,12 @@ def run_phases_job(job: RunPhasesJob, say: Callable[[str], None], stop: Callable
                     ctx.say(f"[{RELEASE}] {release_old_stores(ctx)}")
                 elif name in HANDOFF:
                     _await_caller(ctx, name, stop)
-                elif name not in by_name:
-                    raise RunnerError(f"the task was asked for phase {name!r}, which this ferry has not")
                 elif name == FINISH.name:
                     run_phase(ctx, FINISH)
                 elif name == BACK_STEP:
                     roll_back_after_switch(ctx)
+                elif name not in by_name:
+                    raise RunnerError(f"the task was asked for phase {name!r}, which this ferry has not")
                 else:
                     run_phase(ctx, by_name[name], on_differences=after_differences)
             if job.keep:
@@ -165,11 +165,9 @@ def _keep(ctx: RunContext, stop: Callable[[], bool]) -> None:
     ctx.say("[follow-back] this task keeps the follow back's workers until `ferry rollback` or `ferry finish`")
     try:
         while True:
-            reload_state(ctx)
-            request = ctx.state.request
+            request = take_request(ctx)
             if request is not None:
-                ctx.state.request = None
-                ctx.save()
+                reload_state(ctx)
                 if request == "finish":
                     run_phase(ctx, FINISH)
                 else:

@@ -134,6 +134,8 @@ def _opened(
     with RunLock(settings.state_dir / "lock", settings.stack):
         ctx = open_context(settings, say, confirm)
         try:
+            if settings.runner:
+                open_runner(ctx)  # under ecs the state is the bucket's: every check below reads that one
             if guarded:
                 guard_task(ctx, stop=False)
             yield ctx

@@ -143,8 +143,7 @@ class RunState:
     released: str = ""
     #: An ECS task keeps the follow back's workers (they would end with any task that ends): it runs until asked.
     keeper: bool = False
-    #: What the caller asks that keeper: ``rollback`` (through the follow back) or ``finish``.
-    request: str | None = None
+
     #: When the freeze began whose switch a ``--runner`` task has witnessed (its stores' work done).
     witnessed: float | None = None
 
@@ -184,8 +183,8 @@ class RunState:
                     raise ValueError(f"{name}: {getattr(state, name)!r} is not true or false")
             if state.awaiting is not None and not isinstance(state.awaiting, str):
                 raise ValueError(f"awaiting: {state.awaiting!r} is not a phase")
-            if state.request not in (None, "rollback", "finish") or not isinstance(state.keeper, bool):
-                raise ValueError(f"keeper/request: {state.keeper!r}/{state.request!r} are not ferry's")
+            if not isinstance(state.keeper, bool):
+                raise ValueError(f"keeper: {state.keeper!r} is not true or false")
         except (ValueError, TypeError, AttributeError) as exc:
             raise ResumeError(
                 f"{path}: not a ferry run state file ({exc}); move it away to start the run anew"

@@ -8,7 +8,7 @@ far behind it last said it was), and what the targets have taken since the switc
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from migration.errors import FerryError
@@ -57,6 +57,8 @@ class StatusReport:
     task: dict[str, Any] | None = None
     #: The task keeping the follow back's workers (``--runner ecs``), when one runs.
     keeper: dict[str, Any] | None = None
+    #: The runner the run goes on with (what a hint says to run again with).
+    runner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {key: value for key, value in asdict(self).items() if key not in ("run", "stores")}
@@ -85,7 +87,8 @@ class StatusReport:
                 log = (
                     f"; its log {back['log_entries']} entries, {back['log_bytes']} bytes" if "log_bytes" in back else ""
                 )
-                again = f" (`ferry run --stack {self.stack}` starts it again)" if back["follower"] == "stopped" else ""
+                command = f"ferry run --stack {self.stack}" + (f" --runner {self.runner}" if self.runner else "")
+                again = f" (`{command}` starts it again)" if back["follower"] == "stopped" else ""
                 lines.append(
                     f"  {store.name}: follow back {back['follower']}{again} for {back['seconds'] / 60:.0f} min"
                     + (f" — {lag}" if lag else "")
@@ -123,6 +126,9 @@ def status(settings: RunSettings) -> StatusReport:
         switched = switch is not None and state.done("switch") and not state.rolled_back
         forward = moved_stores(ctx, back=False)
         stores = [_store_status(store, run, switched) for store, run in forward] if state.phases else []
+        if settings.runner == "ecs":
+            # The workers run in tasks, where this process sees no pid: what the state and the keeper say.
+            stores = [_in_tasks(store, keeper is not None) for store in stores]
         return StatusReport(
             stack=settings.stack,
             started=bool(state.phases),
@@ -138,9 +144,18 @@ def status(settings: RunSettings) -> StatusReport:
             run=RunReport.of(state),
             task=task_status(ctx),
             keeper=keeper,
+            runner=settings.runner,
         )
     finally:
         ctx.close()
+
+
+def _in_tasks(store: StoreStatus, kept: bool) -> StoreStatus:
+    follower = "in a task" if store.follower != "none" else "none"
+    back = store.back
+    if back is not None:
+        back = {**back, "follower": "kept by its task" if kept else "stopped", "pid": None}
+    return replace(store, follower=follower, pid=None, back=back)
 
 
 def _said(follower: Follower) -> dict[str, Any]:

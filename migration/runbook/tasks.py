@@ -50,6 +50,7 @@ __all__ = [
     "reload_state",
     "run_leg",
     "runner_order",
+    "take_request",
     "task_status",
 ]
 
@@ -189,9 +190,10 @@ def run_leg(
     # An ECS task's processes end with it: the one that begins the follow back keeps its workers.
     keeps = runner.name == "ecs" and "follow-back" in names and ctx.config.migration.follows_back
     job = replace(job, keep=keeps)
-    if keeps and (ctx.state.keeper or ctx.state.request):
-        ctx.state.keeper, ctx.state.request = False, None  # a keeper gone without a word (killed): not this one
+    if keeps and ctx.state.keeper:
+        ctx.state.keeper = False  # a keeper gone without a word (killed): not this one
         ctx.save()
+        _request_file(ctx).unlink(missing_ok=True)  # nor its requests
     ctx.settings.state_dir.mkdir(parents=True, exist_ok=True)  # a CI checkout's first run: nothing here yet
     if ctx.mirror is not None:
         # ECS takes 8 KiB of overrides: the stack file and the outputs go by the state bucket.
@@ -258,7 +260,7 @@ def guard_task(ctx: RunContext, *, stop: bool) -> None:
         if ctx.mirror is not None:
             ctx.mirror.push(_task_file(ctx))
     reload_state(ctx)
-    if ctx.state.awaiting is not None:
+    if ctx.state.awaiting is not None and not _keeper_alive(ctx):
         ctx.state.awaiting = None  # its task is gone: nobody waits for the hand-over any more
         ctx.save()
 
@@ -278,6 +280,21 @@ def task_status(ctx: RunContext) -> dict[str, Any] | None:
     phases = record.get("phases")
     return {"runner": str(record.get("runner")), "id": str(record["id"]), "running": running,
             "phases": [str(p) for p in phases] if isinstance(phases, list) else []}  # fmt: skip
+
+
+def _keeper_alive(ctx: RunContext) -> bool:
+    """A task keeping the follow back still runs (it may be waiting for a hand-over of its own)."""
+    if ctx.mirror is not None:
+        ctx.mirror.pull(_keeper_file(ctx))
+    try:
+        record = json.loads(_keeper_file(ctx).read_text())
+    except (OSError, ValueError):
+        return False
+    runner = _runner_of(ctx, str(record.get("runner"))) if isinstance(record, dict) else None
+    try:
+        return runner is not None and keeper_of(ctx, runner) is not None
+    except FerryError:
+        return True  # cannot tell: keep its wait as it is
 
 
 def _runner_of(ctx: RunContext, name: str) -> Runner | None:
@@ -377,22 +394,45 @@ def keeper_of(ctx: RunContext, runner: Runner) -> str | None:
     return str(task_id) if isinstance(task_id, str) and runner.running(task_id) else None
 
 
+def _request_file(ctx: RunContext) -> Path:
+    return ctx.settings.state_dir / "request.json"
+
+
+def take_request(ctx: RunContext) -> str | None:
+    """Inside the keeper: what the caller asks of it (``rollback``, ``finish``), taken (the file removed).
+
+    A file of its own, the caller's to write and the keeper's to remove: never lost under a save of the state."""
+    path = _request_file(ctx)
+    if ctx.mirror is not None:
+        ctx.mirror.pull(path)
+    try:
+        request = json.loads(path.read_text()).get("request")
+    except (OSError, ValueError, AttributeError):
+        return None
+    path.unlink(missing_ok=True)
+    if ctx.mirror is not None:
+        ctx.mirror.push(path)
+    return request if request in ("rollback", "finish") else None
+
+
 def ask_keeper(ctx: RunContext, runner: Runner, request: str, handoff: Callable[[str], None]) -> bool:
     """Ask the run's keeper (where the follow back's workers are) for *request* — ``rollback`` or ``finish`` —
     and follow it until it has done it and ended; ``False``: no keeper runs (the caller does it otherwise)."""
     task_id = keeper_of(ctx, runner)
     if task_id is None:
-        return False
-    reload_state(ctx)
-    ctx.state.request = request
-    ctx.save()
-    ctx.say(f"[{request}] asked of task {task_id}, which keeps the follow back")
-    try:
-        _follow(ctx, runner, task_id, handoff)
-    finally:
-        _keeper_file(ctx).unlink(missing_ok=True)
+        _keeper_file(ctx).unlink(missing_ok=True)  # a keeper that ended (stopped, killed): nothing keeps it now
         if ctx.mirror is not None:
             ctx.mirror.push(_keeper_file(ctx))
+        return False
+    _request_file(ctx).write_text(json.dumps({"request": request}))
+    if ctx.mirror is not None:
+        ctx.mirror.push(_request_file(ctx))
+    ctx.say(f"[{request}] asked of task {task_id}, which keeps the follow back")
+    _follow(ctx, runner, task_id, handoff)
+    # It ended (a caller interrupted meanwhile leaves the record: the next one finds the keeper again).
+    _keeper_file(ctx).unlink(missing_ok=True)
+    if ctx.mirror is not None:
+        ctx.mirror.push(_keeper_file(ctx))
     return True
 
 
@@ -404,7 +444,8 @@ def _awaiting(ctx: RunContext) -> str | None:
         awaiting = json.loads(ctx.settings.state_file.read_text()).get("awaiting")
     except (OSError, ValueError, AttributeError):
         return None
-    return awaiting if isinstance(awaiting, str) else None
+    # A failed hand-over's marker is for the task that waited: nothing for a caller to run.
+    return awaiting if isinstance(awaiting, str) and not awaiting.startswith(FAILED) else None
 
 
 def reload_state(ctx: RunContext) -> None:

@@ -4,6 +4,7 @@ definition, and share the run's state with the caller through the stack's state 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,7 +141,7 @@ class _StackOnMoto:
         return self.outputs()
 
 
-@pytest.mark.parametrize("end", ["finish", "rollback"])
+@pytest.mark.parametrize("end", ["finish", "rollback", "finish without its keeper", "rollback without its keeper"])
 def test_the_follow_back_runs_in_a_task_that_keeps_it_and_does_the_rollback_or_finish_asked_of_it(
     world: World, moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, end: str
 ) -> None:
@@ -170,7 +171,13 @@ def test_the_follow_back_runs_in_a_task_that_keeps_it_and_does_the_rollback_or_f
         while world.source_db.scalar("SELECT note FROM orders WHERE id = 12") != "on the target":
             assert time.monotonic() < deadline, "not followed back"
             time.sleep(0.2)
-        if end == "rollback":
+        if "without" in end:
+            # The keeper stopped (a Fargate task stopped by hand, a host gone): its workers with it.
+            keeper = json.loads((settings.state_dir / "keeper.json").read_text())["id"]
+            ecs = aws("ecs", moto.endpoint, REGION)
+            ecs.stop_task(cluster=outputs["runnerCluster"], task=keeper, reason="stopped by hand")
+            fargate.wait_ended(keeper, timeout=60)
+        if end.startswith("rollback"):
             rollback(settings, say=lines.append)
             assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
             assert world.source_db.scalar("SELECT note FROM orders WHERE id = 12") == "on the target"
@@ -185,6 +192,9 @@ def test_the_follow_back_runs_in_a_task_that_keeps_it_and_does_the_rollback_or_f
     assert fargate.errors == []
     said = "\n".join(lines)
     assert "this task keeps the follow back's workers" in said
-    assert f"[{end}] asked of task" in said
+    if "without" in end:  # done by a task of its own, which starts the follow back's workers again
+        assert f"[{end.split()[0]}] asked of task" not in said
+    else:
+        assert f"[{end}] asked of task" in said
     for secret in (world.target_db.cluster.password, world.target_redis.password, world.fake.token):
         assert secret not in said
