@@ -194,15 +194,17 @@ def preflight_database(source_url: str, target_url: str, *, jobs: int = 4, owner
     report = PreflightReport()
     extensions: set[str] = set()
     src_major: int | None = None
+    over_tls = False
     try:
         with connect(source) as conn, pg_errors("source", source):
             src_major = server_major(conn)
+            over_tls = bool(conn.pgconn.ssl_in_use)
             report.add("source server", "ok", f"PostgreSQL {_version(conn)} at {source.display}")
             extensions, _ = _source_checks(report, conn, jobs)
     except FerryError as exc:
         report.add("source server", "fail", str(exc))
     try:
-        tools = find_client_tools()
+        tools = find_client_tools(at_least=src_major, tls=over_tls)
         if src_major is not None and tools.major < src_major:
             report.add(
                 "pg_dump", "fail", f"pg_dump {tools.major} at {tools.pg_dump} is older than the source ({src_major})"

@@ -26,7 +26,7 @@ import psycopg
 
 from migration.errors import DatabaseMissingError, FerryError, ResumeError, ToolError, UsageError
 from migration.files import replace_file
-from migration.postgres.catalog import TableInfo
+from migration.postgres.catalog import TableInfo, server_major
 from migration.postgres.connection import connect, pg_errors
 from migration.postgres.conninfo import PgEndpoint, parse_url
 from migration.postgres.copy.copylock import COPY_APPLICATION_NAME, copy_lock_held
@@ -205,7 +205,7 @@ class _Helper:
         )
         self.progress.set_total(sum(p.est_bytes for p in left))
         self.status("copying")
-        workers = WorkerConnections(self.source, self.target, share.snapshot, share.owner, _psql())
+        workers = WorkerConnections(self.source, self.target, share.snapshot, share.owner, _psql(self.source))
         pool = ThreadPoolExecutor(jobs, thread_name_prefix="ferry-help")
         try:
             pending = {pool.submit(self._work, workers) for _ in range(jobs)}
@@ -280,9 +280,12 @@ def _snapshot_gone(exc: FerryError) -> bool:
     return (coded and "snapshot" in text) or "invalid snapshot identifier" in text or "could not import" in text
 
 
-def _psql() -> Path | None:
-    """psql reads big parts faster (see :mod:`~migration.postgres.copy.data`); without it, libpq does."""
+def _psql(source: PgEndpoint) -> Path | None:
+    """psql reads big parts faster (see :mod:`~migration.postgres.copy.data`); without it (or without one that
+    reaches the source as ferry does: over TLS if so, not older than it), libpq does."""
     try:
-        return find_client_tools().psql
+        with connect(source) as probe, pg_errors("source", source):
+            over_tls, major = bool(probe.pgconn.ssl_in_use), server_major(probe)
+        return find_client_tools(at_least=major, tls=over_tls).psql
     except ToolError:
         return None

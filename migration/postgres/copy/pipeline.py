@@ -108,9 +108,10 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
     phases: dict[str, float] = {}
     phase = _Phases(progress, phases)
     with phase("preflight"):
-        tools = find_client_tools()
         with connect(source) as probe, pg_errors("source", source):
             source_major = catalog.server_major(probe)
+            over_tls = bool(probe.pgconn.ssl_in_use)
+        tools = find_client_tools(at_least=source_major, tls=over_tls)
         tools.require_at_least(source_major)
         ensure_database(target, options.create_database)
         with connect(source) as src_conn, connect(target) as dst_conn:

