@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "runs_with"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -33,3 +35,26 @@ def _make() -> Callable[[], None] | None:
 
 #: ``preexec_fn`` for ``subprocess``: the child is killed when ferry dies (``None`` off Linux).
 die_with_parent = _make()
+
+
+def runs_with(pid: int, variable: str, value: str, *, command_part: str | None = None) -> bool:
+    """Whether *pid* is a live process of ours, found by what it is — ``variable=value`` in its environment and,
+    if given, *command_part* in its command line — not by its number alone: once it is gone (or after a reboot)
+    the number may be another process's, which must never be signalled nor waited for. Without ``/proc`` (not
+    Linux) the number is all there is to ask."""
+    if not Path("/proc/self").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = (proc / "cmdline").read_bytes().split(b"\0")
+        environment = (proc / "environ").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    if command_part is not None and command_part.encode() not in command:
+        return False
+    return state not in ("Z", "X") and f"{variable}={value}".encode() in environment

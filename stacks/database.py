@@ -56,6 +56,10 @@ class DatabaseRoles:
     app_url: pulumi.Output[str]
     readonly_url: pulumi.Output[str]
 
+    def url_for(self, app_role: str) -> pulumi.Output[str]:
+        """What ``DATABASE_URL`` becomes: the app role's URL, or the owner's (``migration.appRole: owner``)."""
+        return self.app_url if app_role == "app" else self.owner_url
+
 
 def _password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
     # Letters and digits only: the password goes into URLs and RDS refuses '/', '@', '"' and spaces.

@@ -10,7 +10,7 @@ from stacks.cutover import Cutover, CutoverArgs, SwitchedAddon
 from stacks.database import Database, DatabaseArgs
 from stacks.network import Network, NetworkArgs
 from stacks.runner import Runner, RunnerArgs
-from stacks.secrets import RunnerSecrets, RunnerSecretsArgs, applicable_secrets
+from stacks.secrets import RunnerSecrets, RunnerSecretsArgs
 from stacks.storage import Storage, StorageArgs
 
 __all__ = ["Target", "declare"]
@@ -86,7 +86,7 @@ def declare(config: StackConfig) -> Target:
     )
 
     primary = database.roles[config.database.databases[0]]
-    new_urls = {"DATABASE": primary.app_url if config.migration.app_role == "app" else primary.owner_url}
+    new_urls = {"DATABASE": primary.url_for(config.migration.app_role)}
     if cache is not None:
         new_urls["REDIS"] = cache.url
     switched = [SwitchedAddon(move, url=new_urls[move.attachment]) for move in config.moved_addons()]
@@ -152,17 +152,13 @@ def _runner(
     primary_roles = database.roles[config.database.databases[0]]
     known = {
         "FERRY_TARGET_DATABASE_URL": primary_roles.owner_url,
-        "FERRY_TARGET_APP_DATABASE_URL": primary_roles.app_url
-        if config.migration.app_role == "app"
-        else primary_roles.owner_url,
+        "FERRY_TARGET_APP_DATABASE_URL": primary_roles.url_for(config.migration.app_role),
     }
     if cache is not None:
         known["FERRY_TARGET_REDIS_URL"] = cache.url
     secrets = RunnerSecrets(
         "runner-secrets",
-        RunnerSecretsArgs(
-            app=config.app, stack=config.stack, secrets=applicable_secrets(config), known=known, tags=tags
-        ),
+        RunnerSecretsArgs(app=config.app, stack=config.stack, secrets=config.runner_secrets(), known=known, tags=tags),
     )
     runner = Runner(
         "runner",

@@ -15,7 +15,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from migration.runner.base import TASK_COMMAND
 from stacks.config import BucketConfig, RunnerConfig
+from stacks.egress import OPEN_ROUTE
 from stacks.network import POSTGRES_PORT, REDIS_PORT
 from stacks.storage import OBJECT_READ_ACTIONS, OBJECT_WRITE_ACTIONS, locked_bucket
 
@@ -32,8 +34,8 @@ __all__ = [
 
 #: The container's name in the task definition (what ``ferry run --runner ecs`` overrides).
 CONTAINER = "ferry"
-#: The worker's entry point: the same as ``migration.runner.base.TASK_COMMAND``.
-ENTRY_POINT = ("python", "-m", "migration.worker")
+#: The worker's entry point: the command every runner starts a task with.
+ENTRY_POINT = TASK_COMMAND
 #: Any uid but root's: the image's files are world-readable and the worker writes only to its scratch disk.
 TASK_USER = "10001"
 HTTPS_PORT = 443
@@ -42,7 +44,6 @@ HTTPS_PORT = 443
 HEROKU_REDIS_PORTS = (1024, 65535)
 #: How many images the repository keeps: enough to go back a few releases, not a registry's worth.
 KEPT_IMAGES = 10
-_OPEN = "0.0.0.0/0"
 _ASSUME_ECS_TASKS = json.dumps(
     {
         "Version": "2012-10-17",
@@ -185,7 +186,7 @@ class Runner(pulumi.ComponentResource):
             ingress=[],
             egress=[
                 aws.ec2.SecurityGroupEgressArgs(
-                    protocol="tcp", from_port=low, to_port=high, cidr_blocks=[_OPEN], description=about
+                    protocol="tcp", from_port=low, to_port=high, cidr_blocks=[OPEN_ROUTE], description=about
                 )
                 for low, high, about in ports
             ],

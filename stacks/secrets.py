@@ -14,23 +14,14 @@ import pulumi
 import pulumi_aws as aws
 
 from migration.runnerconfig import RunnerSecret, secret_name
-from stacks.config import StackConfig
 
-__all__ = ["RunnerSecrets", "RunnerSecretsArgs", "applicable_secrets"]
-
-
-def applicable_secrets(config: StackConfig) -> list[RunnerSecret]:
-    """The secrets a runner of this stack reads (:meth:`StackConfig.runner_secrets`).
-
-    :param config: the validated stack configuration.
-    """
-    return config.runner_secrets()
+__all__ = ["RunnerSecrets", "RunnerSecretsArgs"]
 
 
 @dataclass(frozen=True)
 class RunnerSecretsArgs:
     """:param app: the app name and :param stack: the stack name (:func:`secret_name`).
-    :param secrets: the secrets to declare (:func:`applicable_secrets`).
+    :param secrets: the secrets to declare (``StackConfig.runner_secrets()``).
     :param known: environment variable → the value the stack knows (a Pulumi secret), for every secret
         filled by the stack among *secrets*.
     :param tags: every secret's tags (each also says who fills it).

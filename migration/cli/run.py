@@ -18,6 +18,7 @@ from migration.runbook import rollback as run_rollback
 from migration.runbook import run as run_runbook
 from migration.runbook import status as run_status
 from migration.runbook.run import PHASE_NAMES
+from migration.runner.choose import RUNNERS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,6 +77,11 @@ def _stack_options(fn: F) -> F:
 _STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+def _runner_option(help_text: str) -> Callable[[F], F]:
+    """``--runner local|ecs``: where the work that reaches the stores runs (each command says what it does)."""
+    return click.option("--runner", type=click.Choice(RUNNERS), help=help_text)
+
+
 def _settings(stack: str, root: Path, state_dir: Path | None, **given: Any) -> RunSettings:
     if not _STACK_NAME.match(stack) or ".." in stack:
         raise UsageError(f"--stack {stack!r} is not a stack name (letters, digits, '-', '_', '.'; no path)")
@@ -123,11 +129,9 @@ def _show(report: RunReport, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask before provision, alias, freeze and switch (CI).")
 @click.option("--smoke-url", multiple=True, metavar="URL", help="Also check this URL after unfreeze.")
 @click.option("--verify-mode", type=click.Choice(["quick", "full"]), default="full", show_default=True)
-@click.option(
-    "--runner",
-    type=click.Choice(["local", "ecs"]),
-    help="Run the phases that reach the stores as tasks: ecs (Fargate, in the stack's private subnets: "
-    "`ferry:runner`) or local (child processes, the same command and environment).",
+@_runner_option(
+    "Run the phases that reach the stores as tasks: ecs (Fargate, in the stack's private subnets: "
+    "`ferry:runner`) or local (child processes, the same command and environment)."
 )
 @click.option(
     "--tasks", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -153,11 +157,9 @@ def run(
 @click.command()
 @_stack_options
 @json_option
-@click.option(
-    "--runner",
-    type=click.Choice(["local", "ecs"]),
-    help="Do the rollback's work on the stores as a task, as `ferry run --runner` does (ecs: through the task "
-    "that keeps the follow back).",
+@_runner_option(
+    "Do the rollback's work on the stores as a task, as `ferry run --runner` does (ecs: through the task "
+    "that keeps the follow back)."
 )
 @click.option(
     "--discard-writes-since-switch",
@@ -184,10 +186,8 @@ def rollback(
 @click.command()
 @_stack_options
 @json_option
-@click.option(
-    "--runner",
-    type=click.Choice(["local", "ecs"]),
-    help="ecs: asks the task that keeps the follow back (or a task of its own) to finish, where its workers are.",
+@_runner_option(
+    "ecs: asks the task that keeps the follow back (or a task of its own) to finish, where its workers are."
 )
 @handle_errors
 def finish(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
@@ -212,10 +212,8 @@ def record(stack: str, root: Path, state_dir: Path | None, as_json: bool, **give
 @click.command()
 @_stack_options
 @json_option
-@click.option(
-    "--runner",
-    type=click.Choice(["local", "ecs"]),
-    help="The run's runner: ecs reads the state from the stack's bucket and names the task keeping the follow back.",
+@_runner_option(
+    "The run's runner: ecs reads the state from the stack's bucket and names the task keeping the follow back."
 )
 @handle_errors
 def status(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:

@@ -12,6 +12,7 @@ import time
 
 from migration.errors import FerryError, PreconditionError
 from migration.redis.connection import CLIENT_NAME, RespConn
+from migration.redis.info import client_list
 from migration.redis.url import parse_redis_url
 
 __all__ = ["PAUSE_SECONDS", "can_pause_writes", "pause_writes", "resume_writes"]
@@ -74,13 +75,8 @@ def _disconnect_held(conn: RespConn) -> int:
     """Disconnect every client held by the pause ('b': blocked on its write), but ferry's own and *conn*."""
     me = int(conn.call("CLIENT", "ID"))
     refused = 0
-    for line in _text(conn.call("CLIENT", "LIST", "TYPE", "normal")).splitlines():
-        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+    for fields in client_list(conn, "TYPE", "normal"):
         ours = fields.get("name", "").startswith(CLIENT_NAME)
         if "b" in fields.get("flags", "") and int(fields.get("id", me)) != me and not ours:
             refused += int(conn.call("CLIENT", "KILL", "ID", fields["id"], "SKIPME", "yes"))
     return refused
-
-
-def _text(reply: object) -> str:
-    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)

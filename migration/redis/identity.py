@@ -13,7 +13,7 @@ import secrets
 
 from migration.errors import FerryError, SameStoreError
 from migration.redis.connection import RespConn
-from migration.redis.info import info
+from migration.redis.info import client_list, info
 from migration.redis.url import RedisEndpoint
 
 __all__ = ["refuse_same_server", "same_server"]
@@ -28,11 +28,10 @@ def same_server(source: RespConn, target: RespConn) -> bool:
     name = f"ferry-probe-{secrets.token_hex(8)}"
     try:
         source.call("CLIENT", "SETNAME", name)
-        listing = target.call("CLIENT", "LIST")
+        clients = client_list(target)
     except FerryError:
         return False  # neither run_id nor CLIENT is offered: nothing more to ask
-    text = listing.decode(errors="replace") if isinstance(listing, bytes) else str(listing)
-    return f"name={name} " in text
+    return any(client.get("name") == name for client in clients)
 
 
 def refuse_same_server(source: RespConn, target: RespConn, endpoint: RedisEndpoint) -> None:

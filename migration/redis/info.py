@@ -8,7 +8,7 @@ import hiredis
 
 from migration.redis.connection import RespConn
 
-__all__ = ["config_get", "info", "keyspace", "reply_map", "stream_full", "version"]
+__all__ = ["client_list", "config_get", "info", "keyspace", "reply_map", "stream_full", "version"]
 
 
 def info(conn: RespConn, section: str = "everything") -> dict[str, str]:
@@ -19,6 +19,13 @@ def info(conn: RespConn, section: str = "everything") -> dict[str, str]:
             key, _, value = line.partition(":")
             result[key] = value.strip()
     return result
+
+
+def client_list(conn: RespConn, *kind: str) -> list[dict[str, str]]:
+    """``CLIENT LIST`` (``*kind``: e.g. ``TYPE normal``), one ``field → value`` map per client."""
+    reply = conn.call("CLIENT", "LIST", *kind)
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    return [dict(item.split("=", 1) for item in line.split() if "=" in item) for line in text.splitlines()]
 
 
 def keyspace(conn: RespConn) -> dict[int, int]:

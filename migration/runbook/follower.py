@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from migration.children import runs_with
 from migration.errors import FollowerError
 from migration.runbook.state import FollowerState
 from migration.worker import WORKER_COMMAND, WORKER_MODULE, Job, job_to_json
@@ -92,7 +93,8 @@ class Follower:
                 return False
         except ChildProcessError:
             pass  # not our child (a previous run started it): ask the kernel instead
-        return _is_worker(pid, self.status_file)
+        # Found by what it runs and what for (another stack's worker may hold the number since).
+        return runs_with(pid, _WORKER_FOR, str(self.status_file), command_part=WORKER_MODULE)
 
     def status(self) -> FollowerStatus | None:
         return FollowerStatus.read(self.status_file)
@@ -188,24 +190,3 @@ class Follower:
 
 #: Names the worker by what it works for (its status file: this stack's, this store's), not a secret.
 _WORKER_FOR = "FERRY_WORKER_FOR"
-
-
-def _is_worker(pid: int, status_file: Path) -> bool:
-    """Whether *pid* is this follower's live worker: found by what it runs and what for, not by its number
-    alone (after a reboot, or once the worker is gone, the number may be another process's — another
-    stack's worker even — which must never be signalled nor waited for)."""
-    proc = Path("/proc") / str(pid)
-    if not Path("/proc/self").exists():
-        try:  # no /proc to ask (not Linux): the number is all there is
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        command = (proc / "cmdline").read_bytes().split(b"\0")
-        environment = (proc / "environ").read_bytes().split(b"\0")
-    except (OSError, IndexError):
-        return False
-    working_for = f"{_WORKER_FOR}={status_file}".encode()
-    return state not in ("Z", "X") and WORKER_MODULE.encode() in command and working_for in environment

@@ -212,7 +212,7 @@ def _run_with_runner(ctx: RunContext, runner: Runner, selected: list[Phase], sta
 
     def handoff(name: str) -> None:
         if name == CUTOVER_BACK:  # a rollback's, through the follow back (ferry run's own smoke failure)
-            rollback_cutover(ctx)
+            _back_handoff(ctx)(name)
             return
         _ask(ctx, by_name[name])
         _run_phase(ctx, by_name[name])

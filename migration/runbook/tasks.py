@@ -197,15 +197,11 @@ def run_leg(
     ctx.settings.state_dir.mkdir(parents=True, exist_ok=True)  # a CI checkout's first run: nothing here yet
     if ctx.mirror is not None:
         # ECS takes 8 KiB of overrides: the stack file and the outputs go by the state bucket.
-        data = ctx.settings.state_dir / JOB_DATA
-        data.write_text(json.dumps({"stack_file": job.stack_file, "outputs": job.outputs}))
-        ctx.mirror.push(data)
+        _write_shared(ctx, ctx.settings.state_dir / JOB_DATA, {"stack_file": job.stack_file, "outputs": job.outputs})
         job = replace(job, stack_file="", outputs=None, in_state=True)
     spec = TaskSpec(name=f"{names[0]}..{names[-1]}", job=job_to_json(job), secrets=secrets)
     task_id = runner.start(spec)
-    _task_file(ctx).write_text(json.dumps({"runner": runner.name, "id": task_id, "phases": [names[0], names[-1]]}))
-    if ctx.mirror is not None:
-        ctx.mirror.push(_task_file(ctx))
+    _write_shared(ctx, _task_file(ctx), {"runner": runner.name, "id": task_id, "phases": [names[0], names[-1]]})
     ctx.say(f"[{spec.name}] task {task_id} started ({runner.name})")
     crashpoint("task-started")
     helpers = start_copy_helpers(ctx, runner, names, secrets)
@@ -256,9 +252,7 @@ def guard_task(ctx: RunContext, *, stop: bool) -> None:
             if runner.wait(task_id, lambda line: ctx.say(f"  | {line}"), timeout=300) is None:
                 raise RunbookError(f"task {task_id} did not stop")
     if record is not None or unreadable:
-        _task_file(ctx).unlink(missing_ok=True)
-        if ctx.mirror is not None:
-            ctx.mirror.push(_task_file(ctx))
+        _write_shared(ctx, _task_file(ctx), None)
     reload_state(ctx)
     if ctx.state.awaiting is not None and not _keeper_alive(ctx):
         ctx.state.awaiting = None  # its task is gone: nobody waits for the hand-over any more
@@ -284,15 +278,10 @@ def task_status(ctx: RunContext) -> dict[str, Any] | None:
 
 def _keeper_alive(ctx: RunContext) -> bool:
     """A task keeping the follow back still runs (it may be waiting for a hand-over of its own)."""
-    if ctx.mirror is not None:
-        ctx.mirror.pull(_keeper_file(ctx))
+    record = _read_shared(ctx, _keeper_file(ctx))
+    runner = _runner_of(ctx, str(record.get("runner"))) if record is not None else None
     try:
-        record = json.loads(_keeper_file(ctx).read_text())
-    except (OSError, ValueError):
-        return False
-    runner = _runner_of(ctx, str(record.get("runner"))) if isinstance(record, dict) else None
-    try:
-        return runner is not None and keeper_of(ctx, runner) is not None
+        return runner is not None and _kept_by(record, runner) is not None
     except FerryError:
         return True  # cannot tell: keep its wait as it is
 
@@ -312,18 +301,34 @@ def _runner_of(ctx: RunContext, name: str) -> Runner | None:
     return None
 
 
+def _read_shared(ctx: RunContext, path: Path) -> dict[str, Any] | None:
+    """The JSON object in one of the run's files, as the bucket has it under ecs (``None``: none, or not one)."""
+    if ctx.mirror is not None:
+        ctx.mirror.pull(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _write_shared(ctx: RunContext, path: Path, record: dict[str, Any] | None) -> None:
+    """Write (``None``: remove) one of the run's files, and put it in the bucket under ecs."""
+    if record is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(json.dumps(record))
+    if ctx.mirror is not None:
+        ctx.mirror.push(path)
+
+
 def _task_file(ctx: RunContext) -> Path:
     return ctx.settings.state_dir / "task.json"
 
 
 def _task_record(ctx: RunContext) -> dict[str, Any] | None:
-    if ctx.mirror is not None:
-        ctx.mirror.pull(_task_file(ctx))
-    try:
-        record = json.loads(_task_file(ctx).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+    record = _read_shared(ctx, _task_file(ctx))
+    return record if record is not None and isinstance(record.get("id"), str) else None
 
 
 def _follow(
@@ -337,17 +342,15 @@ def _follow(
         ctx.say(f"  | {line}")
 
     def handed_or_kept() -> bool:
-        return _awaiting(ctx) is not None or (keeps and _kept(ctx))
+        now = _read_shared(ctx, ctx.settings.state_file) or {}
+        return _handed_over(now) is not None or (keeps and now.get("keeper") is True)
 
     while (outcome := runner.wait(task_id, show, until=handed_or_kept)) is None:
         reload_state(ctx)
         step = ctx.state.awaiting
         if step is None:  # kept: its phases are done, it holds the follow back's workers
-            _task_file(ctx).unlink(missing_ok=True)
-            _keeper_file(ctx).write_text(json.dumps({"runner": runner.name, "id": task_id}))
-            for path in (_task_file(ctx), _keeper_file(ctx)):
-                if ctx.mirror is not None:
-                    ctx.mirror.push(path)
+            _write_shared(ctx, _task_file(ctx), None)
+            _write_shared(ctx, _keeper_file(ctx), {"runner": runner.name, "id": task_id})
             return
         try:
             handoff(step)
@@ -357,9 +360,7 @@ def _follow(
             raise
         ctx.state.awaiting = None
         ctx.save()
-    _task_file(ctx).unlink(missing_ok=True)
-    if ctx.mirror is not None:
-        ctx.mirror.push(_task_file(ctx))
+    _write_shared(ctx, _task_file(ctx), None)
     reload_state(ctx)
     if outcome.succeeded:
         return
@@ -371,27 +372,18 @@ def _follow(
     raise error
 
 
-def _kept(ctx: RunContext) -> bool:
-    try:
-        return json.loads(ctx.settings.state_file.read_text()).get("keeper") is True
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def _keeper_file(ctx: RunContext) -> Path:
     return ctx.settings.state_dir / "keeper.json"
 
 
 def keeper_of(ctx: RunContext, runner: Runner) -> str | None:
     """The id of the task keeping this run's follow back (``--runner ecs``), if it still runs."""
-    if ctx.mirror is not None:
-        ctx.mirror.pull(_keeper_file(ctx))
-    try:
-        record = json.loads(_keeper_file(ctx).read_text())
-    except (OSError, ValueError):
-        return None
-    task_id = record.get("id") if isinstance(record, dict) and record.get("runner") == runner.name else None
-    return str(task_id) if isinstance(task_id, str) and runner.running(task_id) else None
+    return _kept_by(_read_shared(ctx, _keeper_file(ctx)), runner)
+
+
+def _kept_by(record: dict[str, Any] | None, runner: Runner) -> str | None:
+    task_id = record.get("id") if record is not None and record.get("runner") == runner.name else None
+    return task_id if isinstance(task_id, str) and runner.running(task_id) else None
 
 
 def _request_file(ctx: RunContext) -> Path:
@@ -402,16 +394,11 @@ def take_request(ctx: RunContext) -> str | None:
     """Inside the keeper: what the caller asks of it (``rollback``, ``finish``), taken (the file removed).
 
     A file of its own, the caller's to write and the keeper's to remove: never lost under a save of the state."""
-    path = _request_file(ctx)
-    if ctx.mirror is not None:
-        ctx.mirror.pull(path)
-    try:
-        request = json.loads(path.read_text()).get("request")
-    except (OSError, ValueError, AttributeError):
+    record = _read_shared(ctx, _request_file(ctx))
+    if record is None:
         return None
-    path.unlink(missing_ok=True)
-    if ctx.mirror is not None:
-        ctx.mirror.push(path)
+    _write_shared(ctx, _request_file(ctx), None)
+    request = record.get("request")
     return request if request in ("rollback", "finish") else None
 
 
@@ -420,30 +407,19 @@ def ask_keeper(ctx: RunContext, runner: Runner, request: str, handoff: Callable[
     and follow it until it has done it and ended; ``False``: no keeper runs (the caller does it otherwise)."""
     task_id = keeper_of(ctx, runner)
     if task_id is None:
-        _keeper_file(ctx).unlink(missing_ok=True)  # a keeper that ended (stopped, killed): nothing keeps it now
-        if ctx.mirror is not None:
-            ctx.mirror.push(_keeper_file(ctx))
+        _write_shared(ctx, _keeper_file(ctx), None)  # a keeper that ended (stopped, killed): nothing keeps it now
         return False
-    _request_file(ctx).write_text(json.dumps({"request": request}))
-    if ctx.mirror is not None:
-        ctx.mirror.push(_request_file(ctx))
+    _write_shared(ctx, _request_file(ctx), {"request": request})
     ctx.say(f"[{request}] asked of task {task_id}, which keeps the follow back")
     _follow(ctx, runner, task_id, handoff)
     # It ended (a caller interrupted meanwhile leaves the record: the next one finds the keeper again).
-    _keeper_file(ctx).unlink(missing_ok=True)
-    if ctx.mirror is not None:
-        ctx.mirror.push(_keeper_file(ctx))
+    _write_shared(ctx, _keeper_file(ctx), None)
     return True
 
 
-def _awaiting(ctx: RunContext) -> str | None:
-    """The phase the running task waits for the caller to run, as the state file says now."""
-    if ctx.mirror is not None:
-        ctx.mirror.pull(ctx.settings.state_file)
-    try:
-        awaiting = json.loads(ctx.settings.state_file.read_text()).get("awaiting")
-    except (OSError, ValueError, AttributeError):
-        return None
+def _handed_over(state: dict[str, Any]) -> str | None:
+    """The step the running task waits for the caller to run, as the state (read as it is now) says."""
+    awaiting = state.get("awaiting")
     # A failed hand-over's marker is for the task that waited: nothing for a caller to run.
     return awaiting if isinstance(awaiting, str) and not awaiting.startswith(FAILED) else None
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from migration.children import runs_with
 from migration.errors import RunnerError
 from migration.runner.base import EXIT_LINE, TASK_COMMAND, TaskOutcome, TaskSpec, exit_code_of
 
@@ -62,7 +63,7 @@ class LocalRunner:
         if child is not None:
             return child.poll() is None
         pid = self._pid(task_id)
-        return pid is not None and _runs_task(pid, task_id)
+        return pid is not None and runs_with(pid, _TASK_ID, task_id)
 
     def wait(
         self,
@@ -131,14 +132,3 @@ class LocalRunner:
             if not line.startswith(EXIT_LINE):
                 on_line(line)
         return offset + len(data), rest
-
-
-def _runs_task(pid: int, task_id: str) -> bool:
-    """Whether *pid* is the worker of task *task_id* (not another process that took its number since)."""
-    proc = Path("/proc") / str(pid)
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        environment = (proc / "environ").read_bytes().split(b"\0")
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X") and f"{_TASK_ID}={task_id}".encode() in environment
