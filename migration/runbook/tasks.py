@@ -190,10 +190,12 @@ def run_leg(
     # An ECS task's processes end with it: the one that begins the follow back keeps its workers.
     keeps = runner.name == "ecs" and "follow-back" in names and ctx.config.migration.follows_back
     job = replace(job, keep=keeps)
+    if keeps:
+        # A request a keeper that ended never took is not for this one (it would roll back unasked).
+        _write_shared(ctx, _request_file(ctx), None)
     if keeps and ctx.state.keeper:
         ctx.state.keeper = False  # a keeper gone without a word (killed): not this one
         ctx.save()
-        _request_file(ctx).unlink(missing_ok=True)  # nor its requests
     ctx.settings.state_dir.mkdir(parents=True, exist_ok=True)  # a CI checkout's first run: nothing here yet
     if ctx.mirror is not None:
         # ECS takes 8 KiB of overrides: the stack file and the outputs go by the state bucket.

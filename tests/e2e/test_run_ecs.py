@@ -141,7 +141,10 @@ class _StackOnMoto:
         return self.outputs()
 
 
-@pytest.mark.parametrize("end", ["finish", "rollback", "finish without its keeper", "rollback without its keeper"])
+@pytest.mark.parametrize(
+    "end",
+    ["finish", "rollback", "finish without its keeper", "rollback without its keeper", "finish after a new keeper"],
+)
 def test_the_follow_back_runs_in_a_task_that_keeps_it_and_does_the_rollback_or_finish_asked_of_it(
     world: World, moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, end: str
 ) -> None:
@@ -177,6 +180,17 @@ def test_the_follow_back_runs_in_a_task_that_keeps_it_and_does_the_rollback_or_f
             ecs = aws("ecs", moto.endpoint, REGION)
             ecs.stop_task(cluster=outputs["runnerCluster"], task=keeper, reason="stopped by hand")
             fargate.wait_ended(keeper, timeout=60)
+        if end == "finish after a new keeper":
+            # A rollback asked of a keeper that ended before it took the request; then a new keeper started.
+            keeper = json.loads((settings.state_dir / "keeper.json").read_text())["id"]
+            aws("ecs", moto.endpoint, REGION).stop_task(cluster=outputs["runnerCluster"], task=keeper, reason="x")
+            fargate.wait_ended(keeper, timeout=60)
+            aws("s3", moto.endpoint, REGION).put_object(Bucket=BUCKET, Key="runs/test/request.json",
+                                                        Body=b'{"request": "rollback"}')  # fmt: skip
+            run(settings, say=lines.append, confirm=lambda _question: True)  # the follow back started again
+            time.sleep(3)
+            assert world.fake.apps["shop"].config["DATABASE_URL"] == world.target_db.url  # nothing rolled back
+            assert not RunState.load(settings.state_file, "test").back
         if end.startswith("rollback"):
             rollback(settings, say=lines.append)
             assert world.fake.apps["shop"].config["DATABASE_URL"] == world.source_db.url
@@ -195,6 +209,6 @@ def test_the_follow_back_runs_in_a_task_that_keeps_it_and_does_the_rollback_or_f
     if "without" in end:  # done by a task of its own, which starts the follow back's workers again
         assert f"[{end.split()[0]}] asked of task" not in said
     else:
-        assert f"[{end}] asked of task" in said
+        assert f"[{end.split()[0]}] asked of task" in said
     for secret in (world.target_db.cluster.password, world.target_redis.password, world.fake.token):
         assert secret not in said
