@@ -76,7 +76,7 @@ def _disconnect_held(conn: RespConn) -> int:
     me = int(conn.call("CLIENT", "ID"))
     refused = 0
     for fields in client_list(conn, "TYPE", "normal"):
-        ours = fields.get("name", "").startswith(CLIENT_NAME)
+        ours = fields.get("name") == CLIENT_NAME  # exactly: an app may name its own clients "ferry-…"
         if "b" in fields.get("flags", "") and int(fields.get("id", me)) != me and not ours:
             refused += int(conn.call("CLIENT", "KILL", "ID", fields["id"], "SKIPME", "yes"))
     return refused
