@@ -45,7 +45,7 @@ def runs_with(pid: int, variable: str, value: str, *, command_part: str | None =
     if not Path("/proc/self").exists():
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone, or another user's: not ours either way
             return False
         return True
     proc = Path("/proc") / str(pid)

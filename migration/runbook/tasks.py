@@ -26,6 +26,7 @@ from typing import Any
 
 from migration.crashpoints import crashpoint
 from migration.errors import FerryError, RunbookError, RunnerError
+from migration.files import replace_file
 from migration.runbook.context import RunContext
 from migration.runbook.copyhelpers import end_copy_helpers, start_copy_helpers
 from migration.runbook.phases import Phase
@@ -319,7 +320,7 @@ def _write_shared(ctx: RunContext, path: Path, record: dict[str, Any] | None) ->
     if record is None:
         path.unlink(missing_ok=True)
     else:
-        path.write_text(json.dumps(record))
+        replace_file(path, json.dumps(record))  # a reader beside it never sees half of it
     if ctx.mirror is not None:
         ctx.mirror.push(path)
 

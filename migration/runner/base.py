@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["ENV_REF", "EXIT_LINE", "TASK_COMMAND", "Runner", "TaskOutcome", "TaskSpec", "exit_code_of"]
+__all__ = ["ENV_REF", "EXIT_LINE", "TASK_COMMAND", "TASK_ID_ENV", "Runner", "TaskOutcome", "TaskSpec", "exit_code_of"]
 
 #: The container's command; a local runner runs the same module with this Python.
 TASK_COMMAND = ("python", "-m", "migration.worker")
@@ -20,6 +20,8 @@ TASK_COMMAND = ("python", "-m", "migration.worker")
 ENV_REF = "env:"
 #: The worker's last line: ``ferry-task: exit 0``.
 EXIT_LINE = "ferry-task: exit "
+#: Names the task a process runs (its id), in the process's environment (a local runner's).
+TASK_ID_ENV = "FERRY_TASK_ID"
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,9 @@ from pathlib import Path
 
 from migration.children import runs_with
 from migration.errors import RunnerError
-from migration.runner.base import EXIT_LINE, TASK_COMMAND, TaskOutcome, TaskSpec, exit_code_of
+from migration.runner.base import EXIT_LINE, TASK_COMMAND, TASK_ID_ENV, TaskOutcome, TaskSpec, exit_code_of
 
 __all__ = ["LocalRunner"]
-
-#: Names the task a process runs (its id), in the process's environment.
-_TASK_ID = "FERRY_TASK_ID"
 
 
 class LocalRunner:
@@ -45,7 +42,7 @@ class LocalRunner:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         task_id = f"local-{time.time_ns()}"
         command = [sys.executable, *TASK_COMMAND[1:]]
-        env = {**os.environ, **spec.environment, **spec.secrets, _TASK_ID: task_id}
+        env = {**os.environ, **spec.environment, **spec.secrets, TASK_ID_ENV: task_id}
         try:
             with open(self._log(task_id), "ab") as log:
                 child = subprocess.Popen(
@@ -63,7 +60,7 @@ class LocalRunner:
         if child is not None:
             return child.poll() is None
         pid = self._pid(task_id)
-        return pid is not None and runs_with(pid, _TASK_ID, task_id)
+        return pid is not None and runs_with(pid, TASK_ID_ENV, task_id, command_part=TASK_COMMAND[-1])
 
     def wait(
         self,

@@ -7,14 +7,16 @@ import sys
 
 from migration.errors import FerryError
 from migration.redact import redact
-from migration.runner.base import EXIT_LINE
+from migration.runner.base import EXIT_LINE, TASK_ID_ENV
 from migration.worker.jobs import job_from_json
 from migration.worker.runner import run_job, stop_on_signals
 
 
 def main() -> int:
-    # Taken out of the environment: the workers this task starts in turn read theirs from stdin.
+    # Taken out of the environment: the workers this task starts in turn read theirs from stdin, and are no
+    # task of a runner's (one that took this task's pid after it must not pass for it).
     task_job = os.environ.pop("FERRY_JOB", None)
+    os.environ.pop(TASK_ID_ENV, None)
     code = _run(task_job)
     if task_job is not None:
         # A task's last line says how it ended: its runner relays that, whatever the platform reports.
