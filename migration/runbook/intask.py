@@ -174,7 +174,10 @@ def _keep(ctx: RunContext, stop: Callable[[], bool]) -> None:
                     roll_back_after_switch(ctx)
                 return
             if stop():
+                workers = [pid for _, run in moved_stores(ctx, back=True) if (pid := run.follower().pid)]
                 ctx.say(f"[follow-back] {stop_live_copies(ctx, back=True) or 'nothing to stop'}")
+                # They end with this task anyway; ended first, no half-applied batch meets the next keeper's.
+                _await_exit(workers, timeout=90.0)
                 return
             dead = [
                 s.name for s, run in moved_stores(ctx, back=True) if run.follower().pid and not run.follower().alive()
@@ -186,3 +189,17 @@ def _keep(ctx: RunContext, stop: Callable[[], bool]) -> None:
         reload_state(ctx)
         ctx.state.keeper = False
         ctx.save()
+
+
+def _await_exit(pids: list[int], *, timeout: float) -> None:
+    """Wait (at most *timeout* seconds) until this task's worker processes *pids* have ended and are reaped."""
+    deadline = time.monotonic() + timeout
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    left.discard(pid)
+            except ChildProcessError:
+                left.discard(pid)  # not (or no longer) a child of this task's
+        time.sleep(0.1)
