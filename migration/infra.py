@@ -86,8 +86,9 @@ class Infra:
             self._stack.up(on_output=self._print, show_secrets=False, message=message, color="never")
         return self.outputs()
 
-    def set_cutover(self, state: str, *, end_bulk_load: bool = False) -> StackOutputs:
-        """Set ``ferry:cutover`` and apply it: one stack update per cutover step.
+    def set_cutover(self, state: str, *, end_bulk_load: bool = False, key: str = "cutover") -> StackOutputs:
+        """Set ``ferry:cutover`` (or a move's, *key*: ``moves[i].cutover``) and apply it: one stack update per
+        cutover step.
 
         :param end_bulk_load: also set ``ferry:migration.loading`` to false in the same update, so
             the database leaves the bulk-load parameter profile as the app arrives.
@@ -95,10 +96,21 @@ class Infra:
         from pulumi.automation import ConfigValue
 
         with _pulumi_errors("config set"):
-            self._stack.set_config("ferry:cutover", ConfigValue(value=state))
+            self._stack.set_config(f"ferry:{key}", ConfigValue(value=state), path=key != "cutover")
             if end_bulk_load:
                 self._stack.set_config("ferry:migration.loading", ConfigValue(value="false"), path=True)
-        return self.up(f"ferry: cutover {state}")
+        return self.up(f"ferry: cutover {state}" + (f" ({key})" if key != "cutover" else ""))
+
+    def settle(self) -> StackOutputs:
+        """Set ``ferry:database.settled`` and apply it, after the switch and the unfreeze: the instance back at
+        ``instanceClass`` from ``loadInstanceClass`` (applied at once), the read replicas created, and with
+        ``replicaConfigVar`` the app given the first replica's URL. A repeat (after a crash) sets and applies the
+        same again: nothing is left to change once one update went through."""
+        from pulumi.automation import ConfigValue
+
+        with _pulumi_errors("config set"):
+            self._stack.set_config("ferry:database.settled", ConfigValue(value="true"), path=True)
+        return self.up("ferry: settle the database (instance class, read replicas)")
 
     def outputs(self) -> StackOutputs:
         with _pulumi_errors("stack output"):

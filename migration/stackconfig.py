@@ -17,7 +17,6 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +25,17 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from migration.configmodel import Model as _Model
 from migration.errors import ConfigError
+from migration.moveconfig import (
+    CUTOVER_STATES,
+    CutoverState,
+    HerokuConfig,
+    MoveConfig,
+    MovedAddon,
+    check_moves,
+    cutover_key,
+    for_move,
+    move_names,
+)
 from migration.runnerconfig import RUNNER_SECRETS, ReachConfig, RunnerConfig, RunnerSecret, reach_of
 from migration.storageconfig import BucketConfig, BucketConfigVars, StorageConfig
 
@@ -40,6 +50,7 @@ __all__ = [
     "DatabaseConfig",
     "HerokuConfig",
     "MigrationConfig",
+    "MoveConfig",
     "MovedAddon",
     "NetworkConfig",
     "PeeringConfig",
@@ -55,28 +66,8 @@ __all__ = [
 PROJECT = "ferry"
 #: The app's config variable where the switch keeps, for the rollback, the old values of those it overwrites.
 ROLLBACK_VAR = "FERRY_ROLLBACK_CONFIG"
-CutoverState = Literal["pending", "aliased", "switched", "rolled_back"]
-CUTOVER_STATES: tuple[CutoverState, ...] = ("pending", "aliased", "switched", "rolled_back")
 _OPEN_TO_ALL = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-@dataclass(frozen=True)
-class MovedAddon:
-    """One add-on the app leaves: ``DATABASE`` → ``DATABASE_URL``, or ``REDIS`` → ``REDIS_URL``.
-
-    :param addon: the old add-on's name or id.
-    :param attachment: the attachment name the app uses it under.
-    :param rollback_alias: the name it stays attached under after the switch.
-    """
-
-    addon: str
-    attachment: str
-    rollback_alias: str
-
-    @property
-    def config_var(self) -> str:
-        return f"{self.attachment}_URL"
 
 
 class PeeringConfig(_Model):
@@ -165,6 +156,20 @@ class DatabaseConfig(_Model):
     log_exports: list[LogExport] = Field(default_factory=_all_log_exports)
     master_username: str = "ferry_admin"
     databases: list[str] = Field(min_length=1)
+    #: A bigger class for the load: the instance has it from ``provision`` until ``settle`` (after the switch and
+    #: the unfreeze) brings it back to ``instanceClass`` (a modify applied at once: a Multi-AZ failover of seconds).
+    load_instance_class: str | None = None
+    #: RDS read replicas of the instance (0-5), declared at ``settle``: after the switch (the load never ships to
+    #: them) and outside the freeze (creating one takes minutes).
+    read_replicas: int = Field(default=0, ge=0, le=5)
+    #: The replicas' class (default ``instanceClass``).
+    replica_instance_class: str | None = None
+    #: The app's config variable that gets, at ``settle``, a read-only URL (the read-only role) of the first
+    #: database on the first replica; unset with the other switched variables by a rollback.
+    replica_config_var: str | None = None
+    #: Set by ``ferry run``'s ``settle`` phase: the instance at ``instanceClass``, the replicas declared. Set it back
+    #: to false (with ``migration.loading: true``) before a new run loads the instance again.
+    settled: bool = False
 
     @field_validator("databases")
     @classmethod
@@ -174,15 +179,40 @@ class DatabaseConfig(_Model):
                 raise ValueError(f"{name!r} is not a plain lower-case identifier")
         return names
 
+    @field_validator("replica_config_var")
+    @classmethod
+    def _config_var(cls, name: str | None) -> str | None:
+        if name is not None and not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            raise ValueError(f"{name!r} is not a config variable name (upper case letters, digits and _)")
+        return name
+
     @model_validator(mode="after")
     def _storage(self) -> DatabaseConfig:
         if self.max_allocated_storage_gb < self.allocated_storage_gb:
             raise ValueError("maxAllocatedStorageGb is smaller than allocatedStorageGb")
+        for key, given in (("replicaInstanceClass", self.replica_instance_class),
+                           ("replicaConfigVar", self.replica_config_var)):  # fmt: skip
+            if given is not None and not self.read_replicas:
+                raise ValueError(f"{key} is for read replicas: it needs readReplicas of 1 or more")
         return self
 
     @property
     def major_version(self) -> str:
         return self.engine_version.split(".")[0]
+
+    @property
+    def current_instance_class(self) -> str:
+        """The class the stack declares now: the load class until ``settled``, else ``instanceClass``."""
+        return self.load_instance_class if self.load_instance_class and not self.settled else self.instance_class
+
+    @property
+    def replica_class(self) -> str:
+        return self.replica_instance_class or self.instance_class
+
+    @property
+    def declared_replicas(self) -> int:
+        """How many read replicas the stack declares now: none until ``settled``."""
+        return self.read_replicas if self.settled else 0
 
 
 class CacheConfig(_Model):
@@ -207,23 +237,6 @@ class CacheConfig(_Model):
         if self.automatic_failover is not None:
             return self.automatic_failover
         return self.replicas > 0 and stack != "ci"
-
-
-class HerokuConfig(_Model):
-    """The app being moved and the add-ons it leaves behind."""
-
-    app: str
-    database_addon: str
-    redis_addon: str | None = None
-    rollback_alias: str = "HEROKU_POSTGRES_DB"
-    redis_rollback_alias: str = "HEROKU_REDIS_OLD"
-
-    @field_validator("rollback_alias", "redis_rollback_alias")
-    @classmethod
-    def _alias(cls, alias: str) -> str:
-        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", alias) or alias in ("DATABASE", "REDIS"):
-            raise ValueError(f"{alias!r} is not a usable attachment name (upper case, not DATABASE or REDIS)")
-        return alias
 
 
 class MigrationConfig(_Model):
@@ -306,6 +319,11 @@ class StackConfig(_Model):
     #: How the app reaches its new stores; unset: through the peered Private Space (else refused).
     reach_given: ReachConfig | None = Field(default=None, alias="reach")
     runner: RunnerConfig | None = None
+    #: Several moves (databases, apps) into this stack's stores, one freeze each; unset: the one move
+    #: ``heroku`` describes.
+    moves: list[MoveConfig] = Field(default_factory=list)
+    #: Set on a view of one move (:meth:`for_move`): its name.
+    move: str | None = None
 
     @field_validator("app")
     @classmethod
@@ -316,12 +334,17 @@ class StackConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
-        if self.migration.redis and (self.cache is None or self.heroku.redis_addon is None):
+        if self.moves:
+            check_moves(self)
+        elif self.heroku.database_addon is None and self.migration.postgres:
+            raise ValueError("heroku.databaseAddon is required (or list the moves in ferry:moves)")
+        elif self.migration.redis and (self.cache is None or self.heroku.redis_addon is None):
             raise ValueError("migration.redis needs both cache and heroku.redisAddon")
         if self.migration.s3 and self.storage is None:
             raise ValueError("migration.s3 needs storage")
         if self.storage is not None:
             self._bucket_vars_free(self.storage)
+        self._replica_var_free()
         if self.migration.s3 and self.storage is not None and self.storage.buckets_by_config:
             unnamed = [b.name for b in self.storage.buckets if b.source and b.config_vars is None]
             if unnamed:
@@ -373,6 +396,19 @@ class StackConfig(_Model):
                     f"storage.buckets.{bucket.name}.configVars names {clash[0]}, which the cutover sets or keeps itself"
                 )
 
+    def _replica_var_free(self) -> None:
+        """``database.replicaConfigVar`` must not be a variable the cutover sets or keeps otherwise, nor a bucket's."""
+        name, heroku = self.database.replica_config_var, self.heroku
+        if name is None:
+            return
+        moved = [(move.config_var, f"{move.rollback_alias}_URL") for move in self.moved_addons()]
+        buckets = self.storage.buckets if self.storage is not None else []
+        taken = {ROLLBACK_VAR, "DATABASE_URL", "REDIS_URL", f"{heroku.rollback_alias}_URL",
+                 f"{heroku.redis_rollback_alias}_URL", *(var for pair in moved for var in pair),
+                 *(var for b in buckets if b.config_vars for var in b.config_vars.names().values())}  # fmt: skip
+        if name in taken:
+            raise ValueError(f"database.replicaConfigVar names {name}, which the cutover sets or keeps itself")
+
     @property
     def is_production(self) -> bool:
         return self.stack == "production"
@@ -383,14 +419,34 @@ class StackConfig(_Model):
                  "s3": self.migration.s3}  # fmt: skip
         return [secret for secret in RUNNER_SECRETS if secret.needs is None or moved[secret.needs]]
 
+    def move_names(self) -> list[str]:
+        """The moves in the order they run (empty: the stack has the one move ``heroku`` describes)."""
+        return move_names(self)
+
+    def for_move(self, name: str) -> StackConfig:
+        """This stack as its move *name* sees it (:func:`migration.moveconfig.for_move`)."""
+        return for_move(self, name)
+
+    def cutover_key(self) -> str:
+        """The config key of this view's cutover step: ``cutover``, or its move's ``moves[i].cutover``."""
+        return cutover_key(self)
+
     def moved_addons(self) -> list[MovedAddon]:
         """The add-ons the app leaves: its database, and its Redis when ``migration.redis`` is on."""
         heroku = self.heroku
-        moves = (
-            [MovedAddon(heroku.database_addon, "DATABASE", heroku.rollback_alias)] if self.migration.postgres else []
-        )
+        moves = []
+        if self.migration.postgres and heroku.database_addon:  # the validator makes postgres imply it
+            moves.append(
+                MovedAddon(
+                    heroku.database_addon, heroku.database_config_var.removesuffix("_URL"), heroku.rollback_alias
+                )
+            )
         if self.migration.redis and heroku.redis_addon:  # the validator makes redis imply both
-            moves.append(MovedAddon(heroku.redis_addon, "REDIS", heroku.redis_rollback_alias))
+            moves.append(
+                MovedAddon(
+                    heroku.redis_addon, heroku.redis_config_var.removesuffix("_URL"), heroku.redis_rollback_alias
+                )
+            )
         return moves
 
 
@@ -399,7 +455,7 @@ def _field_aliases() -> dict[str, str]:
     return {
         (field.alias or name): name
         for name, field in StackConfig.model_fields.items()
-        if name not in ("stack", "aws_region")
+        if name not in ("stack", "aws_region", "move")
     }
 
 

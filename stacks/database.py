@@ -55,6 +55,8 @@ class DatabaseRoles:
     owner_url: pulumi.Output[str]
     app_url: pulumi.Output[str]
     readonly_url: pulumi.Output[str]
+    #: The read-only role's URL on each read replica (the roles and their passwords replicate with the data).
+    replica_readonly_urls: tuple[pulumi.Output[str], ...] = ()
 
     def url_for(self, app_role: str) -> pulumi.Output[str]:
         """What ``DATABASE_URL`` becomes: the app role's URL, or the owner's (``migration.appRole: owner``)."""
@@ -78,12 +80,18 @@ def _url(
 class Database(pulumi.ComponentResource):
     """An encrypted RDS PostgreSQL instance, private unless a Common Runtime app must reach it, and, per
     configured database, an owner role, an app role with read-write grants and a read-only role (used to
-    freeze writes at cutover)."""
+    freeze writes at cutover). Until ``database.settled`` the instance has ``loadInstanceClass`` (if given) and
+    no replica; once settled, ``instanceClass`` and ``readReplicas`` read replicas."""
 
     address: pulumi.Output[str]
     port: pulumi.Output[int]
     instance_arn: pulumi.Output[str]
     roles: dict[str, DatabaseRoles]
+    #: Each read replica's address (none until settled).
+    replica_endpoints: pulumi.Output[list[str]]
+    #: What the cutover's switch sets besides the add-ons' URLs: ``replicaConfigVar`` → the first database's
+    #: read-only URL on the first replica, once settled (empty otherwise).
+    replica_vars: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("ferry:stacks:Database", name, None, opts)
@@ -124,7 +132,8 @@ class Database(pulumi.ComponentResource):
             identifier=args.prefix,
             engine="postgres",
             engine_version=config.engine_version,
-            instance_class=config.instance_class,
+            # The load class until settled: `settle` brings it back with a modify applied at once.
+            instance_class=config.current_instance_class,
             allocated_storage=config.allocated_storage_gb,
             max_allocated_storage=config.max_allocated_storage_gb,
             storage_type="gp3",
@@ -154,6 +163,11 @@ class Database(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["password"]),
         )
         self.address, self.port, self.instance_arn = instance.address, instance.port, instance.arn
+        replicas = [
+            _replica(f"{name}-replica-{n}", f"{args.prefix}-replica-{n}", args, instance, parameter_group, key, self)
+            for n in range(1, config.declared_replicas + 1)
+        ]
+        self.replica_endpoints = pulumi.Output.all(*(replica.address for replica in replicas)).apply(list)
 
         server = postgresql.Provider(
             f"{name}-server",
@@ -169,18 +183,30 @@ class Database(pulumi.ComponentResource):
             opts=child,
         )
         on_server = pulumi.ResourceOptions(parent=self, provider=server)
-        self.roles = {db: self._database(f"{name}-{db}", db, on_server, instance) for db in config.databases}
+        self.roles = {db: self._database(f"{name}-{db}", db, on_server, instance, replicas) for db in config.databases}
+        first = self.roles[config.databases[0]]
+        self.replica_vars = (
+            {config.replica_config_var: first.replica_readonly_urls[0]}
+            if config.replica_config_var and first.replica_readonly_urls
+            else {}
+        )
         self.register_outputs(
             {
                 "address": self.address,
                 "port": self.port,
                 "instance_arn": self.instance_arn,
                 "databases": list(self.roles),
+                "replica_endpoints": self.replica_endpoints,
             }
         )
 
     def _database(
-        self, name: str, db: str, on_server: pulumi.ResourceOptions, instance: aws.rds.Instance
+        self,
+        name: str,
+        db: str,
+        on_server: pulumi.ResourceOptions,
+        instance: aws.rds.Instance,
+        replicas: Sequence[aws.rds.Instance],
     ) -> DatabaseRoles:
         owner_name, app_name, readonly_name = f"{db}_owner", f"{db}_app", f"{db}_readonly"
         passwords = {role: _password(f"{name}-{role}-password", self) for role in ("owner", "app", "readonly")}
@@ -248,4 +274,52 @@ class Database(pulumi.ComponentResource):
             owner_url=_url(owner_name, passwords["owner"].result, instance.address, instance.port, db),
             app_url=_url(app_name, passwords["app"].result, instance.address, instance.port, db),
             readonly_url=_url(readonly_name, passwords["readonly"].result, instance.address, instance.port, db),
+            replica_readonly_urls=tuple(
+                _url(readonly_name, passwords["readonly"].result, replica.address, replica.port, db)
+                for replica in replicas
+            ),
         )
+
+
+def _replica(
+    name: str,
+    identifier: str,
+    args: DatabaseArgs,
+    primary: aws.rds.Instance,
+    parameter_group: aws.rds.ParameterGroup,
+    key: aws.kms.Key,
+    parent: pulumi.Resource,
+) -> aws.rds.Instance:
+    """A read replica of *primary*: created after it (its identifier is an output of the primary's update, so a
+    settle's class change completes first), in its subnet group (same region: RDS takes the source's when none is
+    given), behind its security groups and with its parameter group; public only if the primary is."""
+    config = args.config
+    return aws.rds.Instance(
+        name,
+        identifier=identifier,
+        # Same region: the source's identifier (an ARN only with a subnet group of its own, or across regions).
+        replicate_source_db=primary.identifier,
+        instance_class=config.replica_class,
+        storage_type="gp3",
+        max_allocated_storage=config.max_allocated_storage_gb,
+        # Encrypted with the primary's key: a same-region replica always is, and RDS refuses a KMS key given for one
+        # ("Your request does not require the KMS key parameter").
+        storage_encrypted=True,
+        publicly_accessible=args.publicly_accessible,
+        multi_az=False,
+        vpc_security_group_ids=list(args.security_group_ids),
+        parameter_group_name=parameter_group.name,
+        # Nothing of its own to restore: the primary's backups and final snapshot hold the data.
+        backup_retention_period=0,
+        skip_final_snapshot=True,
+        deletion_protection=False,
+        copy_tags_to_snapshot=True,
+        performance_insights_enabled=config.performance_insights,
+        performance_insights_kms_key_id=key.arn if config.performance_insights else None,
+        performance_insights_retention_period=7 if config.performance_insights else None,
+        enabled_cloudwatch_logs_exports=list(config.log_exports),
+        auto_minor_version_upgrade=True,
+        apply_immediately=True,
+        tags=dict(args.tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

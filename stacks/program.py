@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 
 from stacks.cache import Cache, CacheArgs
@@ -27,9 +29,12 @@ class Target:
         cache: Cache | None,
         cutover: Cutover,
         runner: tuple[Runner, RunnerSecrets] | None = None,
+        cutovers: list[Cutover] | None = None,
     ) -> None:
         self.network, self.database, self.storage, self.cache, self.cutover = network, database, storage, cache, cutover
         self.runner = runner
+        #: One per move (``ferry:moves``), in their order; the stack's one cutover otherwise.
+        self.cutovers = cutovers or [cutover]
 
 
 def declare(config: StackConfig) -> Target:
@@ -85,17 +90,9 @@ def declare(config: StackConfig) -> Target:
         else None
     )
 
-    primary = database.roles[config.database.databases[0]]
-    new_urls = {"DATABASE": primary.url_for(config.migration.app_role)}
-    if cache is not None:
-        new_urls["REDIS"] = cache.url
-    switched = [SwitchedAddon(move, url=new_urls[move.attachment]) for move in config.moved_addons()]
     # Buckets that stay where they are keep the app's variables as they are.
     bucket_vars = storage.switched_vars(config.aws_region) if storage is not None and config.migration.s3 else {}
-    cutover = Cutover(
-        "cutover",
-        CutoverArgs(app=config.heroku.app, state=config.cutover, addons=switched, switched_vars=bucket_vars),
-    )
+    cutovers = _cutovers(config, database, cache, bucket_vars)
 
     runner = _runner(config, prefix, tags, network, database, storage, cache) if config.runner else None
 
@@ -116,6 +113,7 @@ def declare(config: StackConfig) -> Target:
     pulumi.export("databaseUrls", {db: roles.app_url for db, roles in database.roles.items()})
     pulumi.export("databaseOwnerUrls", {db: roles.owner_url for db, roles in database.roles.items()})
     pulumi.export("databaseReadonlyUrls", {db: roles.readonly_url for db, roles in database.roles.items()})
+    pulumi.export("databaseReplicaEndpoints", database.replica_endpoints)  # none until settled
     if storage is not None:
         pulumi.export("bucketNames", storage.bucket_names)
         pulumi.export("bucketArns", storage.bucket_arns)
@@ -129,7 +127,38 @@ def declare(config: StackConfig) -> Target:
         pulumi.export("redisUrl", cache.url)
     if runner is not None:
         _export_runner(network, *runner)
-    return Target(network, database, storage, cache, cutover, runner)
+    return Target(network, database, storage, cache, cutovers[0], runner, cutovers)
+
+
+def _cutovers(
+    config: StackConfig, database: Database, cache: Cache | None, bucket_vars: Mapping[str, pulumi.Input[str]]
+) -> list[Cutover]:
+    """The Heroku side of each move's switch, each at its own step (``ferry:moves[i].cutover``); the stack's one
+    (``ferry:cutover``) without moves.
+
+    :param bucket_vars: the moved buckets' variables: switched with the move that has ``s3``.
+    """
+    cutovers = []
+    for view in [config.for_move(name) for name in config.move_names()] or [config]:
+        new_urls: dict[str, pulumi.Input[str]] = {}
+        if view.migration.postgres:
+            roles = database.roles[view.database.databases[0]]
+            new_urls[view.heroku.database_config_var] = roles.url_for(config.migration.app_role)
+        if cache is not None:
+            new_urls[view.heroku.redis_config_var] = cache.url
+        switched = [SwitchedAddon(move, url=new_urls[move.config_var]) for move in view.moved_addons()]
+        switched_vars = dict(bucket_vars) if view.migration.s3 else {}
+        if (view.move is None or view.migration.postgres) and view.database.databases[0] == config.database.databases[
+            0
+        ]:
+            switched_vars |= database.replica_vars  # the first database's replica, once settled, with its app
+        cutovers.append(
+            Cutover(
+                "cutover" if view.move is None else f"cutover-{view.move}",
+                CutoverArgs(app=view.heroku.app, state=view.cutover, addons=switched, switched_vars=switched_vars),
+            )
+        )
+    return cutovers
 
 
 def _runner(

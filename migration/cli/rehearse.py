@@ -65,6 +65,15 @@ from migration.cli.common import handle_errors, json_option, print_json
     "--tasks", type=click.IntRange(1, 16), default=1, show_default=True,
     help="With --runner: how many tasks share the PostgreSQL copy.",
 )  # fmt: skip
+@click.option(
+    "--databases", type=click.IntRange(1, 5), default=1, show_default=True,
+    help="Consolidate this many databases of two apps into one target instance, one move (and freeze) each "
+    "(ferry:moves); PostgreSQL only.",
+)  # fmt: skip
+@click.option(
+    "--fail-move", metavar="NAME",
+    help="With --databases: inject a failure into this move's verify; a second run finishes the rest.",
+)  # fmt: skip
 @json_option
 @handle_errors
 def rehearse(
@@ -79,6 +88,8 @@ def rehearse(
     after_switch_seconds: float,
     runner: str | None,
     tasks: int,
+    databases: int,
+    fail_move: str | None,
     as_json: bool,
 ) -> None:
     """Rehearse the migration locally: servers, data, a writing app, the whole runbook, a report."""
@@ -92,6 +103,10 @@ def rehearse(
         )
     if tasks > 1 and runner is None:
         raise click.UsageError("--tasks shares the copy between tasks: it needs --runner local")
+    if databases > 1 or fail_move:
+        _rehearse_moves(report_dir, databases, customers, jobs, boot_seconds, fail_move, keep, as_json,
+                        others=roll_back or runner is not None or not capture or freeze != "fence")  # fmt: skip
+        return
     if roll_back and not capture:
         raise click.UsageError(
             "--rollback needs --capture: the follow back that loses nothing is capture on the target"
@@ -128,3 +143,28 @@ def rehearse(
             )
     back_ok = result.rollback is None or (result.rollback["verified"] and result.rollback["lost_writes"] == 0)
     sys.exit(0 if result.verified and result.lost_writes == 0 and back_ok else 1)
+
+
+def _rehearse_moves(
+    report_dir: Path, databases: int, customers: int, jobs: int, boot_seconds: float, fail_move: str | None,
+    keep: bool, as_json: bool, *, others: bool,
+) -> None:  # fmt: skip
+    from migration.rehearse.consolidate import rehearse_moves
+
+    if databases < 2:
+        raise click.UsageError("--fail-move needs --databases 2 or more (a move to fail and one to switch)")
+    if others:
+        raise click.UsageError("--databases rehearses capture with the fence, forward only: leave out --rollback, "
+                               "--runner, --no-capture and --freeze maintenance")  # fmt: skip
+    result = rehearse_moves(report_dir, databases, customers=customers, jobs=jobs, boot_seconds=boot_seconds,
+                            fail_move=fail_move, keep=keep, say=lambda line: click.echo(line, err=True))  # fmt: skip
+    if as_json:
+        print_json(result.to_json())
+    else:
+        for move in result.moves:
+            click.echo(
+                f"move {move['name']} ({move['app']} {move['config_var']} -> {move['database']}): lost writes "
+                f"{move['lost_writes']} of {move['acknowledged_writes']}; "
+                f"{'verified' if move['verified'] else 'NOT verified'}"
+            )
+    sys.exit(0 if result.verified and result.lost_writes == 0 else 1)

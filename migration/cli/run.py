@@ -13,10 +13,8 @@ import click
 from migration.cli.common import handle_errors, json_option, print_json
 from migration.errors import UsageError
 from migration.runbook import RunReport, RunSettings
-from migration.runbook import finish as run_finish
-from migration.runbook import rollback as run_rollback
-from migration.runbook import run as run_runbook
 from migration.runbook import status as run_status
+from migration.runbook.moves import MovesReport, finish_moves, for_move, rollback_move, run_moves
 from migration.runbook.run import PHASE_NAMES
 from migration.runner.choose import RUNNERS
 
@@ -67,6 +65,11 @@ def _stack_options(fn: F) -> F:
             help="Accept the source Redis's self-signed certificate (Heroku Redis); the target's is still verified.",
         ),
         click.option("--jobs", type=click.IntRange(1), help="Parallel copy streams [default: migration.jobs]."),
+        click.option(
+            "--move",
+            metavar="NAME",
+            help="With ferry:moves: this move only (its own freeze, switch, state and rollback).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -101,6 +104,7 @@ def _settings(stack: str, root: Path, state_dir: Path | None, **given: Any) -> R
         verify_mode=given.get("verify_mode", "full"),
         runner=given.get("runner"),
         tasks=given.get("tasks", 1),
+        move=given.get("move"),
     )
 
 
@@ -114,12 +118,15 @@ def _confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-def _show(report: RunReport, as_json: bool) -> None:
+def _show(report: RunReport | MovesReport, as_json: bool) -> None:
     if as_json:
         print_json(report.to_json())
         return
-    for phase in report.phases:
-        click.echo(f"{phase.name:<11} {phase.status:<8} {phase.seconds:8.1f} s  {phase.detail}")
+    for name, one in report.moves if isinstance(report, MovesReport) else [(None, report)]:
+        if name is not None:
+            click.echo(f"move {name}" + (" (rolled back)" if one.rolled_back else ""))
+        for phase in one.phases:
+            click.echo(f"{phase.name:<11} {phase.status:<8} {phase.seconds:8.1f} s  {phase.detail}")
 
 
 @click.command()
@@ -150,7 +157,7 @@ def run(
     if given.get("tasks", 1) > 1 and not given.get("runner"):
         raise UsageError("--tasks shares the copy between tasks: it needs --runner local or --runner ecs")
     settings = _settings(stack, root, state_dir, **given)
-    report = run_runbook(settings, say=_say, confirm=_confirm, start=start, until=until)
+    report = run_moves(settings, say=_say, confirm=_confirm, start=start, until=until)
     _show(report, as_json)
 
 
@@ -179,7 +186,7 @@ def rollback(
     without --discard-writes-since-switch (it says what it would leave).
     """
     settings = _settings(stack, root, state_dir, **given)
-    report = run_rollback(settings, say=_say, discard_writes_since_switch=discard_writes_since_switch)
+    report = rollback_move(settings, say=_say, discard=discard_writes_since_switch)
     _show(report, as_json)
 
 
@@ -194,7 +201,7 @@ def finish(stack: str, root: Path, state_dir: Path | None, as_json: bool, **give
     """Make STACK's move final: stop following the new stores back and take capture off both sides.
 
     The point of no return: a rollback afterwards would leave what the app wrote since behind."""
-    report = run_finish(_settings(stack, root, state_dir, **given), say=_say)
+    report = finish_moves(_settings(stack, root, state_dir, **given), say=_say)
     _show(report, as_json)
 
 
@@ -205,7 +212,7 @@ def finish(stack: str, root: Path, state_dir: Path | None, as_json: bool, **give
 def record(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
     """Write STACK's endpoints, phase timings and a stack export to the state directory."""
     settings = _settings(stack, root, state_dir, yes=True, **given)
-    report = run_runbook(settings, say=_say, confirm=lambda _q: True, start="record", until="record")
+    report = run_moves(settings, say=_say, confirm=lambda _q: True, start="record", until="record")
     _show(report, as_json)
 
 
@@ -219,9 +226,22 @@ def record(stack: str, root: Path, state_dir: Path | None, as_json: bool, **give
 def status(stack: str, root: Path, state_dir: Path | None, as_json: bool, **given: Any) -> None:
     """Where STACK's run stands: its phases, the app frozen or switched, each store's background copy and
     the writes its target took since the switch. Changes nothing."""
-    report = run_status(_settings(stack, root, state_dir, **given))
+    settings = _settings(stack, root, state_dir, **given)
+    from migration.stackconfig import load_stack_file
+
+    config = load_stack_file(settings.root, settings.stack)
+    names = ([settings.move] if settings.move else config.move_names()) if config.moves else [None]
+    reports = [run_status(for_move(settings, config, name) if name else settings) for name in names]
     if as_json:
-        print_json(report.to_json())
+        if config.moves:
+            print_json(
+                {"stack": stack, "moves": [{"name": n, **r.to_json()} for n, r in zip(names, reports, strict=True)]}
+            )
+        else:
+            print_json(reports[0].to_json())
         return
-    for line in report.lines():
-        click.echo(line)
+    for name, report in zip(names, reports, strict=True):
+        if name is not None:
+            click.echo(f"move {name}")
+        for line in report.lines():
+            click.echo(line)

@@ -38,6 +38,15 @@ from migration.redis.connection import RespConn
 from migration.redis.url import parse_redis_url
 
 _TICK_SECONDS = 0.01
+#: More databases the app writes to besides ``DATABASE_URL`` (a rehearsal of several moves): their variables,
+#: comma-separated; each one's writes are logged as store ``pg:VARIABLE``.
+MORE_DATABASES_ENV = "FERRY_REHEARSAL_MORE_DATABASES"
+
+
+def more_databases() -> list[str]:
+    return [var for var in os.environ.get(MORE_DATABASES_ENV, "").split(",") if var]
+
+
 _UPLOAD_TICK_SECONDS = 0.05
 AVATAR = "avatars/current"
 
@@ -106,6 +115,7 @@ class _Connections:
         self.cache: RespConn | None = None
         self.s3: Any = None
         self.bucket: str | None = None
+        self.more: dict[str, psycopg.Connection[Any]] = {}
 
     def current(self) -> _Connections:
         """Connected for the boot the dyno runs now. :raises ConnectionError: it is not up."""
@@ -124,16 +134,20 @@ class _Connections:
             self.bucket = config.get("S3_BUCKET")
             if self.bucket:
                 self.s3 = _s3_client(config)
+            for var in more_databases():
+                if var in config:  # between a detach and the next variable set it is not: its writes fail
+                    self.more[var] = psycopg.connect(config[var], autocommit=True, connect_timeout=5)
         return self
 
     def close(self) -> None:
         if self.cache is not None:
             self.dyno.holding(self.cache.sock, False)
-        for closing in (self.db, self.cache):
+        for closing in (self.db, self.cache, *self.more.values()):
             if closing is not None:
                 with contextlib.suppress(Exception):
                     closing.close()
         self.db = self.cache = self.s3 = None
+        self.more = {}
         self.generation = -1
 
 
@@ -155,6 +169,10 @@ def _write(dyno: _Dyno, connections: _Connections, store: str, kind: str) -> Non
         if store == "postgres":
             assert live.db is not None
             live.db.execute("INSERT INTO app_writes (id, kind) VALUES (%s, %s)", (write_id, kind))
+        elif store.startswith("pg:"):
+            if store[3:] not in live.more:
+                raise ConnectionError(f"no {store[3:]}")
+            live.more[store[3:]].execute("INSERT INTO app_writes (id, kind) VALUES (%s, %s)", (write_id, kind))
         elif store == "redis":
             if live.cache is None:
                 return
@@ -249,7 +267,7 @@ def main(platform_dir: Path, log_path: Path, port: int, boot_seconds: float) -> 
         dyno.log("start", f"{time.time():.6f}")
         threads = [
             threading.Thread(target=_requests, args=(dyno, stopping, what), name=what)
-            for what in ("postgres", "redis", "s3", "read", "worker")
+            for what in ("postgres", "redis", "s3", "read", "worker", *(f"pg:{var}" for var in more_databases()))
         ]
         for thread in threads:
             thread.start()

@@ -88,11 +88,11 @@ def read_app_log(path: Path) -> AppLog:
             log.started = float(fields[1])
         elif what == "ack":
             store, write_id, at, kind, bucket = fields[1], int(fields[2]), float(fields[3]), fields[4], fields[5]
-            log.acknowledged[store][write_id] = (at, bucket)
+            log.acknowledged.setdefault(store, {})[write_id] = (at, bucket)
             if kind == "web":
-                writes[store].ok(at)
+                writes.setdefault(store, _Stream()).ok(at)
         elif what == "fail" and fields[3] == "web":
-            writes[fields[1]].failed(float(fields[2]))
+            writes.setdefault(fields[1], _Stream()).failed(float(fields[2]))
         elif what == "down":  # maintenance: no request served at all
             at = float(fields[2])
             for stream in (*writes.values(), reads):

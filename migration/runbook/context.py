@@ -53,12 +53,20 @@ class RunSettings:
     tasks: int = 1
     #: Inside a task: the runner its caller runs with (what a hint tells the user to run again with).
     caller_runner: str | None = None
+    #: The move of the stack's ``ferry:moves`` this run makes (``None``: the stack has one, ``heroku``'s).
+    move: str | None = None
+    #: No move of the stack runs after this one (the bulk-load profile ends with its switch).
+    last_move: bool = True
 
     @property
     def resume_command(self) -> str:
         """The command that goes on with this run (with the runner it runs with)."""
         runner = self.runner or self.caller_runner
-        return f"ferry run --stack {self.stack}" + (f" --runner {runner}" if runner else "")
+        return (
+            f"ferry run --stack {self.stack}"
+            + (f" --move {self.move}" if self.move else "")
+            + (f" --runner {runner}" if runner else "")
+        )
 
     @property
     def uses_stack(self) -> bool:
@@ -138,7 +146,9 @@ def _open_platform(spec: str, app: str) -> Platform:
     if spec.startswith("local:"):
         from migration.platform.local import LocalPlatform
 
-        return LocalPlatform(Path(spec.removeprefix("local:")))
+        directory = Path(spec.removeprefix("local:"))
+        # A rehearsal of several apps keeps each app's stand-in in a directory named after it.
+        return LocalPlatform(directory / app if (directory / app).is_dir() else directory)
     if spec != "heroku":
         raise UsageError(f"--platform must be heroku or local:DIR, not {spec!r}")
     from migration.platform.heroku import HerokuClient

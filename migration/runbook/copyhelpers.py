@@ -23,7 +23,7 @@ def start_copy_helpers(ctx: RunContext, runner: Runner, names: list[str], secret
     copying = "copy" if migration.capture else "final-sync"
     if settings.tasks < 2 or not migration.postgres or copying not in names or ctx.state.done(copying):
         return []
-    move = next(move for move in moved_addons(ctx) if move.attachment == "DATABASE")
+    move = next(move for move in moved_addons(ctx) if move.config_var == ctx.config.heroku.database_config_var)
     source = ctx.old_url(move)
     if source is None:
         raise RunnerError(f"the app has no {move.config_var}: no source for the copy's helpers", side="source")

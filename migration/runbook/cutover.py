@@ -29,7 +29,7 @@ __all__ = ["alias", "rollback_cutover", "switch", "witness_switch"]
 def alias(ctx: RunContext) -> PhaseOutcome:
     moves = moved_addons(ctx)
     if ctx.settings.uses_stack:
-        ctx.stack_outputs(ctx.infra.set_cutover("aliased"))
+        ctx.stack_outputs(ctx.infra.set_cutover("aliased", key=ctx.config.cutover_key()))
         releases = len(moves)
     else:
         releases = ctx.platform.alias(moves)
@@ -53,7 +53,13 @@ def switch(ctx: RunContext) -> PhaseOutcome:
         witness_switch(ctx)
     if ctx.settings.uses_stack:
         # synchronous_commit off and no autovacuum suit the copy, not the app: the same update ends them.
-        ctx.stack_outputs(ctx.infra.set_cutover("switched", end_bulk_load=ctx.config.migration.loading))
+        ctx.stack_outputs(
+            ctx.infra.set_cutover(
+                "switched",
+                end_bulk_load=ctx.config.migration.loading and ctx.settings.last_move,
+                key=ctx.config.cutover_key(),
+            )
+        )
         releases = len(moves) + 1
     else:
         # This run, by when its freeze began: a keeper of the old values an earlier run left is not this one's.
@@ -101,7 +107,7 @@ def rollback_cutover(ctx: RunContext) -> str:
         detached = any(config.get(move.config_var) != config.get(f"{move.rollback_alias}_URL") for move in moves)
         # A switch that failed before its detach left every add-on attached: back to the alias alone (rolled_back
         # would attach them again, which Heroku refuses while they are).
-        ctx.stack_outputs(ctx.infra.set_cutover("rolled_back" if detached else "aliased"))
+        ctx.stack_outputs(ctx.infra.set_cutover("rolled_back" if detached else "aliased", key=ctx.config.cutover_key()))
     else:
         ctx.platform.rollback(moves)
     return ", ".join(f"{move.attachment} is {move.addon} again" for move in moves)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from migration.crashpoints import crashpoint
+from migration.crashpoints import crashpoint, failpoint
 from migration.errors import DifferencesFoundError, FerryError
 from migration.runbook.context import RunContext
 from migration.runbook.outcome import PhaseOutcome
@@ -28,7 +28,7 @@ class Phase:
 
 
 def _hint(ctx: RunContext) -> str:
-    stack = ctx.settings.stack
+    stack = ctx.settings.stack + (f" --move {ctx.settings.move}" if ctx.settings.move else "")
     if ctx.state.back:
         return f"`ferry rollback --stack {stack}` tries again; the app stays on the new stores until it succeeds" + (
             "" if ctx.state.done("back:switch") else ", or `--discard-writes-since-switch` goes back without them"
@@ -49,6 +49,7 @@ def run_phase(ctx: RunContext, phase: Phase, *, on_differences: Callable[[RunCon
     ctx.say(f"[{phase.name}] started")
     started = time.monotonic()
     try:
+        failpoint(f"phase-{phase.name}", ctx.settings.move)
         outcome = phase.action(ctx)
         crashpoint(f"phase-{phase.name}")  # done, not yet recorded: the next run does it again
     except FerryError as exc:

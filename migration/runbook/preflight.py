@@ -21,7 +21,12 @@ def preflight(ctx: RunContext) -> PhaseOutcome:
         store.check_freeze(run)
     if ctx.settings.uses_stack and not ctx.state.done("provision"):
         return done("; ".join([*checked, "target checks run after provision, before the copy"]))
-    copying_began = "copy" in ctx.state.phases or "final-sync" in ctx.state.phases
+    # A store to be copied anew (a move started again after its rollback) holds an earlier attempt's copy.
+    copying_began = (
+        "copy" in ctx.state.phases
+        or "final-sync" in ctx.state.phases
+        or any(run.state.recopy for _store, run in moved_stores(ctx))
+    )
     return done("; ".join([*checked, check_targets(ctx, copying_began=copying_began)]))
 
 

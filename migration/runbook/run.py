@@ -30,6 +30,7 @@ from migration.runbook.phases import Phase, run_phase
 from migration.runbook.preflight import preflight
 from migration.runbook.provision import provision
 from migration.runbook.record import cleanup, record
+from migration.runbook.settle import settle
 from migration.runbook.smoke import SmokeFailedError, smoke
 from migration.runbook.state import RunState
 from migration.runbook.stores import STORES, moved_stores
@@ -63,6 +64,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("verify", verify),
     Phase("switch", switch, asks="detach DATABASE and point DATABASE_URL (REDIS_URL, the buckets) at the target"),
     Phase("unfreeze", unfreeze),
+    Phase("settle", settle, asks=None),
     Phase("after-switch", after_switch),
     Phase("follow-back", follow_back),
     Phase("smoke", smoke),
@@ -117,6 +119,10 @@ def open_context(settings: RunSettings, say: Callable[[str], None], confirm: Cal
             "--target-app-url needs --target-url; with a stack, ferry:migration.appRole picks the role", side="target"
         )
     config = load_stack_file(settings.root, settings.stack)
+    if settings.move is not None:
+        config = config.for_move(settings.move)
+    elif config.moves:
+        raise UsageError(f"stack {settings.stack} lists moves: name one with --move ({', '.join(config.move_names())})")
     state = RunState.load(settings.state_file, settings.stack)
     for store in STORES:
         # Each store's section read as its own type now, before any phase runs on what it says.

@@ -28,7 +28,7 @@ def test_a_whole_run_is_three_tasks_and_the_switch_is_handed_over_inside_the_sec
         (None, ["preflight"]),
         ("provision", []),
         ("alias", []),
-        (None, ["copy", "catch-up", "freeze", "final-sync", "verify", WITNESS, "switch", "unfreeze",
+        (None, ["copy", "catch-up", "freeze", "final-sync", "verify", WITNESS, "switch", "unfreeze", "settle",
                 "after-switch", "follow-back"]),
         ("smoke", []),
         ("record", []),

@@ -62,6 +62,7 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
             catch_up_seconds=migration.catch_up_seconds,
             app_role=migration.app_role,
             helpers=settings.tasks - 1,  # --tasks needs a runner: its caller starts them (copyhelpers)
+            config_var=config.heroku.database_config_var,
         )
 
     def strategy(self, run: PostgresRun) -> PostgresStrategy:
@@ -73,8 +74,7 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
         return config.moves
 
     def addons(self, stack: StackConfig) -> list[MovedAddon]:
-        heroku = stack.heroku
-        return [MovedAddon(heroku.database_addon, "DATABASE", heroku.rollback_alias)]
+        return [move for move in stack.moved_addons() if move.config_var == stack.heroku.database_config_var]
 
     def endpoint(self, where: Whereabouts, side: Side) -> PostgresSide:
         if side == "source":
@@ -98,7 +98,7 @@ class PostgresStore(Store[PostgresConfig, PostgresState, PostgresSide]):
         return PostgresSide(owner_urls[database], app_urls[database])
 
     def switched_config(self, run: PostgresRun) -> dict[str, str]:
-        return {"DATABASE_URL": run.to_side.app_url}
+        return {run.config.config_var: run.to_side.app_url}
 
     def recorded(self, run: PostgresRun) -> dict[str, Any]:
         return {"postgres": location_of(run.to_side.url)}

@@ -74,7 +74,10 @@ class CaptureAndFollow(PostgresStrategy):
         if follower.alive():
             return f"postgres: following the change log (pid {follower.pid})"
         state = run.state
-        resume, state.copy_started = state.copy_started, True
+        # Copied anew (a move started again after its rollback): the target holds only an earlier attempt's
+        # copy, emptied by this one; until it has begun, an interrupted attempt starts over, never resumes.
+        recopy = state.recopy
+        resume, state.copy_started = state.copy_started and not recopy, True
         if not resume:
             # Capture goes in before the copy's snapshot: every later change is then in the log (an
             # install that was interrupted is finished, tables created since get their triggers).
@@ -82,8 +85,11 @@ class CaptureAndFollow(PostgresStrategy):
         run.save()
         helpers = run.config.helpers
         options = CopyOptions(run.from_side.url, run.to_side.url, jobs=run.config.jobs, shared=helpers > 0,
-                              helpers=helpers)  # fmt: skip
+                              helpers=helpers, clean=recopy)  # fmt: skip
         copied = copy_resuming(options, PlainProgress(unit="bytes"), resume=resume)
+        if recopy:
+            state.recopy = False
+            run.save()
         if copied is not None and copied.not_valid_foreign_keys:
             with connect_target(run.to_side.url) as dst, capture_errors():
                 await_copied_constraints(dst, copied.not_valid_foreign_keys)  # validated at cleanup

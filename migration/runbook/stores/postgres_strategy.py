@@ -62,6 +62,8 @@ class PostgresConfig:
     app_role: str
     #: Other tasks help the copy (``--tasks N``: N-1 of them): its plan and snapshot are shared on the target.
     helpers: int = 0
+    #: The app's variable the switch points at the target (``DATABASE_URL``, ``HEROKU_POSTGRESQL_ONYX_URL``).
+    config_var: str = "DATABASE_URL"
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ class RedisConfig:
     copy: Literal["live", "scan", "replicaof"]
     #: Followed back from the switch until ``ferry finish`` (``migration.reverse``).
     follows_back: bool = False
+    #: The app's variable the switch points at the target.
+    config_var: str = "REDIS_URL"
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,8 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
 
     def configure(self, config: StackConfig, settings: RunSettings) -> RedisConfig:
         migration = config.migration
-        return RedisConfig(moves=migration.redis, copy=migration.redis_copy, follows_back=migration.follows_back)
+        return RedisConfig(moves=migration.redis, copy=migration.redis_copy, follows_back=migration.follows_back,
+                           config_var=config.heroku.redis_config_var)  # fmt: skip
 
     def strategy(self, run: RedisRun) -> ScanInFreeze:
         """The one place that reads how this run moves Redis."""
@@ -171,9 +174,7 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         return kept_strategy(run, ways[run.config.copy](), "migration.redisCopy", tuple(ways.values()))
 
     def addons(self, stack: StackConfig) -> list[MovedAddon]:
-        heroku = stack.heroku
-        assert heroku.redis_addon is not None  # the stack file's validator makes migration.redis need it
-        return [MovedAddon(heroku.redis_addon, "REDIS", heroku.redis_rollback_alias)]
+        return [move for move in stack.moved_addons() if move.config_var == stack.heroku.redis_config_var]
 
     def moves(self, config: RedisConfig, where: Whereabouts) -> bool:
         return config.moves and where.config.heroku.redis_addon is not None  # the validator makes redis need it
@@ -197,7 +198,7 @@ class RedisStore(Store[RedisConfig, StoreState, RedisSide]):
         return RedisSide(str(where.stack_output("redisUrl")))
 
     def switched_config(self, run: RedisRun) -> dict[str, str]:
-        return {"REDIS_URL": run.to_side.url}
+        return {run.config.config_var: run.to_side.url}
 
     def recorded(self, run: RedisRun) -> dict[str, Any]:
         return {"redis": location_of(run.to_side.url)}

@@ -1,0 +1,184 @@
+"""A stack of several moves (``ferry:moves``): each run as a stack of that move alone, one after the other.
+
+Every move has its own state directory (``<state-dir>/moves/<name>``), freeze, final sync, verify, alias and
+switch; the next begins once the one before has run to its end. A move that fails inside its freeze is rolled
+back at once (its app writes to its old database again) and the run stops there: the moves before it stay
+switched, and the next ``ferry run`` starts the failed one again (its copy anew: the target holds only what an
+earlier attempt of ferry's put there) and goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from migration.errors import FerryError, RunbookError, UsageError
+from migration.runbook.context import RunSettings
+from migration.runbook.lock import RunLock
+from migration.runbook.run import RunReport, finish, open_context, rollback, run
+from migration.runbook.state import RunState
+from migration.runbook.stores import moved_stores
+from migration.stackconfig import StackConfig, load_stack_file
+
+__all__ = ["MovesReport", "finish_moves", "for_move", "run_moves"]
+
+
+@dataclass
+class MovesReport:
+    """Every move's report, in the order they run; ``to_json()`` is the ``--json`` summary."""
+
+    stack: str
+    moves: list[tuple[str, RunReport]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "moves": [{"name": name, **report.to_json()} for name, report in self.moves]}
+
+
+def _with_database(url: str | None, database: str | None, option: str) -> str | None:
+    """*url* with its database replaced by the move's (targets given as URLs: one server, a database per move)."""
+    if url is None or database is None:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise UsageError(f"{option} must be a postgres:// URL when the stack lists moves", side="target")
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def for_move(settings: RunSettings, config: StackConfig, name: str) -> RunSettings:
+    """The settings of move *name*: its own state directory, its target database on the given server.
+
+    :raises ConfigError: the stack has no move *name*.
+    """
+    view = config.for_move(name)
+    database = view.database.databases[0] if view.migration.postgres else None
+    if settings.runner == "ecs" and database not in (None, config.database.databases[0]):
+        # The task reads its target from the stack's secret of the first database alone.
+        raise UsageError(
+            f"move {name} goes into database {database}: --runner ecs moves only into the first of "
+            f"database.databases ({config.database.databases[0]}) for now; run this move with --runner local "
+            "from inside the network, or without a runner",
+            side="target",
+        )
+    names = config.move_names()
+    return replace(
+        settings,
+        move=name,
+        last_move=names[-1] == name,
+        state_dir=settings.state_dir / "moves" / name,
+        target_url=_with_database(settings.target_url, database, "--target-url"),
+        target_app_url=_with_database(settings.target_app_url, database, "--target-app-url"),
+    )
+
+
+def _stack(settings: RunSettings) -> StackConfig:
+    return load_stack_file(settings.root, settings.stack)
+
+
+def _start_again(settings: RunSettings, say: Callable[[str], None]) -> None:
+    """A move rolled back before its switch begins anew: its state kept aside, every store copied again."""
+    state = RunState.load(settings.state_file, settings.stack)
+    if not state.rolled_back:
+        return
+    if state.done("switch"):
+        raise RunbookError(
+            f"move {settings.move} was rolled back after its switch: move {settings.state_file} away to run it again"
+        )
+    ctx = open_context(settings, say, lambda _question: True)
+    try:
+        for store, store_run in moved_stores(ctx):
+            store.forget_copy(store_run)  # the target holds an earlier attempt's copy: the next one starts over
+        fresh = RunState(stack=state.stack, stores=ctx.state.stores)
+    finally:
+        ctx.close()
+    kept = settings.state_dir / f"rolled-back-{int(time.time())}.json"
+    settings.state_file.replace(kept)
+    fresh.save(settings.state_file)
+    say(f"[move {settings.move}] rolled back earlier: starts again (its last state kept in {kept.name})")
+
+
+def _roll_back_failed(settings: RunSettings, say: Callable[[str], None]) -> str:
+    """The failed move's app put back on its old stores if it was frozen and not switched (``""``: it was not)."""
+    state = RunState.load(settings.state_file, settings.stack)
+    if state.rolled_back or "freeze" not in state.phases or state.phases.get("switch"):
+        return ""
+    try:
+        rollback(settings, say=say)
+    except FerryError as exc:
+        return (
+            f"its rollback failed too: {exc.message} (`ferry rollback --stack {settings.stack} --move {settings.move}`)"
+        )
+    return f"move {settings.move} was rolled back (its app writes to its old stores again)"
+
+
+def run_moves(
+    settings: RunSettings,
+    *,
+    say: Callable[[str], None],
+    confirm: Callable[[str], bool],
+    start: str | None = None,
+    until: str | None = None,
+) -> RunReport | MovesReport:
+    """``ferry run``: the stack's one move, or each of its moves in turn (only ``settings.move``, if given).
+
+    :raises FerryError: the move that failed, what was done about it, and which moves are done.
+    """
+    config = _stack(settings)
+    if not config.moves:
+        if settings.move is not None:
+            config.for_move(settings.move)  # raises: the stack lists no moves
+        return run(settings, say=say, confirm=confirm, start=start, until=until)
+    names = [settings.move] if settings.move else config.move_names()
+    if (start or until) and len(names) > 1:
+        raise UsageError("--from and --until choose phases of one move: name it with --move")
+    report = MovesReport(settings.stack)
+    with RunLock(settings.state_dir / "lock", settings.stack):  # no other run of the stack's moves meanwhile
+        for name in names:
+            move = for_move(settings, config, name)
+            move.state_dir.mkdir(parents=True, exist_ok=True)
+            _start_again(move, say)
+            say(f"[move {name}] {names.index(name) + 1} of {len(names)}")
+            try:
+                report.moves.append((name, run(move, say=say, confirm=confirm, start=start, until=until)))
+            except FerryError as exc:
+                done = [n for n, r in report.moves]
+                did = _roll_back_failed(move, say)
+                exc.message = (
+                    f"move {name}: {exc.message}"
+                    + (f"; {did}" if did else "")
+                    + (f"; moves done: {', '.join(done)}" if done else "")
+                    + f"; `ferry run --stack {settings.stack}` goes on with move {name}"
+                )
+                raise
+    return report
+
+
+def rollback_move(settings: RunSettings, *, say: Callable[[str], None], discard: bool = False) -> RunReport:
+    """``ferry rollback``: the stack's one move, or ``--move``'s (a stack of several needs it)."""
+    config = _stack(settings)
+    if config.moves:
+        if settings.move is None:
+            raise UsageError(f"stack {settings.stack} lists moves: name the one to roll back with --move")
+        settings = for_move(settings, config, settings.move)
+    elif settings.move is not None:
+        config.for_move(settings.move)  # raises: the stack lists no moves
+    return rollback(settings, say=say, discard_writes_since_switch=discard)
+
+
+def finish_moves(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport | MovesReport:
+    """``ferry finish``: the stack's one move, ``--move``'s, or every switched move of the stack's."""
+    config = _stack(settings)
+    if not config.moves:
+        if settings.move is not None:
+            config.for_move(settings.move)
+        return finish(settings, say=say)
+    report = MovesReport(settings.stack)
+    for name in [settings.move] if settings.move else config.move_names():
+        move = for_move(settings, config, name)
+        state = RunState.load(move.state_file, move.stack)
+        if settings.move is None and (not state.done("switch") or state.rolled_back or state.finished):
+            continue  # only what is switched and still followed back is finished by a plain `ferry finish`
+        report.moves.append((name, finish(move, say=say)))
+    return report
