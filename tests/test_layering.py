@@ -178,7 +178,7 @@ def test_a_store_reads_how_it_moves_in_its_strategy_method_only() -> None:
 # one above. The ground is every top-level module but the facade's (a new one starts there, the
 # strictest place); copy/ and capture/ are the folders; the facade combines both for the outside.
 PG = "migration.postgres"
-PG_LAYERS = ("ground", "copy", "capture", "facade")
+PG_LAYERS = ("ground", "copy", "dump", "capture", "facade")
 PG_FACADE = (PG, f"{PG}.preflight", f"{PG}.freeze")
 
 
@@ -190,7 +190,7 @@ def _pg_module(path: Path) -> str:
 def _pg_layer(module: str) -> str:
     if module in PG_FACADE:
         return "facade"
-    for layer in ("copy", "capture"):
+    for layer in ("copy", "dump", "capture"):
         if module == f"{PG}.{layer}" or module.startswith(f"{PG}.{layer}."):
             return layer
     return "ground"

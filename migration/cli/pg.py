@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
 import click
+from click.core import ParameterSource
 
 from migration.cli.common import (
     finish_preflight,
@@ -36,6 +38,7 @@ from migration.postgres import (
     validate_constraints,
     verify_databases,
 )
+from migration.postgres import dump as pg_dump_archive
 from migration.worker import stop_on_signals
 
 _source = click.option(
@@ -45,6 +48,25 @@ _source = click.option(
     required=True,
     metavar="URL",
     help="Source database URL (or FERRY_SOURCE_URL).",
+)
+# copy and verify take --from-dump instead (an archive as the source).
+_source_or_dump = click.option(
+    "--source",
+    "source_url",
+    envvar="FERRY_SOURCE_URL",
+    metavar="URL",
+    help="Source database URL (or FERRY_SOURCE_URL); or --from-dump.",
+)
+_from_dump = click.option(
+    "--from-dump",
+    "dump",
+    metavar="FILE|URL",
+    help="A pg_dump -Fc archive (a PG Backups download, or its https:// URL) as the source, instead of --source.",
+)
+_download_dir = click.option(
+    "--download-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With a --from-dump URL: where it is downloaded (resumably) [default: .ferry/dumps].",
 )
 _target = click.option(
     "--target",
@@ -62,7 +84,9 @@ def pg() -> None:
 
 
 @pg.command()
-@_source
+@_source_or_dump
+@_from_dump
+@_download_dir
 @_target
 @click.option("--jobs", "-j", default=4, show_default=True, type=click.IntRange(1, 64), help="Parallel COPY streams.")
 @click.option("--index-jobs", type=click.IntRange(1, 64), help="Parallel index builds [default: --jobs].")
@@ -87,10 +111,13 @@ def pg() -> None:
 )
 @click.option("--follow-seconds", type=click.FloatRange(0), help="With --follow: stop following after this long.")
 @click.option("--status-file", type=click.Path(path_type=Path), help="With --follow: the lag, as JSON, every second.")
+@click.option("--verify", "verify_after", is_flag=True, help="With --from-dump: verify against the archive after.")
 @json_option
 @handle_errors
 def copy(
-    source_url: str,
+    source_url: str | None,
+    dump: str | None,
+    download_dir: Path | None,
     target_url: str,
     jobs: int,
     index_jobs: int | None,
@@ -107,11 +134,29 @@ def copy(
     follow: bool,
     follow_seconds: float | None,
     status_file: Path | None,
+    verify_after: bool,
     as_json: bool,
 ) -> None:
-    """Copy a database: consistent snapshot, parallel streaming COPY, indexes as tables finish."""
+    """Copy a database: consistent snapshot, parallel streaming COPY, indexes as tables finish.
+
+    With --from-dump, restore a pg_dump -Fc archive the same way (resumable, verified against it)."""
     if clean and resume:
         raise click.UsageError("--clean and --resume cannot be used together")
+    source_url = _source_url(source_url)
+    if dump is not None:
+        given = [name for name, value in (("-n", schema), ("-N", exclude_schema), ("-t", table),
+                 ("-T", exclude_table), ("--follow", follow or follow_seconds is not None),
+                 ("--status-file", status_file), ("--split-tables-larger-than", split != "auto")) if value]  # fmt: skip
+        if given:
+            raise click.UsageError(f"--from-dump restores the whole archive as it is: leave out {', '.join(given)}")
+        dump_options = pg_dump_archive.DumpCopyOptions(
+            dump, target_url, jobs=jobs, index_jobs=index_jobs, owner=owner, clean=clean, resume=resume,
+            create_database=create_database, maintenance_work_mem=maintenance_work_mem, download_dir=download_dir,
+        )  # fmt: skip
+        _copy_from_dump(dump_options, verify_after, as_json)
+        return
+    if verify_after:
+        raise click.UsageError("--verify goes with --from-dump (ferry pg verify checks a copy from --source)")
     options = CopyOptions(
         source_url=source_url,
         target_url=target_url,
@@ -149,8 +194,42 @@ def copy(
         )
 
 
+def _source_url(source_url: str | None) -> str:
+    """--source is needed without --from-dump, and refused beside it (FERRY_SOURCE_URL is not)."""
+    context = click.get_current_context()
+    dump = context.params.get("dump")
+    if dump is not None:
+        if source_url is not None and context.get_parameter_source("source_url") == ParameterSource.COMMANDLINE:
+            raise click.UsageError("--source and --from-dump name two sources: give one")
+        return ""
+    if not source_url:
+        raise click.UsageError("Missing option '--source' (or FERRY_SOURCE_URL, or --from-dump)")
+    return source_url
+
+
+def _copy_from_dump(options: pg_dump_archive.DumpCopyOptions, verify_after: bool, as_json: bool) -> None:
+    with progress_display() as progress:
+        result = pg_dump_archive.copy_from_dump(options, progress)
+    report = None
+    if verify_after:
+        report = pg_dump_archive.verify_dump(str(result.archive.path), options.target_url, jobs=options.jobs)
+    if as_json:
+        print_json({**result.to_json(), **({"verify": report.to_json()} if report is not None else {})})
+        if report is not None and not report.identical:
+            sys.exit(1)
+        return
+    click.echo(
+        f"restored {len(result.to_json()['tables'])} tables, {result.rows} rows, {result.large_objects} large "
+        f"objects from {result.archive.display} in {result.seconds:.1f} s"
+    )
+    if report is not None:
+        finish_verify(report, False)
+
+
 @pg.command()
-@_source
+@_source_or_dump
+@_from_dump
+@_download_dir
 @_target
 @click.option(
     "--mode",
@@ -164,8 +243,21 @@ def copy(
 )
 @json_option
 @handle_errors
-def verify(source_url: str, target_url: str, mode: Literal["quick", "full"], jobs: int, as_json: bool) -> None:
-    """Compare source and target: exit 0 when identical, 1 when they differ."""
+def verify(
+    source_url: str | None, dump: str | None, download_dir: Path | None, target_url: str,
+    mode: Literal["quick", "full"], jobs: int, as_json: bool,
+) -> None:  # fmt: skip
+    """Compare source and target: exit 0 when identical, 1 when they differ.
+
+    With --from-dump: the target against the archive (its objects, sequences, large objects, row counts)."""
+    source_url = _source_url(source_url)
+    if dump is not None:
+        if click.get_current_context().get_parameter_source("mode") == ParameterSource.COMMANDLINE:
+            raise click.UsageError("--mode compares two databases; --from-dump checks the target against the archive")
+        with progress_display() as progress:
+            report = pg_dump_archive.verify_dump(dump, target_url, jobs=jobs, progress=progress,
+                                                 download_dir=download_dir)  # fmt: skip
+        finish_verify(report, as_json)
     finish_verify(verify_databases(source_url, target_url, mode=mode, jobs=jobs), as_json)
 
 

@@ -147,7 +147,11 @@ def test_follow_with_table_filters_is_refused_before_anything_is_installed(
     [
         (["run", "--stack", "x", "--tasks", "0"], "Invalid value for '--tasks'"),
         (["run", "--stack", "x", "--runner", "kubernetes"], "Invalid value for '--runner'"),
-        (["pg", "copy"], "Missing option '--source'"),
+        (["pg", "copy"], "Missing option '--target'"),
+        (
+            ["pg", "copy", "--target", "postgres://u@h/db"],
+            "Missing option '--source' (or FERRY_SOURCE_URL, or --from-dump)",
+        ),
         (["nope"], "No such command 'nope'"),
         (["pg", "copy", "--source", "postgres://u:hunter2-pw@h/db", "--bogus"], "No such option '--bogus'"),
     ],

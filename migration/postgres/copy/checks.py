@@ -43,18 +43,21 @@ def ensure_database(target: PgEndpoint, create: bool) -> None:
             admin.execute(f"CREATE DATABASE {psycopg.sql.Identifier(target.dbname).as_string()}")
 
 
-def check_target(control: Conn, source: PgEndpoint, *, resume: bool, clean: bool) -> CopyState | None:
+def check_target(control: Conn, source: PgEndpoint | str, *, resume: bool, clean: bool) -> CopyState | None:
     """What the target holds: the state to resume, or nothing (it is emptied later, with ``--clean``).
 
     Nothing is dropped here: ``--clean`` empties the target in the transaction that
     restores the schema, once the source's schema has been dumped without error.
+
+    :param source: the source, or how another kind of source names itself (an archive).
     """
+    shown = source if isinstance(source, str) else source.display
     state = load_state(control)
     if resume:
         if state is None:
             raise ResumeError("no unfinished copy to resume in this database", side="target")
-        if state.source != source.display:
-            raise ResumeError(f"the unfinished copy here came from {state.source}, not {source.display}", side="target")
+        if state.source != shown:
+            raise ResumeError(f"the unfinished copy here came from {state.source}, not {shown}", side="target")
         return state
     if state is not None and not clean:
         raise TargetNotEmptyError(
