@@ -9,6 +9,7 @@ earlier attempt of ferry's put there) and goes on with the rest.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -68,8 +69,8 @@ def for_move(settings: RunSettings, config: StackConfig, name: str) -> RunSettin
         move=name,
         last_move=names[-1] == name,
         state_dir=settings.state_dir / "moves" / name,
-        target_url=_with_database(settings.target_url, database, "--target-url"),
-        target_app_url=_with_database(settings.target_app_url, database, "--target-app-url"),
+        target_url=_with_database(settings.target_url, database, "the target URL"),
+        target_app_url=_with_database(settings.target_app_url, database, "the target app URL"),
     )
 
 
@@ -94,7 +95,8 @@ def _start_again(settings: RunSettings, say: Callable[[str], None]) -> None:
     finally:
         ctx.close()
     kept = settings.state_dir / f"rolled-back-{int(time.time())}.json"
-    settings.state_file.replace(kept)
+    # Kept aside first, then replaced in one step: killed between the two, the next run starts again from here.
+    shutil.copyfile(settings.state_file, kept)
     fresh.save(settings.state_file)
     say(f"[move {settings.move}] rolled back earlier: starts again (its last state kept in {kept.name})")
 
