@@ -202,7 +202,7 @@ def verify(source: Cluster, target: Cluster, mode: str) -> None:
     if proc.returncode != 0:
         raise RuntimeError(f"verify failed ({proc.returncode}): {proc.stdout[-3000:]} {proc.stderr[-1000:]}")
     report = json.loads(proc.stdout)
-    assert report["identical"] and report["rows_checked"] > 0
+    assert report["identical"] and report["checked"]["rows"] > 0
 
 
 def main() -> None:

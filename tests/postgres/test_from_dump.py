@@ -293,3 +293,22 @@ def test_a_url_is_downloaded_resumably_then_restored(
     # verifying from the URL again uses the file: the server is asked one byte, to tell it is unchanged
     assert_verified(dumped, target_db, url.replace("s3cr3t", "an0ther"), downloads)
     assert archive_server.ranges[-1] == "bytes=0-0"
+
+
+def test_the_rehearsals_shop_restored_from_its_archive_verifies_identical(
+    source_cluster: Cluster, target_db: Database, tmp_path: Path
+) -> None:
+    """The Done-when's own case: the rehearsal's shop, dumped with ``pg_dump -Fc``, restored and compared."""
+    from migration.rehearse.dataset import fill_postgres
+
+    shop = _new_database(source_cluster, "shop_dumped")
+    assert fill_postgres(shop.url, 400) > 0
+    tools = find_client_tools()
+    archive = tmp_path / "shop.dump"
+    endpoint = parse_url(shop.url, "source")
+    tools.run([tools.pg_dump, "--format=custom", "--file", archive, endpoint.dbname], endpoint, "pg_dump")
+    run = restore(str(archive), target_db, "--json", "--verify")
+    assert run.code == 0, run.output
+    live = verify_databases(shop.url, target_db.url, mode="full")  # the comparator that never saw the archive
+    assert live.identical and live.rows_checked > 5000, live.differences[:5]
+    assert run.json["verify"]["identical"] and run.json["verify"]["checked"]["rows"] == live.rows_checked
