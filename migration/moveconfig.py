@@ -146,6 +146,10 @@ def check_moves(config: StackConfig) -> None:
             raise ValueError(f"moves: two moves go into database {move.database}")
         if move.database is None and config.migration.freeze == "fence":
             raise ValueError(f"moves.{move.name}: moves no database, and the fence is a database's (freeze)")
+    addons = [addon for move in config.moves for addon in (move.database_addon, move.redis_addon) if addon]
+    if len(set(addons)) < len(addons):
+        twice = next(addon for addon in addons if addons.count(addon) > 1)
+        raise ValueError(f"moves: add-on {twice} is moved twice (each add-on is one move's source)")
     redis_moves = [move.name for move in config.moves if move.redis_addon]
     if redis_moves and config.cache is None:
         raise ValueError(f"moves.{redis_moves[0]} moves Redis, and the stack declares no cache")

@@ -67,6 +67,8 @@ def test_a_moves_cutover_step_is_its_own(tmp_path: Path) -> None:
         ({"ferry:moves": [MOVES[0], {**MOVES[2], "databaseConfigVar": "DATABASE_URL"}]},
          "shop and analytics both use DATABASE_URL of app shop-qa"),
         ({"ferry:moves": [{**MOVES[0], "databaseAddon": None}]}, "database and databaseAddon go together"),
+        ({"ferry:moves": [MOVES[0], {**MOVES[1], "databaseAddon": "postgresql-a"}]},
+         "add-on postgresql-a is moved twice"),
         ({"ferry:moves": [{"name": "empty"}]}, "move empty moves nothing"),
         ({"ferry:moves": [{**MOVES[0], "name": "Shop"}]}, "must be lower case"),
         ({"ferry:moves": [{**MOVES[0], "databaseConfigVar": "DATABASE"}]}, "ending in _URL"),

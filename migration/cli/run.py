@@ -88,6 +88,8 @@ def _runner_option(help_text: str) -> Callable[[F], F]:
 def _settings(stack: str, root: Path, state_dir: Path | None, **given: Any) -> RunSettings:
     if not _STACK_NAME.match(stack) or ".." in stack:
         raise UsageError(f"--stack {stack!r} is not a stack name (letters, digits, '-', '_', '.'; no path)")
+    if given.get("move") == "":
+        raise UsageError("--move needs a move's name (ferry:moves); leave it out to run every move")
     root = root.resolve()
     return RunSettings(
         stack=stack,

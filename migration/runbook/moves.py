@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from migration.errors import FerryError, RunbookError, UsageError
 from migration.runbook.context import RunSettings
@@ -45,7 +45,12 @@ def _with_database(url: str | None, database: str | None, option: str) -> str | 
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         raise UsageError(f"{option} must be a postgres:// URL when the stack lists moves", side="target")
-    return urlunsplit(parts._replace(path=f"/{database}"))
+    # libpq takes a dbname= parameter over the path: it names the move's database too, or every move would
+    # go into the one the URL names.
+    query = urlencode([(key, database if key == "dbname" else value)
+                       for key, value in parse_qsl(parts.query, keep_blank_values=True)])  # fmt: skip
+    # Built by hand: urlunsplit drops the "//" of a URL without a host (postgresql:///db?host=/socket).
+    return f"{parts.scheme}://{parts.netloc}/{database}" + (f"?{query}" if query else "")
 
 
 def for_move(settings: RunSettings, config: StackConfig, name: str) -> RunSettings:
@@ -79,8 +84,13 @@ def _stack(settings: RunSettings) -> StackConfig:
 
 
 def _start_again(settings: RunSettings, say: Callable[[str], None]) -> None:
-    """A move rolled back before its switch begins anew: its state kept aside, every store copied again."""
+    """A move rolled back before its switch begins anew: its state kept aside, every store copied again. One
+    whose rollback was interrupted (a kill) has it finished first: it was the run's own, after a failure."""
     state = RunState.load(settings.state_file, settings.stack)
+    if "rollback" in state.phases and not state.rolled_back and not state.done("switch"):
+        say(f"[move {settings.move}] its rollback was interrupted: finished first")
+        rollback(settings, say=say)
+        state = RunState.load(settings.state_file, settings.stack)
     if not state.rolled_back:
         return
     if state.done("switch"):
@@ -104,7 +114,8 @@ def _start_again(settings: RunSettings, say: Callable[[str], None]) -> None:
 def _roll_back_failed(settings: RunSettings, say: Callable[[str], None]) -> str:
     """The failed move's app put back on its old stores if it was frozen and not switched (``""``: it was not)."""
     state = RunState.load(settings.state_file, settings.stack)
-    if state.rolled_back or "freeze" not in state.phases or state.phases.get("switch"):
+    # A switch that failed may have detached already: the rollback attaches it back (rollback_cutover).
+    if state.rolled_back or "freeze" not in state.phases or state.done("switch"):
         return ""
     try:
         rollback(settings, say=say)
@@ -132,8 +143,8 @@ def run_moves(
         if settings.move is not None:
             config.for_move(settings.move)  # raises: the stack lists no moves
         return run(settings, say=say, confirm=confirm, start=start, until=until)
-    names = [settings.move] if settings.move else config.move_names()
-    if (start or until) and len(names) > 1:
+    names = [settings.move] if settings.move is not None else config.move_names()
+    if (start or until) and len(names) > 1 and not start == until == "record":  # a record of each changes nothing
         raise UsageError("--from and --until choose phases of one move: name it with --move")
     report = MovesReport(settings.stack)
     with RunLock(settings.state_dir / "lock", settings.stack):  # no other run of the stack's moves meanwhile
@@ -147,8 +158,10 @@ def run_moves(
             except FerryError as exc:
                 done = [n for n, r in report.moves]
                 did = _roll_back_failed(move, say)
+                # Rolled back: the phase's hint (resume it, or roll it back) no longer applies.
+                message = exc.message.rsplit(" (`", 1)[0] if did else exc.message
                 exc.message = (
-                    f"move {name}: {exc.message}"
+                    f"move {name}: {message}"
                     + (f"; {did}" if did else "")
                     + (f"; moves done: {', '.join(done)}" if done else "")
                     + f"; `ferry run --stack {settings.stack}` goes on with move {name}"
@@ -177,10 +190,12 @@ def finish_moves(settings: RunSettings, *, say: Callable[[str], None]) -> RunRep
             config.for_move(settings.move)
         return finish(settings, say=say)
     report = MovesReport(settings.stack)
-    for name in [settings.move] if settings.move else config.move_names():
+    for name in [settings.move] if settings.move is not None else config.move_names():
         move = for_move(settings, config, name)
         state = RunState.load(move.state_file, move.stack)
         if settings.move is None and (not state.done("switch") or state.rolled_back or state.finished):
             continue  # only what is switched and still followed back is finished by a plain `ferry finish`
         report.moves.append((name, finish(move, say=say)))
+    if not report.moves:
+        say(f"nothing to finish: no move of stack {settings.stack} is switched and followed back")
     return report

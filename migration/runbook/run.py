@@ -183,6 +183,12 @@ def run(
             raise RunbookError(
                 f"stack {settings.stack} was rolled back; remove {settings.state_file} to start a new run"
             )
+        if "rollback" in ctx.state.phases:
+            raise RunbookError(
+                f"a rollback of stack {settings.stack} was interrupted: "
+                f"`ferry rollback --stack {settings.stack}{f' --move {settings.move}' if settings.move else ''}` "
+                "finishes it"
+            )
         selected = _selected(ctx.state, start, until)
         if runner is not None:
             _run_with_runner(ctx, runner, selected, start)
@@ -423,7 +429,7 @@ def finish(settings: RunSettings, *, say: Callable[[str], None]) -> RunReport:
             )
         if not state.done("switch"):
             raise RunbookError(
-                f"stack {settings.stack}'s app is not on the new stores: `ferry run --stack {settings.stack}` "
+                f"stack {settings.stack}'s app is not on the new stores: `{settings.resume_command}` "
                 "first (finish ends the way back)"
             )
         guard_task(ctx, stop=True)  # a task of the run would write the state beside the finish

@@ -50,6 +50,7 @@ def test_a_run_killed_in_the_second_moves_switch_is_finished_by_the_next(tmp_pat
     [
         (["run", "--move", "nope"], "has no move 'nope' (its moves: none"),
         (["rollback", "--move", "shop"], "has no move 'shop'"),
+        (["run", "--move", ""], "--move needs a move's name"),
     ],
 )
 def test_a_move_a_stack_does_not_list_is_refused_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
