@@ -28,6 +28,7 @@ __all__ = [
     "check_moves",
     "cutover_key",
     "for_move",
+    "groups_of",
     "heroku_of",
     "move_names",
 ]
@@ -105,6 +106,8 @@ class MoveConfig(_Model):
     redis_rollback_alias: str | None = None
     #: This move switches the app's buckets too (at most one move does).
     s3: bool = False
+    #: Moves of one app that must switch together: one freeze for all of them (listed next to each other).
+    together: str | None = None
     #: The move's step of the cutover (``ferry:cutover`` of a stack without moves); set by ``ferry run``.
     cutover: CutoverState = "pending"
 
@@ -150,6 +153,7 @@ def check_moves(config: StackConfig) -> None:
     if len(set(addons)) < len(addons):
         twice = next(addon for addon in addons if addons.count(addon) > 1)
         raise ValueError(f"moves: add-on {twice} is moved twice (each add-on is one move's source)")
+    _check_groups(config)
     redis_moves = [move.name for move in config.moves if move.redis_addon]
     if redis_moves and config.cache is None:
         raise ValueError(f"moves.{redis_moves[0]} moves Redis, and the stack declares no cache")
@@ -172,6 +176,40 @@ def check_moves(config: StackConfig) -> None:
             if (app, var) in seen:
                 raise ValueError(f"moves: {seen[(app, var)]} and {move.name} both use {var} of app {app}")
             seen[(app, var)] = move.name
+
+
+def _check_groups(config: StackConfig) -> None:
+    """Moves switched together: next to each other, of one app, behind a freeze that leaves the app running."""
+    groups: dict[str, list[MoveConfig]] = {}
+    previous = None
+    for move in config.moves:
+        if move.together is not None:
+            if move.together in groups and previous != move.together:
+                raise ValueError(f"moves: the moves together as {move.together} must be listed next to each other")
+            groups.setdefault(move.together, []).append(move)
+        previous = move.together
+    for name, members in groups.items():
+        apps = {move.app or config.heroku.app for move in members}
+        if len(apps) > 1:
+            raise ValueError(f"moves: together {name} holds moves of {' and '.join(sorted(apps))}: one app's only")
+        if config.migration.freeze == "maintenance":
+            # Each move's freeze would keep the formation the one before had already scaled down.
+            raise ValueError(f"moves: together {name} shares one freeze: it needs migration.freeze fence or read-only")
+
+
+def groups_of(config: StackConfig) -> list[list[str]]:
+    """The moves in the order they run, those switched together in one list."""
+    runs: list[list[str]] = []
+    for move in config.moves:
+        if move.together is not None and runs and runs[-1][0] in _together(config, move.together):
+            runs[-1].append(move.name)
+        else:
+            runs.append([move.name])
+    return runs
+
+
+def _together(config: StackConfig, group: str) -> set[str]:
+    return {move.name for move in config.moves if move.together == group}
 
 
 def heroku_of(config: StackConfig, move: MoveConfig) -> HerokuConfig:

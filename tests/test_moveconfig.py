@@ -67,6 +67,12 @@ def test_a_moves_cutover_step_is_its_own(tmp_path: Path) -> None:
         ({"ferry:moves": [MOVES[0], {**MOVES[2], "databaseConfigVar": "DATABASE_URL"}]},
          "shop and analytics both use DATABASE_URL of app shop-qa"),
         ({"ferry:moves": [{**MOVES[0], "databaseAddon": None}]}, "database and databaseAddon go together"),
+        ({"ferry:moves": [{**MOVES[0], "together": "x"}, {**MOVES[1], "together": "x"}]},
+         "together x holds moves of blog-qa and shop-qa"),
+        ({"ferry:moves": [{**MOVES[0], "together": "x"}, MOVES[1], {**MOVES[2], "together": "x"}]},
+         "must be listed next to each other"),
+        ({"ferry:moves": [{**MOVES[0], "together": "x"}, {**MOVES[2], "together": "x"}],
+          "ferry:migration": {"capture": True, "freeze": "maintenance"}}, "needs migration.freeze fence or read-only"),
         ({"ferry:moves": [MOVES[0], {**MOVES[1], "databaseAddon": "postgresql-a"}]},
          "add-on postgresql-a is moved twice"),
         ({"ferry:moves": [{"name": "empty"}]}, "move empty moves nothing"),
@@ -102,3 +108,11 @@ def test_a_stack_without_moves_still_needs_its_database_addon(tmp_path: Path) ->
 def test_move_is_no_setting_a_stack_file_may_give(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ferry:move is not a known setting"):
         _load(tmp_path, **{"ferry:move": "shop"})
+
+
+def test_moves_together_run_as_one_group_in_their_place(tmp_path: Path) -> None:
+    from migration.moveconfig import groups_of
+
+    moves = [{**MOVES[0], "together": "shop"}, {**MOVES[2], "together": "shop"}, MOVES[1]]
+    assert groups_of(_load(tmp_path, **{"ferry:moves": moves})) == [["shop", "analytics"], ["blog"]]
+    assert groups_of(_load(tmp_path)) == [["shop"], ["blog"], ["analytics"]]

@@ -71,6 +71,10 @@ from migration.cli.common import handle_errors, json_option, print_json
     "(ferry:moves); PostgreSQL only.",
 )  # fmt: skip
 @click.option(
+    "--together", is_flag=True,
+    help="With --databases: each app's moves switched together, in one freeze (together: in ferry:moves).",
+)  # fmt: skip
+@click.option(
     "--fail-move", metavar="NAME",
     help="With --databases: inject a failure into this move's verify; a second run finishes the rest.",
 )  # fmt: skip
@@ -89,6 +93,7 @@ def rehearse(
     runner: str | None,
     tasks: int,
     databases: int,
+    together: bool,
     fail_move: str | None,
     as_json: bool,
 ) -> None:
@@ -103,8 +108,8 @@ def rehearse(
         )
     if tasks > 1 and runner is None:
         raise click.UsageError("--tasks shares the copy between tasks: it needs --runner local")
-    if databases > 1 or fail_move:
-        _rehearse_moves(report_dir, databases, customers, jobs, boot_seconds, fail_move, keep, as_json,
+    if databases > 1 or fail_move or together:
+        _rehearse_moves(report_dir, databases, customers, jobs, boot_seconds, fail_move, together, keep, as_json,
                         others=roll_back or runner is not None or not capture or freeze != "fence")  # fmt: skip
         return
     if roll_back and not capture:
@@ -147,24 +152,26 @@ def rehearse(
 
 def _rehearse_moves(
     report_dir: Path, databases: int, customers: int, jobs: int, boot_seconds: float, fail_move: str | None,
-    keep: bool, as_json: bool, *, others: bool,
+    together: bool, keep: bool, as_json: bool, *, others: bool,
 ) -> None:  # fmt: skip
     from migration.rehearse.consolidate import rehearse_moves
 
     if databases < 2:
-        raise click.UsageError("--fail-move needs --databases 2 or more (a move to fail and one to switch)")
+        raise click.UsageError("--fail-move and --together need --databases 2 or more")
     if others:
         raise click.UsageError("--databases rehearses capture with the fence, forward only: leave out --rollback, "
                                "--runner, --no-capture and --freeze maintenance")  # fmt: skip
     result = rehearse_moves(report_dir, databases, customers=customers, jobs=jobs, boot_seconds=boot_seconds,
-                            fail_move=fail_move, keep=keep, say=lambda line: click.echo(line, err=True))  # fmt: skip
+                            fail_move=fail_move, keep=keep, together=together,
+                            say=lambda line: click.echo(line, err=True))  # fmt: skip
     if as_json:
         print_json(result.to_json())
     else:
         for move in result.moves:
             click.echo(
                 f"move {move['name']} ({move['app']} {move['config_var']} -> {move['database']}): lost writes "
-                f"{move['lost_writes']} of {move['acknowledged_writes']}; "
+                f"{move['lost_writes']} of {move['acknowledged_writes']}; writes stopped "
+                f"{move['write_unavailable_seconds']:.2f} s at most; "
                 f"{'verified' if move['verified'] else 'NOT verified'}"
             )
     sys.exit(0 if result.verified and result.lost_writes == 0 else 1)

@@ -30,7 +30,7 @@ from migration.platform.local import LocalPlatform, write_env_file
 from migration.rehearse.app import MORE_DATABASES_ENV
 from migration.rehearse.dataset import fill_postgres
 from migration.rehearse.pgcluster import Cluster, free_port, running_cluster
-from migration.rehearse.report import read_app_log
+from migration.rehearse.report import longest, read_app_log
 from migration.rehearse.rollback import freeze_window
 from migration.runbook import RunSettings
 from migration.runbook.moves import finish_moves, run_moves
@@ -79,12 +79,14 @@ class MovesRehearsal:
         }
 
 
-def _stack_file(root: Path, count: int) -> None:
+def _stack_file(root: Path, count: int, together: bool = False) -> None:
     moves = [
         {"name": name, "app": app, "database": name, "databaseAddon": f"postgresql-local-{i + 1}",
-         "databaseConfigVar": var}
+         "databaseConfigVar": var, **({"together": app} if together else {})}
         for i, (name, app, var) in enumerate(MOVES[:count])
     ]  # fmt: skip
+    if together:  # each app's moves next to each other, switched in one freeze
+        moves.sort(key=lambda move: [app for _, app, _ in MOVES].index(str(move["app"])))
     config = {
         "aws:region": "us-east-1",
         "ferry:app": "shop",
@@ -145,7 +147,9 @@ def _lost(url: str, ids: set[int]) -> int:
 def _move_result(
     name: str, app: str, var: str, target: Cluster, logs: dict[str, Path], run_dir: Path
 ) -> dict[str, Any]:
-    acks = read_app_log(logs[app]).acknowledged.get("postgres" if var == "DATABASE_URL" else f"pg:{var}", {})
+    store = "postgres" if var == "DATABASE_URL" else f"pg:{var}"
+    log = read_app_log(logs[app])
+    acks = log.acknowledged.get(store, {})
     state = RunState.load(run_dir / "moves" / name / "state.json", STACK)
     reports = [report for store, report in state.verify.items() if not store.startswith("back:")]
     window = freeze_window(state)
@@ -158,17 +162,20 @@ def _move_result(
         "acknowledged_writes": len(acks),
         "lost_writes": _lost(target.url(name), set(acks)),
         "write_freeze_seconds": window.get("seconds") if window else None,
+        # What the app saw, by its own log: the longest time its writes through this variable failed.
+        "write_unavailable_seconds": round(longest(log.write_windows.get(store, [])), 3),
         "switched": state.done("switch"),
     }
 
 
 def rehearse_moves(
     report_dir: Path, count: int, *, customers: int, jobs: int, boot_seconds: float, fail_move: str | None,
-    keep: bool, say: Callable[[str], None], crash_at: str | None = None,
+    keep: bool, say: Callable[[str], None], crash_at: str | None = None, together: bool = False,
 ) -> MovesRehearsal:  # fmt: skip
     """Consolidate *count* databases of two apps into one target server, move by move, while the apps write.
 
     :param fail_move: inject a failure into this move's verify (its first attempt only).
+    :param together: each app's moves switched together, in one freeze (``together:``).
     :param crash_at: first run ``ferry run`` as a process killed (``kill -9``) at this crash point
         (``FERRY_CRASH_AT``), then go on.
     :raises FerryError: a server could not start, or a move failed (but the injected failure).
@@ -202,7 +209,7 @@ def rehearse_moves(
             (platform / app).mkdir(parents=True)
             write_env_file(platform / app / "config.env", values)
             (platform / app / "formation.json").write_text('{"web": 1, "worker": 1}')
-        _stack_file(work, count)
+        _stack_file(work, count, together)
         say(f"starting the apps ({', '.join(config)}): each writes through every database variable it has")
         apps = ExitStack()
         stack.enter_context(apps)
@@ -256,19 +263,17 @@ def _killed_run(settings: RunSettings, crash_at: str, say: Callable[[str], None]
 def _after_failure(
     name: str, message: str, run_dir: Path, config: dict[str, dict[str, str]], platform: Path
 ) -> dict[str, Any]:
-    """What the failed run left: the failed move rolled back (its app on its old database), those before it
-    switched."""
+    """What the failed run left: the failed move rolled back (its app on its old database); which moves were
+    switched then, and which rolled back (with ``together``, the failed move's partners too)."""
     app, var = next((a, v) for n, a, v in MOVES if n == name)
-    state = RunState.load(run_dir / "moves" / name / "state.json", STACK)
+    states = {n: RunState.load(run_dir / "moves" / n / "state.json", STACK) for n, _, _ in MOVES}
     on_old = LocalPlatform(platform / app).config_vars().get(var) == config[app][var]
-    before = [n for n, _, _ in MOVES[: [n for n, _, _ in MOVES].index(name)]]
-    switched = [n for n in before if RunState.load(run_dir / "moves" / n / "state.json", STACK).done("switch")]
     return {
         "move": name,
         "message": message,
-        "rolled_back": state.rolled_back and on_old,
-        "switched_before": switched,
-        "all_before_switched": switched == before,
+        "rolled_back": states[name].rolled_back and on_old,
+        "switched_before": [n for n, state in states.items() if state.done("switch")],
+        "rolled_back_moves": [n for n, state in states.items() if state.rolled_back],
     }
 
 

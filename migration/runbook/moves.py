@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from migration.errors import FerryError, RunbookError, UsageError
+from migration.moveconfig import groups_of
 from migration.runbook.context import RunSettings
 from migration.runbook.lock import RunLock
 from migration.runbook.run import RunReport, finish, open_context, rollback, run
@@ -143,31 +144,59 @@ def run_moves(
         if settings.move is not None:
             config.for_move(settings.move)  # raises: the stack lists no moves
         return run(settings, say=say, confirm=confirm, start=start, until=until)
-    names = [settings.move] if settings.move is not None else config.move_names()
+    groups = groups_of(config)
+    if settings.move is not None:
+        config.for_move(settings.move)  # raises: no such move
+        groups = [group for group in groups if settings.move in group]  # a move switched with others: its group
+    names = [name for group in groups for name in group]
     if (start or until) and len(names) > 1 and not start == until == "record":  # a record of each changes nothing
         raise UsageError("--from and --until choose phases of one move: name it with --move")
+    if settings.runner and any(len(group) > 1 for group in groups):
+        # A task holds its live copies from the copy to the unfreeze: one freeze of several would need them all.
+        raise UsageError("moves switched together (together:) run without --runner for now")
     report = MovesReport(settings.stack)
     with RunLock(settings.state_dir / "lock", settings.stack):  # no other run of the stack's moves meanwhile
-        for name in names:
-            move = for_move(settings, config, name)
-            move.state_dir.mkdir(parents=True, exist_ok=True)
-            _start_again(move, say)
-            say(f"[move {name}] {names.index(name) + 1} of {len(names)}")
+        for group in groups:
+            moves = [for_move(settings, config, name) for name in group]
+            for move in moves:
+                move.state_dir.mkdir(parents=True, exist_ok=True)
+                _start_again(move, say)
+            say(f"[move {' + '.join(group)}] {names.index(group[0]) + 1} of {len(names)}")
             try:
-                report.moves.append((name, run(move, say=say, confirm=confirm, start=start, until=until)))
+                if len(moves) == 1:
+                    report.moves.append((group[0], run(moves[0], say=say, confirm=confirm, start=start, until=until)))
+                else:
+                    report.moves += zip(group, _run_together(moves, say, confirm), strict=True)
             except FerryError as exc:
                 done = [n for n, r in report.moves]
-                did = _roll_back_failed(move, say)
+                did = "; ".join(d for move in moves if (d := _roll_back_failed(move, say)))
                 # Rolled back: the phase's hint (resume it, or roll it back) no longer applies.
                 message = exc.message.rsplit(" (`", 1)[0] if did else exc.message
                 exc.message = (
-                    f"move {name}: {message}"
+                    f"move {' + '.join(group)}: {message}"
                     + (f"; {did}" if did else "")
                     + (f"; moves done: {', '.join(done)}" if done else "")
-                    + f"; `ferry run --stack {settings.stack}` goes on with move {name}"
+                    + f"; `ferry run --stack {settings.stack}` goes on with move {group[0]}"
                 )
                 raise
     return report
+
+
+#: A freeze shared by moves switched together: each phase of it for every move, then the next.
+_SHARED_FREEZE = ("freeze", "final-sync", "verify", "switch", "unfreeze")
+
+
+def _run_together(
+    moves: list[RunSettings], say: Callable[[str], None], confirm: Callable[[str], bool]
+) -> list[RunReport]:
+    """Moves of one app switched in one freeze: each copied and caught up, then every one frozen, synced and
+    verified before any is switched (a failure rolls them all back), then each run to its end."""
+    for move in moves:
+        run(move, say=say, confirm=confirm, until="catch-up")
+    for phase in _SHARED_FREEZE:
+        for move in moves:
+            run(move, say=say, confirm=confirm, until=phase)
+    return [run(move, say=say, confirm=confirm) for move in moves]
 
 
 def rollback_move(settings: RunSettings, *, say: Callable[[str], None], discard: bool = False) -> RunReport:

@@ -58,3 +58,25 @@ def test_a_move_a_stack_does_not_list_is_refused_in_one_line(tmp_path: Path, arg
     (tmp_path / "Pulumi.ci.yaml").write_text(stack.read_text())
     ran = ferry(*args, "--stack", "ci", "--root", str(tmp_path), "--platform", f"local:{tmp_path}")
     assert_one_line_error(ran, message, code=ran.code if ran.code else -1)
+
+
+def test_moves_switched_together_share_one_freeze_and_fail_together(tmp_path: Path) -> None:
+    """The shop app's two databases (``together``): a failure in the second's verify rolls both back, neither
+    switched; the next run moves both in one freeze, then the blog."""
+    lines: list[str] = []
+    result = rehearse_moves(tmp_path / "report", 3, customers=300, jobs=2, boot_seconds=0.0, fail_move="analytics",
+                            keep=False, say=lines.append, together=True)  # fmt: skip
+    failed = result.failed_first
+    assert failed is not None and failed["switched_before"] == [] and failed["rolled_back"]
+    assert failed["rolled_back_moves"] == ["shop", "analytics"]
+    assert "[move shop + analytics] 1 of 3" in lines
+    assert all(m["switched"] and m["verified"] and m["lost_writes"] == 0 for m in result.moves), result.moves
+    states = {n: RunState.load(tmp_path / "report" / "run" / "moves" / n / "state.json", "rehearsal")
+              for n in ("shop", "analytics")}  # fmt: skip
+    # One freeze: both frozen before either was switched, both switched before either was unfrozen.
+    frozen = max(state.phases["freeze"].started_at for state in states.values())
+    switched = [state.phases["switch"] for state in states.values()]
+    assert frozen < min(record.started_at for record in switched)
+    assert max(r.started_at + r.seconds for r in switched) <= min(
+        s.phases["unfreeze"].started_at for s in states.values()
+    )
