@@ -1,7 +1,7 @@
 """``ferry run`` and ``ferry rollback``: the runbook as ordered, timed, checkpointed phases.
 
 preflight → provision → copy → alias → catch-up → freeze → final-sync → verify → switch → unfreeze →
-after-switch → follow-back → smoke → record → cleanup
+after-switch → follow-back → smoke → settle → record → cleanup
 
 and, with the follow back (``migration.reverse``), ``ferry rollback`` after the switch as the same phases
 moving back (:mod:`.back`) until ``ferry finish``.
@@ -64,10 +64,12 @@ PHASES: tuple[Phase, ...] = (
     Phase("verify", verify),
     Phase("switch", switch, asks="detach DATABASE and point DATABASE_URL (REDIS_URL, the buckets) at the target"),
     Phase("unfreeze", unfreeze),
-    Phase("settle", settle, asks=None),
     Phase("after-switch", after_switch),
     Phase("follow-back", follow_back),
     Phase("smoke", smoke),
+    # After the smoke checks: a replica's minutes of creation must hold up neither the buckets' catch-up, nor
+    # the follow back, nor a rollback the smoke checks call for.
+    Phase("settle", settle),
     Phase("record", record),
     Phase("cleanup", cleanup),
 )

@@ -1,4 +1,5 @@
-"""Phase ``settle``: after the switch and the unfreeze, the database as it stays — one stack update.
+"""Phase ``settle``: after the switch, the unfreeze and the smoke checks, the database as it stays — one stack
+update.
 
 The instance loaded on ``database.loadInstanceClass`` goes back to ``instanceClass`` (a modify applied at once:
 with Multi-AZ a failover of seconds, timed as this phase), and ``database.readReplicas`` read replicas are
@@ -8,7 +9,8 @@ switched variable like the others (kept for the rollback, which unsets it).
 
 The update sets ``ferry:database.settled: true`` in the stack file and runs ``pulumi up``; a repeat after a
 crash does the same again, which changes nothing once one went through. It runs where Pulumi is: on the caller
-under ``--runner``, the task waiting meanwhile (:data:`~migration.runbook.tasks.HANDOFF`).
+under ``--runner`` (a control phase, as the smoke checks are). After them: a replica's minutes of creation hold
+up neither the buckets' catch-up, nor the follow back, nor a rollback the smoke checks call for.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ CONTROL_PHASES = frozenset({"provision", "alias", "switch", "settle", "smoke", "
 #: The step a leg does right before the switch (:func:`~migration.runbook.cutover.witness_switch`).
 WITNESS = "switch:witness"
 #: Control phases a leg's task waits for, idle, while the caller runs them (``task.awaiting`` in the state).
-HANDOFF = frozenset({"switch", "settle"})
+HANDOFF = frozenset({"switch"})
 #: A rollback's work on the stores (:func:`~migration.runbook.run.release_old_stores`), as a task's step.
 RELEASE = "rollback:release"
 #: ``awaiting`` set to this and the step: the caller's part of it failed (the waiting task fails too).
@@ -112,7 +112,7 @@ def legs(phases: Sequence[Phase]) -> Iterator[tuple[Phase | None, list[str]]]:
     leg: list[str] = []
     for phase in phases:
         if phase.name in HANDOFF:
-            leg += [WITNESS, phase.name] if phase.name == "switch" else [phase.name]
+            leg += [WITNESS, phase.name]
         elif phase.name not in CONTROL_PHASES:
             leg.append(phase.name)
         else:

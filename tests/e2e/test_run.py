@@ -28,7 +28,7 @@ def test_run_freezes_copies_verifies_and_switches_in_order(world: World) -> None
     phases = {p["name"]: p for p in run.json["phases"]}
     assert list(phases) == [
         "preflight", "provision", "copy", "alias", "catch-up", "freeze", "final-sync", "verify",
-        "switch", "unfreeze", "settle", "after-switch", "follow-back", "smoke", "record", "cleanup",
+        "switch", "unfreeze", "after-switch", "follow-back", "smoke", "settle", "record", "cleanup",
     ]  # fmt: skip
     assert phases["after-switch"]["status"] == "skipped"  # no store follows after the switch: S3 does not move
     assert phases["provision"]["status"] == "skipped"

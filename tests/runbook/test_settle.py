@@ -1,7 +1,7 @@
-"""Phase ``settle``: right after the unfreeze, one stack update that sets ``ferry:database.settled`` — the load class
+"""Phase ``settle``: after the smoke checks, one stack update that sets ``ferry:database.settled`` — the load class
 given back for ``instanceClass``, the read replicas created, the app given the first one's URL; repeated as it is
 after a kill; nothing to do without a stack or without a load class or replicas; on the caller under ``--runner``
-while the task waits.
+(a control phase, as the smoke checks are: no task waits on it).
 
 The stack is ``migration.infra.Infra`` itself over a stand-in for the Automation API's stack: ``set_config`` writes
 the stack file as ``pulumi config set --path`` does, ``up`` runs ``__main__.py`` on that file under Pulumi's mocks.
@@ -23,7 +23,7 @@ from migration.runbook.context import RunContext, RunSettings
 from migration.runbook.phases import run_phase
 from migration.runbook.run import PHASES
 from migration.runbook.state import RunState
-from migration.runbook.tasks import WITNESS, legs, runner_order
+from migration.runbook.tasks import legs, runner_order
 from migration.stackconfig import load_stack_file
 from tests.support.pulumi_program import ROOT, Outcome, run_program
 
@@ -103,9 +103,12 @@ def _instances(outcome: Outcome) -> dict[str, dict[str, Any]]:
     return {r.name: r.inputs for r in outcome.of_type(INSTANCE)}
 
 
-def test_settle_comes_right_after_the_unfreeze_and_asks_nothing() -> None:
+def test_settle_comes_after_the_smoke_checks_and_asks_nothing() -> None:
+    """A replica's minutes hold up neither the buckets' catch-up, nor the follow back, nor a rollback the smoke
+    checks call for."""
     names = [phase.name for phase in PHASES]
-    assert names[names.index("unfreeze") + 1] == "settle"
+    assert names[names.index("smoke") + 1] == "settle"
+    assert names.index("after-switch") < names.index("follow-back") < names.index("settle")
     assert SETTLE.asks is None
 
 
@@ -199,18 +202,10 @@ def _legs(selected: list[str]) -> list[tuple[str | None, list[str]]]:
     return [(phase.name if phase else None, leg) for phase, leg in legs(chosen)]
 
 
-def test_under_a_runner_the_caller_settles_while_the_task_waits_inside_its_leg() -> None:
-    """Pulumi runs on the caller: the task hands ``settle`` over as it does the switch (no second task, no
-    witness again: the app is unfrozen), and goes on with the after-switch and the follow back."""
+def test_under_a_runner_the_caller_settles_between_the_smoke_checks_and_the_record() -> None:
+    """Pulumi runs on the caller: ``settle`` is a control phase, outside every task's leg."""
     taken = _legs([phase.name for phase in PHASES])
-    task_legs = [leg for phase, leg in taken if phase is None and "unfreeze" in leg]
-    assert len(task_legs) == 1
-    leg = task_legs[0]
-    assert leg[leg.index("unfreeze") :] == ["unfreeze", "settle", "after-switch", "follow-back"]
-    assert leg.count(WITNESS) == 1 and leg.index(WITNESS) == leg.index("switch") - 1
-    assert ("settle", []) not in taken
-    # A run resumed at the settle: one task, which hands it over first.
-    assert _legs(["settle", "after-switch", "follow-back", "record"]) == [
-        (None, ["settle", "after-switch", "follow-back"]),
-        ("record", []),
-    ]
+    assert taken[[phase for phase, _ in taken].index("settle") - 1 :][:3] == [("smoke", []), ("settle", []),
+                                                                            ("record", [])]  # fmt: skip
+    assert not any("settle" in leg for _, leg in taken)
+    assert _legs(["settle", "record", "cleanup"]) == [("settle", []), ("record", []), (None, ["cleanup"])]

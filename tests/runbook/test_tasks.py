@@ -28,9 +28,10 @@ def test_a_whole_run_is_three_tasks_and_the_switch_is_handed_over_inside_the_sec
         (None, ["preflight"]),
         ("provision", []),
         ("alias", []),
-        (None, ["copy", "catch-up", "freeze", "final-sync", "verify", WITNESS, "switch", "unfreeze", "settle",
+        (None, ["copy", "catch-up", "freeze", "final-sync", "verify", WITNESS, "switch", "unfreeze",
                 "after-switch", "follow-back"]),
         ("smoke", []),
+        ("settle", []),
         ("record", []),
         (None, ["cleanup"]),
     ]  # fmt: skip
