@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,22 @@ def test_moves_together_run_as_one_group_in_their_place(tmp_path: Path) -> None:
     moves = [{**MOVES[0], "together": "shop"}, {**MOVES[2], "together": "shop"}, MOVES[1]]
     assert groups_of(_load(tmp_path, **{"ferry:moves": moves})) == [["shop", "analytics"], ["blog"]]
     assert groups_of(_load(tmp_path)) == [["shop"], ["blog"], ["analytics"]]
+
+
+def test_each_moves_settings_name_its_own_state_and_database(tmp_path: Path) -> None:
+    from migration.errors import UsageError
+    from migration.runbook import RunSettings
+    from migration.runbook.moves import for_move
+
+    config = _load(tmp_path)
+    base = RunSettings(stack="qa", root=tmp_path, state_dir=tmp_path / "state",
+                       target_url="postgresql://u:p@h:5432/postgres?sslmode=require&dbname=postgres")  # fmt: skip
+    blog = for_move(base, config, "blog")
+    assert blog.state_dir == tmp_path / "state" / "moves" / "blog" and blog.move == "blog" and not blog.last_move
+    assert blog.target_url == "postgresql://u:p@h:5432/blog?sslmode=require&dbname=blog"
+    assert for_move(base, config, "analytics").last_move
+    with pytest.raises(UsageError, match="--runner ecs moves only into the first of database.databases"):
+        for_move(replace(base, runner="ecs"), config, "blog")
+    assert for_move(replace(base, runner="ecs"), config, "shop").move == "shop"
+    with pytest.raises(UsageError, match="must be a postgres:// URL"):
+        for_move(replace(base, target_url="host=h dbname=postgres"), config, "shop")
