@@ -128,7 +128,7 @@ class _StackOnMoto:
     def export(self) -> dict[str, Any]:
         return {"deployment": "on moto"}
 
-    def set_cutover(self, state: str, *, end_bulk_load: bool = False) -> StackOutputs:
+    def set_cutover(self, state: str, *, end_bulk_load: bool = False, key: str = "cutover") -> StackOutputs:
         app, moves = HerokuApp(HerokuClient(), self.config.heroku.app), self.config.moved_addons()
         urls = {"DATABASE_URL": self.values["databaseUrls"]["shop"], "REDIS_URL": self.values["redisUrl"]}
         if state == "aliased":
