@@ -131,7 +131,7 @@ def test_each_moves_settings_name_its_own_state_and_database(tmp_path: Path) -> 
     assert blog.state_dir == tmp_path / "state" / "moves" / "blog" and blog.move == "blog" and not blog.last_move
     assert blog.target_url == "postgresql://u:p@h:5432/blog?sslmode=require&dbname=blog"
     assert for_move(base, config, "analytics").last_move
-    with pytest.raises(UsageError, match="--runner ecs moves only into the first of database.databases"):
+    with pytest.raises(UsageError, match=r"--runner ecs moves only into the first of database\.databases"):
         for_move(replace(base, runner="ecs"), config, "blog")
     assert for_move(replace(base, runner="ecs"), config, "shop").move == "shop"
     with pytest.raises(UsageError, match="must be a postgres:// URL"):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from migration.errors import PreconditionError, ToolError, UsageError
+from migration.errors import PreconditionError, ToolError
 from migration.postgres.copy.schema import TocEntry
 from migration.postgres.copy.tools import ClientTools
 
@@ -149,15 +149,17 @@ class _Reader:
         return flag, int.from_bytes(self.read(self.off_size), "little")
 
 
-def _kind_of(path: Path, head: bytes) -> str:
-    """What a file that is not a custom-format archive is, for the error message."""
+def _kind_of(head: bytes) -> str | None:
+    """What a file that is not a custom-format archive is, for the error message (``None``: unknown)."""
+    if not head:
+        return "empty"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "a tar-format dump (pg_dump -Ft)"
     if head.startswith((b"--", b"SET ", b"\\restrict", b"CREATE ")):
         return "a plain SQL dump (pg_dump -Fp: run it with psql)"
     if head.startswith(b"\x1f\x8b"):
         return "a gzip file (a compressed plain SQL dump? gunzip it and run it with psql)"
-    return "not a pg_dump archive"
+    return None
 
 
 def _open_checked(path: Path) -> BinaryIO:
@@ -181,7 +183,10 @@ def _open_checked(path: Path) -> BinaryIO:
 def _read_header(reader: _Reader, path: Path) -> dict[str, str]:
     head = reader.handle.read(512)
     if not head.startswith(_MAGIC):
-        raise archive_error(f"{path} is {_kind_of(path, head)}, not a pg_dump -Fc archive")
+        kind = _kind_of(head)
+        raise archive_error(
+            f"{path} is {kind}, not a pg_dump -Fc archive" if kind else f"{path} is not a pg_dump -Fc archive"
+        )
     reader.handle.seek(len(_MAGIC))
     major, minor, _rev = reader.byte(), reader.byte(), reader.byte()
     reader.int_size, reader.off_size = reader.byte(), reader.byte()
@@ -277,35 +282,49 @@ def _skip_block(reader: _Reader, size: int) -> int:
     return dump_id
 
 
-def _walk_data(reader: _Reader, first: int, size: int, offsets: dict[int, int]) -> dict[int, int]:
-    """Each data block's size, by dump id.
+def _walk_data(
+    reader: _Reader, first: int, size: int, offsets: dict[int, int], expected: list[int]
+) -> tuple[dict[int, int], int | None]:
+    """Each data block's size, by dump id, and the entry whose block is cut short (``None``: none is).
 
-    With every block's offset recorded (an archive written to a file), only the last block is walked,
-    to the end of the file: a cut-short file is cut in its last block. Without offsets (an archive
-    written to a pipe) every block is walked, in order.
+    With every block's offset recorded (an archive written to a file), only the last block is walked
+    (its chunks): a cut-short file is cut in its last block. Without offsets (an archive written to a
+    pipe, or to a redirected stdout) the blocks are walked in order until every entry's is found: what
+    follows them is not read (pg_dump 18 appends its table of contents again there, with the offsets,
+    when its stdout is a file it cannot rewrite in place; pg_restore does not read it either).
+
+    :param expected: the entries with data, in archive order (the order pg_dump writes their blocks).
     """
     sizes: dict[int, int] = {}
-    if offsets and all(0 < o < size for o in offsets.values()):
+    if offsets and all(o > 0 for o in offsets.values()):
         ordered = sorted(offsets.items(), key=lambda item: item[1])
-        for (dump_id, start), (_, following) in zip(ordered, [*ordered[1:], (0, -1)], strict=True):
-            reader.handle.seek(start)
-            if following < 0:
-                if _skip_block(reader, size) != dump_id or reader.handle.tell() != size:
-                    raise _Truncated
-                sizes[dump_id] = size - start
-            else:
-                reader.byte()
-                if reader.integer() != dump_id:
-                    raise _Truncated
-                sizes[dump_id] = following - start
-        return sizes
+        for i, (dump_id, start) in enumerate(ordered):
+            following = ordered[i + 1][1] if i + 1 < len(ordered) else None
+            try:
+                reader.handle.seek(start)
+                if following is None:
+                    if _skip_block(reader, size) != dump_id:
+                        return sizes, dump_id
+                    sizes[dump_id] = reader.handle.tell() - start
+                else:
+                    reader.byte()
+                    if reader.integer() != dump_id or following > size:
+                        return sizes, dump_id
+                    sizes[dump_id] = following - start
+            except _Truncated:
+                return sizes, dump_id
+        return sizes, None
     reader.handle.seek(first)
     position = first
-    while position < size:
-        dump_id = _skip_block(reader, size)
+    wanted = set(expected)
+    while not wanted <= sizes.keys():
+        try:
+            dump_id = _skip_block(reader, size)
+        except _Truncated:
+            return sizes, next(d for d in expected if d not in sizes)
         sizes[dump_id] = reader.handle.tell() - position
         position = reader.handle.tell()
-    return sizes
+    return sizes, None
 
 
 def read_archive(path: Path, tools: ClientTools) -> Archive:
@@ -335,21 +354,18 @@ def read_archive(path: Path, tools: ClientTools) -> Archive:
         offsets = {d: o for d, (flag, o) in with_data.items() if flag == _OFFSET_SET}
         if len(offsets) != len(with_data):
             offsets = {}
-        try:
-            sizes = _walk_data(reader, first_data, size, offsets)
-        except _Truncated:
-            sizes = None
-        missing = sorted(set(with_data) - set(sizes or {}))
-        if sizes is None or missing:
+        sizes, cut = _walk_data(reader, first_data, size, offsets, list(with_data))
+        if cut is not None:
             names = {e.dump_id: f"{e.desc} {e.namespace}.{e.tag}".replace(" .", " ") for e, _, _ in raw}
-            where = f" (the data of {names[missing[0]]} is missing)" if missing else ""
-            raise archive_error(f"{path} is truncated or damaged: its data blocks end early{where}")
+            raise archive_error(
+                f"{path} is truncated or damaged: its data blocks end early (in or before the data of {names[cut]})"
+            )
     lines = _listing(tools, path)
     entries: list[ArchiveEntry] = []
     for entry, _, _ in raw:
         # pg_restore lists every entry but those it writes into every script's header (ENCODING, …).
         line = lines.get(entry.dump_id, "")
-        entries.append(_with(entry, line, (sizes or {}).get(entry.dump_id, 0)))
+        entries.append(_with(entry, line, sizes.get(entry.dump_id, 0)))
     return Archive(
         path, size, header["version"], header["compression"], header["dbname"], header["server_version"],
         header["dump_version"], identity, entries,
@@ -374,6 +390,4 @@ def _listing(tools: ClientTools, path: Path) -> dict[int, str]:
         parsed = TocEntry.parse(line)
         if parsed is not None:
             lines[parsed.dump_id] = line
-    if not lines:
-        raise UsageError(f"{path}: pg_restore lists no entries in it", side="source")
-    return lines
+    return lines  # none at all: an archive of an empty database (pg_restore restores nothing from it)

@@ -4,7 +4,9 @@ A table's rows: ``pg_restore -L <its entry> -f -`` writes the entry's ``COPY …
 rows; the rows stream into the target's ``COPY … FROM STDIN`` through memory (nothing written to
 disk), after a ``TRUNCATE`` in the same transaction (so ``FREEZE`` applies, and a resume never meets
 half a table), and the part's marker is inserted before the commit: after a ``kill -9`` the table is
-either loaded and marked or empty. A group of large objects (``BLOB METADATA`` and its ``BLOBS``):
+either loaded and marked or empty. An entry whose COPY names its partition root (the root routes its
+rows, among other entries' in the same partitions) is loaded without ``TRUNCATE`` or ``FREEZE``: its
+rows and marker commit together, so a resume skips it, or loads it once. A group of large objects (``BLOB METADATA`` and its ``BLOBS``):
 their SQL, run in one transaction with the group's marker.
 """
 
@@ -21,6 +23,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg import sql
+
 from migration.children import die_with_parent
 from migration.crashpoints import crashpoint
 from migration.errors import ToolError
@@ -30,6 +34,7 @@ from migration.postgres.conninfo import PgEndpoint
 from migration.postgres.copy.state import part_marker_sql
 from migration.postgres.copy.tools import ClientTools
 from migration.postgres.dump.archive import Archive, ArchiveEntry
+from migration.postgres.dump.selection import qualified
 from migration.redact import redact
 
 __all__ = ["Children", "LoadResult", "load_sql_part", "load_table_data", "stream_rows"]
@@ -177,7 +182,7 @@ def load_table_data(
     rows = size = 0
     with pg_errors("target", target), conn.transaction():
         if table is not None:
-            conn.execute(f"TRUNCATE ONLY {table}")
+            conn.execute(sql.SQL("TRUNCATE ONLY {}").format(qualified(table)))
         cursor = conn.cursor()
         with cursor.copy(copy_statement(entry, table is not None)) as writer:
             for chunk in rows_of:

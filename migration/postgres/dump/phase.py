@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from psycopg import sql
+
 from migration.crashpoints import crashpoint
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import pg_errors
@@ -32,6 +34,7 @@ from migration.postgres.copy.model import TableResult
 from migration.postgres.copy.plan import Part
 from migration.postgres.copy.restore import EntrySQL
 from migration.postgres.copy.state import mark_entry
+from migration.postgres.dump.selection import qualified
 from migration.progress import ProgressSink
 
 __all__ = ["Build", "DumpDataPhase", "PartWork", "Sessions", "split_constraint"]
@@ -77,8 +80,11 @@ def split_constraint(item: EntrySQL) -> tuple[Build, Build] | None:
 class PartWork:
     """What loading one part takes, and what follows it.
 
-    :param table: the table it fills (``ANALYZE``d after its indexes), ``None`` for large objects.
+    :param table: the table it fills (``ANALYZE``d after its indexes), ``None`` for large objects and for
+        rows loaded through a partition root.
     :param archive_bytes: its data's size in the archive (the progress counts these).
+    :param through: the partition root its rows are loaded through, if so.
+    :param objects: a group of large objects (SQL, no rows).
     :param indexes: its table's indexes (those of its keys among them), built in parallel once it is loaded.
     :param constraints: then its constraints, one after the other.
     """
@@ -88,6 +94,8 @@ class PartWork:
     archive_bytes: int
     indexes: list[Build] = field(default_factory=list)
     constraints: list[Build] = field(default_factory=list)
+    through: str | None = None
+    objects: bool = False
 
 
 class Sessions:
@@ -206,7 +214,9 @@ class DumpDataPhase:
         rows, nbytes, seconds = loaded
         result = self.results[part.table]
         result.rows, result.bytes, result.seconds = result.rows + rows, result.bytes + nbytes, seconds
-        what = f"{rows} rows, {nbytes} bytes" if item.table is not None else f"{nbytes} bytes of SQL"
+        what = f"{nbytes} bytes of SQL" if item.objects else f"{rows} rows, {nbytes} bytes"
+        if item.through is not None:
+            what += f" (through {item.through})"
         self.progress.finish_item(part.key, f"loaded {part.table}: {what} in {seconds:.1f} s")
         self._loaded(part, item, built)
 
@@ -248,7 +258,7 @@ class DumpDataPhase:
 
     def _analyze(self, table: str) -> None:
         with pg_errors("target", self.builds.target):
-            self.builds.get().execute(f"ANALYZE {table}")
+            self.builds.get().execute(sql.SQL("ANALYZE {}").format(qualified(table)))
         crashpoint("analyzed")
 
 

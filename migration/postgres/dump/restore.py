@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from migration.crashpoints import crashpoint
-from migration.errors import ExtensionMissingError, FerryError
+from migration.errors import ExtensionMissingError, FerryError, ResumeError
 from migration.postgres import catalog
 from migration.postgres.catalog import Conn
 from migration.postgres.connection import connect, pg_errors
@@ -45,7 +45,7 @@ from migration.postgres.copy.resume import resume_can_succeed
 from migration.postgres.copy.schema import SchemaDump
 from migration.postgres.copy.state import CopyState, create_state, drop_state, load_state, mark_entry, mark_step
 from migration.postgres.copy.state import state_exists as _state_exists
-from migration.postgres.copy.target import clean_target
+from migration.postgres.copy.target import clean_target, describe_contents
 from migration.postgres.copy.tools import ClientTools
 from migration.postgres.copy.workdir import schema_workdir
 from migration.postgres.dump.archive import Archive
@@ -198,7 +198,7 @@ def copy_from_dump(options: DumpCopyOptions, progress: ProgressSink) -> DumpCopy
             end_orphan_sessions(admin)
         control = open_target_session(target, options.owner)
         with pg_errors("target", target):
-            state = check_target(control, archive.display, resume=options.resume, clean=options.clean)
+            state = _check_target(control, archive, options, progress)
         crashpoint("preflight")
         result = DumpCopyResult(archive, target.display, state is not None, downloaded, left_out=selection.left_out)
         with schema_workdir() as workdir:
@@ -216,6 +216,20 @@ def copy_from_dump(options: DumpCopyOptions, progress: ProgressSink) -> DumpCopy
     result.phases = phases
     result.seconds = time.monotonic() - started
     return result
+
+
+def _check_target(
+    control: Conn, archive: Archive, options: DumpCopyOptions, progress: ProgressSink
+) -> CopyState | None:
+    """The state to resume; with ``--resume`` and nothing to resume in an empty target (a kill before the
+    schema committed), a restore from the beginning, as the runbook's ``copy_resuming`` does."""
+    try:
+        return check_target(control, archive.display, resume=options.resume, clean=options.clean)
+    except ResumeError:
+        if not options.resume or load_state(control) is not None or describe_contents(control):
+            raise
+    progress.message("nothing to resume in the target (it is empty): restoring from the beginning")
+    return check_target(control, archive.display, resume=False, clean=options.clean)
 
 
 def _resumable(target: PgEndpoint) -> bool:
@@ -338,7 +352,7 @@ class _Restore:
         work: dict[str, PartWork] = {}
         for table in self.selection.tables:
             item = PartWork(partial(self._load_table, table, workdir, children), table.name if table.truncate else None,
-                            table.entry.data_bytes)  # fmt: skip
+                            table.entry.data_bytes, through=None if table.truncate else table.copy_into)  # fmt: skip
             item.indexes = [Build.of(by_key[e.toc_key]) for e in table.indexes if e.toc_key in by_key]
             for entry in table.constraints:
                 if entry.toc_key in by_key:
@@ -349,7 +363,7 @@ class _Restore:
             work[table.key] = item
         for group in self.selection.large_objects:
             work[group.key] = PartWork(partial(self._load_objects, group.entries, group.key, workdir), None,
-                                       group.data.data_bytes)  # fmt: skip
+                                       group.data.data_bytes, objects=True)  # fmt: skip
         ratio = 1.0 if self.archive.compression == "none" else _GZIP_RATIO
         phase = DumpDataPhase(loads, builds, jobs=self.options.jobs, index_jobs=self.options.index_jobs or
                               self.options.jobs, progress=self.progress, abort=children.kill, compression_ratio=ratio)  # fmt: skip

@@ -1,10 +1,15 @@
 """What of an archive is restored, and at which step.
 
 The steps are the live copy's: pre-data (with the resume state, in one transaction), the data by
-parts (each table's rows; each group of large objects), each loaded table's primary key, unique and
-exclusion constraints and indexes as soon as it is in, the sequences' values, then the rest of
-post-data (foreign keys, triggers, policies, partition index attachments, materialized views'
-``REFRESH``), entry by entry.
+parts (each TABLE DATA entry's rows; each group of large objects), each loaded table's primary key,
+unique and exclusion constraints and indexes as soon as it is in, the sequences' values, then the
+rest of post-data (foreign keys, triggers, policies, partition index attachments, materialized
+views' ``REFRESH``), entry by entry.
+
+Entries of section "none" (``COMMENT``, ``ACL``, ``SECURITY LABEL``) belong where they stand in the
+table of contents, after the object they are about, as pg_restore places them (its ``curSection``):
+a comment on a table or a column with pre-data, one on an index, a constraint or a trigger with
+post-data, one on a large object (in the data section) with post-data too, after the objects.
 
 Left out, as the live copy leaves them on the source: the platform's schemas (Heroku's ``_heroku``),
 ferry's own (the resume state, the follow's record, change capture's, found by its mark), their
@@ -18,11 +23,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from psycopg import sql
+
 from migration.postgres.copy.platform import PLATFORM_SCHEMAS, LeftBehind, skip_entry
 from migration.postgres.dump.archive import Archive, ArchiveEntry, archive_error
 from migration.postgres.footprint import CAPTURE_MARK, FERRY_SCHEMAS
 
-__all__ = ["LargeObjectGroup", "Selection", "TableLoad", "large_object_oids", "select_entries", "split_qualified"]
+__all__ = [
+    "LargeObjectGroup", "Selection", "TableLoad", "large_object_oids", "placed_sections", "qualified", "quote_name", "select_entries",
+    "split_qualified",
+]  # fmt: skip
 
 _NEVER = ("SUBSCRIPTION", "SUBSCRIPTION TABLE", "SECURITY LABEL", "DATABASE", "DATABASE PROPERTIES")
 _EARLY = ("CONSTRAINT", "INDEX")
@@ -35,20 +45,26 @@ _FUNCTION_IN = r"(?:EXECUTE (?:FUNCTION|PROCEDURE)) {schema}\."
 class TableLoad:
     """One TABLE DATA entry and what is built on its table once it is loaded.
 
-    :param name: the table, as the entry's COPY names it (quoted as needed).
-    :param truncate: the table is the one its COPY fills (not a partition root routing the rows of
-        ``--load-via-partition-root``): truncated first, loaded with ``FREEZE``.
+    :param name: the entry's table (quoted as pg_dump quotes names).
+    :param copy_into: the table its COPY fills, as written there: *name*, or the partition root that
+        routes the rows (``--load-via-partition-root``, or pg_dump's own choice for a partition hashed
+        on an enum): several entries then fill the same partitions.
+    :param truncate: the COPY fills the entry's own table: truncated first, loaded with ``FREEZE``.
+        Through a root, neither (the partitions hold other entries' rows): a resume never loads an
+        entry twice because the rows and the entry's marker commit together.
     """
 
     entry: ArchiveEntry
     name: str
+    copy_into: str
     truncate: bool
     constraints: list[ArchiveEntry] = field(default_factory=list)
     indexes: list[ArchiveEntry] = field(default_factory=list)
 
     @property
     def key(self) -> str:
-        return f"{self.name}#0"
+        """Its done marker: one per entry (its dump id), whichever table its COPY names."""
+        return f"{self.name}#{self.entry.dump_id}"
 
 
 @dataclass
@@ -127,12 +143,39 @@ def split_qualified(text: str) -> tuple[str, str] | None:
     return (names[0], names[1]) if len(names) == 2 else None
 
 
+_IDENT = r'(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_]*)'  # as pg_dump's fmtId writes a name
+_COPY = re.compile(rf"^COPY\s+({_IDENT}\.{_IDENT})(?:\s+\({_IDENT}(?:,\s*{_IDENT})*\))?\s+FROM\s+stdin;\s*$")
+
+
+def qualified(text: str) -> sql.Identifier:
+    """``schema.name`` as pg_dump writes it, as an identifier to compose SQL with (never the text itself)."""
+    parts = split_qualified(text)
+    if parts is None:
+        raise ValueError(f"not a qualified name: {text!r}")
+    return sql.Identifier(*parts)
+
+
 def _copy_target(entry: ArchiveEntry) -> str | None:
-    """The table the entry's ``COPY … FROM stdin;`` fills, as written there."""
-    match = re.match(
-        r"^COPY\s+((?:\"(?:[^\"]|\"\")*\"|[^\s.(\"]+)\.(?:\"(?:[^\"]|\"\")*\"|[^\s(\"]+))", entry.copy_stmt
-    )
+    """The table the entry's ``COPY … FROM stdin;`` fills, as written there (``None``: not such a statement,
+    only that is ever run: a table, its columns, nothing after)."""
+    match = _COPY.match(entry.copy_stmt)
     return match.group(1) if match else None
+
+
+def quote_name(name: str) -> str:
+    """*name* quoted as pg_dump quotes it when it must be (its keywords aside)."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def placed_sections(archive: Archive) -> dict[int, str]:
+    """Each entry's section as pg_restore takes it: one of section "none" is in the section before it."""
+    placed: dict[int, str] = {}
+    current = "pre-data"
+    for entry in archive.entries:
+        if entry.section != "none":
+            current = entry.section
+        placed[entry.dump_id] = current
+    return placed
 
 
 def _left_schemas(archive: Archive) -> set[str]:
@@ -162,6 +205,7 @@ def _left_out(entry: ArchiveEntry, schemas: set[str]) -> bool:
 def select_entries(archive: Archive) -> Selection:
     """Sort the archive's entries into the restore's steps."""
     schemas = _left_schemas(archive)
+    section = placed_sections(archive)
     kept: list[ArchiveEntry] = []
     left_out: list[str] = []
     for entry in archive.entries:
@@ -179,21 +223,26 @@ def select_entries(archive: Archive) -> Selection:
         written = _copy_target(entry)
         parts = split_qualified(written) if written else None
         if written is None or parts is None:
-            continue
+            raise archive_error(
+                f"{archive.path}: the rows of {entry.namespace}.{entry.tag} come with a COPY statement ferry does not "
+                f"run (not COPY schema.table (columns) FROM stdin;): {entry.copy_stmt.strip()[:200]!r}"
+            )
         own = [d for d in entry.dependencies if d in by_id and by_id[d].desc == "TABLE"]
         if not own:
             raise archive_error(
                 f"{archive.path} holds the rows of {written} but not its table (made with pg_dump --data-only?): "
                 "ferry restores a whole database, schema and rows"
             )
-        load = TableLoad(entry, written, parts == (entry.namespace, entry.tag))
+        direct = parts == (entry.namespace, entry.tag)
+        name = written if direct else f"{quote_name(entry.namespace)}.{quote_name(entry.tag)}"
+        load = TableLoad(entry, name, written, direct)
         tables.append(load)
-        if load.truncate and own:
+        if load.truncate:
             table_of[own[0]] = load
-    post_ids = {e.dump_id for e in kept if e.section == "post-data"}
+    post_ids = {e.dump_id for e in kept if section[e.dump_id] == "post-data"}
     early: set[int] = set()
     for entry in kept:
-        if entry.section != "post-data" or entry.desc not in _EARLY:
+        if section[entry.dump_id] != "post-data" or entry.desc not in _EARLY:
             continue
         owners = {d for d in entry.dependencies if d in table_of}
         if len(owners) != 1 or any(d in post_ids for d in entry.dependencies):
@@ -204,12 +253,16 @@ def select_entries(archive: Archive) -> Selection:
     metadata = {e.tag: e for e in kept if e.desc == "BLOB METADATA"}
     groups = [LargeObjectGroup(e, metadata.get(e.tag)) for e in kept if e.desc == "BLOBS"]
     lo_count = len(large_object_oids(kept))
+    # After the data: post-data, and what is about an object loaded with the data (a comment on a large object).
+    late = [
+        e for e in kept if section[e.dump_id] == "post-data" or (e.section == "none" and section[e.dump_id] == "data")
+    ]
     return Selection(
-        pre_data=[e for e in kept if e.section == "pre-data"],
+        pre_data=[e for e in kept if section[e.dump_id] == "pre-data"],
         tables=sorted(tables, key=lambda t: (-t.entry.data_bytes, t.name)),
         large_objects=groups,
         sequences=[e for e in kept if e.desc == "SEQUENCE SET"],
-        post_data=[e for e in kept if e.section == "post-data" and e.dump_id not in early],
+        post_data=[e for e in late if e.dump_id not in early],
         left_out=left_out,
         large_object_count=lo_count,
     )
