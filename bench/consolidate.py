@@ -26,15 +26,15 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine
-from migration.postgres.copy.tools import find_client_tools
 from migration.rehearse.consolidate import MOVES, rehearse_moves
 from migration.rehearse.dataset import fill_postgres
-from migration.rehearse.pgcluster import running_cluster
+from migration.rehearse.pgcluster import running_cluster, server_bindir
 
 
 def _peer_round(count: int, customers: int) -> list[float]:
     """``pg_dump | psql`` of each database inside its window: seconds per database, each result verified."""
-    tools = find_client_tools()
+    bindir = server_bindir()  # the servers' own pg_dump and psql, as a runbook has them (a newer pg_dump's SQL
+    # sets parameters an older server does not know)
     windows = []
     with running_cluster() as source, running_cluster() as target:
         for i, (name, _app, _var) in enumerate(MOVES[:count]):
@@ -46,13 +46,15 @@ def _peer_round(count: int, customers: int) -> list[float]:
                 dst.execute(f"CREATE DATABASE {name}")
             fill_postgres(source.url(f"heroku_d{i + 1}"), max(100, customers // count))
             started = time.perf_counter()
-            dump = subprocess.Popen([str(tools.pg_dump), "--no-owner", "-d", source.url(f"heroku_d{i + 1}")],
+            dump = subprocess.Popen([str(bindir / "pg_dump"), "--no-owner", "-d", source.url(f"heroku_d{i + 1}")],
                                     stdout=subprocess.PIPE)  # fmt: skip
-            assert tools.psql is not None
-            load = subprocess.run([str(tools.psql), "-q", "-v", "ON_ERROR_STOP=1", "-d", target.url(name)],
-                                  stdin=dump.stdout, check=False, capture_output=True, text=True)  # fmt: skip
+            load = subprocess.Popen([str(bindir / "psql"), "-q", "-v", "ON_ERROR_STOP=1", "-d", target.url(name)],
+                                    stdin=dump.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+            assert dump.stdout is not None
+            dump.stdout.close()  # psql's alone: pg_dump gets SIGPIPE if psql stops
+            _, errors = load.communicate()
             if dump.wait() != 0 or load.returncode != 0:
-                raise RuntimeError(f"pg_dump | psql of {name} failed: {load.stderr[-500:]}")
+                raise RuntimeError(f"pg_dump | psql of {name} failed: {errors[-500:]}")
             windows.append(time.perf_counter() - started)
             verify = subprocess.run(
                 [sys.executable, "-m", "migration", "pg", "verify", "--mode", "full", "--source",
