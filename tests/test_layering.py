@@ -176,7 +176,7 @@ def test_a_store_reads_how_it_moves_in_its_strategy_method_only() -> None:
 
 # Inside migration/postgres, bottom to top: a module imports its own layer and those below, never
 # one above. The ground is every top-level module but the facade's (a new one starts there, the
-# strictest place); copy/ and capture/ are the folders; the facade combines both for the outside.
+# strictest place); copy/, dump/ and capture/ are the folders; the facade combines them for the outside.
 PG = "migration.postgres"
 PG_LAYERS = ("ground", "copy", "dump", "capture", "facade")
 PG_FACADE = (PG, f"{PG}.preflight", f"{PG}.freeze")
