@@ -94,9 +94,12 @@ def _start_again(settings: RunSettings, say: Callable[[str], None]) -> None:
         state = RunState.load(settings.state_file, settings.stack)
     if not state.rolled_back:
         return
-    if state.done("switch"):
+    # With a stack, a switch that began may have detached: its rollback then declared the add-on attached again
+    # (``rolled_back``), which the next run's alias step would undeclare, detaching it from the app.
+    if state.done("switch") or (settings.uses_stack and "switch" in state.phases):
         raise RunbookError(
-            f"move {settings.move} was rolled back after its switch: move {settings.state_file} away to run it again"
+            f"move {settings.move} was rolled back after its switch began: its cutover is rolled_back; move "
+            f"{settings.state_file} away and set ferry:moves' cutover of {settings.move} back by hand to run it again"
         )
     ctx = open_context(settings, say, lambda _question: True)
     try:
