@@ -136,3 +136,22 @@ def test_each_moves_settings_name_its_own_state_and_database(tmp_path: Path) -> 
     assert for_move(replace(base, runner="ecs"), config, "shop").move == "shop"
     with pytest.raises(UsageError, match="must be a postgres:// URL"):
         for_move(replace(base, target_url="host=h dbname=postgres"), config, "shop")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        # libpq takes dbname= over the path: it names the move's database too (else every move went into one).
+        ("postgresql://u:p@h/postgres?dbname=postgres", "postgresql://u:p@h/blog?dbname=blog"),
+        # No host in the authority: the "//" stays (urlunsplit dropped it: "postgresql:/blog?host=…").
+        ("postgresql:///postgres?host=127.0.0.1&port=5433", "postgresql:///blog?host=127.0.0.1&port=5433"),
+        ("postgres://u:p@h:5432", "postgres://u:p@h:5432/blog"),
+    ],
+)
+def test_a_target_url_takes_each_moves_database_in_every_spelling(tmp_path: Path, given: str, expected: str) -> None:
+    from migration.runbook import RunSettings
+    from migration.runbook.moves import for_move
+
+    base = RunSettings(stack="qa", root=tmp_path, state_dir=tmp_path, target_url=given, target_app_url=given)
+    blog = for_move(base, _load(tmp_path), "blog")
+    assert blog.target_url == blog.target_app_url == expected
