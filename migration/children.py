@@ -12,11 +12,14 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
-__all__ = ["die_with_parent", "runs_with"]
+__all__ = ["RunningChildren", "die_with_parent", "runs_with"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -58,3 +61,26 @@ def runs_with(pid: int, variable: str, value: str, *, command_part: str | None =
     if command_part is not None and command_part.encode() not in command:
         return False
     return state not in ("Z", "X") and f"{variable}={value}".encode() in environment
+
+
+class RunningChildren:
+    """The child programs running now (``psql``, ``pg_restore``), from any thread: killed together on abort."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen[bytes]] = set()
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def discard(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def kill(self) -> None:
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            with suppress(Exception):
+                proc.kill()

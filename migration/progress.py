@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 
 from migration.redact import redact
 
-__all__ = ["PlainProgress", "ProgressSink", "RichProgress", "make_progress"]
+__all__ = ["PhaseTimer", "PlainProgress", "ProgressSink", "RichProgress", "make_progress"]
 
 
 class ProgressSink(Protocol):
@@ -228,3 +230,19 @@ def make_progress(*, quiet: bool = False, stream: TextIO | None = None, unit: st
 
         return RichProgress(Console(file=target), unit=unit)
     return PlainProgress(target, unit=unit)
+
+
+class PhaseTimer:
+    """Times each named phase of a copy into *into* (seconds, summed over its passes) and announces it."""
+
+    def __init__(self, progress: ProgressSink, into: dict[str, float]) -> None:
+        self._progress, self._into = progress, into
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self._progress.phase(name)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._into[name] = self._into.get(name, 0.0) + time.monotonic() - started

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import pulumi
@@ -61,6 +62,19 @@ class DatabaseRoles:
     def url_for(self, app_role: str) -> pulumi.Output[str]:
         """What ``DATABASE_URL`` becomes: the app role's URL, or the owner's (``migration.appRole: owner``)."""
         return self.app_url if app_role == "app" else self.owner_url
+
+
+def _watched_and_kept_current(config: DatabaseConfig, key: aws.kms.Key) -> dict[str, Any]:
+    """What the instance and its replicas share: Performance Insights under the stack's key, its logs exported,
+    minor versions and every change applied at once."""
+    return {
+        "performance_insights_enabled": config.performance_insights,
+        "performance_insights_kms_key_id": key.arn if config.performance_insights else None,
+        "performance_insights_retention_period": 7 if config.performance_insights else None,
+        "enabled_cloudwatch_logs_exports": list(config.log_exports),
+        "auto_minor_version_upgrade": True,
+        "apply_immediately": True,
+    }
 
 
 def _password(name: str, parent: pulumi.Resource) -> random.RandomPassword:
@@ -153,12 +167,7 @@ class Database(pulumi.ComponentResource):
             deletion_protection=config.deletion_protection,
             skip_final_snapshot=not config.final_snapshot,
             final_snapshot_identifier=f"{args.prefix}-final" if config.final_snapshot else None,
-            performance_insights_enabled=config.performance_insights,
-            performance_insights_kms_key_id=key.arn if config.performance_insights else None,
-            performance_insights_retention_period=7 if config.performance_insights else None,
-            enabled_cloudwatch_logs_exports=list(config.log_exports),
-            auto_minor_version_upgrade=True,
-            apply_immediately=True,
+            **_watched_and_kept_current(config, key),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["password"]),
         )
@@ -314,12 +323,7 @@ def _replica(
         skip_final_snapshot=True,
         deletion_protection=False,
         copy_tags_to_snapshot=True,
-        performance_insights_enabled=config.performance_insights,
-        performance_insights_kms_key_id=key.arn if config.performance_insights else None,
-        performance_insights_retention_period=7 if config.performance_insights else None,
-        enabled_cloudwatch_logs_exports=list(config.log_exports),
-        auto_minor_version_upgrade=True,
-        apply_immediately=True,
+        **_watched_and_kept_current(config, key),
         tags=dict(args.tags),
         opts=pulumi.ResourceOptions(parent=parent),
     )

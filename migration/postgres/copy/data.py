@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 from psycopg import pq
 
-from migration.children import die_with_parent
+from migration.children import RunningChildren, die_with_parent
 from migration.crashpoints import crashpoint
 from migration.errors import DatabaseError, FerryError, SourceChangedError, UsageError
 from migration.postgres.catalog import Conn, TableInfo
@@ -89,27 +89,18 @@ class WorkerConnections:
         self.psql = psql
         self._local = threading.local()
         self._all: list[Conn] = []
-        self._children: set[subprocess.Popen[bytes]] = set()
+        #: The psql children streaming parts (:func:`copy_part`).
+        self.children = RunningChildren()
         self._lock = threading.Lock()
-
-    def track(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._children.add(proc)
-
-    def untrack(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._children.discard(proc)
 
     def cancel(self) -> None:
         """Stop every running COPY: cancel the connections, kill the psql children."""
         with self._lock:
-            conns, children = list(self._all), list(self._children)
+            conns = list(self._all)
         for conn in conns:
             with suppress(Exception):
                 conn.cancel_safe(timeout=5)
-        for proc in children:
-            with suppress(Exception):
-                proc.kill()
+        self.children.kill()
 
     def pair(self) -> tuple[Conn, Conn]:
         pair: tuple[Conn, Conn] | None = getattr(self._local, "pair", None)
@@ -288,7 +279,7 @@ def _psql_chunks(conns: WorkerConnections, select_sql: str) -> Iterator[bytes]:
         bufsize=0,
         preexec_fn=die_with_parent,
     )
-    conns.track(proc)
+    conns.children.add(proc)
     assert proc.stdout is not None and proc.stderr is not None
     try:
         fd = proc.stdout.fileno()
@@ -314,7 +305,7 @@ def _psql_chunks(conns: WorkerConnections, select_sql: str) -> Iterator[bytes]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        conns.untrack(proc)
+        conns.children.discard(proc)
 
 
 def _psql_error(stderr: str) -> FerryError:

@@ -60,6 +60,18 @@ class TableResult:
     #: Parts a helper copied (a shared copy); their rows and bytes are counted in too.
     helped_parts: int = 0
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "index_seconds": round(self.index_seconds, 3),
+            "parts": self.parts,
+            "resumed_parts": self.resumed_parts,
+            "helped_parts": self.helped_parts,
+        }
+
 
 @dataclass
 class CopyResult:
@@ -105,19 +117,7 @@ class CopyResult:
             "materialized_views": self.materialized_views,
             "not_valid_foreign_keys": [{"table": t, "name": n} for t, n in self.not_valid_foreign_keys],
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
-            "tables": [
-                {
-                    "name": t.name,
-                    "rows": t.rows,
-                    "bytes": t.bytes,
-                    "seconds": round(t.seconds, 3),
-                    "index_seconds": round(t.index_seconds, 3),
-                    "parts": t.parts,
-                    "resumed_parts": t.resumed_parts,
-                    "helped_parts": t.helped_parts,
-                }
-                for t in self.tables
-            ],
+            "tables": [t.to_json() for t in self.tables],
         }
 
 

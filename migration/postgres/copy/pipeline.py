@@ -9,8 +9,6 @@ materialized views. Each phase is its own module; this one puts them in order.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,25 +70,9 @@ from migration.postgres.footprint import capture_schemas
 from migration.postgres.identity import refuse_same_database
 from migration.postgres.matviews import matview_identities, refresh_matviews
 from migration.postgres.origin import record_copy_origin, source_shape
-from migration.progress import ProgressSink
+from migration.progress import PhaseTimer, ProgressSink
 
 __all__ = ["copy_database"]
-
-
-class _Phases:
-    """Times each named phase and announces it on the progress display."""
-
-    def __init__(self, progress: ProgressSink, into: dict[str, float]) -> None:
-        self._progress, self._into = progress, into
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        self._progress.phase(name)
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self._into[name] = self._into.get(name, 0.0) + time.monotonic() - started
 
 
 def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
@@ -106,7 +88,7 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
     if options.maintenance_work_mem is not None:
         parse_memory_setting(options.maintenance_work_mem)
     phases: dict[str, float] = {}
-    phase = _Phases(progress, phases)
+    phase = PhaseTimer(progress, phases)
     with phase("preflight"):
         with connect(source) as probe, pg_errors("source", source):
             source_major = catalog.server_major(probe)
@@ -174,7 +156,7 @@ class _CopyRun:
 
     options: CopyOptions
     progress: ProgressSink
-    phase: _Phases
+    phase: PhaseTimer
     tools: ClientTools
     source: PgEndpoint
     target: PgEndpoint

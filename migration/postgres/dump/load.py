@@ -16,7 +16,6 @@ import fcntl
 import os
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from migration.children import die_with_parent
+from migration.children import RunningChildren, die_with_parent
 from migration.crashpoints import crashpoint
 from migration.errors import ToolError
 from migration.postgres.catalog import Conn
@@ -37,7 +36,7 @@ from migration.postgres.dump.archive import Archive, ArchiveEntry
 from migration.postgres.dump.selection import qualified
 from migration.redact import redact
 
-__all__ = ["Children", "LoadResult", "load_sql_part", "load_table_data", "stream_rows"]
+__all__ = ["LoadResult", "load_sql_part", "load_table_data", "stream_rows"]
 
 _READ_BYTES = 1 << 20
 _F_SETPIPE_SZ = 1031
@@ -54,31 +53,8 @@ class LoadResult:
     seconds: float
 
 
-class Children:
-    """The pg_restore children running now: killed when the load is aborted."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._procs: set[subprocess.Popen[bytes]] = set()
-
-    def add(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._procs.add(proc)
-
-    def discard(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._procs.discard(proc)
-
-    def kill(self) -> None:
-        with self._lock:
-            procs = list(self._procs)
-        for proc in procs:
-            with suppress(OSError):
-                proc.kill()
-
-
 def stream_rows(
-    tools: ClientTools, archive: Archive, entry: ArchiveEntry, workdir: Path, children: Children | None = None
+    tools: ClientTools, archive: Archive, entry: ArchiveEntry, workdir: Path, children: RunningChildren | None = None
 ) -> Iterator[bytes]:
     """The COPY text rows of *entry*, in chunks, as ``pg_restore`` writes them (its header, the
     ``COPY`` line and the ``\\.`` after the rows left out).

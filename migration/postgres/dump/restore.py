@@ -13,8 +13,7 @@ archive is one snapshot: a resumed restore is as consistent as one never interru
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from migration.children import RunningChildren
 from migration.crashpoints import crashpoint
 from migration.errors import ExtensionMissingError, FerryError, ResumeError
 from migration.postgres import catalog
@@ -49,11 +49,11 @@ from migration.postgres.copy.target import clean_target, describe_contents
 from migration.postgres.copy.tools import ClientTools
 from migration.postgres.copy.workdir import schema_workdir
 from migration.postgres.dump.archive import Archive
-from migration.postgres.dump.load import Children, load_sql_part, load_table_data, stream_rows
+from migration.postgres.dump.load import load_sql_part, load_table_data, stream_rows
 from migration.postgres.dump.phase import Build, DumpDataPhase, PartWork, Sessions, split_constraint
 from migration.postgres.dump.selection import Selection, TableLoad, select_entries
 from migration.postgres.dump.source import open_dump
-from migration.progress import ProgressSink
+from migration.progress import PhaseTimer, ProgressSink
 
 __all__ = ["DumpCopyOptions", "DumpCopyResult", "copy_from_dump"]
 
@@ -126,37 +126,11 @@ class DumpCopyResult:
             "materialized_views": self.materialized_views,
             "left_out": self.left_out,
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
-            "tables": [
-                {
-                    "name": t.name,
-                    "rows": t.rows,
-                    "bytes": t.bytes,
-                    "seconds": round(t.seconds, 3),
-                    "index_seconds": round(t.index_seconds, 3),
-                    "parts": t.parts,
-                    "resumed_parts": t.resumed_parts,
-                }
-                for t in self.tables
-                if t.name != _LARGE_OBJECTS
-            ],
+            "tables": [t.to_json() for t in self.tables if t.name != _LARGE_OBJECTS],
         }
 
 
 _LARGE_OBJECTS = "large objects"
-
-
-class _Phases:
-    def __init__(self, progress: ProgressSink, into: dict[str, float]) -> None:
-        self._progress, self._into = progress, into
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        self._progress.phase(name)
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self._into[name] = self._into.get(name, 0.0) + time.monotonic() - started
 
 
 def copy_from_dump(options: DumpCopyOptions, progress: ProgressSink) -> DumpCopyResult:
@@ -169,7 +143,7 @@ def copy_from_dump(options: DumpCopyOptions, progress: ProgressSink) -> DumpCopy
     if options.maintenance_work_mem is not None:
         parse_memory_setting(options.maintenance_work_mem)
     phases: dict[str, float] = {}
-    phase = _Phases(progress, phases)
+    phase = PhaseTimer(progress, phases)
     with phase("download" if options.dump.startswith(("http://", "https://")) else "archive"):
         tools, archive, downloaded = open_dump(options.dump, progress, options.download_dir)
         selection = select_entries(archive)
@@ -244,7 +218,7 @@ def _resumable(target: PgEndpoint) -> bool:
 class _Restore:
     options: DumpCopyOptions
     progress: ProgressSink
-    phase: _Phases
+    phase: PhaseTimer
     tools: ClientTools
     archive: Archive
     selection: Selection
@@ -343,7 +317,7 @@ class _Restore:
     def _data(
         self, parts: list[Part], workdir: Path, header: str, by_key: dict[str, EntrySQL], state: CopyState
     ) -> list[TableResult]:
-        children = Children()
+        children = RunningChildren()
         settings = (
             {"maintenance_work_mem": self.options.maintenance_work_mem} if self.options.maintenance_work_mem else {}
         )
@@ -371,7 +345,12 @@ class _Restore:
         return sorted(results.values(), key=lambda t: -t.bytes)
 
     def _load_table(
-        self, table: TableLoad, workdir: Path, children: Children, conn: Conn, advance: Callable[[int, int], None]
+        self,
+        table: TableLoad,
+        workdir: Path,
+        children: RunningChildren,
+        conn: Conn,
+        advance: Callable[[int, int], None],
     ) -> tuple[int, int]:
         rows = stream_rows(self.tools, self.archive, table.entry, workdir, children)
         loaded = load_table_data(conn, self.target, rows, table.entry, table.key,
