@@ -9,6 +9,8 @@ materialized views. Each phase is its own module; this one puts them in order.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +74,7 @@ from migration.postgres.matviews import matview_identities, refresh_matviews
 from migration.postgres.origin import record_copy_origin, source_shape
 from migration.progress import PhaseTimer, ProgressSink
 
-__all__ = ["copy_database"]
+__all__ = ["copy_database", "locked_target", "resume_state_left"]
 
 
 def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
@@ -109,13 +111,7 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
             raise ExtensionMissingError(
                 f"the target server lacks extension(s) the source uses: {', '.join(missing)}", side="target"
             )
-    admin = connect(target, autocommit=True, application_name=COPY_APPLICATION_NAME)
-    control: Conn | None = None
-    try:
-        with pg_errors("target", target):
-            take_copy_lock(admin)
-            end_orphan_sessions(admin)
-        control = open_target_session(target, options.owner)
+    with locked_target(target, options.owner) as (admin, control):
         with pg_errors("target", target):
             state = check_target(control, source, resume=options.resume, clean=options.clean)
         crashpoint("preflight")
@@ -126,19 +122,33 @@ def copy_database(options: CopyOptions, progress: ProgressSink) -> CopyResult:
             try:
                 result = run.run(workdir, source_major, binary=source_major == target_major)
             except FerryError as exc:
-                if resume_can_succeed(exc) and _resumable(target):
+                if resume_can_succeed(exc) and resume_state_left(target):
                     exc.message += " (ferry pg copy --resume continues from here)"
                 raise
-    finally:
-        if control is not None:
-            control.close()
-        admin.close()
     result.phases = phases
     result.seconds = time.monotonic() - started
     return result
 
 
-def _resumable(target: PgEndpoint) -> bool:
+@contextmanager
+def locked_target(target: PgEndpoint, owner: str | None) -> Iterator[tuple[Conn, Conn]]:
+    """A copy's two sessions on the target, closed at the end: the admin one, holding the copy lock (the sessions
+    a killed copy left ended), and the control one (as *owner*, when given)."""
+    admin = connect(target, autocommit=True, application_name=COPY_APPLICATION_NAME)
+    control: Conn | None = None
+    try:
+        with pg_errors("target", target):
+            take_copy_lock(admin)
+            end_orphan_sessions(admin)
+        control = open_target_session(target, owner)
+        yield admin, control
+    finally:
+        if control is not None:
+            control.close()
+        admin.close()
+
+
+def resume_state_left(target: PgEndpoint) -> bool:
     """Whether the target holds resume state now (after a failure: only then is the hint true).
 
     Asked on a new connection: the failure may have been the copy's own connection breaking.

@@ -36,15 +36,14 @@ from migration.postgres.copy.checks import (
     parse_memory_setting,
     require_writable,
 )
-from migration.postgres.copy.copylock import COPY_APPLICATION_NAME, end_orphan_sessions, take_copy_lock
 from migration.postgres.copy.data import open_target_session
 from migration.postgres.copy.model import TableResult
+from migration.postgres.copy.pipeline import locked_target, resume_state_left
 from migration.postgres.copy.plan import Part
 from migration.postgres.copy.restore import EntrySQL, RestoreScript, apply_entries, restore_script
 from migration.postgres.copy.resume import resume_can_succeed
 from migration.postgres.copy.schema import SchemaDump
 from migration.postgres.copy.state import CopyState, create_state, drop_state, load_state, mark_entry, mark_step
-from migration.postgres.copy.state import state_exists as _state_exists
 from migration.postgres.copy.target import clean_target, describe_contents
 from migration.postgres.copy.tools import ClientTools
 from migration.postgres.copy.workdir import schema_workdir
@@ -164,13 +163,7 @@ def copy_from_dump(options: DumpCopyOptions, progress: ProgressSink) -> DumpCopy
             raise ExtensionMissingError(
                 f"the target server lacks extension(s) the archive uses: {', '.join(missing)}", side="target"
             )
-    admin = connect(target, autocommit=True, application_name=COPY_APPLICATION_NAME)
-    control: Conn | None = None
-    try:
-        with pg_errors("target", target):
-            take_copy_lock(admin)
-            end_orphan_sessions(admin)
-        control = open_target_session(target, options.owner)
+    with locked_target(target, options.owner) as (admin, control):
         with pg_errors("target", target):
             state = _check_target(control, archive, options, progress)
         crashpoint("preflight")
@@ -180,13 +173,9 @@ def copy_from_dump(options: DumpCopyOptions, progress: ProgressSink) -> DumpCopy
             try:
                 run.run(workdir, state, result)
             except FerryError as exc:
-                if exc.side != "source" and resume_can_succeed(exc) and _resumable(target):
+                if exc.side != "source" and resume_can_succeed(exc) and resume_state_left(target):
                     exc.message += " (ferry pg copy --from-dump … --resume continues from here)"
                 raise
-    finally:
-        if control is not None:
-            control.close()
-        admin.close()
     result.phases = phases
     result.seconds = time.monotonic() - started
     return result
@@ -204,14 +193,6 @@ def _check_target(
             raise
     progress.message("nothing to resume in the target (it is empty): restoring from the beginning")
     return check_target(control, archive.display, resume=False, clean=options.clean)
-
-
-def _resumable(target: PgEndpoint) -> bool:
-    try:
-        with connect(target, autocommit=True) as conn:
-            return _state_exists(conn)
-    except (psycopg.Error, FerryError):
-        return False
 
 
 @dataclass
